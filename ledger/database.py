@@ -1,0 +1,175 @@
+"""Database wiring for the ledger: engines with the right transaction behaviour, and retries.
+
+SQLite: the driver's own transaction handling is switched off (``isolation_level = None``) and
+every transaction starts with ``BEGIN IMMEDIATE``, so a writer takes the write lock before it
+reads; a deferred transaction that reads before it writes fails with "database is locked" under
+contention instead. WAL, ``synchronous=FULL`` (configurable), a busy timeout and foreign keys are
+set on every connection. A read-only unit of work may ask for ``BEGIN DEFERRED`` through the
+execution option ``ledger_read_only``.
+
+PostgreSQL: READ COMMITTED (the server default, set explicitly). Deadlocks, serialization
+failures and a lost race on a unique idempotency key are *transient*: the whole unit of work is
+run again, a bounded number of times (``run_with_retries``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from ledger.errors import ConstraintViolation, StorageError
+
+T = TypeVar("T")
+
+#: How many times a unit of work is tried when the database reports a transient failure.
+RETRY_ATTEMPTS_MAX = 12
+RETRY_BACKOFF_SECONDS_MAX = 0.05
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+READ_ONLY = "ledger_read_only"
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and use psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = 10,
+    max_overflow: int = 60,
+    echo: bool = False,
+) -> Engine:
+    """An engine configured as the module docstring says."""
+    url = normalize_url(url)
+    if sqlite_synchronous.upper() not in SQLITE_SYNCHRONOUS_MODES:
+        raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS_MODES}")
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            poolclass=sa.pool.QueuePool,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
+        _configure_sqlite(engine, sqlite_synchronous.upper())
+        return engine
+    return sa.create_engine(
+        url,
+        echo=echo,
+        isolation_level="READ COMMITTED",
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver: we emit BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+def is_sqlite(connection_or_engine: sa.Connection | Engine) -> bool:
+    return connection_or_engine.dialect.name == "sqlite"
+
+
+def is_transient(error: BaseException) -> bool:
+    """Is this a failure that running the whole unit of work again can cure?"""
+    original = getattr(error, "orig", None)
+    if original is None:
+        return False
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate in ("40001", "40P01"):
+        return True
+    if sqlstate == "23505":
+        diag = getattr(original, "diag", None)
+        name = getattr(diag, "constraint_name", None) or ""
+        # Two writers raced on one idempotency key: the loser's retry finds the winner's entry.
+        return name == "uq_ledger_entry_namespace_idempotency_key"
+    message = str(original).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def run_with_retries(
+    engine: Engine,
+    work: Callable[[sa.Connection], T],
+    *,
+    read_only: bool = False,
+    attempts: int = RETRY_ATTEMPTS_MAX,
+) -> T:
+    """Run ``work`` in one transaction; run it again on a transient failure; commit at the end."""
+    assert attempts >= 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect() as plain_connection:
+                connection = (
+                    plain_connection.execution_options(**{READ_ONLY: True})
+                    if read_only
+                    else plain_connection
+                )
+                with connection.begin():
+                    return work(connection)
+        except sa.exc.IntegrityError as error:
+            if is_transient(error) and attempt < attempts:
+                time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
+                continue
+            raise constraint_violation(error) from error
+        except sa.exc.DBAPIError as error:
+            if _is_constraint_error(error):
+                raise constraint_violation(error) from error
+            if not is_transient(error) or attempt == attempts:
+                raise StorageError(
+                    f"database error: {type(error.orig).__name__}: {_first_line(error.orig)}",
+                    attempts=attempt,
+                ) from error
+            time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
+    raise AssertionError("unreachable")
+
+
+def _is_constraint_error(error: sa.exc.DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return sqlstate.startswith("23") or "constraint failed" in str(error.orig).lower()
+
+
+def constraint_violation(error: sa.exc.DBAPIError) -> ConstraintViolation:
+    """Name the constraint or trigger that refused a write, from either driver's error."""
+    original = error.orig
+    diag = getattr(original, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    detail = _first_line(original)
+    if not name:
+        # SQLite: "CHECK constraint failed: ck_ledger_account_debits_within_credits"
+        _, _, tail = detail.partition("constraint failed: ")
+        name = tail.split()[0] if tail else "unknown"
+    return ConstraintViolation(name, detail)
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -1,0 +1,1 @@
+"""The wallet and merchant web app: static files served by the API (DESIGN §8)."""

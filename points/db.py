@@ -1,0 +1,63 @@
+"""Database wiring for the application: engines, and Alembic migrations to head.
+
+Migrations live in ``points/migrations`` and ship inside the wheel; ``points db upgrade`` (or
+``upgrade(engine)``) takes an empty SQLite file or PostgreSQL database to head.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+import ledger
+from ledger import schema as ledger_schema
+from points.settings import Settings
+
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
+
+
+def target_metadata() -> list[sa.MetaData]:
+    """Every table the migrations manage (autogenerate compares against these)."""
+    return [ledger_schema.metadata]
+
+
+def make_engine(settings: Settings) -> Engine:
+    return ledger.create_engine(
+        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with engine.connect() as connection:
+        # Alembic manages its own transaction; on SQLite our BEGIN IMMEDIATE hook applies.
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_at_head(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision()
