@@ -843,19 +843,26 @@ class LedgerTx:
         key_list = sorted(keys)
         for start in range(0, len(key_list), 500):
             chunk = key_list[start : start + 500]
-            params: dict[str, Any] = {}
-            clauses = []
-            for number, (namespace, key) in enumerate(chunk):
-                params[f"n{number}"] = namespace
-                params[f"k{number}"] = key
-                clauses.append(f"(namespace = :n{number} AND idempotency_key = :k{number})")
-            rows = self.connection.exec_driver_sql(
-                self._sql(
-                    "SELECT namespace, idempotency_key, id, content_digest FROM ledger_entry "
-                    "WHERE " + " OR ".join(clauses)
-                ),
-                params,
-            ).fetchall()
+            if self._sqlite:
+                values = ", ".join("(?, ?)" for _ in chunk)
+                rows = self.connection.exec_driver_sql(
+                    f"WITH wanted(namespace, idempotency_key) AS (VALUES {values}) "
+                    "SELECT e.namespace, e.idempotency_key, e.id, e.content_digest "
+                    "FROM wanted w JOIN ledger_entry e ON e.namespace = w.namespace "
+                    "AND e.idempotency_key = w.idempotency_key",
+                    tuple(part for pair in chunk for part in pair),
+                ).fetchall()
+            else:
+                rows = self.connection.exec_driver_sql(
+                    "SELECT e.namespace, e.idempotency_key, e.id, e.content_digest "
+                    "FROM unnest(%(namespaces)s::text[], %(keys)s::text[]) AS w(namespace, key) "
+                    "JOIN ledger_entry e ON e.namespace = w.namespace "
+                    "AND e.idempotency_key = w.key",
+                    {
+                        "namespaces": [pair[0] for pair in chunk],
+                        "keys": [pair[1] for pair in chunk],
+                    },
+                ).fetchall()
             for row in rows:
                 found[(row[0], row[1])] = (row[2], bytes(row[3]))
         return found
