@@ -17,6 +17,7 @@ import click
 
 from ledger import Ledger
 from points import db
+from points.demo import run_demo
 from points.settings import Settings
 
 
@@ -99,8 +100,6 @@ def ledger_group() -> None:
 @ledger_group.command("demo")
 def ledger_demo() -> None:
     """Create a few accounts and entries on the configured database and print balances."""
-    from points.demo import run_demo
-
     settings = _settings()
     engine = db.make_engine(settings)
     db.upgrade(engine)

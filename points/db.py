@@ -6,9 +6,9 @@ Migrations live in ``points/migrations`` and ship inside the wheel; ``points db 
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext

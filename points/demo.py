@@ -37,20 +37,51 @@ def run_demo(ledger: Ledger, *, echo: Callable[[str], None] = print) -> None:
             )
         )
 
-    D, C = Side.DEBIT, Side.CREDIT
-    entry("alloc-health", "allocation", "FY2026 budget: health checkup",
-          (city, D, 100_000), (health, C, 100_000))
-    entry("alloc-volunteering", "allocation", "FY2026 budget: volunteering",
-          (city, D, 50_000), (volunteering, C, 50_000))
-    entry("award-health", "award", "health checkup attended",
-          (health, D, 500), (bucket_health, C, 500))
-    entry("award-volunteering", "award", "river clean-up",
-          (volunteering, D, 300), (bucket_volunteering, C, 300))
-    entry("spend-1", "payment", "paid at a local shop (earliest expiry first)",
-          (bucket_health, D, 500), (bucket_volunteering, D, 100), (merchant, C, 600))
+    debit, credit = Side.DEBIT, Side.CREDIT
+    entry(
+        "alloc-health",
+        "allocation",
+        "FY2026 budget: health checkup",
+        (city, debit, 100_000),
+        (health, credit, 100_000),
+    )
+    entry(
+        "alloc-volunteering",
+        "allocation",
+        "FY2026 budget: volunteering",
+        (city, debit, 50_000),
+        (volunteering, credit, 50_000),
+    )
+    entry(
+        "award-health",
+        "award",
+        "health checkup attended",
+        (health, debit, 500),
+        (bucket_health, credit, 500),
+    )
+    entry(
+        "award-volunteering",
+        "award",
+        "river clean-up",
+        (volunteering, debit, 300),
+        (bucket_volunteering, credit, 300),
+    )
+    entry(
+        "spend-1",
+        "payment",
+        "paid at a local shop (earliest expiry first)",
+        (bucket_health, debit, 500),
+        (bucket_volunteering, debit, 100),
+        (merchant, credit, 600),
+    )
     try:
-        entry("spend-2", "payment", "more than the wallet holds",
-              (bucket_volunteering, D, 1_000), (merchant, C, 1_000))
+        entry(
+            "spend-2",
+            "payment",
+            "more than the wallet holds",
+            (bucket_volunteering, debit, 1_000),
+            (merchant, credit, 1_000),
+        )
     except InsufficientFunds as refused:
         echo(f"refused as it should be: {refused.message}")
 
@@ -60,11 +91,15 @@ def run_demo(ledger: Ledger, *, echo: Callable[[str], None] = print) -> None:
     echo(f"{'account':45} {'debits':>10} {'credits':>10} {'balance':>10}")
     for name, account in accounts.items():
         balance = ledger.balance(account.id)
-        echo(f"{name:45} {balance.debits_posted:>10,} {balance.credits_posted:>10,} "
-             f"{balance.posted:>10,}")
+        echo(
+            f"{name:45} {balance.debits_posted:>10,} {balance.credits_posted:>10,} "
+            f"{balance.posted:>10,}"
+        )
     echo("")
-    echo(f"sealed {sealed} new entries; verify: "
-         f"{'no problems' if report.ok else report.problems[0].message}")
+    echo(
+        f"sealed {sealed} new entries; verify: "
+        f"{'no problems' if report.ok else report.problems[0].message}"
+    )
 
 
 def _accounts(tx: LedgerTx) -> dict[str, Account]:
@@ -88,7 +123,10 @@ def _accounts(tx: LedgerTx) -> dict[str, Account]:
             continue
         normal_side, flags = ACCOUNT_RULES[code]
         found[owner_ref] = tx.create_account(
-            ledger_id=point_ledger.id, code=int(code), normal_side=normal_side,
-            owner_ref=owner_ref, flags=flags,
+            ledger_id=point_ledger.id,
+            code=int(code),
+            normal_side=normal_side,
+            owner_ref=owner_ref,
+            flags=flags,
         )
     return found

@@ -45,8 +45,11 @@ class FakeClock:
 
 def _admin_engine() -> Engine:
     assert POSTGRES_URL is not None
-    return sa.create_engine(ledger.database.normalize_url(POSTGRES_URL),
-                            isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    return sa.create_engine(
+        ledger.database.normalize_url(POSTGRES_URL),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
+    )
 
 
 def _postgres_url(database: str) -> str:
