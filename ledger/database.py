@@ -100,7 +100,12 @@ def is_sqlite(connection_or_engine: sa.Connection | Engine) -> bool:
     return connection_or_engine.dialect.name == "sqlite"
 
 
-def is_transient(error: BaseException) -> bool:
+#: Unique constraints whose violation means "another writer won a race": the retry finds the
+#: winner's row. Callers add their own through ``run_with_retries(race_constraints=...)``.
+RACE_CONSTRAINTS = frozenset({"uq_ledger_entry_namespace_idempotency_key"})
+
+
+def is_transient(error: BaseException, race_constraints: frozenset[str] = RACE_CONSTRAINTS) -> bool:
     """Is this a failure that running the whole unit of work again can cure?"""
     original = getattr(error, "orig", None)
     if original is None:
@@ -112,7 +117,7 @@ def is_transient(error: BaseException) -> bool:
         diag = getattr(original, "diag", None)
         name = getattr(diag, "constraint_name", None) or ""
         # Two writers raced on one idempotency key: the loser's retry finds the winner's entry.
-        return name == "uq_ledger_entry_namespace_idempotency_key"
+        return name in race_constraints
     message = str(original).lower()
     return "database is locked" in message or "database is busy" in message
 
@@ -123,6 +128,7 @@ def run_with_retries(
     *,
     read_only: bool = False,
     attempts: int = RETRY_ATTEMPTS_MAX,
+    race_constraints: frozenset[str] = RACE_CONSTRAINTS,
 ) -> T:
     """Run ``work`` in one transaction; run it again on a transient failure; commit at the end."""
     assert attempts >= 1
@@ -137,14 +143,14 @@ def run_with_retries(
                 with connection.begin():
                     return work(connection)
         except sa.exc.IntegrityError as error:
-            if is_transient(error) and attempt < attempts:
+            if is_transient(error, race_constraints) and attempt < attempts:
                 time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
                 continue
             raise constraint_violation(error) from error
         except sa.exc.DBAPIError as error:
             if _is_constraint_error(error):
                 raise constraint_violation(error) from error
-            if not is_transient(error) or attempt == attempts:
+            if not is_transient(error, race_constraints) or attempt == attempts:
                 raise StorageError(
                     f"database error: {type(error.orig).__name__}: {_first_line(error.orig)}",
                     attempts=attempt,

@@ -255,6 +255,25 @@ class LedgerTx:
             raise AccountNotFound(account_id)
         return _account(row)
 
+    def list_ledgers(self) -> list[LedgerInfo]:
+        rows = self.connection.exec_driver_sql("SELECT id, code, name FROM ledger ORDER BY id")
+        return [LedgerInfo(row[0], row[1], row[2]) for row in rows]
+
+    def list_accounts(
+        self, ledger_id: int, *, after: int | None = None, limit: int = 100
+    ) -> list[Account]:
+        """Accounts of one ledger in id order, after the id ``after``."""
+        if type(limit) is not int or not 1 <= limit <= PAGE_LIMIT_MAX:
+            raise InvalidField(f"limit is 1 .. {PAGE_LIMIT_MAX}", limit=repr(limit))
+        rows = self.connection.exec_driver_sql(
+            self._sql(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_account "
+                "WHERE ledger_id = :ledger_id AND id > :after ORDER BY id LIMIT :limit"
+            ),
+            {"ledger_id": ledger_id, "after": after or 0, "limit": limit},
+        ).fetchall()
+        return [_account(row) for row in rows]
+
     def find_accounts(self, ledger_id: int, *, owner_ref: str) -> list[Account]:
         """The accounts of ``ledger_id`` with this owner reference, oldest first."""
         rows = self.connection.exec_driver_sql(

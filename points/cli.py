@@ -7,22 +7,47 @@
     points verify              recompute and check everything; exit 1 naming the first problem
     points seal                seal every committed entry not sealed yet
     points ledger demo         a few accounts and entries on the configured database
+    points serve               the HTTP API (uvicorn)
+    points admin create-staff  add a member of staff (the first admin, for example)
+    points admin create-token  print a new token for a principal, once
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
 
 import click
+import uvicorn
 
+from api.logs import configure_logging
 from ledger import Ledger
-from points import db
+from ledger.errors import LedgerError
+from ledger.service import system_clock
+from points import access, db, people
+from points.auth import Role
 from points.demo import run_demo
+from points.errors import PointsError
+from points.registry import StaffRole
 from points.settings import Settings
+from points.uow import unit_of_work
+from points.verification import verify_and_record
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
     return Settings()
+
+
+def _explained(action: Callable[[], T]) -> T:
+    """Run ``action``; a domain error becomes a one-line message and exit status 1."""
+    try:
+        return action()
+    except (PointsError, LedgerError) as error:
+        raise click.ClickException(error.message) from error
 
 
 @click.group()
@@ -67,10 +92,11 @@ def verify_command(grace_seconds: int | None) -> None:
     chain and check the schema's guards. Exit 1 naming the first problem."""
     settings = _settings()
     ledger = Ledger(db.make_engine(settings))
-    report = ledger.verify(
+    report, _run = verify_and_record(
+        ledger,
         unsealed_grace_seconds=(
             settings.unsealed_grace_seconds if grace_seconds is None else grace_seconds
-        )
+        ),
     )
     click.echo(
         f"checked {report.entries} entries, {report.accounts} accounts, "
@@ -104,6 +130,95 @@ def ledger_demo() -> None:
     engine = db.make_engine(settings)
     db.upgrade(engine)
     run_demo(Ledger(engine), echo=click.echo)
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the HTTP API. Stops gracefully on SIGTERM or Ctrl-C (requests in flight finish)."""
+    configure_logging(log_level.upper())
+    uvicorn.run(
+        "api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@main.group("admin")
+def admin_group() -> None:
+    """Administration from the shell (for the first admin, and for emergencies)."""
+
+
+@admin_group.command("create-staff")
+@click.option("--role", required=True, type=click.Choice([role.value for role in StaffRole]))
+@click.option("--name", "display_name", required=True, help="Shown in the audit trail.")
+@click.option("--merchant", "merchant_id", default=None, help="For merchant staff.")
+@click.option("--department", "department_id", default=None, help="For issuers.")
+def create_staff(
+    role: str, display_name: str, merchant_id: str | None, department_id: str | None
+) -> None:
+    """Add a member of staff and print their id."""
+    settings = _settings()
+    engine = db.make_engine(settings)
+    staff_id = _explained(
+        lambda: unit_of_work(
+            engine,
+            lambda session: (
+                people.create_staff(
+                    session,
+                    access.SYSTEM,
+                    system_clock(),
+                    role=StaffRole(role),
+                    display_name=display_name,
+                    merchant_id=merchant_id,
+                    department_id=department_id,
+                ).id
+            ),
+        )
+    )
+    click.echo(staff_id)
+
+
+@admin_group.command("create-token")
+@click.option("--role", required=True, type=click.Choice([role.value for role in Role]))
+@click.option("--principal", "principal_id", required=True, help="A staff or resident id.")
+@click.option("--label", default="created with points admin create-token")
+@click.option("--days", type=click.IntRange(1, 400), default=None, help="Lifetime in days.")
+def create_token(role: str, principal_id: str, label: str, days: int | None) -> None:
+    """Print a new token for a principal. It is shown this once; only its hash is kept."""
+    settings = _settings()
+    engine = db.make_engine(settings)
+    lifetime = timedelta(days=days) if days else None
+    new = _explained(
+        lambda: unit_of_work(
+            engine,
+            lambda session: access.issue_token(
+                session,
+                access.SYSTEM,
+                system_clock(),
+                role=Role(role),
+                principal_id=principal_id,
+                label=label,
+                lifetime=lifetime,
+            ),
+        )
+    )
+    click.echo(new.secret)
+    click.echo(f"(prefix {new.token.prefix}, expires {new.token.expires_at.isoformat()})", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,17 +14,22 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
 
 import ledger
 from ledger import schema as ledger_schema
+from points import audit, auth, registry, verification
 from points.settings import Settings
+
+# The model modules register their tables on SQLModel.metadata when imported.
+_MODEL_MODULES = (audit, auth, registry, verification)
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 
 
 def target_metadata() -> list[sa.MetaData]:
     """Every table the migrations manage (autogenerate compares against these)."""
-    return [ledger_schema.metadata]
+    return [ledger_schema.metadata, SQLModel.metadata]
 
 
 def make_engine(settings: Settings) -> Engine:

@@ -1,0 +1,95 @@
+"""The app factory: ``create_app(settings)`` wires services, errors, logging and routers.
+
+Nothing here holds state between requests except the ``Services`` built once per app (engine,
+ledger, clock), so the API scales out behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from sqlalchemy.engine import Engine
+from starlette.responses import Response
+
+from api import errors
+from api.deps import Services
+from api.logs import request_context
+from api.routers import admin, counter, finance, issuer, merchant, public, wallet
+from ledger import Ledger
+from ledger.service import system_clock
+from points import db
+from points.settings import Settings
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """
+The API of a city's local digital points: departments award points to residents, residents
+spend them at local merchants, finance audits the double-entry ledger.
+
+Authenticate with `Authorization: Bearer <token>`. Every error is `application/problem+json`
+with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] = system_clock,
+) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or db.make_engine(settings)
+    services = Services(
+        settings=settings, engine=engine, ledger=Ledger(engine, clock=clock), clock=clock
+    )
+    app = FastAPI(
+        title="Komae points API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    errors.install(app)
+
+    @app.middleware("http")
+    async def context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        async def guarded(inner: Request) -> Response:
+            try:
+                return await call_next(inner)
+            except Exception:
+                # Logged here, inside the request's context, so the line carries its id.
+                log.exception("unexpected error")
+                return errors.problem(
+                    500,
+                    "internal_error",
+                    "something went wrong on our side; the request id identifies it in our logs",
+                )
+
+        response = await request_context(request, guarded)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    for router in (
+        public.router,
+        wallet.router,
+        merchant.router,
+        issuer.router,
+        counter.router,
+        finance.router,
+        admin.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The factory ``points serve`` gives uvicorn (``--factory``), one per worker."""
+    return create_app(Settings())

@@ -1,0 +1,92 @@
+"""Dependencies shared by the routers: the services, the caller, and role checks.
+
+``CallerDep`` authenticates the bearer token; ``require(Role.X, ...)`` also checks the role. A
+route then checks that the object belongs to the caller (``owns_*`` helpers), because a role
+alone never grants access to another principal's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ledger import Ledger
+from points import access
+from points.auth import Principal, Role
+from points.errors import Forbidden, Unauthenticated
+from points.settings import Settings
+from points.uow import unit_of_work
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    """What a request needs, built once by the app factory."""
+
+    settings: Settings
+    engine: Engine
+    ledger: Ledger
+    clock: Callable[[], datetime]
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """One unit of work that commits (retried when transient)."""
+        return unit_of_work(self.engine, work)
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        return unit_of_work(self.engine, work, read_only=True)
+
+
+def get_services(request: Request) -> Services:
+    services = request.app.state.services
+    assert isinstance(services, Services)
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `points admin create-token`, the admin API, or wallet enrolment.",
+)
+
+
+def get_caller(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send a bearer token in the Authorization header")
+    secret = credentials.credentials
+    now = services.clock()
+    return services.read(lambda session: access.authenticate(session, secret, now))
+
+
+CallerDep = Annotated[Principal, Depends(get_caller)]
+
+
+def require(*roles: Role) -> Any:
+    """A dependency that lets only these roles through (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(caller: CallerDep) -> Principal:
+        if caller.role not in allowed:
+            raise Forbidden(f"this needs the role {' or '.join(sorted(allowed))}")
+        return caller
+
+    return Depends(check)
+
+
+AdminDep = Annotated[Principal, require(Role.ADMIN)]
+CounterDep = Annotated[Principal, require(Role.COUNTER)]
+ResidentDep = Annotated[Principal, require(Role.RESIDENT)]
+MerchantDep = Annotated[Principal, require(Role.MERCHANT)]
+IssuerDep = Annotated[Principal, require(Role.ISSUER)]
+AuditorDep = Annotated[Principal, require(Role.FINANCE, Role.ADMIN)]

@@ -1,0 +1,143 @@
+"""Every error a client sees is ``application/problem+json`` (RFC 9457) with a stable ``code``.
+
+This module is the one place where domain errors become HTTP: ``points.errors`` carry their own
+status; ``ledger.errors`` map by class below; validation errors are ``validation_error`` with
+the failing locations; anything unexpected is a bare ``internal_error`` with the request id (the
+stack trace goes to the log, never to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.logs import request_id_var
+from ledger import errors as ledger_errors
+from points import errors as points_errors
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://komae-points.example/problems/"
+log = logging.getLogger("api")
+
+#: Ledger errors by class: (HTTP status, code shown to clients). The first match wins.
+_LEDGER_STATUS: list[tuple[type[ledger_errors.LedgerError], int, str | None]] = [
+    (ledger_errors.InsufficientFunds, 409, "insufficient_balance"),
+    (ledger_errors.IdempotencyConflict, 422, None),
+    (ledger_errors.NotFound, 404, None),
+    (ledger_errors.InvalidRequest, 422, None),
+    (ledger_errors.BatchRejected, 422, None),
+    (ledger_errors.Refused, 409, None),
+    (ledger_errors.StorageError, 503, "unavailable"),
+]
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+_HTTP_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id_var.get(),
+    }
+    body.update(extra)
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers)
+
+
+def _safe_context(context: dict[str, Any]) -> dict[str, Any]:
+    """Only plain values reach clients."""
+    return {
+        key: value
+        for key, value in context.items()
+        if isinstance(value, str | int | bool | type(None)) and key not in ("detail", "code")
+    }
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(points_errors.PointsError)
+    async def points_error(_request: Request, error: points_errors.PointsError) -> JSONResponse:
+        return problem(error.status, error.code, error.message, **_safe_context(error.context))
+
+    @app.exception_handler(ledger_errors.LedgerError)
+    async def ledger_error(_request: Request, error: ledger_errors.LedgerError) -> JSONResponse:
+        for cls, status, code in _LEDGER_STATUS:
+            if isinstance(error, cls):
+                if status == 503:
+                    log.error("storage failure: %s", error.message)
+                    return problem(
+                        status, "unavailable", "the database is not available; try again shortly"
+                    )
+                return problem(
+                    status, code or error.code, error.message, **_safe_context(error.context)
+                )
+        return problem(400, error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "location": [str(part) for part in item.get("loc", ())],
+                "message": str(item.get("msg", "")),
+                "type": str(item.get("type", "")),
+            }
+            for item in error.errors()[:20]
+        ]
+        return problem(422, "validation_error", "the request is not valid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        detail = (
+            error.detail
+            if isinstance(error.detail, str)
+            else _TITLES.get(error.status_code, "Error")
+        )
+        return problem(error.status_code, code, detail, headers=dict(error.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=error)
+        return problem(
+            500,
+            "internal_error",
+            "something went wrong on our side; the request id identifies it in our logs",
+        )

@@ -1,0 +1,160 @@
+"""City counter staff: the resident in front of them, nothing more.
+
+Counter staff find a resident by id or by the exact resident address number (宛名番号), never by
+browsing; they register verified residents, correct their details, mark self-enrolled residents
+verified after checking identity, issue enrolment codes, and revoke a lost phone's tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlmodel import Session, select
+
+from api.deps import CounterDep, ServicesDep
+from api.schemas import (
+    AddressNumber,
+    EnrolmentCodeCreated,
+    ReasonInput,
+    ResidentCorrection,
+    ResidentCreate,
+    ResidentPublic,
+    RevokedCount,
+)
+from points import access, people
+from points.errors import NotFound
+from points.registry import Resident
+
+router = APIRouter(prefix="/api/v1/counter", tags=["counter"])
+
+
+@router.post(
+    "/residents",
+    response_model=ResidentPublic,
+    status_code=201,
+    summary="Register a resident whose identity was checked at the counter",
+)
+def register_resident(
+    body: ResidentCreate, caller: CounterDep, services: ServicesDep
+) -> ResidentPublic:
+    now = services.clock()
+
+    def work(session: Session) -> ResidentPublic:
+        resident = people.create_resident(
+            session,
+            caller,
+            now,
+            name=body.name,
+            address_number=body.address_number,
+            birth_year=body.birth_year,
+            verified=True,
+        )
+        return ResidentPublic.model_validate(resident)
+
+    return services.write(work)
+
+
+@router.get(
+    "/residents",
+    response_model=ResidentPublic,
+    summary="Find the resident with this exact resident address number",
+)
+def find_resident(
+    caller: CounterDep,
+    services: ServicesDep,
+    address_number: Annotated[AddressNumber, Query()],
+) -> ResidentPublic:
+    def work(session: Session) -> ResidentPublic:
+        resident = session.exec(
+            select(Resident).where(Resident.address_number == address_number)
+        ).first()
+        if resident is None:
+            raise NotFound("no resident has that address number")
+        return ResidentPublic.model_validate(resident)
+
+    return services.read(work)
+
+
+@router.get("/residents/{resident_id}", response_model=ResidentPublic, summary="One resident")
+def get_resident(resident_id: str, caller: CounterDep, services: ServicesDep) -> ResidentPublic:
+    return services.read(
+        lambda session: ResidentPublic.model_validate(people.get(session, Resident, resident_id))
+    )
+
+
+@router.patch(
+    "/residents/{resident_id}",
+    response_model=ResidentPublic,
+    summary="Correct a resident's personal details",
+)
+def correct_resident(
+    resident_id: str, body: ResidentCorrection, caller: CounterDep, services: ServicesDep
+) -> ResidentPublic:
+    now = services.clock()
+    changes = {name: getattr(body, name) for name in body.model_fields_set if name != "reason"}
+
+    def work(session: Session) -> ResidentPublic:
+        resident = people.correct_resident(
+            session, caller, now, resident_id, changes=changes, reason=body.reason
+        )
+        return ResidentPublic.model_validate(resident)
+
+    return services.write(work)
+
+
+@router.post(
+    "/residents/{resident_id}/verify",
+    response_model=ResidentPublic,
+    summary="Mark a self-enrolled resident verified after checking identity",
+)
+def verify_resident(
+    resident_id: str, body: ReasonInput, caller: CounterDep, services: ServicesDep
+) -> ResidentPublic:
+    now = services.clock()
+
+    def work(session: Session) -> ResidentPublic:
+        resident = people.correct_resident(
+            session, caller, now, resident_id, changes={"verified": True}, reason=body.reason
+        )
+        return ResidentPublic.model_validate(resident)
+
+    return services.write(work)
+
+
+@router.post(
+    "/residents/{resident_id}/enrolment-codes",
+    response_model=EnrolmentCodeCreated,
+    status_code=201,
+    summary="A single-use code that binds a phone to this wallet",
+)
+def create_enrolment_code(
+    resident_id: str, caller: CounterDep, services: ServicesDep
+) -> EnrolmentCodeCreated:
+    now = services.clock()
+
+    def work(session: Session) -> EnrolmentCodeCreated:
+        enrolment, code = access.create_enrolment_code(session, caller, now, resident_id)
+        return EnrolmentCodeCreated(
+            resident_id=resident_id, code=code, expires_at=enrolment.expires_at
+        )
+
+    return services.write(work)
+
+
+@router.post(
+    "/residents/{resident_id}/revoke-tokens",
+    response_model=RevokedCount,
+    summary="Revoke every wallet token of a resident (a lost phone)",
+)
+def revoke_resident_tokens(
+    resident_id: str, body: ReasonInput, caller: CounterDep, services: ServicesDep
+) -> RevokedCount:
+    now = services.clock()
+
+    def work(session: Session) -> RevokedCount:
+        people.get(session, Resident, resident_id)
+        count = access.revoke_principal_tokens(session, caller, now, resident_id, body.reason)
+        return RevokedCount(revoked=count)
+
+    return services.write(work)

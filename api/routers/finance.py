@@ -1,0 +1,226 @@
+"""Finance (a read-only auditor) and admins: the ledger, the audit trail, residents by
+pseudonymous id only. Nothing here writes."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlmodel import Session, col, select
+
+from api.deps import AuditorDep, ServicesDep
+from api.schemas import (
+    AccountPublic,
+    AuditEventPublic,
+    EntryPublic,
+    HistoryLinePublic,
+    LedgerPublic,
+    Page,
+    PostingPublic,
+    ResidentPseudonymous,
+    VerifyResultPublic,
+)
+from api.verify_view import verify_result
+from ledger import Account, Entry, LedgerTx
+from ledger.model import PAGE_LIMIT_MAX
+from points import people
+from points.audit import AuditEvent
+from points.errors import NotFound
+from points.registry import Resident
+from points.verification import last_run
+
+router = APIRouter(prefix="/api/v1/finance", tags=["finance"])
+
+Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
+NumericCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")]
+
+
+def account_public(account: Account) -> AccountPublic:
+    balance = account.balance
+    return AccountPublic(
+        id=account.id,
+        ledger_id=account.ledger_id,
+        code=account.code,
+        normal_side=account.normal_side.name.lower(),
+        owner_ref=account.owner_ref,
+        flags=int(account.flags),
+        closed=account.closed,
+        debits_posted=account.debits_posted,
+        credits_posted=account.credits_posted,
+        debits_pending=account.debits_pending,
+        credits_pending=account.credits_pending,
+        posted=balance.posted,
+        pending=balance.pending,
+        available=balance.available,
+    )
+
+
+def entry_public(entry: Entry) -> EntryPublic:
+    return EntryPublic(
+        id=entry.id,
+        ledger_id=entry.ledger_id,
+        phase=entry.phase.name.lower(),
+        kind=entry.kind,
+        description=entry.description,
+        metadata=entry.metadata,
+        effective_at=entry.effective_at,
+        recorded_at=entry.recorded_at,
+        pending_id=entry.pending_id,
+        reverses_id=entry.reverses_id,
+        postings=[
+            PostingPublic(account_id=p.account_id, side=p.side.name.lower(), amount=p.amount)
+            for p in entry.postings
+        ],
+    )
+
+
+@router.get("/ledgers", response_model=list[LedgerPublic], summary="Every ledger")
+def list_ledgers(caller: AuditorDep, services: ServicesDep) -> list[LedgerPublic]:
+    ledgers = services.ledger.read(lambda tx: tx.list_ledgers())
+    return [LedgerPublic(id=item.id, code=item.code, name=item.name) for item in ledgers]
+
+
+@router.get(
+    "/ledgers/{ledger_id}/accounts",
+    response_model=Page[AccountPublic],
+    summary="The accounts of a ledger, with their balances",
+)
+def list_accounts(
+    ledger_id: int,
+    caller: AuditorDep,
+    services: ServicesDep,
+    cursor: NumericCursor = None,
+    limit: Limit = 50,
+) -> Page[AccountPublic]:
+    after = int(cursor) if cursor else None
+    accounts = services.ledger.read(
+        lambda tx: tx.list_accounts(ledger_id, after=after, limit=limit)
+    )
+    return Page(
+        items=[account_public(account) for account in accounts],
+        next_cursor=str(accounts[-1].id) if len(accounts) == limit else None,
+    )
+
+
+@router.get(
+    "/accounts/{account_id}", response_model=AccountPublic, summary="One account and its balance"
+)
+def get_account(account_id: int, caller: AuditorDep, services: ServicesDep) -> AccountPublic:
+    return account_public(services.ledger.get_account(account_id))
+
+
+@router.get(
+    "/accounts/{account_id}/history",
+    response_model=Page[HistoryLinePublic],
+    summary="An account's postings, newest first",
+)
+def account_history(
+    account_id: int,
+    caller: AuditorDep,
+    services: ServicesDep,
+    cursor: NumericCursor = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 50,
+) -> Page[HistoryLinePublic]:
+    page = services.ledger.history(account_id, limit=limit, cursor=cursor)
+    return Page(
+        items=[
+            HistoryLinePublic(
+                posting_id=line.posting_id,
+                entry_id=line.entry_id,
+                phase=line.phase.name.lower(),
+                kind=line.kind,
+                description=line.description,
+                side=line.side.name.lower(),
+                amount=line.amount,
+                effective_at=line.effective_at,
+            )
+            for line in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/entries/{entry_id}", response_model=EntryPublic, summary="One entry")
+def get_entry(entry_id: int, caller: AuditorDep, services: ServicesDep) -> EntryPublic:
+    def work(tx: LedgerTx) -> Entry:
+        return tx.get_entry(entry_id)
+
+    return entry_public(services.ledger.read(work))
+
+
+@router.get(
+    "/verify/last",
+    response_model=VerifyResultPublic,
+    summary="The last recorded verification of the ledger",
+)
+def last_verify(caller: AuditorDep, services: ServicesDep) -> VerifyResultPublic:
+    def work(session: Session) -> VerifyResultPublic:
+        run = last_run(session)
+        if run is None:
+            raise NotFound("the ledger has not been verified yet; run `points verify`")
+        return verify_result(run)
+
+    return services.read(work)
+
+
+@router.get(
+    "/residents",
+    response_model=Page[ResidentPseudonymous],
+    summary="Residents by pseudonymous id (no personal data)",
+)
+def list_residents(
+    caller: AuditorDep,
+    services: ServicesDep,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+) -> Page[ResidentPseudonymous]:
+    def work(session: Session) -> Page[ResidentPseudonymous]:
+        rows = people.page(session, Resident, after=cursor, limit=limit)
+        return Page(
+            items=[ResidentPseudonymous.model_validate(row) for row in rows],
+            next_cursor=rows[-1].id if len(rows) == limit else None,
+        )
+
+    return services.read(work)
+
+
+@router.get(
+    "/audit",
+    response_model=Page[AuditEventPublic],
+    summary="The audit trail of administrative acts, oldest first",
+)
+def audit_trail(
+    caller: AuditorDep, services: ServicesDep, cursor: NumericCursor = None, limit: Limit = 50
+) -> Page[AuditEventPublic]:
+    after = int(cursor) if cursor else 0
+
+    def work(session: Session) -> Page[AuditEventPublic]:
+        rows = list(
+            session.exec(
+                select(AuditEvent)
+                .where(col(AuditEvent.sequence) > after)
+                .order_by(col(AuditEvent.sequence))
+                .limit(limit)
+            )
+        )
+        return Page(
+            items=[
+                AuditEventPublic(
+                    sequence=row.sequence,
+                    at=row.at,
+                    actor_role=row.actor_role,
+                    actor_id=row.actor_id,
+                    action=row.action,
+                    object_type=row.object_type,
+                    object_id=row.object_id,
+                    reason=row.reason,
+                    details=json.loads(row.details),
+                    hash=row.hash.hex(),
+                )
+                for row in rows
+            ],
+            next_cursor=str(rows[-1].sequence) if len(rows) == limit else None,
+        )
+
+    return services.read(work)

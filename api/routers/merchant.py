@@ -1,0 +1,24 @@
+"""Merchant staff endpoints: only their own merchant."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from api.deps import MerchantDep, ServicesDep
+from api.schemas import MerchantPublic
+from points.people import get
+from points.registry import Merchant
+
+router = APIRouter(prefix="/api/v1/merchant", tags=["merchant"])
+
+
+@router.get("", response_model=MerchantPublic, summary="The merchant I work for")
+def my_merchant(caller: MerchantDep, services: ServicesDep) -> MerchantPublic:
+    assert caller.merchant_id is not None
+    merchant_id = caller.merchant_id
+
+    def work(session: Session) -> MerchantPublic:
+        return MerchantPublic.model_validate(get(session, Merchant, merchant_id))
+
+    return services.read(work)

@@ -1,0 +1,76 @@
+"""Public endpoints: health, readiness, and wallet enrolment (no token needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from api.deps import ServicesDep
+from api.errors import problem
+from api.schemas import EnrolmentRedeem, Health, WalletEnrolled
+from points import access, db
+
+router = APIRouter(tags=["public"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="The database is reachable and migrated to the latest schema",
+    responses={503: {"description": "Not ready", "model": Health}},
+)
+def readyz(services: ServicesDep) -> Health | JSONResponse:
+    try:
+        revision = db.current_revision(services.engine)
+    except Exception:
+        return problem(503, "unavailable", "the database is not reachable")
+    head = db.head_revision()
+    if revision != head:
+        return problem(
+            503,
+            "unavailable",
+            f"the database schema is at {revision}, not {head}; run `points db upgrade`",
+        )
+    return Health(status="ready", database=services.engine.dialect.name, schema_revision=revision)
+
+
+@router.post(
+    "/api/v1/enrolments/self",
+    response_model=WalletEnrolled,
+    status_code=201,
+    summary="Start a wallet without visiting the counter (self-enrolled)",
+)
+def self_enrol(services: ServicesDep) -> WalletEnrolled:
+    now = services.clock()
+
+    def work(session: Session) -> WalletEnrolled:
+        resident, new = access.self_enrol(session, now)
+        return WalletEnrolled(
+            resident_id=resident.id, token=new.secret, expires_at=new.token.expires_at
+        )
+
+    return services.write(work)
+
+
+@router.post(
+    "/api/v1/enrolments/code",
+    response_model=WalletEnrolled,
+    status_code=201,
+    summary="Bind this phone to a verified resident's wallet with a code from the counter",
+)
+def enrol_with_code(body: EnrolmentRedeem, services: ServicesDep) -> WalletEnrolled:
+    now = services.clock()
+
+    def work(session: Session) -> WalletEnrolled:
+        new = access.redeem_enrolment_code(session, now, body.code)
+        return WalletEnrolled(
+            resident_id=new.token.principal_id, token=new.secret, expires_at=new.token.expires_at
+        )
+
+    return services.write(work)

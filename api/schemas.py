@@ -1,0 +1,280 @@
+"""Request and response models. Input models refuse unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from points.auth import Role
+from points.registry import MerchantStatus, ResidentStatus, StaffRole, StaffStatus
+
+ItemT = TypeVar("ItemT")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+AddressNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+ObjectId = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}_[A-Za-z0-9_-]{1,28}$")]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    #: Pass as ``cursor`` to get the next page; null on the last page.
+    next_cursor: str | None
+
+
+class DepartmentCreate(Input):
+    code: Code = Field(examples=["health"])
+    name_ja: Name = Field(examples=["健康推進課"])
+    name_en: Name = Field(examples=["Health Promotion Division"])
+
+
+class DepartmentPublic(Output):
+    id: str
+    code: str
+    name_ja: str
+    name_en: str
+    created_at: datetime
+
+
+class MerchantCreate(Input):
+    name_ja: Name = Field(examples=["狛江珈琲店"])
+    name_en: Name = Field(examples=["Komae Coffee"])
+    category: Code = Field(examples=["cafe"])
+
+
+class MerchantPublic(Output):
+    id: str
+    name_ja: str
+    name_en: str
+    category: str
+    status: MerchantStatus
+    created_at: datetime
+
+
+class MerchantStatusChange(Input):
+    status: MerchantStatus
+    reason: Reason
+
+
+class ResidentCreate(Input):
+    name: Name | None = Field(default=None, examples=["狛江 花子"])
+    address_number: AddressNumber | None = Field(default=None, examples=["1234567890"])
+    birth_year: int | None = Field(default=None, ge=1880, le=2100, examples=[1948])
+    #: True when counter staff checked the resident's identity.
+    verified: bool = False
+
+
+class ResidentPublic(Output):
+    """A resident as the resident, counter staff and admins see them."""
+
+    id: str
+    name: str | None
+    address_number: str | None
+    birth_year: int | None
+    verification: str
+    status: ResidentStatus
+    erased_at: datetime | None
+    created_at: datetime
+
+
+class ResidentPseudonymous(Output):
+    """A resident as finance sees them: the pseudonymous id, nothing personal."""
+
+    id: str
+    verification: str
+    status: ResidentStatus
+    created_at: datetime
+
+
+class ResidentCorrection(Input):
+    name: Name | None = None
+    address_number: AddressNumber | None = None
+    birth_year: int | None = Field(default=None, ge=1880, le=2100)
+    reason: Reason
+
+
+class ResidentStatusChange(Input):
+    status: ResidentStatus
+    reason: Reason
+
+
+class ReasonInput(Input):
+    reason: Reason
+
+
+class StaffCreate(Input):
+    role: StaffRole
+    display_name: Name = Field(examples=["窓口 一郎"])
+    merchant_id: ObjectId | None = None
+    department_id: ObjectId | None = None
+
+
+class StaffPublic(Output):
+    id: str
+    role: StaffRole
+    display_name: str
+    merchant_id: str | None
+    department_id: str | None
+    status: StaffStatus
+    created_at: datetime
+
+
+class StaffStatusChange(Input):
+    status: StaffStatus
+    reason: Reason
+
+
+class TokenCreate(Input):
+    role: Role
+    principal_id: ObjectId
+    label: Annotated[str, StringConstraints(max_length=200)] = ""
+    lifetime_days: int | None = Field(default=None, ge=1, le=400)
+
+
+class TokenPublic(Output):
+    id: str
+    prefix: str
+    role: Role
+    principal_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(Output):
+    """A new token. ``token`` is shown this once and cannot be recovered."""
+
+    id: str
+    prefix: str
+    token: str
+    role: Role
+    principal_id: str
+    expires_at: datetime
+
+
+class RevokedCount(Output):
+    revoked: int
+
+
+class EnrolmentCodeCreated(Output):
+    """A single-use code to read to the resident or print; valid until ``expires_at``."""
+
+    resident_id: str
+    code: str
+    expires_at: datetime
+
+
+class EnrolmentRedeem(Input):
+    code: Annotated[str, StringConstraints(min_length=4, max_length=32)] = Field(
+        examples=["ABCD-EF23-45"]
+    )
+
+
+class WalletEnrolled(Output):
+    resident_id: str
+    token: str
+    expires_at: datetime
+
+
+class AuditEventPublic(Output):
+    sequence: int
+    at: datetime
+    actor_role: str
+    actor_id: str
+    action: str
+    object_type: str
+    object_id: str
+    reason: str
+    details: dict[str, Any]
+    hash: str
+
+
+class LedgerPublic(Output):
+    id: int
+    code: str
+    name: str
+
+
+class AccountPublic(Output):
+    id: int
+    ledger_id: int
+    code: int
+    normal_side: str
+    owner_ref: str | None
+    flags: int
+    closed: bool
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    posted: int
+    pending: int
+    available: int
+
+
+class PostingPublic(Output):
+    account_id: int
+    side: str
+    amount: int
+
+
+class EntryPublic(Output):
+    id: int
+    ledger_id: int
+    phase: str
+    kind: str
+    description: str
+    metadata: dict[str, Any]
+    effective_at: datetime
+    recorded_at: datetime
+    pending_id: int | None
+    reverses_id: int | None
+    postings: list[PostingPublic]
+
+
+class HistoryLinePublic(Output):
+    posting_id: int
+    entry_id: int
+    phase: str
+    kind: str
+    description: str
+    side: str
+    amount: int
+    effective_at: datetime
+
+
+class VerifyProblemPublic(Output):
+    kind: str
+    message: str
+    entry_id: int | None
+    account_id: int | None
+    sequence: int | None
+
+
+class VerifyResultPublic(Output):
+    id: int
+    at: datetime
+    ok: bool
+    entries: int
+    accounts: int
+    sealed: int
+    unsealed: int
+    problems: list[VerifyProblemPublic]
+
+
+class Health(Output):
+    status: str
+    database: str | None = None
+    schema_revision: str | None = None

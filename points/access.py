@@ -1,0 +1,269 @@
+"""Access services: issue, revoke and check tokens; enrolment codes; self-enrolment.
+
+See ``points.auth`` for what a token and an enrolment code are. Secrets are compared in constant
+time (``hmac.compare_digest``) after a lookup by the token's visible prefix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from points import audit
+from points.auth import (
+    EnrolmentCode,
+    NewToken,
+    Principal,
+    Role,
+    Token,
+    hash_secret,
+    make_enrolment_code,
+    make_token_secret,
+    normalize_enrolment_code,
+    secret_matches,
+    token_prefix,
+)
+from points.errors import (
+    EnrolmentCodeExpired,
+    EnrolmentCodeUsed,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+)
+from points.people import get
+from points.registry import (
+    Resident,
+    ResidentStatus,
+    Staff,
+    StaffRole,
+    StaffStatus,
+    Verification,
+    new_id,
+)
+
+RESIDENT_TOKEN_LIFETIME = timedelta(days=400)
+STAFF_TOKEN_LIFETIME_DEFAULT = timedelta(days=90)
+TOKEN_LIFETIME_MAX = timedelta(days=400)
+ENROLMENT_CODE_LIFETIME = timedelta(minutes=15)
+
+#: The acting principal of what the system does by itself (self-enrolment, a redeemed code).
+SYSTEM = Principal(Role.ADMIN, "system", "system")
+
+
+def issue_token(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    *,
+    role: Role,
+    principal_id: str,
+    label: str = "",
+    lifetime: timedelta | None = None,
+) -> NewToken:
+    """A new token for ``principal_id`` in ``role``; the principal must exist, be active, and
+    (for staff) hold that role."""
+    if role is Role.RESIDENT:
+        resident = get(session, Resident, principal_id)
+        if resident.status != ResidentStatus.ACTIVE:
+            raise InvalidInput(f"resident {principal_id} is {resident.status}")
+        lifetime = lifetime or RESIDENT_TOKEN_LIFETIME
+    else:
+        staff = get(session, Staff, principal_id)
+        if staff.role != StaffRole(role.value):
+            raise InvalidInput(f"staff {principal_id} is {staff.role}, not {role}")
+        if staff.status != StaffStatus.ACTIVE:
+            raise InvalidInput(f"staff {principal_id} is disabled")
+        lifetime = lifetime or STAFF_TOKEN_LIFETIME_DEFAULT
+    if not timedelta(minutes=1) <= lifetime <= TOKEN_LIFETIME_MAX:
+        raise InvalidInput("token lifetime is 1 minute .. 400 days", field="lifetime")
+    secret, prefix = make_token_secret()
+    token = Token(
+        id=new_id("tok"),
+        prefix=prefix,
+        secret_hash=hash_secret(secret),
+        role=role,
+        principal_id=principal_id,
+        label=label,
+        created_by=actor.principal_id,
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    session.add(token)
+    audit.record(
+        session,
+        actor=actor,
+        action="token.issue",
+        object_type="token",
+        object_id=token.id,
+        at=now,
+        details={"role": str(role), "principal_id": principal_id, "prefix": prefix},
+    )
+    return NewToken(token, secret)
+
+
+def revoke_token(
+    session: Session, actor: Principal, now: datetime, token_id: str, reason: str
+) -> Token:
+    token = session.get(Token, token_id)
+    if token is None:
+        raise NotFound(f"no token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = now
+        session.add(token)
+        audit.record(
+            session,
+            actor=actor,
+            action="token.revoke",
+            object_type="token",
+            object_id=token_id,
+            at=now,
+            reason=reason,
+            details={"prefix": token.prefix},
+        )
+    return token
+
+
+def revoke_principal_tokens(
+    session: Session, actor: Principal, now: datetime, principal_id: str, reason: str
+) -> int:
+    """Revoke every live token of one principal (a lost phone); return how many."""
+    tokens = session.exec(
+        select(Token).where(Token.principal_id == principal_id, col(Token.revoked_at).is_(None))
+    ).all()
+    for token in tokens:
+        token.revoked_at = now
+        session.add(token)
+    audit.record(
+        session,
+        actor=actor,
+        action="token.revoke_all",
+        object_type="principal",
+        object_id=principal_id,
+        at=now,
+        reason=reason,
+        details={"count": len(tokens)},
+    )
+    return len(tokens)
+
+
+def authenticate(session: Session, secret: str, now: datetime) -> Principal:
+    """The principal a bearer token stands for, or ``Unauthenticated``.
+
+    The same error, whatever was wrong (unknown, expired, revoked, disabled principal), so that
+    a caller learns nothing about other people's tokens.
+    """
+    prefix = token_prefix(secret)
+    token = session.exec(select(Token).where(Token.prefix == prefix)).first() if prefix else None
+    if token is None or not secret_matches(secret, token.secret_hash):
+        raise Unauthenticated("the token is not valid")
+    if token.revoked_at is not None or token.expires_at <= now:
+        raise Unauthenticated("the token is not valid")
+    role = Role(token.role)
+    if role is Role.RESIDENT:
+        resident = session.get(Resident, token.principal_id)
+        if resident is None or resident.status != ResidentStatus.ACTIVE:
+            raise Unauthenticated("the token is not valid")
+        return Principal(role, token.principal_id, token.id)
+    staff = session.get(Staff, token.principal_id)
+    if staff is None or staff.status != StaffStatus.ACTIVE or staff.role != role.value:
+        raise Unauthenticated("the token is not valid")
+    return Principal(
+        role, staff.id, token.id, merchant_id=staff.merchant_id, department_id=staff.department_id
+    )
+
+
+def create_enrolment_code(
+    session: Session, actor: Principal, now: datetime, resident_id: str
+) -> tuple[EnrolmentCode, str]:
+    """A single-use code (shown once) that binds a phone to a verified resident's wallet."""
+    resident = get(session, Resident, resident_id)
+    if resident.verification != Verification.VERIFIED:
+        raise InvalidInput("verify the resident's identity before issuing an enrolment code")
+    if resident.status != ResidentStatus.ACTIVE:
+        raise InvalidInput(f"resident {resident_id} is {resident.status}")
+    code = make_enrolment_code()
+    enrolment = EnrolmentCode(
+        id=new_id("enr"),
+        code_hash=hash_secret(code),
+        resident_id=resident_id,
+        created_by=actor.principal_id,
+        created_at=now,
+        expires_at=now + ENROLMENT_CODE_LIFETIME,
+    )
+    session.add(enrolment)
+    audit.record(
+        session,
+        actor=actor,
+        action="enrolment_code.create",
+        object_type="resident",
+        object_id=resident_id,
+        at=now,
+        details={"enrolment_code_id": enrolment.id},
+    )
+    return enrolment, code
+
+
+def redeem_enrolment_code(session: Session, now: datetime, code: str) -> NewToken:
+    """Use a code once: mark it used and return a new resident token."""
+    normalized = normalize_enrolment_code(code)
+    enrolment = session.exec(
+        select(EnrolmentCode).where(EnrolmentCode.code_hash == hash_secret(normalized))
+    ).first()
+    if enrolment is None:
+        raise Forbidden("the enrolment code is not valid")
+    if enrolment.used_at is not None:
+        raise EnrolmentCodeUsed("the enrolment code was used already")
+    if enrolment.expires_at <= now:
+        raise EnrolmentCodeExpired("the enrolment code has expired; ask the counter for a new one")
+    # A conditional update, not the value read above: two phones racing with one code cannot
+    # both win (the second waits for the first's row lock, then finds the code used).
+    claimed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.update(EnrolmentCode)
+        .where(col(EnrolmentCode.id) == enrolment.id, col(EnrolmentCode.used_at).is_(None))
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        raise EnrolmentCodeUsed("the enrolment code was used already")
+    actor = Principal(Role.RESIDENT, enrolment.resident_id, "enrolment")
+    return issue_token(
+        session,
+        actor,
+        now,
+        role=Role.RESIDENT,
+        principal_id=enrolment.resident_id,
+        label="wallet (enrolment code)",
+    )
+
+
+def self_enrol(session: Session, now: datetime) -> tuple[Resident, NewToken]:
+    """A new self-enrolled resident with no personal data, and a wallet token."""
+    resident = Resident(
+        id=new_id("res"),
+        verification=Verification.SELF_ENROLLED,
+        status=ResidentStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(resident)
+    session.flush()
+    actor = Principal(Role.RESIDENT, resident.id, "self-enrolment")
+    audit.record(
+        session,
+        actor=actor,
+        action="resident.self_enrol",
+        object_type="resident",
+        object_id=resident.id,
+        at=now,
+    )
+    return resident, issue_token(
+        session,
+        actor,
+        now,
+        role=Role.RESIDENT,
+        principal_id=resident.id,
+        label="wallet (self-enrolment)",
+    )

@@ -1,0 +1,35 @@
+"""Units of work: a Session in one transaction, retried when the failure is transient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ledger.database import RACE_CONSTRAINTS as LEDGER_RACE_CONSTRAINTS
+from ledger.database import run_with_retries
+
+T = TypeVar("T")
+
+
+#: Unique constraints that mean "another writer won a race"; the unit of work is run again.
+RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {"pk_audit_event"}
+
+
+def unit_of_work(engine: Engine, work: Callable[[Session], T], *, read_only: bool = False) -> T:
+    """Run ``work`` with a Session in one transaction, retried when transient; commit at the end.
+
+    ``work`` may run more than once, so it must have no effects outside the database; build the
+    response inside it (objects stay usable after the commit).
+    """
+
+    def run(connection: sa.Connection) -> T:
+        with Session(bind=connection, expire_on_commit=False) as session:
+            result = work(session)
+            session.flush()
+            return result
+
+    return run_with_retries(engine, run, read_only=read_only, race_constraints=RACE_CONSTRAINTS)
