@@ -278,3 +278,46 @@ class Health(Output):
     status: str
     database: str | None = None
     schema_revision: str | None = None
+
+
+class ProblemError(BaseModel):
+    location: list[str]
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details), served as ``application/problem+json``."""
+
+    type: str = Field(examples=["https://komae-points.example/problems/forbidden"])
+    title: str = Field(examples=["Forbidden"])
+    status: int = Field(examples=[403])
+    detail: str = Field(examples=["this needs the role admin"])
+    code: str = Field(examples=["forbidden"])
+    request_id: str | None = Field(examples=["9d03f344ba0946febb007a99a6ae319a"])
+    errors: list[ProblemError] | None = None
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "No valid token (code `unauthenticated`)",
+    403: "The token's role may not do this (code `forbidden`)",
+    404: "No such object, or not one the caller may see (code `not_found`)",
+    409: "The object's state refuses this (for example `enrolment_code_used`)",
+    422: "The request is not valid (code `validation_error`)",
+    503: "The database is not available (code `unavailable`)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all problem+json."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _ERROR_DESCRIPTIONS[status],
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }
+
+
+PROTECTED_ERRORS = error_responses(401, 403, 404, 409, 422, 503)

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from api.deps import AdminDep, ServicesDep
 from api.schemas import (
+    PROTECTED_ERRORS,
     DepartmentCreate,
     DepartmentPublic,
     MerchantCreate,
@@ -36,7 +37,7 @@ from points.auth import Token
 from points.registry import Department, Merchant, Resident, Staff
 from points.verification import verify_and_record
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
 
 Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the page before")]
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]

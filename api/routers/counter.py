@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from api.deps import CounterDep, ServicesDep
 from api.schemas import (
+    PROTECTED_ERRORS,
     AddressNumber,
     EnrolmentCodeCreated,
     ReasonInput,
@@ -26,7 +27,7 @@ from points import access, people
 from points.errors import NotFound
 from points.registry import Resident
 
-router = APIRouter(prefix="/api/v1/counter", tags=["counter"])
+router = APIRouter(prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS)
 
 
 @router.post(

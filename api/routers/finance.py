@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from api.deps import AuditorDep, ServicesDep
 from api.schemas import (
+    PROTECTED_ERRORS,
     AccountPublic,
     AuditEventPublic,
     EntryPublic,
@@ -30,7 +31,7 @@ from points.errors import NotFound
 from points.registry import Resident
 from points.verification import last_run
 
-router = APIRouter(prefix="/api/v1/finance", tags=["finance"])
+router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 NumericCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")]

@@ -6,11 +6,11 @@ from fastapi import APIRouter
 from sqlmodel import Session
 
 from api.deps import IssuerDep, ServicesDep
-from api.schemas import DepartmentPublic
+from api.schemas import PROTECTED_ERRORS, DepartmentPublic
 from points.people import get
 from points.registry import Department
 
-router = APIRouter(prefix="/api/v1/issuer", tags=["issuer"])
+router = APIRouter(prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS)
 
 
 @router.get("/department", response_model=DepartmentPublic, summary="The department I work for")

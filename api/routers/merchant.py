@@ -6,11 +6,11 @@ from fastapi import APIRouter
 from sqlmodel import Session
 
 from api.deps import MerchantDep, ServicesDep
-from api.schemas import MerchantPublic
+from api.schemas import PROTECTED_ERRORS, MerchantPublic
 from points.people import get
 from points.registry import Merchant
 
-router = APIRouter(prefix="/api/v1/merchant", tags=["merchant"])
+router = APIRouter(prefix="/api/v1/merchant", tags=["merchant"], responses=PROTECTED_ERRORS)
 
 
 @router.get("", response_model=MerchantPublic, summary="The merchant I work for")

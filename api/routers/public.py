@@ -8,10 +8,10 @@ from sqlmodel import Session
 
 from api.deps import ServicesDep
 from api.errors import problem
-from api.schemas import EnrolmentRedeem, Health, WalletEnrolled
+from api.schemas import EnrolmentRedeem, Health, WalletEnrolled, error_responses
 from points import access, db
 
-router = APIRouter(tags=["public"])
+router = APIRouter(tags=["public"], responses=error_responses(422, 503))
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")

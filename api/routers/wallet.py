@@ -6,11 +6,11 @@ from fastapi import APIRouter
 from sqlmodel import Session
 
 from api.deps import ResidentDep, ServicesDep
-from api.schemas import ResidentPublic
+from api.schemas import PROTECTED_ERRORS, ResidentPublic
 from points.people import get
 from points.registry import Resident
 
-router = APIRouter(prefix="/api/v1/me", tags=["resident"])
+router = APIRouter(prefix="/api/v1/me", tags=["resident"], responses=PROTECTED_ERRORS)
 
 
 @router.get("", response_model=ResidentPublic, summary="My profile")
