@@ -73,7 +73,9 @@ def create_engine(
         isolation_level="READ COMMITTED",
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per transaction); a connection found dead before commit is
+        # retried instead (run_with_retries).
+        pool_recycle=3600,
     )
 
 
@@ -133,6 +135,7 @@ def run_with_retries(
     """Run ``work`` in one transaction; run it again on a transient failure; commit at the end."""
     assert attempts >= 1
     for attempt in range(1, attempts + 1):
+        committing = False
         try:
             with engine.connect() as plain_connection:
                 connection = (
@@ -140,8 +143,16 @@ def run_with_retries(
                     if read_only
                     else plain_connection
                 )
-                with connection.begin():
-                    return work(connection)
+                transaction = connection.begin()
+                try:
+                    result = work(connection)
+                except BaseException:
+                    if transaction.is_active:
+                        transaction.rollback()
+                    raise
+                committing = True
+                transaction.commit()
+                return result
         except sa.exc.IntegrityError as error:
             if is_transient(error, race_constraints) and attempt < attempts:
                 time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
@@ -150,6 +161,11 @@ def run_with_retries(
         except sa.exc.DBAPIError as error:
             if _is_constraint_error(error):
                 raise constraint_violation(error) from error
+            if error.connection_invalidated and not committing and attempt < attempts:
+                # The connection died before COMMIT was sent: nothing was committed, so running
+                # the work again is safe. A death during COMMIT is not retried (the outcome is
+                # unknown; an idempotency key makes the caller's own retry safe).
+                continue
             if not is_transient(error, race_constraints) or attempt == attempts:
                 raise StorageError(
                     f"database error: {type(error.orig).__name__}: {_first_line(error.orig)}",

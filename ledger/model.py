@@ -121,7 +121,11 @@ def canonical_json(value: Any) -> str:
 def _check_json_value(value: Any, depth: int) -> None:
     if depth > METADATA_MAX_DEPTH:
         raise InvalidMetadata(f"metadata nests deeper than {METADATA_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if not _encodable(value):
+            raise InvalidMetadata("metadata text must be valid Unicode (no lone surrogates)")
         return
     if isinstance(value, int):
         if abs(value) > MAX_AMOUNT:
@@ -135,6 +139,8 @@ def _check_json_value(value: Any, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidMetadata("metadata keys must be strings")
+            if not _encodable(key):
+                raise InvalidMetadata("metadata keys must be valid Unicode (no lone surrogates)")
             _check_json_value(item, depth + 1)
         return
     if isinstance(value, list | tuple):
@@ -167,7 +173,17 @@ def check_text(name: str, value: object, max_length: int, *, allow_empty: bool =
         raise InvalidField(f"{name} must not contain control characters", field=name)
     if "\x00" in value:
         raise InvalidField(f"{name} must not contain NUL", field=name)
+    if not _encodable(value):
+        raise InvalidField(f"{name} must be valid Unicode (no lone surrogates)", field=name)
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +222,7 @@ class ValidEntry:
     postings: tuple[Posting, ...]
     kind: str
     description: str
+    metadata: Mapping[str, Any]
     metadata_json: str
     effective_at_us: int | None
     namespace: str | None
@@ -236,7 +253,7 @@ def validate_entry(
     if entry.namespace is not None:
         check_text("namespace", entry.namespace, NAMESPACE_MAX_LENGTH)
         check_text("idempotency_key", entry.idempotency_key, IDEMPOTENCY_KEY_MAX_LENGTH)
-    metadata_json = canonical_json(dict(entry.metadata))
+    metadata_json = canonical_json(dict(entry.metadata)) if entry.metadata else "{}"
     postings = tuple(entry.postings)
     if phase is Phase.VOID_PENDING:
         if postings:
@@ -285,6 +302,7 @@ def validate_entry(
         postings=postings,
         kind=kind,
         description=description,
+        metadata=dict(entry.metadata),
         metadata_json=metadata_json,
         effective_at_us=effective_at_us,
         namespace=entry.namespace,

@@ -211,6 +211,9 @@ class _Sealer:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout=30)
+        # An entry committed while the thread's last pass ran is sealed here, before close()
+        # returns: close() promises that everything queued is sealed.
+        self._ledger.seal()
 
     def _run(self) -> None:
         while True:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -93,30 +93,46 @@ _ENTRY_COLUMNS = (
 )
 
 _PG_WRITE = """
-WITH new_entry AS (
+WITH ids AS MATERIALIZED (
+    SELECT nextval('ledger_entry_id_seq') AS id, n FROM generate_series(1, %(count)s) AS n
+), new_entry AS (
     INSERT INTO ledger_entry (id, ledger_id, phase, kind, description, metadata, effective_at_us,
         recorded_at_us, namespace, idempotency_key, content_digest, timeout_at_us, pending_id,
         reverses_id)
-    SELECT * FROM unnest(%(e_id)s::bigint[], %(e_ledger)s::int[], %(e_phase)s::smallint[],
-        %(e_kind)s::text[], %(e_description)s::text[], %(e_metadata)s::text[],
-        %(e_effective)s::bigint[], %(e_recorded)s::bigint[], %(e_namespace)s::text[],
-        %(e_key)s::text[], %(e_digest)s::bytea[], %(e_timeout)s::bigint[],
-        %(e_pending)s::bigint[], %(e_reverses)s::bigint[])
+    SELECT ids.id, v.ledger_id, v.phase, v.kind, v.description, v.metadata, v.effective_at_us,
+        v.recorded_at_us, v.namespace, v.idempotency_key, v.content_digest, v.timeout_at_us,
+        v.pending_id, v.reverses_id
+    FROM unnest(%(e_ledger)s::int[], %(e_phase)s::smallint[], %(e_kind)s::text[],
+        %(e_description)s::text[], %(e_metadata)s::text[], %(e_effective)s::bigint[],
+        %(e_recorded)s::bigint[], %(e_namespace)s::text[], %(e_key)s::text[],
+        %(e_digest)s::bytea[], %(e_timeout)s::bigint[], %(e_pending)s::bigint[],
+        %(e_reverses)s::bigint[])
+        WITH ORDINALITY AS v(ledger_id, phase, kind, description, metadata, effective_at_us,
+            recorded_at_us, namespace, idempotency_key, content_digest, timeout_at_us,
+            pending_id, reverses_id, n)
+    JOIN ids ON ids.n = v.n
 ), new_posting AS (
     INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount)
-    SELECT * FROM unnest(%(p_entry)s::bigint[], %(p_ledger)s::int[], %(p_account)s::bigint[],
+    SELECT ids.id, p.ledger_id, p.account_id, p.side, p.amount
+    FROM unnest(%(p_entry)s::bigint[], %(p_ledger)s::int[], %(p_account)s::bigint[],
         %(p_side)s::smallint[], %(p_amount)s::bigint[])
+        WITH ORDINALITY AS p(entry_n, ledger_id, account_id, side, amount, position)
+    JOIN ids ON ids.n = p.entry_n
+    ORDER BY p.position
 ), queued AS (
-    INSERT INTO ledger_unsealed (entry_id) SELECT unnest(%(e_id)s::bigint[])
+    INSERT INTO ledger_unsealed (entry_id) SELECT id FROM ids
+), totals AS (
+    UPDATE ledger_account AS a SET
+        debits_posted = a.debits_posted + d.debits_posted,
+        credits_posted = a.credits_posted + d.credits_posted,
+        debits_pending = a.debits_pending + d.debits_pending,
+        credits_pending = a.credits_pending + d.credits_pending
+    FROM unnest(%(a_id)s::bigint[], %(a_dp)s::bigint[], %(a_cp)s::bigint[],
+        %(a_dq)s::bigint[], %(a_cq)s::bigint[])
+        AS d(id, debits_posted, credits_posted, debits_pending, credits_pending)
+    WHERE a.id = d.id
 )
-UPDATE ledger_account AS a SET
-    debits_posted = a.debits_posted + d.debits_posted,
-    credits_posted = a.credits_posted + d.credits_posted,
-    debits_pending = a.debits_pending + d.debits_pending,
-    credits_pending = a.credits_pending + d.credits_pending
-FROM unnest(%(a_id)s::bigint[], %(a_dp)s::bigint[], %(a_cp)s::bigint[], %(a_dq)s::bigint[],
-    %(a_cq)s::bigint[]) AS d(id, debits_posted, credits_posted, debits_pending, credits_pending)
-WHERE a.id = d.id
+SELECT n, id FROM ids
 """
 
 _SQLITE_INSERT_ENTRY = (
@@ -133,6 +149,21 @@ _SQLITE_UPDATE_ACCOUNT = (
     "credits_posted = credits_posted + ?, debits_pending = debits_pending + ?, "
     "credits_pending = credits_pending + ? WHERE id = ?"
 )
+
+
+class _AccountRow(NamedTuple):
+    id: int
+    ledger_id: int
+    code: int
+    normal_side: int
+    owner_ref: str | None
+    flags: int
+    closed: bool
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    created_at_us: int
 
 
 @dataclass(slots=True)
@@ -169,6 +200,7 @@ class LedgerTx:
         self.connection = connection
         self.clock = clock
         self._sqlite = is_sqlite(connection)
+        self._raw_cursor: Any = None
 
     # Ledgers and accounts -------------------------------------------------------------------
 
@@ -478,14 +510,12 @@ class LedgerTx:
         return result.entry
 
     def find_entry(self, namespace: str, idempotency_key: str) -> Entry | None:
-        row = self.connection.exec_driver_sql(
-            self._sql(
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry "
-                "WHERE namespace = :namespace AND idempotency_key = :key"
-            ),
+        rows = self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry "
+            "WHERE namespace = :namespace AND idempotency_key = :key",
             {"namespace": namespace, "key": idempotency_key},
-        ).first()
-        return None if row is None else self._entries_from_rows([row])[0]
+        )
+        return self._entries_from_rows(rows)[0] if rows else None
 
     def get_entry(self, entry_id: int) -> Entry:
         entries = self.get_entries([entry_id])
@@ -497,12 +527,12 @@ class LedgerTx:
         ids = sorted({int(entry_id) for entry_id in entry_ids})
         if not ids:
             return []
-        rows = self.connection.exec_driver_sql(
-            self._sql(
+        rows = self._rows(
+
                 f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id IN ({_int_list(ids)}) "
                 "ORDER BY id"
-            )
-        ).fetchall()
+
+        )
         return self._entries_from_rows(rows)
 
     def history(self, account_id: int, *, limit: int = 100, cursor: str | None = None) -> Page:
@@ -716,36 +746,17 @@ class LedgerTx:
                 raise BatchRejected(_blame(plans, account_id, error), error) from error
 
     def _insert(self, plans: list[_Planned], now_us: int) -> dict[int, Entry]:
-        ids = self._allocate_entry_ids(len(plans))
-        entries: dict[int, Entry] = {}
-        for plan, entry_id in zip(plans, ids, strict=True):
-            plan.entry_id = entry_id
-            item = plan.valid
-            entries[plan.index] = Entry(
-                id=entry_id,
-                ledger_id=plan.ledger_id,
-                phase=item.phase,
-                kind=item.kind,
-                description=item.description,
-                metadata=json.loads(item.metadata_json),
-                effective_at=from_us(
-                    item.effective_at_us if item.effective_at_us is not None else now_us
-                ),
-                recorded_at=from_us(now_us),
-                namespace=item.namespace,
-                idempotency_key=item.idempotency_key,
-                timeout_at=from_us(item.timeout_at_us) if item.timeout_at_us is not None else None,
-                pending_id=item.pending_id,
-                reverses_id=item.reverses_id,
-                postings=item.postings,
-            )
         summed: dict[int, Delta] = {}
         for plan in plans:
             for account_id, delta in plan.deltas.items():
                 summed.setdefault(account_id, Delta()).add(delta)
+        account_rows = [
+            (d.debits_posted, d.credits_posted, d.debits_pending, d.credits_pending, account_id)
+            for account_id, d in sorted(summed.items())
+            if not d.is_zero()
+        ]
         entry_rows = [
             (
-                plan.entry_id,
                 plan.ledger_id,
                 int(plan.valid.phase),
                 plan.valid.kind,
@@ -762,93 +773,134 @@ class LedgerTx:
             )
             for plan in plans
         ]
-        posting_rows = [
-            (plan.entry_id, plan.ledger_id, posting.account_id, int(posting.side), posting.amount)
-            for plan in plans
-            for posting in plan.valid.postings
-        ]
-        account_rows = [
-            (d.debits_posted, d.credits_posted, d.debits_pending, d.credits_pending, account_id)
-            for account_id, d in sorted(summed.items())
-            if not d.is_zero()
-        ]
+        cursor = self._cursor()
         if self._sqlite:
-            cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.executemany(_SQLITE_INSERT_ENTRY, entry_rows)
-                cursor.executemany(_SQLITE_INSERT_POSTING, posting_rows)
-                cursor.executemany(
-                    "INSERT INTO ledger_unsealed (entry_id) VALUES (?)", [(i,) for i in ids]
-                )
-                cursor.executemany(_SQLITE_UPDATE_ACCOUNT, account_rows)
-            finally:
-                cursor.close()
+            # The write lock is held (BEGIN IMMEDIATE) and entries are never deleted, so the ids
+            # after the largest are free.
+            cursor.execute("SELECT coalesce(max(id), 0) FROM ledger_entry")
+            top = cursor.fetchone()[0]
+            ids = list(range(top + 1, top + 1 + len(plans)))
+            cursor.executemany(
+                _SQLITE_INSERT_ENTRY,
+                [(entry_id, *row) for entry_id, row in zip(ids, entry_rows, strict=True)],
+            )
+            cursor.executemany(
+                _SQLITE_INSERT_POSTING,
+                [
+                    (
+                        entry_id,
+                        plan.ledger_id,
+                        posting.account_id,
+                        int(posting.side),
+                        posting.amount,
+                    )
+                    for plan, entry_id in zip(plans, ids, strict=True)
+                    for posting in plan.valid.postings
+                ],
+            )
+            cursor.executemany(
+                "INSERT INTO ledger_unsealed (entry_id) VALUES (?)", [(i,) for i in ids]
+            )
+            cursor.executemany(_SQLITE_UPDATE_ACCOUNT, account_rows)
         else:
             columns: list[Sequence[Any]] = list(zip(*entry_rows, strict=True))
+            posting_rows = [
+                (number, plan.ledger_id, posting.account_id, int(posting.side), posting.amount)
+                for number, plan in enumerate(plans, start=1)
+                for posting in plan.valid.postings
+            ]
             posting_columns: list[Sequence[Any]] = list(zip(*posting_rows, strict=True)) or [[]] * 5
             account_columns: list[Sequence[Any]] = list(zip(*account_rows, strict=True)) or [[]] * 5
-            self.connection.exec_driver_sql(
-                _PG_WRITE,
-                {
-                    "e_id": list(columns[0]),
-                    "e_ledger": list(columns[1]),
-                    "e_phase": list(columns[2]),
-                    "e_kind": list(columns[3]),
-                    "e_description": list(columns[4]),
-                    "e_metadata": list(columns[5]),
-                    "e_effective": list(columns[6]),
-                    "e_recorded": list(columns[7]),
-                    "e_namespace": list(columns[8]),
-                    "e_key": list(columns[9]),
-                    "e_digest": list(columns[10]),
-                    "e_timeout": list(columns[11]),
-                    "e_pending": list(columns[12]),
-                    "e_reverses": list(columns[13]),
-                    "p_entry": list(posting_columns[0]),
-                    "p_ledger": list(posting_columns[1]),
-                    "p_account": list(posting_columns[2]),
-                    "p_side": list(posting_columns[3]),
-                    "p_amount": list(posting_columns[4]),
-                    "a_dp": list(account_columns[0]),
-                    "a_cp": list(account_columns[1]),
-                    "a_dq": list(account_columns[2]),
-                    "a_cq": list(account_columns[3]),
-                    "a_id": list(account_columns[4]),
-                },
+            names = (
+                "e_ledger",
+                "e_phase",
+                "e_kind",
+                "e_description",
+                "e_metadata",
+                "e_effective",
+                "e_recorded",
+                "e_namespace",
+                "e_key",
+                "e_digest",
+                "e_timeout",
+                "e_pending",
+                "e_reverses",
+            )
+            parameters: dict[str, Any] = {
+                name: list(column) for name, column in zip(names, columns, strict=True)
+            }
+            for name, column in zip(
+                ("p_entry", "p_ledger", "p_account", "p_side", "p_amount"),
+                posting_columns,
+                strict=True,
+            ):
+                parameters[name] = list(column)
+            for name, column in zip(
+                ("a_dp", "a_cp", "a_dq", "a_cq", "a_id"), account_columns, strict=True
+            ):
+                parameters[name] = list(column)
+            parameters["count"] = len(plans)
+            cursor.execute(_PG_WRITE, parameters)
+            by_number = dict(cursor.fetchall())
+            ids = [by_number[number] for number in range(1, len(plans) + 1)]
+        entries: dict[int, Entry] = {}
+        for plan, entry_id in zip(plans, ids, strict=True):
+            plan.entry_id = entry_id
+            item = plan.valid
+            entries[plan.index] = Entry(
+                id=entry_id,
+                ledger_id=plan.ledger_id,
+                phase=item.phase,
+                kind=item.kind,
+                description=item.description,
+                metadata=dict(item.metadata),
+                effective_at=from_us(
+                    item.effective_at_us if item.effective_at_us is not None else now_us
+                ),
+                recorded_at=from_us(now_us),
+                namespace=item.namespace,
+                idempotency_key=item.idempotency_key,
+                timeout_at=from_us(item.timeout_at_us) if item.timeout_at_us is not None else None,
+                pending_id=item.pending_id,
+                reverses_id=item.reverses_id,
+                postings=item.postings,
             )
         return entries
 
-    def _allocate_entry_ids(self, count: int) -> list[int]:
-        if self._sqlite:
-            # The write lock is held (BEGIN IMMEDIATE) and entries are never deleted.
-            top = self.connection.exec_driver_sql(
-                "SELECT coalesce(max(id), 0) FROM ledger_entry"
-            ).scalar_one()
-            return list(range(top + 1, top + 1 + count))
-        rows = self.connection.exec_driver_sql(
-            "SELECT nextval(pg_get_serial_sequence('ledger_entry', 'id')) "
-            "FROM generate_series(1, %(count)s)",
-            {"count": count},
-        ).fetchall()
-        return [row[0] for row in rows]
+    def _cursor(self) -> Any:
+        """The driver's own cursor, for the hot path: no result metadata is built, and on
+        PostgreSQL a statement whose text repeats is prepared by psycopg after a few uses."""
+        if self._raw_cursor is None:
+            self._raw_cursor = self.connection.connection.cursor()
+        return self._raw_cursor
+
+    def _rows(self, statement: str, parameters: Any = None) -> list[Any]:
+        cursor = self._cursor()
+        cursor.execute(self._sql(statement), parameters or {})
+        return list(cursor.fetchall())
 
     # Reads used by the write path ----------------------------------------------------------
 
-    def _fetch_accounts(self, account_ids: Sequence[int], *, lock: bool) -> dict[int, Any]:
+    def _fetch_accounts(self, account_ids: Sequence[int], *, lock: bool) -> dict[int, _AccountRow]:
         ids = sorted(set(account_ids))
         if not ids:
             return {}
         for account_id in ids:
             if type(account_id) is not int:
                 raise InvalidField("account ids are integers", account_id=repr(account_id))
-        sql = (
-            f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_account WHERE id IN ({_int_list(ids)}) "
-            "ORDER BY id"
-        )
-        if lock and not self._sqlite:
-            sql += " FOR UPDATE"
-        rows = self.connection.exec_driver_sql(sql).fetchall()
-        return {row.id: row for row in rows}
+        if self._sqlite:
+            rows = self._rows(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_account WHERE id IN ({_int_list(ids)}) "
+                "ORDER BY id"
+            )
+        else:
+            # One statement text whatever the ids, so psycopg prepares it.
+            rows = self._rows(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_account WHERE id = ANY(:ids) "
+                "ORDER BY id" + (" FOR UPDATE" if lock else ""),
+                {"ids": ids},
+            )
+        return {row[0]: _AccountRow(*row) for row in rows}
 
     def _existing_keys(self, plans: list[_Planned]) -> dict[tuple[str, str], tuple[int, bytes]]:
         keys = {
@@ -864,15 +916,15 @@ class LedgerTx:
             chunk = key_list[start : start + 500]
             if self._sqlite:
                 values = ", ".join("(?, ?)" for _ in chunk)
-                rows = self.connection.exec_driver_sql(
+                rows = self._rows(
                     f"WITH wanted(namespace, idempotency_key) AS (VALUES {values}) "
                     "SELECT e.namespace, e.idempotency_key, e.id, e.content_digest "
                     "FROM wanted w JOIN ledger_entry e ON e.namespace = w.namespace "
                     "AND e.idempotency_key = w.idempotency_key",
                     tuple(part for pair in chunk for part in pair),
-                ).fetchall()
+                )
             else:
-                rows = self.connection.exec_driver_sql(
+                rows = self._rows(
                     "SELECT e.namespace, e.idempotency_key, e.id, e.content_digest "
                     "FROM unnest(%(namespaces)s::text[], %(keys)s::text[]) AS w(namespace, key) "
                     "JOIN ledger_entry e ON e.namespace = w.namespace "
@@ -881,7 +933,7 @@ class LedgerTx:
                         "namespaces": [pair[0] for pair in chunk],
                         "keys": [pair[1] for pair in chunk],
                     },
-                ).fetchall()
+                )
             for row in rows:
                 found[(row[0], row[1])] = (row[2], bytes(row[3]))
         return found
@@ -892,11 +944,11 @@ class LedgerTx:
         ids = _int_list(sorted(hold_ids))
         holds = {
             row[0]: _Hold(row[0], row[1], Phase(row[2]), row[3], [])
-            for row in self.connection.exec_driver_sql(
+            for row in self._rows(
                 f"SELECT id, ledger_id, phase, timeout_at_us FROM ledger_entry WHERE id IN ({ids})"
             )
         }
-        for row in self.connection.exec_driver_sql(
+        for row in self._rows(
             f"SELECT entry_id, account_id, side, amount FROM ledger_posting "
             f"WHERE entry_id IN ({ids}) ORDER BY id"
         ):
@@ -906,7 +958,7 @@ class LedgerTx:
     def _load_resolutions(self, holds: dict[int, _Hold]) -> None:
         if not holds:
             return
-        for row in self.connection.exec_driver_sql(
+        for row in self._rows(
             f"SELECT pending_id, id FROM ledger_entry WHERE pending_id IN ({_int_list(holds)})"
         ):
             holds[row[0]].resolved_by = row[1]
@@ -916,12 +968,9 @@ class LedgerTx:
             return {}
         ids = _int_list(sorted(entry_ids))
         found: dict[int, int | None] = {
-            row[0]: None
-            for row in self.connection.exec_driver_sql(
-                f"SELECT id FROM ledger_entry WHERE id IN ({ids})"
-            )
+            row[0]: None for row in self._rows(f"SELECT id FROM ledger_entry WHERE id IN ({ids})")
         }
-        for row in self.connection.exec_driver_sql(
+        for row in self._rows(
             f"SELECT reverses_id, id FROM ledger_entry WHERE reverses_id IN ({ids})"
         ):
             found[row[0]] = row[1]
@@ -931,7 +980,7 @@ class LedgerTx:
         if not rows:
             return []
         postings: dict[int, list[Posting]] = {row[0]: [] for row in rows}
-        for row in self.connection.exec_driver_sql(
+        for row in self._rows(
             "SELECT entry_id, account_id, side, amount FROM ledger_posting "
             f"WHERE entry_id IN ({_int_list(sorted(postings))}) ORDER BY id"
         ):
@@ -987,7 +1036,13 @@ def _int_list(ids: Iterable[int]) -> str:
 def _parse_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 2**63 - 1
-    if not isinstance(cursor, str) or not cursor.isdigit() or len(cursor) > 19:
+    if (
+        not isinstance(cursor, str)
+        or not cursor.isascii()
+        or not cursor.isdigit()
+        or len(cursor) > 19
+        or int(cursor) > 2**63 - 1
+    ):
         raise InvalidField("cursor is not one this ledger gave out", cursor=repr(cursor))
     return int(cursor)
 

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import click
 import uvicorn
+from sqlalchemy.engine import Engine
 
 from api.logs import configure_logging
 from ledger import Ledger
@@ -40,6 +41,13 @@ T = TypeVar("T")
 
 def _settings() -> Settings:
     return Settings()
+
+
+def _engine(settings: Settings) -> Engine:
+    """An engine that is disposed of (its connections closed) when the command ends."""
+    engine = db.make_engine(settings)
+    click.get_current_context().call_on_close(engine.dispose)
+    return engine
 
 
 def _explained(action: Callable[[], T]) -> T:
@@ -66,7 +74,7 @@ def db_group() -> None:
 def db_upgrade(revision: str) -> None:
     """Take the database (an empty one is fine) to the latest schema."""
     settings = _settings()
-    engine = db.make_engine(settings)
+    engine = _engine(settings)
     db.upgrade(engine, revision)
     click.echo(f"database at {db.current_revision(engine)} ({engine.url.render_as_string()})")
 
@@ -74,7 +82,7 @@ def db_upgrade(revision: str) -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Print the database's schema revision and whether it is the latest."""
-    engine = db.make_engine(_settings())
+    engine = _engine(_settings())
     current = db.current_revision(engine)
     head = db.head_revision()
     click.echo(f"{current or '(empty)'}{'' if current == head else f' (latest is {head})'}")
@@ -91,7 +99,7 @@ def verify_command(grace_seconds: int | None) -> None:
     """Recompute every total from the postings, check every entry balances, re-walk the seal
     chain and check the schema's guards. Exit 1 naming the first problem."""
     settings = _settings()
-    ledger = Ledger(db.make_engine(settings))
+    ledger = Ledger(_engine(settings))
     report, _run = verify_and_record(
         ledger,
         unsealed_grace_seconds=(
@@ -114,7 +122,7 @@ def verify_command(grace_seconds: int | None) -> None:
 @main.command("seal")
 def seal_command() -> None:
     """Seal every committed entry that is not sealed yet."""
-    ledger = Ledger(db.make_engine(_settings()))
+    ledger = Ledger(_engine(_settings()))
     click.echo(f"sealed {ledger.seal()} entries")
 
 
@@ -127,7 +135,7 @@ def ledger_group() -> None:
 def ledger_demo() -> None:
     """Create a few accounts and entries on the configured database and print balances."""
     settings = _settings()
-    engine = db.make_engine(settings)
+    engine = _engine(settings)
     db.upgrade(engine)
     run_demo(Ledger(engine), echo=click.echo)
 
@@ -173,7 +181,7 @@ def create_staff(
 ) -> None:
     """Add a member of staff and print their id."""
     settings = _settings()
-    engine = db.make_engine(settings)
+    engine = _engine(settings)
     staff_id = _explained(
         lambda: unit_of_work(
             engine,
@@ -201,7 +209,7 @@ def create_staff(
 def create_token(role: str, principal_id: str, label: str, days: int | None) -> None:
     """Print a new token for a principal. It is shown this once; only its hash is kept."""
     settings = _settings()
-    engine = db.make_engine(settings)
+    engine = _engine(settings)
     lifetime = timedelta(days=days) if days else None
     new = _explained(
         lambda: unit_of_work(
