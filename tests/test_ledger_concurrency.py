@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from ledger_helpers import (
     DEBITS_FLAG,
     Chart,
