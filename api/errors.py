@@ -28,6 +28,7 @@ log = logging.getLogger("api")
 _LEDGER_STATUS: list[tuple[type[ledger_errors.LedgerError], int, str | None]] = [
     (ledger_errors.InsufficientFunds, 409, "insufficient_balance"),
     (ledger_errors.IdempotencyConflict, 422, None),
+    (ledger_errors.ConstraintViolation, 409, "conflict"),
     (ledger_errors.NotFound, 404, None),
     (ledger_errors.InvalidRequest, 422, None),
     (ledger_errors.BatchRejected, 422, None),
@@ -90,6 +91,17 @@ def _safe_context(context: dict[str, Any]) -> dict[str, Any]:
         for key, value in context.items()
         if isinstance(value, str | int | bool | type(None)) and key not in ("detail", "code")
     }
+
+
+def openapi_problem_content(schema: dict[str, Any]) -> dict[str, Any]:
+    """Error responses in the OpenAPI document are served as application/problem+json."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[:1] in ("4", "5") and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return schema
 
 
 def install(app: FastAPI) -> None:

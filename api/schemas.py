@@ -75,6 +75,15 @@ class ResidentCreate(Input):
     verified: bool = False
 
 
+class CounterResidentCreate(Input):
+    """A resident registered at the counter: identity was checked, so name and resident address
+    number are required."""
+
+    name: Name = Field(examples=["狛江 花子"])
+    address_number: AddressNumber = Field(examples=["1234567890"])
+    birth_year: int | None = Field(default=None, ge=1880, le=2100, examples=[1948])
+
+
 class ResidentPublic(Output):
     """A resident as the resident, counter staff and admins see them."""
 
@@ -303,6 +312,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The token's role may not do this (code `forbidden`)",
     404: "No such object, or not one the caller may see (code `not_found`)",
     409: "The object's state refuses this (for example `enrolment_code_used`)",
+    413: "The request body is too large (code `request_too_large`)",
     422: "The request is not valid (code `validation_error`)",
     503: "The database is not available (code `unavailable`)",
 }
@@ -311,11 +321,7 @@ _ERROR_DESCRIPTIONS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error statuses, all problem+json."""
     return {
-        status: {
-            "model": Problem,
-            "description": _ERROR_DESCRIPTIONS[status],
-            "content": {"application/problem+json": {}},
-        }
+        status: {"model": Problem, "description": _ERROR_DESCRIPTIONS[status]}
         for status in statuses
     }
 

@@ -297,6 +297,8 @@ class LedgerTx:
         """Accounts of one ledger in id order, after the id ``after``."""
         if type(limit) is not int or not 1 <= limit <= PAGE_LIMIT_MAX:
             raise InvalidField(f"limit is 1 .. {PAGE_LIMIT_MAX}", limit=repr(limit))
+        if not self._rows("SELECT 1 FROM ledger WHERE id = :id", {"id": ledger_id}):
+            raise LedgerNotFound(f"ledger {ledger_id} does not exist", ledger_id=ledger_id)
         rows = self.connection.exec_driver_sql(
             self._sql(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_account "
@@ -528,10 +530,7 @@ class LedgerTx:
         if not ids:
             return []
         rows = self._rows(
-
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id IN ({_int_list(ids)}) "
-                "ORDER BY id"
-
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id IN ({_int_list(ids)}) ORDER BY id"
         )
         return self._entries_from_rows(rows)
 

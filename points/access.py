@@ -28,8 +28,8 @@ from points.auth import (
 )
 from points.errors import (
     EnrolmentCodeExpired,
+    EnrolmentCodeInvalid,
     EnrolmentCodeUsed,
-    Forbidden,
     InvalidInput,
     NotFound,
     Unauthenticated,
@@ -181,6 +181,8 @@ def create_enrolment_code(
 ) -> tuple[EnrolmentCode, str]:
     """A single-use code (shown once) that binds a phone to a verified resident's wallet."""
     resident = get(session, Resident, resident_id)
+    if resident.erased_at is not None:
+        raise InvalidInput("this resident's personal data was erased; register them again")
     if resident.verification != Verification.VERIFIED:
         raise InvalidInput("verify the resident's identity before issuing an enrolment code")
     if resident.status != ResidentStatus.ACTIVE:
@@ -214,7 +216,7 @@ def redeem_enrolment_code(session: Session, now: datetime, code: str) -> NewToke
         select(EnrolmentCode).where(EnrolmentCode.code_hash == hash_secret(normalized))
     ).first()
     if enrolment is None:
-        raise Forbidden("the enrolment code is not valid")
+        raise EnrolmentCodeInvalid("the enrolment code is not valid; check it or ask the counter")
     if enrolment.used_at is not None:
         raise EnrolmentCodeUsed("the enrolment code was used already")
     if enrolment.expires_at <= now:

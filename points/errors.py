@@ -4,6 +4,7 @@
 
     PointsError
     ├── InvalidInput           a value is out of range or inconsistent (validation_error)
+    │   └── EnrolmentCodeInvalid
     ├── Unauthenticated        no usable credential (unauthenticated)
     ├── Forbidden              the credential may not do this, or the object is not its (forbidden)
     ├── NotFound               no such object, or not one the caller may know of (not_found)
@@ -58,6 +59,10 @@ class Conflict(PointsError):
 
 class EnrolmentCodeUsed(Conflict):
     code = "enrolment_code_used"
+
+
+class EnrolmentCodeInvalid(InvalidInput):
+    code = "enrolment_code_invalid"
 
 
 class EnrolmentCodeExpired(Conflict):

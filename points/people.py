@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from points import audit
 from points.auth import Principal
-from points.errors import InvalidInput, NotFound
+from points.errors import Conflict, InvalidInput, NotFound
 from points.registry import (
     Department,
     Merchant,
@@ -39,7 +39,7 @@ def create_department(
     session: Session, actor: Principal, now: datetime, *, code: str, name_ja: str, name_en: str
 ) -> Department:
     if session.exec(select(Department).where(Department.code == code)).first() is not None:
-        raise InvalidInput(f"a department with code {code!r} exists already", field="code")
+        raise Conflict(f"a department with code {code!r} exists already", field="code")
     department = Department(
         id=new_id("dep"), code=code, name_ja=name_ja, name_en=name_en, created_at=now
     )
@@ -167,6 +167,8 @@ def correct_resident(
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(f"cannot change {sorted(unknown)}")
+    if not changes:
+        raise InvalidInput("nothing to correct: give at least one field besides the reason")
     if "birth_year" in changes:
         birth_year = changes["birth_year"]
         assert birth_year is None or isinstance(birth_year, int)
@@ -255,11 +257,11 @@ def create_staff(
     if role is StaffRole.MERCHANT:
         if merchant_id is None or department_id is not None:
             raise InvalidInput("merchant staff belong to a merchant (merchant_id) only")
-        get(session, Merchant, merchant_id)
+        _must_exist(session, Merchant, merchant_id, "merchant_id")
     elif role is StaffRole.ISSUER:
         if department_id is None or merchant_id is not None:
             raise InvalidInput("issuers belong to a department (department_id) only")
-        get(session, Department, department_id)
+        _must_exist(session, Department, department_id, "department_id")
     elif merchant_id is not None or department_id is not None:
         raise InvalidInput(f"{role} staff belong to no merchant or department")
     staff = Staff(
@@ -330,6 +332,12 @@ def page(session: Session, model: type[Model], *, after: str | None, limit: int)
     if after is not None:
         query = query.where(col(model.id) > after)
     return list(session.exec(query))
+
+
+def _must_exist(session: Session, model: type[Model], object_id: str, field: str) -> None:
+    """A reference in a request body: a missing object is bad input (422), not a 404."""
+    if session.get(model, object_id) is None:
+        raise InvalidInput(f"no {model.__tablename__} {object_id}", field=field)
 
 
 def _check_birth_year(birth_year: int | None, now: datetime) -> None:

@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 #: Unique constraints that mean "another writer won a race"; the unit of work is run again.
-RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {"pk_audit_event"}
+RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {"pk_audit_event", "uq_department_code"}
 
 
 def unit_of_work(engine: Engine, work: Callable[[Session], T], *, read_only: bool = False) -> T:

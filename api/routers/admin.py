@@ -32,7 +32,7 @@ from api.schemas import (
     VerifyResultPublic,
 )
 from api.verify_view import verify_result
-from points import access, people
+from points import access, audit, people
 from points.auth import Token
 from points.registry import Department, Merchant, Resident, Staff
 from points.verification import verify_and_record
@@ -397,5 +397,17 @@ def revoke_token(
 def run_verify(caller: AdminDep, services: ServicesDep) -> VerifyResultPublic:
     _report, run = verify_and_record(
         services.ledger, unsealed_grace_seconds=services.settings.unsealed_grace_seconds
+    )
+    now = services.clock()
+    services.write(
+        lambda session: audit.record(
+            session,
+            actor=caller,
+            action="ledger.verify",
+            object_type="verify_run",
+            object_id=str(run.id),
+            at=now,
+            details={"ok": run.ok},
+        )
     )
     return verify_result(run)

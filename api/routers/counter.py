@@ -16,10 +16,10 @@ from api.deps import CounterDep, ServicesDep
 from api.schemas import (
     PROTECTED_ERRORS,
     AddressNumber,
+    CounterResidentCreate,
     EnrolmentCodeCreated,
     ReasonInput,
     ResidentCorrection,
-    ResidentCreate,
     ResidentPublic,
     RevokedCount,
 )
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/v1/counter", tags=["counter"], responses=PROTECT
     summary="Register a resident whose identity was checked at the counter",
 )
 def register_resident(
-    body: ResidentCreate, caller: CounterDep, services: ServicesDep
+    body: CounterResidentCreate, caller: CounterDep, services: ServicesDep
 ) -> ResidentPublic:
     now = services.clock()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from sqlmodel import Session, col, select
 
 from api.deps import AuditorDep, ServicesDep
@@ -34,7 +34,11 @@ from points.verification import last_run
 router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
-NumericCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")]
+# 18 digits stay below 2**63 - 1, the largest id either database holds.
+NumericCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
+LedgerId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+AccountId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+EntryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def account_public(account: Account) -> AccountPublic:
@@ -88,7 +92,7 @@ def list_ledgers(caller: AuditorDep, services: ServicesDep) -> list[LedgerPublic
     summary="The accounts of a ledger, with their balances",
 )
 def list_accounts(
-    ledger_id: int,
+    ledger_id: LedgerId,
     caller: AuditorDep,
     services: ServicesDep,
     cursor: NumericCursor = None,
@@ -107,7 +111,7 @@ def list_accounts(
 @router.get(
     "/accounts/{account_id}", response_model=AccountPublic, summary="One account and its balance"
 )
-def get_account(account_id: int, caller: AuditorDep, services: ServicesDep) -> AccountPublic:
+def get_account(account_id: AccountId, caller: AuditorDep, services: ServicesDep) -> AccountPublic:
     return account_public(services.ledger.get_account(account_id))
 
 
@@ -117,7 +121,7 @@ def get_account(account_id: int, caller: AuditorDep, services: ServicesDep) -> A
     summary="An account's postings, newest first",
 )
 def account_history(
-    account_id: int,
+    account_id: AccountId,
     caller: AuditorDep,
     services: ServicesDep,
     cursor: NumericCursor = None,
@@ -143,7 +147,7 @@ def account_history(
 
 
 @router.get("/entries/{entry_id}", response_model=EntryPublic, summary="One entry")
-def get_entry(entry_id: int, caller: AuditorDep, services: ServicesDep) -> EntryPublic:
+def get_entry(entry_id: EntryId, caller: AuditorDep, services: ServicesDep) -> EntryPublic:
     def work(tx: LedgerTx) -> Entry:
         return tx.get_entry(entry_id)
 

@@ -11,7 +11,7 @@ from api.errors import problem
 from api.schemas import EnrolmentRedeem, Health, WalletEnrolled, error_responses
 from points import access, db
 
-router = APIRouter(tags=["public"], responses=error_responses(422, 503))
+router = APIRouter(tags=["public"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -23,7 +23,7 @@ def healthz() -> Health:
     "/readyz",
     response_model=Health,
     summary="The database is reachable and migrated to the latest schema",
-    responses={503: {"description": "Not ready", "model": Health}},
+    responses=error_responses(503),
 )
 def readyz(services: ServicesDep) -> Health | JSONResponse:
     try:
@@ -45,6 +45,7 @@ def readyz(services: ServicesDep) -> Health | JSONResponse:
     response_model=WalletEnrolled,
     status_code=201,
     summary="Start a wallet without visiting the counter (self-enrolled)",
+    responses=error_responses(503),
 )
 def self_enrol(services: ServicesDep) -> WalletEnrolled:
     now = services.clock()
@@ -63,6 +64,7 @@ def self_enrol(services: ServicesDep) -> WalletEnrolled:
     response_model=WalletEnrolled,
     status_code=201,
     summary="Bind this phone to a verified resident's wallet with a code from the counter",
+    responses=error_responses(409, 422, 503),
 )
 def enrol_with_code(body: EnrolmentRedeem, services: ServicesDep) -> WalletEnrolled:
     now = services.clock()

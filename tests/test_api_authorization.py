@@ -1,0 +1,587 @@
+"""Object-level authorization of every route, driven by one table.
+
+``TABLE`` has one row per route of the app: the method, the path template exactly as the app
+declares it, and the status each kind of caller must get, in the columns of ``COLUMNS``
+(anonymous, resident, merchant, issuer, counter, finance, admin). Each row is run once per
+principal of the world (two residents, two merchants, two issuers), so an "owned" row (``/me``,
+``/merchant``, ``/issuer/department``) also checks that each principal gets its own object and
+never another's. A refused call must be problem+json (``unauthenticated`` / ``forbidden``) and
+must write nothing; an allowed state-changing call must leave an audit event naming the caller.
+
+``test_every_route_is_in_the_table`` walks the app's routes: a new endpoint fails it until it
+joins the table.
+
+The table's rows share one world per backend (built once per module); a row that changes state
+works on throwaway objects (``World.fresh_*``) so that the order of rows does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from api_world import (
+    RESIDENT_ADDRESS_NUMBER,
+    RESIDENT_BIRTH_YEAR,
+    RESIDENT_NAME,
+    Actor,
+    World,
+    assert_problem,
+    open_world,
+    unique,
+    unique_address_number,
+    world_on_new_database,
+)
+from conftest import BACKENDS, FakeClock
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from sqlalchemy.engine import Engine
+
+from api.app import create_app
+from points.auth import Role
+from points.registry import StaffRole
+from points.settings import Settings
+
+ANONYMOUS = "anonymous"
+#: The columns of ``Row.expect``, in order.
+COLUMNS = (
+    ANONYMOUS,
+    Role.RESIDENT,
+    Role.MERCHANT,
+    Role.ISSUER,
+    Role.COUNTER,
+    Role.FINANCE,
+    Role.ADMIN,
+)
+
+Params = Callable[[World], dict[str, Any]]
+Body = Callable[[World, dict[str, Any]], Any]
+Owned = Callable[[World, Actor, Any], None]
+
+
+def stock(world: World) -> dict[str, Any]:
+    """Path parameters naming the world's own objects (for reads)."""
+    return {
+        "resident_id": world.resident.id,
+        "merchant_id": world.merchants["a"],
+        "department_id": world.departments["a"],
+        "staff_id": world.counter.id,
+        "ledger_id": world.ledger_id,
+        "account_id": world.account_ids[1],
+        "entry_id": world.entry_id,
+        "address_number": RESIDENT_ADDRESS_NUMBER,
+    }
+
+
+def fresh_resident(world: World) -> dict[str, Any]:
+    return {"resident_id": world.fresh_resident().id}
+
+
+def fresh_self_enrolled(world: World) -> dict[str, Any]:
+    return {"resident_id": world.fresh_resident(verified=False).id}
+
+
+def fresh_resident_with_token(world: World) -> dict[str, Any]:
+    return {"resident_id": world.fresh_resident(with_token=True).id}
+
+
+def fresh_merchant(world: World) -> dict[str, Any]:
+    return {"merchant_id": world.fresh_merchant()}
+
+
+def fresh_staff(world: World) -> dict[str, Any]:
+    return {"staff_id": world.fresh_staff(StaffRole.COUNTER).id}
+
+
+def fresh_token(world: World) -> dict[str, Any]:
+    return {"token_id": world.fresh_token()}
+
+
+def reason(_world: World, _params: dict[str, Any]) -> Any:
+    return {"reason": "authorization table"}
+
+
+def new_resident_body(_world: World, _params: dict[str, Any]) -> Any:
+    return {"name": "表 太郎", "address_number": unique_address_number(), "birth_year": 1970}
+
+
+def new_department_body(_world: World, _params: dict[str, Any]) -> Any:
+    return {"code": unique("dept"), "name_ja": "新しい課", "name_en": "New division"}
+
+
+def new_merchant_body(_world: World, _params: dict[str, Any]) -> Any:
+    return {"name_ja": "新店", "name_en": "New shop", "category": "bakery"}
+
+
+def new_staff_body(_world: World, _params: dict[str, Any]) -> Any:
+    return {"role": "finance", "display_name": unique("auditor")}
+
+
+def new_token_body(world: World, _params: dict[str, Any]) -> Any:
+    return {"role": "finance", "principal_id": world.finance.id, "label": "table"}
+
+
+def enrolment_code_body(world: World, _params: dict[str, Any]) -> Any:
+    return {"code": world.fresh_enrolment_code()}
+
+
+def owns_profile(_world: World, actor: Actor, body: Any) -> None:
+    assert body["id"] == actor.id
+    if actor.name == "resident":
+        assert (body["name"], body["address_number"], body["birth_year"]) == (
+            RESIDENT_NAME,
+            RESIDENT_ADDRESS_NUMBER,
+            RESIDENT_BIRTH_YEAR,
+        )
+    else:
+        assert (body["name"], body["address_number"], body["birth_year"]) == (None, None, None)
+
+
+def owns_merchant(world: World, actor: Actor, body: Any) -> None:
+    assert actor.merchant_id is not None
+    assert body["id"] == actor.merchant_id
+    other = next(value for value in world.merchants.values() if value != actor.merchant_id)
+    assert other not in json.dumps(body)
+
+
+def owns_department(world: World, actor: Actor, body: Any) -> None:
+    assert actor.department_id is not None
+    assert body["id"] == actor.department_id
+    other = next(value for value in world.departments.values() if value != actor.department_id)
+    assert other not in json.dumps(body)
+
+
+def finds_the_resident(world: World, _actor: Actor, body: Any) -> None:
+    assert body["id"] == world.resident.id
+
+
+def pseudonymous(_world: World, _actor: Actor, body: Any) -> None:
+    assert body["items"]
+    for item in body["items"]:
+        assert not {"name", "address_number", "birth_year"} & set(item), item
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    #: The route's path template, exactly as the app declares it.
+    path: str
+    #: The status for each column of ``COLUMNS``, separated by spaces.
+    expect: str
+    params: Params = stock
+    body: Body | None = None
+    query: str = ""
+    #: Checks, for an allowed caller, that the data returned is the caller's own.
+    owned: Owned | None = None
+    #: An allowed call must add an audit event naming the caller.
+    audited: bool = False
+
+    def status_for(self, column: str) -> int:
+        statuses = self.expect.split()
+        assert len(statuses) == len(COLUMNS), self
+        return int(statuses[COLUMNS.index(column)])
+
+
+EVERYONE_200 = "200 200 200 200 200 200 200"
+EVERYONE_201 = "201 201 201 201 201 201 201"
+RESIDENT = "401 200 403 403 403 403 403"
+MERCHANT = "401 403 200 403 403 403 403"
+ISSUER = "401 403 403 200 403 403 403"
+COUNTER = "401 403 403 403 200 403 403"
+COUNTER_201 = "401 403 403 403 201 403 403"
+AUDITORS = "401 403 403 403 403 200 200"
+ADMIN = "401 403 403 403 403 403 200"
+ADMIN_201 = "401 403 403 403 403 403 201"
+
+A = "/api/v1/admin"
+C = "/api/v1/counter"
+F = "/api/v1/finance"
+
+# fmt: off
+TABLE: list[Row] = [
+    # Public: no token needed; a token changes nothing.
+    Row("GET", "/healthz", EVERYONE_200),
+    Row("GET", "/readyz", EVERYONE_200),
+    Row("POST", "/api/v1/enrolments/self", EVERYONE_201),
+    Row("POST", "/api/v1/enrolments/code", EVERYONE_201, body=enrolment_code_body),
+    # Owned: each principal gets its own object, never another's.
+    Row("GET", "/api/v1/me", RESIDENT, owned=owns_profile),
+    Row("GET", "/api/v1/merchant", MERCHANT, owned=owns_merchant),
+    Row("GET", "/api/v1/issuer/department", ISSUER, owned=owns_department),
+    # Counter staff.
+    Row("POST", f"{C}/residents", COUNTER_201, body=new_resident_body, audited=True),
+    Row("GET", f"{C}/residents", COUNTER, query="?address_number={address_number}",
+        owned=finds_the_resident),
+    Row("GET", f"{C}/residents/{{resident_id}}", COUNTER),
+    Row("PATCH", f"{C}/residents/{{resident_id}}", COUNTER, params=fresh_resident,
+        body=lambda _w, _p: {"name": "訂正 済", "reason": "typo"}, audited=True),
+    Row("POST", f"{C}/residents/{{resident_id}}/verify", COUNTER, params=fresh_self_enrolled,
+        body=reason, audited=True),
+    Row("POST", f"{C}/residents/{{resident_id}}/enrolment-codes", COUNTER_201,
+        params=fresh_resident, audited=True),
+    Row("POST", f"{C}/residents/{{resident_id}}/revoke-tokens", COUNTER,
+        params=fresh_resident_with_token, body=reason, audited=True),
+    # Finance and admins: read-only audit.
+    Row("GET", f"{F}/ledgers", AUDITORS),
+    Row("GET", f"{F}/ledgers/{{ledger_id}}/accounts", AUDITORS),
+    Row("GET", f"{F}/accounts/{{account_id}}", AUDITORS),
+    Row("GET", f"{F}/accounts/{{account_id}}/history", AUDITORS),
+    Row("GET", f"{F}/entries/{{entry_id}}", AUDITORS),
+    Row("GET", f"{F}/verify/last", AUDITORS),
+    Row("GET", f"{F}/residents", AUDITORS, owned=pseudonymous),
+    Row("GET", f"{F}/audit", AUDITORS),
+    # Admins.
+    Row("POST", f"{A}/departments", ADMIN_201, body=new_department_body, audited=True),
+    Row("GET", f"{A}/departments", ADMIN),
+    Row("GET", f"{A}/departments/{{department_id}}", ADMIN),
+    Row("POST", f"{A}/merchants", ADMIN_201, body=new_merchant_body, audited=True),
+    Row("GET", f"{A}/merchants", ADMIN),
+    Row("GET", f"{A}/merchants/{{merchant_id}}", ADMIN),
+    Row("POST", f"{A}/merchants/{{merchant_id}}/status", ADMIN, params=fresh_merchant,
+        body=lambda _w, _p: {"status": "suspended", "reason": "table"}, audited=True),
+    Row("POST", f"{A}/residents", ADMIN_201, body=new_resident_body, audited=True),
+    Row("GET", f"{A}/residents", ADMIN),
+    Row("GET", f"{A}/residents/{{resident_id}}", ADMIN),
+    Row("PATCH", f"{A}/residents/{{resident_id}}", ADMIN, params=fresh_resident,
+        body=lambda _w, _p: {"birth_year": 1981, "reason": "typo"}, audited=True),
+    Row("POST", f"{A}/residents/{{resident_id}}/status", ADMIN, params=fresh_resident,
+        body=lambda _w, _p: {"status": "moved_out", "reason": "table"}, audited=True),
+    Row("POST", f"{A}/residents/{{resident_id}}/erase", ADMIN, params=fresh_resident,
+        body=reason, audited=True),
+    Row("POST", f"{A}/staff", ADMIN_201, body=new_staff_body, audited=True),
+    Row("GET", f"{A}/staff", ADMIN),
+    Row("GET", f"{A}/staff/{{staff_id}}", ADMIN),
+    Row("POST", f"{A}/staff/{{staff_id}}/status", ADMIN, params=fresh_staff,
+        body=lambda _w, _p: {"status": "disabled", "reason": "table"}, audited=True),
+    Row("POST", f"{A}/tokens", ADMIN_201, body=new_token_body, audited=True),
+    Row("GET", f"{A}/tokens", ADMIN),
+    Row("POST", f"{A}/tokens/{{token_id}}/revoke", ADMIN, params=fresh_token, body=reason,
+        audited=True),
+    # A verify run is recorded in verify_run (not the audit trail: see test_api_registries).
+    Row("POST", f"{A}/verify", ADMIN_201),
+]
+# fmt: on
+
+#: The principals of the world each column is tried with (every principal of that role).
+PRINCIPALS: dict[str, tuple[str | None, ...]] = {
+    ANONYMOUS: (None,),
+    Role.RESIDENT: ("resident", "resident_self"),
+    Role.MERCHANT: ("merchant_a", "merchant_b"),
+    Role.ISSUER: ("issuer_a", "issuer_b"),
+    Role.COUNTER: ("counter",),
+    Role.FINANCE: ("finance",),
+    Role.ADMIN: ("admin",),
+}
+
+CASES = [
+    pytest.param(row, column, principal, id=f"{row.method} {row.path} as {principal or column}")
+    for row in TABLE
+    for column in COLUMNS
+    for principal in PRINCIPALS[column]
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One world per backend for the whole table (rows that change state use fresh objects)."""
+    tmp_path = tmp_path_factory.mktemp("authorization")
+    with world_on_new_database(str(request.param), request, tmp_path) as world:
+        yield world
+
+
+@pytest.fixture
+def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
+    with open_world(engine, clock, database_url) as built:
+        yield built
+
+
+def call(world: World, row: Row, headers: dict[str, str]) -> Any:
+    params = row.params(world)
+    url = (row.path + row.query).format(**params)
+    body = row.body(world, params) if row.body is not None else None
+    before = world.snapshot()
+    response = world.client.request(row.method, url, headers=headers, json=body)
+    return response, before
+
+
+@pytest.mark.parametrize(("row", "column", "principal"), CASES)
+def test_table(shared_world: World, row: Row, column: str, principal: str | None) -> None:
+    world = shared_world
+    actor = world.actors[principal] if principal is not None else None
+    headers = actor.headers if actor is not None else {}
+    expected = row.status_for(column)
+    response, before = call(world, row, headers)
+
+    if expected in (401, 403):
+        body = assert_problem(response, expected)
+        assert body["code"] == ("unauthenticated" if expected == 401 else "forbidden")
+        if expected == 401:
+            assert response.headers.get("www-authenticate") == "Bearer"
+        assert world.snapshot() == before, "a refused call wrote something"
+        return
+
+    assert response.status_code == expected, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    payload = response.json()
+    if row.owned is not None and actor is not None:
+        row.owned(world, actor, payload)
+    if row.audited:
+        assert actor is not None
+        assert world.audit_count() > before["audit_event"]
+        event = world.last_audit()
+        assert (event["actor_role"], event["actor_id"]) == (str(actor.role), actor.id)
+
+
+# Every route joins the table ---------------------------------------------------------------
+
+
+def api_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every APIRoute the app serves, routers included."""
+    try:  # FastAPI >= 0.16x keeps included routers as one route each; expand them.
+        from fastapi.routing import iter_route_contexts
+
+        contexts: list[Any] = list(iter_route_contexts(app.routes))
+        routes = [(context.original_route, context.path) for context in contexts]
+    except ImportError:  # pragma: no cover - older FastAPI lists every route flat
+        routes = [(route, getattr(route, "path", None)) for route in app.routes]
+    found = set()
+    for route, path in routes:
+        if isinstance(route, APIRoute):
+            for method in route.methods:
+                found.add((method, path))
+    return found
+
+
+def test_every_route_is_in_the_table(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'unused.db'}")
+    try:
+        app = create_app(Settings(database_url=str(engine.url)), engine=engine)
+        served = api_routes(app)
+    finally:
+        engine.dispose()
+    tabled = {(row.method, row.path) for row in TABLE}
+    assert len(tabled) == len(TABLE), "a route is in the table twice"
+    # Guard against a walk that finds nothing (and so passes vacuously).
+    assert ("GET", "/api/v1/me") in served
+    assert len(served) >= 40
+    missing = sorted(served - tabled)
+    assert not missing, f"routes missing from the authorization TABLE: {missing}"
+    stale = sorted(tabled - served)
+    assert not stale, f"rows of the TABLE that name no route: {stale}"
+
+
+# Credentials that must not work ---------------------------------------------------------
+
+
+def test_a_revoked_token_is_refused(shared_world: World) -> None:
+    world = shared_world
+    auditor = world.fresh_staff(StaffRole.FINANCE)
+    assert world.client.get("/api/v1/finance/ledgers", headers=auditor.headers).status_code == 200
+    response = world.client.post(
+        f"/api/v1/admin/tokens/{auditor.token_id}/revoke",
+        headers=world.admin.headers,
+        json={"reason": "leaked"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["revoked_at"] is not None
+    response = world.client.get("/api/v1/finance/ledgers", headers=auditor.headers)
+    assert_problem(response, 401, "unauthenticated")
+
+
+def test_an_expired_token_is_refused(world: World, clock: FakeClock) -> None:
+    response = world.client.post(
+        "/api/v1/admin/tokens",
+        headers=world.admin.headers,
+        json={"role": "finance", "principal_id": world.finance.id, "lifetime_days": 1},
+    )
+    assert response.status_code == 201, response.text
+    headers = {"Authorization": f"Bearer {response.json()['token']}"}
+    clock.advance(days=1, microseconds=-1)
+    assert world.client.get("/api/v1/finance/ledgers", headers=headers).status_code == 200
+    clock.advance(microseconds=1)  # exactly at expires_at: no longer valid
+    assert_problem(world.client.get("/api/v1/finance/ledgers", headers=headers), 401)
+    # Staff tokens default to 90 days, resident tokens to 400.
+    clock.advance(days=88, hours=23)
+    assert world.client.get("/api/v1/me", headers=world.resident.headers).status_code == 200
+    assert world.client.get("/api/v1/admin/staff", headers=world.admin.headers).status_code == 200
+    clock.advance(hours=1)
+    assert_problem(world.client.get("/api/v1/admin/staff", headers=world.admin.headers), 401)
+    assert world.client.get("/api/v1/me", headers=world.resident.headers).status_code == 200
+    clock.advance(days=310)
+    body = assert_problem(world.client.get("/api/v1/me", headers=world.resident.headers), 401)
+    assert body["code"] == "unauthenticated"
+
+
+def test_a_disabled_staff_members_token_is_refused(shared_world: World) -> None:
+    world = shared_world
+    clerk = world.fresh_staff(StaffRole.COUNTER)
+    path = f"/api/v1/counter/residents/{world.resident.id}"
+    assert world.client.get(path, headers=clerk.headers).status_code == 200
+    response = world.client.post(
+        f"/api/v1/admin/staff/{clerk.id}/status",
+        headers=world.admin.headers,
+        json={"status": "disabled", "reason": "left the city office"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "disabled"
+    assert_problem(world.client.get(path, headers=clerk.headers), 401, "unauthenticated")
+
+
+def test_a_blocked_residents_token_is_refused(shared_world: World) -> None:
+    world = shared_world
+    resident = world.fresh_resident(with_token=True)
+    assert world.client.get("/api/v1/me", headers=resident.headers).status_code == 200
+    response = world.client.post(
+        f"/api/v1/admin/residents/{resident.id}/status",
+        headers=world.admin.headers,
+        json={"status": "blocked", "reason": "fraud"},
+    )
+    assert response.status_code == 200, response.text
+    assert_problem(world.client.get("/api/v1/me", headers=resident.headers), 401)
+
+
+MALFORMED_AUTHORIZATION = [
+    "",
+    "Bearer",
+    "Bearer ",
+    "Basic YWRtaW46YWRtaW4=",
+    "Token {token}",
+    "{token}",
+    "Bearer {token}x",
+    "Bearer {token} extra",
+    "Bearer kp_",
+    "Bearer kp_short",
+    "Bearer kp_AAAAAAAA_" + "A" * 27,
+    "Bearer " + "x" * 5000,
+]
+
+
+def test_a_malformed_authorization_header_is_refused(shared_world: World) -> None:
+    world = shared_world
+    for authorization in MALFORMED_AUTHORIZATION:
+        header = authorization.format(token=world.admin.token)
+        response = world.client.get("/api/v1/admin/staff", headers={"Authorization": header})
+        assert_problem(response, 401, "unauthenticated")
+        assert world.admin.token not in response.text
+
+
+def test_the_bearer_scheme_is_case_insensitive(shared_world: World) -> None:
+    headers = {"Authorization": f"bearer {shared_world.admin.token}"}
+    assert shared_world.client.get("/api/v1/admin/staff", headers=headers).status_code == 200
+
+
+# Sensitive data and objects of other principals ----------------------------------------
+
+
+def test_finance_never_sees_personal_data(shared_world: World) -> None:
+    world = shared_world
+    for auditor in (world.finance, world.admin):
+        items = []
+        cursor = ""
+        while True:
+            response = world.client.get(
+                f"/api/v1/finance/residents?limit=200{cursor}", headers=auditor.headers
+            )
+            assert response.status_code == 200, response.text
+            assert RESIDENT_NAME not in response.text
+            assert RESIDENT_ADDRESS_NUMBER not in response.text
+            page = response.json()
+            items += page["items"]
+            if page["next_cursor"] is None:
+                break
+            cursor = f"&cursor={page['next_cursor']}"
+        assert {item["id"] for item in items} >= {world.resident.id, world.resident_self.id}
+        for item in items:
+            assert set(item) == {"id", "verification", "status", "created_at"}
+
+
+def test_each_principal_sees_only_its_own_object(shared_world: World) -> None:
+    world = shared_world
+    client = world.client
+    for name in ("merchant_a", "merchant_b"):
+        actor = world.actors[name]
+        # A query naming the other merchant changes nothing.
+        other = world.merchants["b" if name == "merchant_a" else "a"]
+        body = client.get(f"/api/v1/merchant?merchant_id={other}", headers=actor.headers).json()
+        assert body["id"] == actor.merchant_id != other
+    for name in ("issuer_a", "issuer_b"):
+        actor = world.actors[name]
+        other = world.departments["b" if name == "issuer_a" else "a"]
+        body = client.get(
+            f"/api/v1/issuer/department?department_id={other}", headers=actor.headers
+        ).json()
+        assert body["id"] == actor.department_id != other
+    mine, theirs = world.resident, world.resident_self
+    body = client.get(f"/api/v1/me?resident_id={theirs.id}", headers=mine.headers).json()
+    assert body["id"] == mine.id
+    body = client.get("/api/v1/me", headers=theirs.headers).json()
+    assert body["id"] == theirs.id
+    assert body["name"] is None
+    # Another resident's record is behind the counter and admin roles only.
+    for path in (
+        f"/api/v1/counter/residents/{mine.id}",
+        f"/api/v1/admin/residents/{mine.id}",
+        f"/api/v1/me/{mine.id}",
+    ):
+        response = client.get(path, headers=theirs.headers)
+        assert response.status_code in (403, 404), (path, response.status_code)
+        assert RESIDENT_NAME not in response.text
+
+
+def test_staff_of_a_closed_merchant_still_see_only_their_merchant(shared_world: World) -> None:
+    """A status change does not widen access: a closed merchant's staff see that merchant only."""
+    world = shared_world
+    clerk = world.fresh_staff(StaffRole.MERCHANT, merchant_id=world.fresh_merchant())
+    response = world.client.post(
+        f"/api/v1/admin/merchants/{clerk.merchant_id}/status",
+        headers=world.admin.headers,
+        json={"status": "closed", "reason": "moved away"},
+    )
+    assert response.status_code == 200, response.text
+    body = world.client.get("/api/v1/merchant", headers=clerk.headers).json()
+    assert (body["id"], body["status"]) == (clerk.merchant_id, "closed")
+
+
+def test_counter_cannot_revoke_staff_tokens(shared_world: World) -> None:
+    """The counter's "lost phone" revocation is for residents only, not for other staff."""
+    world = shared_world
+    before = world.snapshot()
+    response = world.client.post(
+        f"/api/v1/counter/residents/{world.admin.id}/revoke-tokens",
+        headers=world.counter.headers,
+        json={"reason": "not mine to revoke"},
+    )
+    assert_problem(response, 404, "not_found")
+    assert world.snapshot() == before
+    assert world.client.get("/api/v1/admin/staff", headers=world.admin.headers).status_code == 200
+
+
+def test_tokens_are_bound_to_the_principals_role(shared_world: World) -> None:
+    """No token of one role can be had for a principal of another role."""
+    world = shared_world
+    before = world.snapshot()
+    for role, status, code in (
+        ("admin", 422, "validation_error"),
+        ("finance", 422, "validation_error"),
+        ("resident", 404, "not_found"),
+    ):
+        response = world.client.post(
+            "/api/v1/admin/tokens",
+            headers=world.admin.headers,
+            json={"role": role, "principal_id": world.counter.id},
+        )
+        assert_problem(response, status, code)
+    response = world.client.post(
+        "/api/v1/admin/tokens",
+        headers=world.admin.headers,
+        json={"role": "counter", "principal_id": world.resident.id},
+    )
+    assert_problem(response, 404, "not_found")
+    assert world.snapshot() == before
