@@ -162,6 +162,16 @@ def check_amount(amount: object) -> int:
 
 
 def check_text(name: str, value: object, max_length: int, *, allow_empty: bool = False) -> str:
+    # The common case (short printable ASCII) answered without a scan per character.
+    if (
+        type(value) is str
+        and 0 < len(value) <= max_length
+        and value.isascii()
+        and value.isprintable()
+    ):
+        return value
+    if allow_empty and value == "":
+        return value
     if not isinstance(value, str):
         raise InvalidField(f"{name} must be a string", field=name)
     if (not value and not allow_empty) or len(value) > max_length:
@@ -222,7 +232,7 @@ class ValidEntry:
     postings: tuple[Posting, ...]
     kind: str
     description: str
-    metadata: Mapping[str, Any]
+    metadata: dict[str, Any]
     metadata_json: str
     effective_at_us: int | None
     namespace: str | None
@@ -231,7 +241,8 @@ class ValidEntry:
     timeout_at_us: int | None
     pending_id: int | None
     reverses_id: int | None
-    content_digest: bytes
+    #: SHA-256 of the request, for idempotency; None when the entry has no idempotency key.
+    content_digest: bytes | None
 
 
 def validate_entry(
@@ -287,22 +298,27 @@ def validate_entry(
     timeout_at_us = to_us(entry.timeout_at) if entry.timeout_at is not None else None
     if timeout_at_us is not None and phase is not Phase.PENDING:
         raise InvalidField("only a pending entry has a timeout")
-    digest = content_digest(
-        kind=kind,
-        description=description,
-        metadata_json=metadata_json,
-        effective_at_us=effective_at_us,
-        phase=phase,
-        timeout_at_us=timeout_at_us,
-        pending_id=pending_id,
-        reverses_id=reverses_id,
-        postings=postings,
+    # The digest is only ever compared between requests with the same idempotency key.
+    digest = (
+        None
+        if entry.idempotency_key is None
+        else content_digest(
+            kind=kind,
+            description=description,
+            metadata_json=metadata_json,
+            effective_at_us=effective_at_us,
+            phase=phase,
+            timeout_at_us=timeout_at_us,
+            pending_id=pending_id,
+            reverses_id=reverses_id,
+            postings=postings,
+        )
     )
     return ValidEntry(
         postings=postings,
         kind=kind,
         description=description,
-        metadata=dict(entry.metadata),
+        metadata=dict(entry.metadata) if entry.metadata else {},
         metadata_json=metadata_json,
         effective_at_us=effective_at_us,
         namespace=entry.namespace,

@@ -101,7 +101,7 @@ entry = sa.Table(
     sa.Column("recorded_at_us", sa.BigInteger, nullable=False),
     sa.Column("namespace", sa.String(128), nullable=True),
     sa.Column("idempotency_key", sa.String(255), nullable=True),
-    sa.Column("content_digest", sa.LargeBinary(32), nullable=False),
+    sa.Column("content_digest", sa.LargeBinary(32), nullable=True),
     sa.Column("timeout_at_us", sa.BigInteger, nullable=True),
     sa.Column("pending_id", Id, sa.ForeignKey("ledger_entry.id"), nullable=True, unique=True),
     sa.Column("reverses_id", Id, sa.ForeignKey("ledger_entry.id"), nullable=True, unique=True),

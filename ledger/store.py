@@ -679,6 +679,8 @@ class LedgerTx:
     ) -> None:
         item = plan.valid
         ledger_ids: set[int] = set()
+        pending = item.phase is Phase.PENDING
+        deltas = plan.deltas
         for posting in item.postings:
             row = accounts.get(posting.account_id)
             if row is None:
@@ -686,8 +688,18 @@ class LedgerTx:
             if row.closed:
                 raise AccountClosed(posting.account_id)
             ledger_ids.add(row.ledger_id)
-            delta = posting_delta(posting.side, posting.amount, pending=item.phase is Phase.PENDING)
-            plan.deltas.setdefault(posting.account_id, Delta()).add(delta)
+            delta = deltas.get(posting.account_id)
+            if delta is None:
+                delta = deltas[posting.account_id] = Delta()
+            if pending:
+                if posting.side is Side.DEBIT:
+                    delta.debits_pending += posting.amount
+                else:
+                    delta.credits_pending += posting.amount
+            elif posting.side is Side.DEBIT:
+                delta.debits_posted += posting.amount
+            else:
+                delta.credits_posted += posting.amount
         if item.pending_id is not None:
             hold = holds.get(item.pending_id)
             if hold is None:
@@ -843,6 +855,7 @@ class LedgerTx:
             by_number = dict(cursor.fetchall())
             ids = [by_number[number] for number in range(1, len(plans) + 1)]
         entries: dict[int, Entry] = {}
+        recorded_at = from_us(now_us)
         for plan, entry_id in zip(plans, ids, strict=True):
             plan.entry_id = entry_id
             item = plan.valid
@@ -852,11 +865,13 @@ class LedgerTx:
                 phase=item.phase,
                 kind=item.kind,
                 description=item.description,
-                metadata=dict(item.metadata),
-                effective_at=from_us(
-                    item.effective_at_us if item.effective_at_us is not None else now_us
+                metadata=item.metadata,
+                effective_at=(
+                    from_us(item.effective_at_us)
+                    if item.effective_at_us is not None
+                    else recorded_at
                 ),
-                recorded_at=from_us(now_us),
+                recorded_at=recorded_at,
                 namespace=item.namespace,
                 idempotency_key=item.idempotency_key,
                 timeout_at=from_us(item.timeout_at_us) if item.timeout_at_us is not None else None,
@@ -934,7 +949,7 @@ class LedgerTx:
                     },
                 )
             for row in rows:
-                found[(row[0], row[1])] = (row[2], bytes(row[3]))
+                found[(row[0], row[1])] = (row[2], bytes(row[3]) if row[3] is not None else b"")
         return found
 
     def _load_holds(self, hold_ids: set[int]) -> dict[int, _Hold]:

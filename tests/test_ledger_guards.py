@@ -53,7 +53,8 @@ def insert_entry(
             "phase": phase,
             "namespace": namespace,
             "key": key,
-            "digest": bytes(32),
+            # An entry's request digest exists exactly when it has an idempotency key.
+            "digest": bytes(32) if key is not None else None,
             "pending_id": pending_id,
         },
     )
@@ -392,7 +393,7 @@ def test_unique_constraints_hold_keys_resolutions_and_reversals(
                 "effective_at_us, recorded_at_us, content_digest, reverses_id) VALUES "
                 "(:ledger_id, 0, 'raw', '', '{}', 0, 0, :digest, :reverses_id)"
             ),
-            {"ledger_id": chart.ledger_id, "digest": bytes(32), "reverses_id": entry.id},
+            {"ledger_id": chart.ledger_id, "digest": None, "reverses_id": entry.id},
         )
     message = str(raised.value)
     assert "uq_ledger_entry_reverses_id" in message or "ledger_entry.reverses_id" in message

@@ -144,7 +144,7 @@ def upgrade() -> None:
         sa.Column("recorded_at_us", sa.BigInteger, nullable=False),
         sa.Column("namespace", sa.String(128), nullable=True),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
-        sa.Column("content_digest", sa.LargeBinary(32), nullable=False),
+        sa.Column("content_digest", sa.LargeBinary(32), nullable=True),
         sa.Column("timeout_at_us", sa.BigInteger, nullable=True),
         sa.Column("pending_id", Id, nullable=True),
         sa.Column("reverses_id", Id, nullable=True),
@@ -166,6 +166,10 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "(namespace IS NULL) = (idempotency_key IS NULL)",
             name="ck_ledger_entry_key_has_namespace",
+        ),
+        sa.CheckConstraint(
+            "(content_digest IS NULL) = (idempotency_key IS NULL)",
+            name="ck_ledger_entry_key_has_digest",
         ),
         sa.CheckConstraint(
             "(phase IN (2, 3)) = (pending_id IS NOT NULL)",
