@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 from starlette.responses import Response
@@ -20,12 +21,14 @@ from api import errors
 from api.deps import Services
 from api.logs import request_context
 from api.routers import admin, counter, finance, issuer, merchant, public, wallet
+from api.safety import API_CSP, SECURITY_HEADERS, BodyGuard
 from ledger import Ledger
 from ledger.service import system_clock
 from points import db
 from points.settings import Settings
 
 log = logging.getLogger("api")
+DOCS_PATH = "/api/v1/docs"
 
 DESCRIPTION = """
 The API of a city's local digital points: departments award points to residents, residents
@@ -52,11 +55,15 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=DOCS_PATH,
         redoc_url=None,
     )
     app.state.services = services
     errors.install(app)
+
+    # Inside the request context (so refusals carry the request id and headers), outside
+    # everything else: a hostile body is refused before anything parses it.
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
 
     @app.middleware("http")
     async def context(
@@ -75,9 +82,20 @@ def create_app(
                 )
 
         response = await request_context(request, guarded)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Cache-Control", "no-store")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith(DOCS_PATH):
+            # The interactive docs load their script from a CDN; everything else loads nothing.
+            response.headers.setdefault("Content-Security-Policy", API_CSP)
         return response
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.logs import request_id_var
 from ledger import errors as ledger_errors
 from points import errors as points_errors
+from points.ratelimit import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://komae-points.example/problems/"
@@ -89,7 +90,8 @@ def _safe_context(context: dict[str, Any]) -> dict[str, Any]:
     return {
         key: value
         for key, value in context.items()
-        if isinstance(value, str | int | bool | type(None)) and key not in ("detail", "code")
+        if isinstance(value, str | int | bool | type(None))
+        and key not in ("detail", "code", "status", "type", "title", "request_id")
     }
 
 
@@ -104,24 +106,52 @@ def openapi_problem_content(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def describe_refusal(
+    error: points_errors.PointsError | ledger_errors.LedgerError,
+) -> tuple[int, dict[str, Any]]:
+    """A domain error as (status, problem fields without the request id): the one mapping."""
+    if isinstance(error, points_errors.PointsError):
+        return error.status, {
+            "code": error.code,
+            "detail": error.message,
+            **_safe_context(error.context),
+        }
+    for cls, status, code in _LEDGER_STATUS:
+        if isinstance(error, cls):
+            if status == 503:
+                log.error("storage failure: %s", error.message)
+                return status, {
+                    "code": "unavailable",
+                    "detail": "the database is not available; try again shortly",
+                }
+            if isinstance(error, ledger_errors.ConstraintViolation):
+                # The database's own message names tables and values: log it, don't send it.
+                log.warning("write refused by the database: %s", error.message)
+                return 409, {
+                    "code": "conflict",
+                    "detail": "the write conflicts with the current state; reload and try again",
+                }
+            return status, {
+                "code": code or error.code,
+                "detail": error.message,
+                **_safe_context(error.context),
+            }
+    return 400, {"code": error.code, "detail": error.message}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(points_errors.PointsError)
     async def points_error(_request: Request, error: points_errors.PointsError) -> JSONResponse:
-        return problem(error.status, error.code, error.message, **_safe_context(error.context))
+        status, body = describe_refusal(error)
+        headers = {}
+        if isinstance(error, RateLimited):
+            headers["Retry-After"] = str(error.retry_after_seconds)
+        return problem(status, body.pop("code"), body.pop("detail"), headers=headers, **body)
 
     @app.exception_handler(ledger_errors.LedgerError)
     async def ledger_error(_request: Request, error: ledger_errors.LedgerError) -> JSONResponse:
-        for cls, status, code in _LEDGER_STATUS:
-            if isinstance(error, cls):
-                if status == 503:
-                    log.error("storage failure: %s", error.message)
-                    return problem(
-                        status, "unavailable", "the database is not available; try again shortly"
-                    )
-                return problem(
-                    status, code or error.code, error.message, **_safe_context(error.context)
-                )
-        return problem(400, error.code, error.message)
+        status, body = describe_refusal(error)
+        return problem(status, body.pop("code"), body.pop("detail"), **body)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

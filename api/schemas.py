@@ -314,6 +314,7 @@ _ERROR_DESCRIPTIONS = {
     409: "The object's state refuses this (for example `enrolment_code_used`)",
     413: "The request body is too large (code `request_too_large`)",
     422: "The request is not valid (code `validation_error`)",
+    429: "Too many requests; see Retry-After (code `rate_limited`)",
     503: "The database is not available (code `unavailable`)",
 }
 
@@ -326,4 +327,4 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-PROTECTED_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+PROTECTED_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)

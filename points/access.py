@@ -19,6 +19,7 @@ from points.auth import (
     Principal,
     Role,
     Token,
+    hash_enrolment_code,
     hash_secret,
     make_enrolment_code,
     make_token_secret,
@@ -177,7 +178,7 @@ def authenticate(session: Session, secret: str, now: datetime) -> Principal:
 
 
 def create_enrolment_code(
-    session: Session, actor: Principal, now: datetime, resident_id: str
+    session: Session, actor: Principal, now: datetime, resident_id: str, *, secret_key: bytes
 ) -> tuple[EnrolmentCode, str]:
     """A single-use code (shown once) that binds a phone to a verified resident's wallet."""
     resident = get(session, Resident, resident_id)
@@ -190,7 +191,7 @@ def create_enrolment_code(
     code = make_enrolment_code()
     enrolment = EnrolmentCode(
         id=new_id("enr"),
-        code_hash=hash_secret(code),
+        code_hash=hash_enrolment_code(code, secret_key),
         resident_id=resident_id,
         created_by=actor.principal_id,
         created_at=now,
@@ -209,11 +210,15 @@ def create_enrolment_code(
     return enrolment, code
 
 
-def redeem_enrolment_code(session: Session, now: datetime, code: str) -> NewToken:
+def redeem_enrolment_code(
+    session: Session, now: datetime, code: str, *, secret_key: bytes
+) -> NewToken:
     """Use a code once: mark it used and return a new resident token."""
     normalized = normalize_enrolment_code(code)
     enrolment = session.exec(
-        select(EnrolmentCode).where(EnrolmentCode.code_hash == hash_secret(normalized))
+        select(EnrolmentCode).where(
+            EnrolmentCode.code_hash == hash_enrolment_code(normalized, secret_key)
+        )
     ).first()
     if enrolment is None:
         raise EnrolmentCodeInvalid("the enrolment code is not valid; check it or ask the counter")

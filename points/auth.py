@@ -124,6 +124,12 @@ def secret_matches(secret: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 
+def hash_enrolment_code(code: str, secret_key: bytes) -> bytes:
+    """Enrolment codes are short (about 50 bits): their hashes are keyed with the server's
+    secret so that a copy of the database cannot be searched for them offline."""
+    return hmac.new(secret_key, code.encode("utf-8"), hashlib.sha256).digest()
+
+
 def make_enrolment_code() -> str:
     return "".join(secrets.choice(ENROLMENT_CODE_ALPHABET) for _ in range(ENROLMENT_CODE_LENGTH))
 

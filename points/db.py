@@ -18,11 +18,11 @@ from sqlmodel import SQLModel
 
 import ledger
 from ledger import schema as ledger_schema
-from points import audit, auth, registry, verification
+from points import audit, auth, idempotency, ratelimit, registry, verification
 from points.settings import Settings
 
 # The model modules register their tables on SQLModel.metadata when imported.
-_MODEL_MODULES = (audit, auth, registry, verification)
+_MODEL_MODULES = (audit, auth, idempotency, ratelimit, registry, verification)
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 

@@ -4,19 +4,62 @@
 working directory. PostgreSQL: ``postgresql://user@host:5432/dbname`` (psycopg 3 is used).
 ``POINTS_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma; ``FULL`` (the default) loses no
 committed entry on power loss.
+``POINTS_ENVIRONMENT``: ``development`` (default) or ``production``. In production the settings
+refuse to load without a real ``POINTS_SECRET_KEY`` (at least 32 characters, not the default).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"  # noqa: S105
+SECRET_KEY_MIN_LENGTH = 32
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POINTS_", env_file=".env", extra="ignore")
 
+    environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///points.db"
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    #: Keys the hashes of short secrets (enrolment codes) so a stolen database cannot be
+    #: searched for them offline.
+    secret_key: str = DEVELOPMENT_SECRET_KEY
     #: Seconds after which ``points verify`` reports an entry that is still not sealed.
-    unsealed_grace_seconds: int = 10
+    unsealed_grace_seconds: int = Field(default=10, ge=0, le=86_400)
+    #: Request bodies larger than this are refused with 413.
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=10_485_760)
+    #: How long a claimed idempotency key is held before another request may take it over.
+    idempotency_lease_seconds: int = Field(default=30, ge=1, le=600)
+    #: How long idempotency records are kept (the purge job deletes older ones).
+    idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 30)
+    #: Rate limits (per window; see api.safety.RATE_LIMITS for the windows).
+    rate_limit_self_enrolments_per_address: int = Field(default=30, ge=1)
+    rate_limit_code_attempts_per_address: int = Field(default=10, ge=1)
+    rate_limit_codes_per_counter: int = Field(default=60, ge=1)
+    #: Origins allowed to call the API from a browser; none by default (CORS off).
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.environment == "production" and (
+            self.secret_key == DEVELOPMENT_SECRET_KEY
+            or len(self.secret_key) < SECRET_KEY_MIN_LENGTH
+        ):
+            raise ValueError(
+                "POINTS_SECRET_KEY must be set to a random value of at least "
+                f"{SECRET_KEY_MIN_LENGTH} characters in production"
+            )
+        return self
+
+    @property
+    def idempotency_lease(self) -> timedelta:
+        return timedelta(seconds=self.idempotency_lease_seconds)
+
+    @property
+    def secret_key_bytes(self) -> bytes:
+        return self.secret_key.encode("utf-8")

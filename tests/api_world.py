@@ -277,7 +277,9 @@ class World:
         target = resident_id or self.fresh_resident().id
         now = self.now()
         return self.write(
-            lambda session: access.create_enrolment_code(session, access.SYSTEM, now, target)[1]
+            lambda session: access.create_enrolment_code(
+                session, access.SYSTEM, now, target, secret_key=Settings().secret_key_bytes
+            )[1]
         )
 
 
@@ -342,6 +344,17 @@ def _populate(session: Session, now: datetime) -> dict[str, Any]:
     return built
 
 
+def world_settings(database_url: str) -> Settings:
+    """The world's settings: rate limits out of the way (tests/test_api_safety.py tests them);
+    one test client makes far more requests from one address than any person would."""
+    return Settings(
+        database_url=database_url,
+        rate_limit_self_enrolments_per_address=1_000_000,
+        rate_limit_code_attempts_per_address=1_000_000,
+        rate_limit_codes_per_counter=1_000_000,
+    )
+
+
 @contextmanager
 def open_world(
     engine: Engine,
@@ -375,7 +388,7 @@ def open_world(
         ledger.seal()
         verify_and_record(ledger, unsealed_grace_seconds=10)
 
-    app = create_app(Settings(database_url=database_url), engine=engine, clock=clock)
+    app = create_app(world_settings(database_url), engine=engine, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield World(
             engine=engine,

@@ -65,7 +65,7 @@ def insert_entry(
     )
 
 
-def insert_posting(  # noqa: PLR0917
+def insert_posting(
     connection: sa.Connection,
     entry_id: int,
     ledger_id: int,

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import Session, select
 
 from api.deps import CounterDep, ServicesDep
+from api.safety import rate_limited
 from api.schemas import (
     PROTECTED_ERRORS,
     AddressNumber,
@@ -125,6 +126,7 @@ def verify_resident(
 
 @router.post(
     "/residents/{resident_id}/enrolment-codes",
+    dependencies=[rate_limited("enrolment_code_issue")],
     response_model=EnrolmentCodeCreated,
     status_code=201,
     summary="A single-use code that binds a phone to this wallet",
@@ -135,7 +137,9 @@ def create_enrolment_code(
     now = services.clock()
 
     def work(session: Session) -> EnrolmentCodeCreated:
-        enrolment, code = access.create_enrolment_code(session, caller, now, resident_id)
+        enrolment, code = access.create_enrolment_code(
+            session, caller, now, resident_id, secret_key=services.settings.secret_key_bytes
+        )
         return EnrolmentCodeCreated(
             resident_id=resident_id, code=code, expires_at=enrolment.expires_at
         )

@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from api.deps import ServicesDep
 from api.errors import problem
+from api.safety import rate_limited
 from api.schemas import EnrolmentRedeem, Health, WalletEnrolled, error_responses
 from points import access, db
 
@@ -45,7 +46,8 @@ def readyz(services: ServicesDep) -> Health | JSONResponse:
     response_model=WalletEnrolled,
     status_code=201,
     summary="Start a wallet without visiting the counter (self-enrolled)",
-    responses=error_responses(503),
+    responses=error_responses(429, 503),
+    dependencies=[rate_limited("self_enrolment")],
 )
 def self_enrol(services: ServicesDep) -> WalletEnrolled:
     now = services.clock()
@@ -64,13 +66,16 @@ def self_enrol(services: ServicesDep) -> WalletEnrolled:
     response_model=WalletEnrolled,
     status_code=201,
     summary="Bind this phone to a verified resident's wallet with a code from the counter",
-    responses=error_responses(409, 422, 503),
+    responses=error_responses(409, 422, 429, 503),
+    dependencies=[rate_limited("enrolment_code_attempt")],
 )
 def enrol_with_code(body: EnrolmentRedeem, services: ServicesDep) -> WalletEnrolled:
     now = services.clock()
 
     def work(session: Session) -> WalletEnrolled:
-        new = access.redeem_enrolment_code(session, now, body.code)
+        new = access.redeem_enrolment_code(
+            session, now, body.code, secret_key=services.settings.secret_key_bytes
+        )
         return WalletEnrolled(
             resident_id=new.token.principal_id, token=new.secret, expires_at=new.token.expires_at
         )

@@ -1,0 +1,263 @@
+"""What keeps the API safe for every endpoint: idempotency, rate limits, body limits, headers.
+
+**Value-moving endpoints** declare themselves with ``openapi_extra=VALUE_MOVING`` and take an
+``IdempotencyDep``; they then require an ``Idempotency-Key`` header (1 to 255 printable ASCII
+characters) and run their work through ``idempotency.run(...)`` (``points.idempotency`` says
+what is guaranteed). A test walks the routes and fails if a value-moving route lacks either.
+
+**Rate limits** are declared per route with ``dependencies=[rate_limited("name")]``, from the
+table ``RATE_LIMITS`` (per principal or per client address; the sizes are settings); counts
+live in the database (``points.ratelimit``), so they hold across processes.
+
+**BodyGuard** (pure ASGI) refuses bodies over ``max_body_bytes`` (413) and JSON nested deeper
+than ``JSON_DEPTH_MAX`` (422) before any parsing, so a hostile body costs a bounded amount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from api.deps import CallerDep, Services, ServicesDep
+from api.errors import describe_refusal, problem
+from points import ratelimit
+from points.auth import Principal
+from points.idempotency import KEY_MAX_LENGTH, request_hash, run_idempotent
+
+VALUE_MOVING: dict[str, Any] = {"x-value-moving": True}
+JSON_DEPTH_MAX = 32
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=KEY_MAX_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A unique key per intended operation (a UUID); a retry sends the same key.",
+    ),
+]
+
+
+class Idempotency:
+    """Runs a value-moving request's work at most once per (caller, key)."""
+
+    def __init__(self, request: Request, services: ServicesDep, key: IdempotencyKey) -> None:
+        self._request = request
+        self._services = services
+        self.key = key
+
+    def run(
+        self,
+        caller: Principal,
+        body: BaseModel | None,
+        work: Callable[[Session], tuple[int, Any]],
+    ) -> JSONResponse:
+        route = self._request.scope.get("route")
+        fingerprint_body = body.model_dump(mode="json") if body is not None else None
+        stored = run_idempotent(
+            self._services.engine,
+            self._services.clock,
+            namespace=caller.principal_id,
+            key=self.key,
+            fingerprint=request_hash(
+                self._request.method,
+                getattr(route, "path", self._request.url.path),
+                fingerprint_body,
+            ),
+            work=work,
+            describe_refusal=describe_refusal,
+            lease=self._services.settings.idempotency_lease,
+        )
+        headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+        if stored.status >= 400:
+            body_out = dict(stored.body)
+            return problem(
+                stored.status,
+                body_out.pop("code"),
+                body_out.pop("detail"),
+                headers=headers,
+                **body_out,
+            )
+        return JSONResponse(stored.body, status_code=stored.status, headers=headers)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(Idempotency)]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A limit declared by a route: its name, window, whom it counts, and the setting that
+    holds how many hits a window allows."""
+
+    name: str
+    window_seconds: int
+    per: str
+    hits_setting: str
+
+
+#: Every rate limit the API applies (later issues add PIN entry, QR claims and payments).
+RATE_LIMITS = {
+    "self_enrolment": RateLimit(
+        "self_enrolment", 3600, "address", "rate_limit_self_enrolments_per_address"
+    ),
+    "enrolment_code_attempt": RateLimit(
+        "enrolment_code_attempt", 600, "address", "rate_limit_code_attempts_per_address"
+    ),
+    "enrolment_code_issue": RateLimit(
+        "enrolment_code_issue", 3600, "principal", "rate_limit_codes_per_counter"
+    ),
+}
+
+
+def rate_limited(name: str) -> Any:
+    """A dependency that counts one hit of the named limit per request (429 when full)."""
+    declared = RATE_LIMITS[name]
+
+    def limit_of(services: Services) -> ratelimit.Limit:
+        hits = getattr(services.settings, declared.hits_setting)
+        return ratelimit.Limit(declared.name, int(hits), declared.window_seconds)
+
+    if declared.per == "principal":
+
+        def by_principal(caller: CallerDep, services: ServicesDep) -> None:
+            ratelimit.hit(
+                services.engine,
+                limit_of(services),
+                f"principal:{caller.principal_id}",
+                services.clock(),
+            )
+
+        return Depends(by_principal)
+
+    def by_address(request: Request, services: ServicesDep) -> None:
+        address = request.client.host if request.client else "unknown"
+        ratelimit.hit(services.engine, limit_of(services), f"address:{address}", services.clock())
+
+    return Depends(by_address)
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyGuard:
+    """Bounded request bodies: size first (413), then JSON nesting depth (422)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                413,
+                "request_too_large",
+                f"the body is limited to {self.max_body_bytes} bytes",
+            )
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._refuse(
+                    scope,
+                    receive,
+                    send,
+                    413,
+                    "request_too_large",
+                    f"the body is limited to {self.max_body_bytes} bytes",
+                )
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if json_depth(body) > JSON_DEPTH_MAX:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                422,
+                "validation_error",
+                f"JSON nests deeper than {JSON_DEPTH_MAX} levels",
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(
+        scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str
+    ) -> None:
+        response = problem(status, code, detail)
+        await response(scope, receive, send)
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of ``[`` and ``{`` outside strings (a cheap scan, no parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+#: For API responses: nothing may be loaded or framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+#: For the web app's pages (DESIGN §8): only this origin; the camera is asked for by the page.
+WEB_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; media-src 'self' blob:; manifest-src 'self'; worker-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
