@@ -6,6 +6,7 @@
     points db current          print the schema revision
     points verify              recompute and check everything; exit 1 naming the first problem
     points seal                seal every committed entry not sealed yet
+    points purge               delete expired idempotency records and rate-limit windows
     points ledger demo         a few accounts and entries on the configured database
     points serve               the HTTP API (uvicorn)
     points admin create-staff  add a member of staff (the first admin, for example)
@@ -27,7 +28,7 @@ from api.logs import configure_logging
 from ledger import Ledger
 from ledger.errors import LedgerError
 from ledger.service import system_clock
-from points import access, db, people
+from points import access, db, idempotency, people, ratelimit
 from points.auth import Role
 from points.demo import run_demo
 from points.errors import PointsError
@@ -124,6 +125,20 @@ def seal_command() -> None:
     """Seal every committed entry that is not sealed yet."""
     ledger = Ledger(_engine(_settings()))
     click.echo(f"sealed {ledger.seal()} entries")
+
+
+@main.command("purge")
+def purge_command() -> None:
+    """Delete idempotency records past their retention and rate-limit windows older than a day
+    (the job scheduler runs this daily; it is safe to run at any time)."""
+    settings = _settings()
+    engine = _engine(settings)
+    now = system_clock()
+    records = idempotency.purge(
+        engine, before=now - timedelta(hours=settings.idempotency_retention_hours)
+    )
+    windows = ratelimit.purge(engine, before=now - timedelta(days=1))
+    click.echo(f"purged {records} idempotency records and {windows} rate-limit windows")
 
 
 @main.group("ledger")

@@ -11,6 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -258,5 +259,39 @@ def test_db_upgrade_on_an_empty_database_makes_the_api_ready(empty_url: str) -> 
                 "/api/v1/admin/staff", headers={"Authorization": f"Bearer {token}"}
             )
             assert response.status_code == 200, response.text
+    finally:
+        engine.dispose()
+
+
+def test_purge_deletes_only_what_is_past_its_retention(database_url: str) -> None:
+    engine = ledger.create_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as connection:
+            for key, created in (("old", now - timedelta(hours=25)), ("new", now)):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO idempotency_record (namespace, key, request_hash, state, "
+                        "lease_owner, lease_expires_at, created_at) VALUES ('stf_x', :key, "
+                        ":hash, 'in_progress', 'owner', :created, :created)"
+                    ),
+                    {"key": key, "hash": bytes(32), "created": created},
+                )
+            for start in (int(now.timestamp()) - 2 * 86_400, int(now.timestamp())):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO rate_limit_window (bucket, window_start, hits) "
+                        "VALUES ('b', :start, 1)"
+                    ),
+                    {"start": start},
+                )
+        result = points(database_url, "purge")
+        assert result.exit_code == 0, result.output
+        assert "purged 1 idempotency records and 1 rate-limit windows" in result.output
+        with engine.connect() as connection:
+            keys = connection.execute(sa.text("SELECT key FROM idempotency_record")).scalars()
+            assert list(keys) == ["new"]
+            windows = connection.execute(sa.text("SELECT count(*) FROM rate_limit_window"))
+            assert windows.scalar_one() == 1
     finally:
         engine.dispose()
