@@ -92,6 +92,8 @@ _ENTRY_COLUMNS = (
     "namespace, idempotency_key, timeout_at_us, pending_id, reverses_id, content_digest"
 )
 
+# Parameters are sent in binary (%(name)b): encoding a thousand-element array as text costs
+# more than the statement itself.
 _PG_WRITE = """
 WITH ids AS MATERIALIZED (
     SELECT nextval('ledger_entry_id_seq') AS id, n FROM generate_series(1, %(count)s) AS n
@@ -102,11 +104,11 @@ WITH ids AS MATERIALIZED (
     SELECT ids.id, v.ledger_id, v.phase, v.kind, v.description, v.metadata, v.effective_at_us,
         v.recorded_at_us, v.namespace, v.idempotency_key, v.content_digest, v.timeout_at_us,
         v.pending_id, v.reverses_id
-    FROM unnest(%(e_ledger)s::int[], %(e_phase)s::smallint[], %(e_kind)s::text[],
-        %(e_description)s::text[], %(e_metadata)s::text[], %(e_effective)s::bigint[],
-        %(e_recorded)s::bigint[], %(e_namespace)s::text[], %(e_key)s::text[],
-        %(e_digest)s::bytea[], %(e_timeout)s::bigint[], %(e_pending)s::bigint[],
-        %(e_reverses)s::bigint[])
+    FROM unnest(%(e_ledger)b::int[], %(e_phase)b::smallint[], %(e_kind)b::text[],
+        %(e_description)b::text[], %(e_metadata)b::text[], %(e_effective)b::bigint[],
+        %(e_recorded)b::bigint[], %(e_namespace)b::text[], %(e_key)b::text[],
+        %(e_digest)b::bytea[], %(e_timeout)b::bigint[], %(e_pending)b::bigint[],
+        %(e_reverses)b::bigint[])
         WITH ORDINALITY AS v(ledger_id, phase, kind, description, metadata, effective_at_us,
             recorded_at_us, namespace, idempotency_key, content_digest, timeout_at_us,
             pending_id, reverses_id, n)
@@ -114,8 +116,8 @@ WITH ids AS MATERIALIZED (
 ), new_posting AS (
     INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount)
     SELECT ids.id, p.ledger_id, p.account_id, p.side, p.amount
-    FROM unnest(%(p_entry)s::bigint[], %(p_ledger)s::int[], %(p_account)s::bigint[],
-        %(p_side)s::smallint[], %(p_amount)s::bigint[])
+    FROM unnest(%(p_entry)b::bigint[], %(p_ledger)b::int[], %(p_account)b::bigint[],
+        %(p_side)b::smallint[], %(p_amount)b::bigint[])
         WITH ORDINALITY AS p(entry_n, ledger_id, account_id, side, amount, position)
     JOIN ids ON ids.n = p.entry_n
     ORDER BY p.position
@@ -127,8 +129,8 @@ WITH ids AS MATERIALIZED (
         credits_posted = a.credits_posted + d.credits_posted,
         debits_pending = a.debits_pending + d.debits_pending,
         credits_pending = a.credits_pending + d.credits_pending
-    FROM unnest(%(a_id)s::bigint[], %(a_dp)s::bigint[], %(a_cp)s::bigint[],
-        %(a_dq)s::bigint[], %(a_cq)s::bigint[])
+    FROM unnest(%(a_id)b::bigint[], %(a_dp)b::bigint[], %(a_cp)b::bigint[],
+        %(a_dq)b::bigint[], %(a_cq)b::bigint[])
         AS d(id, debits_posted, credits_posted, debits_pending, credits_pending)
     WHERE a.id = d.id
 )
