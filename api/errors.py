@@ -167,6 +167,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:
+            # FastAPI's "error parsing the body" (bytes that are not UTF-8 JSON): the request
+            # is invalid like any other, and documented as such.
+            return problem(
+                422, "validation_error", "the body could not be parsed: send UTF-8 encoded JSON"
+            )
         code = _HTTP_CODES.get(error.status_code, "http_error")
         detail = (
             error.detail

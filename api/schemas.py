@@ -5,18 +5,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from points.auth import Role
 from points.registry import MerchantStatus, ResidentStatus, StaffRole, StaffStatus
 
 ItemT = TypeVar("ItemT")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+def _plain_text(value: str) -> str:
+    """No control characters (a NUL cannot even be stored on PostgreSQL) and valid Unicode."""
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError("control characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("the text is not valid Unicode") from error
+    return value
+
+
+PlainText = AfterValidator(_plain_text)
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), PlainText
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), PlainText
+]
+#: The id pattern of every registry object (``res_...``, ``stf_...``), for paths and cursors.
+ID_PATTERN = r"^[a-z]{3}_[A-Za-z0-9_-]{1,28}$"
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 AddressNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
-ObjectId = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}_[A-Za-z0-9_-]{1,28}$")]
+ObjectId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+PathId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 class Input(BaseModel):
@@ -147,7 +168,7 @@ class StaffStatusChange(Input):
 class TokenCreate(Input):
     role: Role
     principal_id: ObjectId
-    label: Annotated[str, StringConstraints(max_length=200)] = ""
+    label: Annotated[str, StringConstraints(max_length=200), PlainText] = ""
     lifetime_days: int | None = Field(default=None, ge=1, le=400)
 
 
@@ -186,7 +207,7 @@ class EnrolmentCodeCreated(Output):
 
 
 class EnrolmentRedeem(Input):
-    code: Annotated[str, StringConstraints(min_length=4, max_length=32)] = Field(
+    code: Annotated[str, StringConstraints(min_length=4, max_length=32), PlainText] = Field(
         examples=["ABCD-EF23-45"]
     )
 

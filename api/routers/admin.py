@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from api.deps import AdminDep, ServicesDep
 from api.schemas import (
+    ID_PATTERN,
     PROTECTED_ERRORS,
     DepartmentCreate,
     DepartmentPublic,
@@ -18,6 +19,7 @@ from api.schemas import (
     MerchantStatusChange,
     ObjectId,
     Page,
+    PathId,
     ReasonInput,
     ResidentCorrection,
     ResidentCreate,
@@ -39,7 +41,9 @@ from points.verification import verify_and_record
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
 
-Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the page before")]
+Cursor = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="next_cursor of the page before")
+]
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 
 
@@ -83,7 +87,9 @@ def list_departments(
 @router.get(
     "/departments/{department_id}", response_model=DepartmentPublic, summary="One department"
 )
-def get_department(department_id: str, caller: AdminDep, services: ServicesDep) -> DepartmentPublic:
+def get_department(
+    department_id: PathId, caller: AdminDep, services: ServicesDep
+) -> DepartmentPublic:
     return services.read(
         lambda session: DepartmentPublic.model_validate(
             people.get(session, Department, department_id)
@@ -130,7 +136,7 @@ def list_merchants(
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantPublic, summary="One merchant")
-def get_merchant(merchant_id: str, caller: AdminDep, services: ServicesDep) -> MerchantPublic:
+def get_merchant(merchant_id: PathId, caller: AdminDep, services: ServicesDep) -> MerchantPublic:
     return services.read(
         lambda session: MerchantPublic.model_validate(people.get(session, Merchant, merchant_id))
     )
@@ -142,7 +148,7 @@ def get_merchant(merchant_id: str, caller: AdminDep, services: ServicesDep) -> M
     summary="Suspend, reactivate or close a merchant",
 )
 def set_merchant_status(
-    merchant_id: str, body: MerchantStatusChange, caller: AdminDep, services: ServicesDep
+    merchant_id: PathId, body: MerchantStatusChange, caller: AdminDep, services: ServicesDep
 ) -> MerchantPublic:
     now = services.clock()
     return services.write(
@@ -194,7 +200,7 @@ def list_residents(
 
 
 @router.get("/residents/{resident_id}", response_model=ResidentPublic, summary="One resident")
-def get_resident(resident_id: str, caller: AdminDep, services: ServicesDep) -> ResidentPublic:
+def get_resident(resident_id: PathId, caller: AdminDep, services: ServicesDep) -> ResidentPublic:
     return services.read(
         lambda session: ResidentPublic.model_validate(people.get(session, Resident, resident_id))
     )
@@ -206,7 +212,7 @@ def get_resident(resident_id: str, caller: AdminDep, services: ServicesDep) -> R
     summary="Correct a resident's personal details",
 )
 def correct_resident(
-    resident_id: str, body: ResidentCorrection, caller: AdminDep, services: ServicesDep
+    resident_id: PathId, body: ResidentCorrection, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
     now = services.clock()
     changes = {name: getattr(body, name) for name in body.model_fields_set if name != "reason"}
@@ -225,7 +231,7 @@ def correct_resident(
     summary="Change a resident's status (moved out, deceased, blocked, active)",
 )
 def set_resident_status(
-    resident_id: str, body: ResidentStatusChange, caller: AdminDep, services: ServicesDep
+    resident_id: PathId, body: ResidentStatusChange, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
     now = services.clock()
     return services.write(
@@ -243,7 +249,7 @@ def set_resident_status(
     summary="Erase a resident's personal data (the pseudonymous id and ledger stay)",
 )
 def erase_resident(
-    resident_id: str, body: ReasonInput, caller: AdminDep, services: ServicesDep
+    resident_id: PathId, body: ReasonInput, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
     now = services.clock()
     return services.write(
@@ -289,7 +295,7 @@ def list_staff(
 
 
 @router.get("/staff/{staff_id}", response_model=StaffPublic, summary="One member of staff")
-def get_staff(staff_id: str, caller: AdminDep, services: ServicesDep) -> StaffPublic:
+def get_staff(staff_id: PathId, caller: AdminDep, services: ServicesDep) -> StaffPublic:
     return services.read(
         lambda session: StaffPublic.model_validate(people.get(session, Staff, staff_id))
     )
@@ -299,7 +305,7 @@ def get_staff(staff_id: str, caller: AdminDep, services: ServicesDep) -> StaffPu
     "/staff/{staff_id}/status", response_model=StaffPublic, summary="Disable or re-enable staff"
 )
 def set_staff_status(
-    staff_id: str, body: StaffStatusChange, caller: AdminDep, services: ServicesDep
+    staff_id: PathId, body: StaffStatusChange, caller: AdminDep, services: ServicesDep
 ) -> StaffPublic:
     now = services.clock()
     return services.write(
@@ -352,7 +358,7 @@ def list_tokens(
     caller: AdminDep,
     services: ServicesDep,
     principal_id: Annotated[ObjectId | None, Query()] = None,
-    prefix: Annotated[str | None, Query(max_length=16)] = None,
+    prefix: Annotated[str | None, Query(pattern=r"^kp_[A-Za-z0-9_-]{8}$")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[TokenPublic]:
@@ -375,7 +381,7 @@ def list_tokens(
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenPublic, summary="Revoke a token")
 def revoke_token(
-    token_id: str, body: ReasonInput, caller: AdminDep, services: ServicesDep
+    token_id: PathId, body: ReasonInput, caller: AdminDep, services: ServicesDep
 ) -> TokenPublic:
     now = services.clock()
     return services.write(

@@ -19,6 +19,7 @@ from api.schemas import (
     AddressNumber,
     CounterResidentCreate,
     EnrolmentCodeCreated,
+    PathId,
     ReasonInput,
     ResidentCorrection,
     ResidentPublic,
@@ -79,7 +80,7 @@ def find_resident(
 
 
 @router.get("/residents/{resident_id}", response_model=ResidentPublic, summary="One resident")
-def get_resident(resident_id: str, caller: CounterDep, services: ServicesDep) -> ResidentPublic:
+def get_resident(resident_id: PathId, caller: CounterDep, services: ServicesDep) -> ResidentPublic:
     return services.read(
         lambda session: ResidentPublic.model_validate(people.get(session, Resident, resident_id))
     )
@@ -91,7 +92,7 @@ def get_resident(resident_id: str, caller: CounterDep, services: ServicesDep) ->
     summary="Correct a resident's personal details",
 )
 def correct_resident(
-    resident_id: str, body: ResidentCorrection, caller: CounterDep, services: ServicesDep
+    resident_id: PathId, body: ResidentCorrection, caller: CounterDep, services: ServicesDep
 ) -> ResidentPublic:
     now = services.clock()
     changes = {name: getattr(body, name) for name in body.model_fields_set if name != "reason"}
@@ -111,7 +112,7 @@ def correct_resident(
     summary="Mark a self-enrolled resident verified after checking identity",
 )
 def verify_resident(
-    resident_id: str, body: ReasonInput, caller: CounterDep, services: ServicesDep
+    resident_id: PathId, body: ReasonInput, caller: CounterDep, services: ServicesDep
 ) -> ResidentPublic:
     now = services.clock()
 
@@ -132,7 +133,7 @@ def verify_resident(
     summary="A single-use code that binds a phone to this wallet",
 )
 def create_enrolment_code(
-    resident_id: str, caller: CounterDep, services: ServicesDep
+    resident_id: PathId, caller: CounterDep, services: ServicesDep
 ) -> EnrolmentCodeCreated:
     now = services.clock()
 
@@ -153,7 +154,7 @@ def create_enrolment_code(
     summary="Revoke every wallet token of a resident (a lost phone)",
 )
 def revoke_resident_tokens(
-    resident_id: str, body: ReasonInput, caller: CounterDep, services: ServicesDep
+    resident_id: PathId, body: ReasonInput, caller: CounterDep, services: ServicesDep
 ) -> RevokedCount:
     now = services.clock()
 

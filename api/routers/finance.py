@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from api.deps import AuditorDep, ServicesDep
 from api.schemas import (
+    ID_PATTERN,
     PROTECTED_ERRORS,
     AccountPublic,
     AuditEventPublic,
@@ -177,7 +178,7 @@ def last_verify(caller: AuditorDep, services: ServicesDep) -> VerifyResultPublic
 def list_residents(
     caller: AuditorDep,
     services: ServicesDep,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Limit = 50,
 ) -> Page[ResidentPseudonymous]:
     def work(session: Session) -> Page[ResidentPseudonymous]:
