@@ -61,6 +61,13 @@ def create_app(
     app.state.services = services
     errors.install(app)
 
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+        )
     # Inside the request context (so refusals carry the request id and headers), outside
     # everything else: a hostile body is refused before anything parses it.
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
@@ -82,20 +89,16 @@ def create_app(
                 )
 
         response = await request_context(request, guarded)
+        if response.status_code >= 400 and not response.headers.get("content-type", "").startswith(
+            errors.PROBLEM_JSON
+        ):
+            response = _as_problem(response)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.url.path.startswith(DOCS_PATH):
             # The interactive docs load their script from a CDN; everything else loads nothing.
             response.headers.setdefault("Content-Security-Policy", API_CSP)
         return response
-
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -122,6 +125,19 @@ def create_app(
     ):
         app.include_router(router)
     return app
+
+
+def _as_problem(response: Response) -> Response:
+    """A refusal written by a middleware (CORS answers a foreign origin's preflight with a plain
+    "Disallowed CORS origin" 400): every error a client sees is problem+json."""
+    request_id = {"X-Request-ID": response.headers.get("X-Request-ID", "")}
+    if response.status_code == 400:
+        return errors.problem(
+            403, "forbidden", "this origin may not call the API", headers=request_id
+        )
+    return errors.problem(
+        response.status_code, "http_error", "the request was refused", headers=request_id
+    )
 
 
 def app_from_environment() -> FastAPI:

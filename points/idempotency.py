@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
-from ledger.errors import LedgerError
+from ledger.errors import ConstraintViolation, LedgerError, StorageError
 from points.errors import Conflict, InvalidInput, PointsError
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
@@ -131,6 +131,10 @@ def run_idempotent(
 
     try:
         status, body = unit_of_work(engine, perform)
+    except (StorageError, ConstraintViolation):
+        # Not an answer to the request but a failure of the moment: let a retry run the work.
+        unit_of_work(engine, lambda session: _release(session, namespace, key, owner))
+        raise
     except (PointsError, LedgerError) as refusal:
         # The same request will always meet the same refusal: store it as the result.
         refused_status, refused_body = describe_refusal(refusal)

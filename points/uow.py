@@ -16,7 +16,12 @@ T = TypeVar("T")
 
 
 #: Unique constraints that mean "another writer won a race"; the unit of work is run again.
-RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {"pk_audit_event", "uq_department_code"}
+RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
+    "pk_audit_event",
+    "uq_department_code",
+    # Two first requests with one idempotency key: the loser's retry finds the claim.
+    "pk_idempotency_record",
+}
 
 
 def unit_of_work(engine: Engine, work: Callable[[Session], T], *, read_only: bool = False) -> T:
