@@ -18,9 +18,9 @@ PostgreSQL the ids from ``nextval`` over ``generate_series``, then ``INSERT ... 
 unnest(...)`` for entries, postings and the queue, and one ``UPDATE ... FROM unnest(...)`` for the
 totals (summed per account); on SQLite ``BEGIN IMMEDIATE``, ids after ``max(id)``, and
 ``executemany`` for each of the four. Rows hold what the ledger writes (kind ``transfer``, empty
-description, metadata ``{}``, the time in microseconds), except ``content_digest``: a constant
-here, since computing it is ledger logic. Per-account sums of a batch are made before the clock
-starts.
+description, metadata ``{}``, the time in microseconds, and no ``content_digest``: the ledger
+stores one only for entries with an idempotency key, and the benchmark's have none). Per-account
+sums of a batch are made before the clock starts.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from sqlalchemy.engine import Engine
 from bench.timing import Operation, Worker
 from bench.workload import Transfer
 
-DIGEST = bytes(range(32))
+#: Transfers without an idempotency key carry no request digest.
+DIGEST = None
 
 _INSERT_ENTRY = (
     "INSERT INTO ledger_entry (ledger_id, phase, kind, description, metadata, effective_at_us, "
