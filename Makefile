@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ unit: $(INSTALLED)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Schemathesis over every operation of the OpenAPI document, with each role's token and without.
+fuzz: $(INSTALLED)
+	$(BIN)/pytest -m fuzz tests/test_api_schemathesis.py
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench ledger
