@@ -96,22 +96,7 @@ def set_merchant_status(
     status: MerchantStatus,
     reason: str,
 ) -> Merchant:
-    merchant = get(session, Merchant, merchant_id)
-    previous = merchant.status
-    merchant.status = status
-    merchant.updated_at = now
-    session.add(merchant)
-    audit.record(
-        session,
-        actor=actor,
-        action="merchant.status",
-        object_type="merchant",
-        object_id=merchant_id,
-        at=now,
-        reason=reason,
-        details={"from": previous, "to": str(status)},
-    )
-    return merchant
+    return _change_status(session, actor, now, Merchant, merchant_id, str(status), reason)
 
 
 def create_resident(
@@ -226,22 +211,7 @@ def set_resident_status(
     status: ResidentStatus,
     reason: str,
 ) -> Resident:
-    resident = get(session, Resident, resident_id)
-    previous = resident.status
-    resident.status = status
-    resident.updated_at = now
-    session.add(resident)
-    audit.record(
-        session,
-        actor=actor,
-        action="resident.status",
-        object_type="resident",
-        object_id=resident_id,
-        at=now,
-        reason=reason,
-        details={"from": previous, "to": str(status)},
-    )
-    return resident
+    return _change_status(session, actor, now, Resident, resident_id, str(status), reason)
 
 
 def create_staff(
@@ -296,22 +266,7 @@ def set_staff_status(
     status: StaffStatus,
     reason: str,
 ) -> Staff:
-    staff = get(session, Staff, staff_id)
-    previous = staff.status
-    staff.status = status
-    staff.updated_at = now
-    session.add(staff)
-    audit.record(
-        session,
-        actor=actor,
-        action="staff.status",
-        object_type="staff",
-        object_id=staff_id,
-        at=now,
-        reason=reason,
-        details={"from": previous, "to": str(status)},
-    )
-    return staff
+    return _change_status(session, actor, now, Staff, staff_id, str(status), reason)
 
 
 Model = TypeVar("Model", Department, Merchant, Resident, Staff)
@@ -332,6 +287,38 @@ def page(session: Session, model: type[Model], *, after: str | None, limit: int)
     if after is not None:
         query = query.where(col(model.id) > after)
     return list(session.exec(query))
+
+
+StatusModel = TypeVar("StatusModel", Merchant, Resident, Staff)
+
+
+def _change_status(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    model: type[StatusModel],
+    object_id: str,
+    status: str,
+    reason: str,
+) -> StatusModel:
+    """One status change, audited with the status before and after."""
+    found = get(session, model, object_id)
+    previous = found.status
+    found.status = status
+    found.updated_at = now
+    session.add(found)
+    table = model.__tablename__
+    audit.record(
+        session,
+        actor=actor,
+        action=f"{table}.status",
+        object_type=str(table),
+        object_id=object_id,
+        at=now,
+        reason=reason,
+        details={"from": previous, "to": status},
+    )
+    return found
 
 
 def _must_exist(session: Session, model: type[Model], object_id: str, field: str) -> None:
