@@ -37,8 +37,7 @@ from api.app import create_app
 from points import access
 from points.errors import Unauthenticated
 
-#: Run by ``make fuzz`` (``pytest -m fuzz``); it joins ``make test`` once its run time on CI is
-#: measured (see the README).
+#: Part of ``make test``; ``make fuzz`` (``pytest -m fuzz``) runs only these.
 pytestmark = pytest.mark.fuzz
 
 #: Known failures of the application: (operation, check) -> "bug: ...". Empty is the goal.
