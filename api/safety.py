@@ -45,6 +45,14 @@ IdempotencyKey = Annotated[
 ]
 
 
+def request_fingerprint(
+    method: str, path: str, query: list[tuple[str, str]], body: dict[str, Any] | None
+) -> bytes:
+    """What makes two requests "the same": method, path (with its parameters: one key sent to
+    another program's URL is another request), query and body."""
+    return request_hash(method, path, {"query": sorted(query), "body": body})
+
+
 class Idempotency:
     """Runs a value-moving request's work at most once per (caller, key)."""
 
@@ -58,18 +66,21 @@ class Idempotency:
         caller: Principal,
         body: BaseModel | None,
         work: Callable[[Session], tuple[int, Any]],
+        *,
+        namespace: str | None = None,
     ) -> JSONResponse:
-        route = self._request.scope.get("route")
-        fingerprint_body = body.model_dump(mode="json") if body is not None else None
+        """Run ``work`` once per key in the caller's namespace (by default the principal; a
+        route may share one among a group, e.g. a department's officers)."""
         stored = run_idempotent(
             self._services.engine,
             self._services.clock,
-            namespace=caller.principal_id,
+            namespace=namespace or caller.principal_id,
             key=self.key,
-            fingerprint=request_hash(
+            fingerprint=request_fingerprint(
                 self._request.method,
-                getattr(route, "path", self._request.url.path),
-                fingerprint_body,
+                self._request.url.path,
+                self._request.query_params.multi_items(),
+                body.model_dump(mode="json") if body is not None else None,
             ),
             work=work,
             describe_refusal=describe_refusal,
