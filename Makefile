@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 
 demo: $(INSTALLED)
 	$(BIN)/points db upgrade
-	$(BIN)/points ledger demo
+	$(BIN)/points demo
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

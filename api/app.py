@@ -20,7 +20,17 @@ from starlette.responses import Response
 from api import errors
 from api.deps import Services
 from api.logs import request_context
-from api.routers import admin, counter, finance, issuer, merchant, public, wallet
+from api.routers import (
+    admin,
+    budgets,
+    counter,
+    finance,
+    issuer,
+    merchant,
+    programs_admin,
+    public,
+    wallet,
+)
 from api.safety import API_CSP, SECURITY_HEADERS, BodyGuard
 from ledger import Ledger
 from ledger.service import system_clock
@@ -122,6 +132,8 @@ def create_app(
         counter.router,
         finance.router,
         admin.router,
+        programs_admin.router,
+        budgets.router,
     ):
         app.include_router(router)
     return app

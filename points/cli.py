@@ -7,32 +7,36 @@
     points verify              recompute and check everything; exit 1 naming the first problem
     points seal                seal every committed entry not sealed yet
     points purge               delete expired idempotency records and rate-limit windows
+    points demo                seed a small city (programs, residents, awards) and show it
     points ledger demo         a few accounts and entries on the configured database
     points serve               the HTTP API (uvicorn)
     points admin create-staff  add a member of staff (the first admin, for example)
     points admin create-token  print a new token for a principal, once
+    points types create|list|delete   point types (a ledger and its policy)
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import click
 import uvicorn
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from api.logs import configure_logging
 from ledger import Ledger
 from ledger.errors import LedgerError
 from ledger.service import system_clock
-from points import access, db, idempotency, people, ratelimit
+from points import access, db, idempotency, people, pointtypes, ratelimit
 from points.auth import Role
 from points.demo import run_demo
 from points.errors import PointsError
 from points.registry import StaffRole
+from points.seed import run_seed
 from points.settings import Settings
 from points.uow import unit_of_work
 from points.verification import verify_and_record
@@ -141,6 +145,14 @@ def purge_command() -> None:
     click.echo(f"purged {records} idempotency records and {windows} rate-limit windows")
 
 
+@main.command("demo")
+def demo_command() -> None:
+    """Seed a small city on the configured database and print wallets and tokens."""
+    engine = _engine(_settings())
+    db.upgrade(engine)
+    _explained(lambda: run_seed(engine, system_clock, echo=click.echo))
+
+
 @main.group("ledger")
 def ledger_group() -> None:
     """The ledger core."""
@@ -242,6 +254,111 @@ def create_token(role: str, principal_id: str, label: str, days: int | None) -> 
     )
     click.echo(new.secret)
     click.echo(f"(prefix {new.token.prefix}, expires {new.token.expires_at.isoformat()})", err=True)
+
+
+@main.group("types")
+def types_group() -> None:
+    """Point types: a ledger plus its policy (expiry, transfer, issuer, funding)."""
+
+
+@types_group.command("create")
+@click.option("--code", required=True, help="Short lower-case code, e.g. pt.")
+@click.option("--name-ja", required=True)
+@click.option("--name-en", required=True)
+@click.option("--unit", default="pt", show_default=True)
+@click.option(
+    "--expiry",
+    "expiry_rule",
+    type=click.Choice([rule.value for rule in pointtypes.ExpiryRule]),
+    default="months",
+    show_default=True,
+)
+@click.option("--months", "expiry_months", type=int, default=None, help="For --expiry months.")
+@click.option(
+    "--until", "expiry_date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="fixed_date"
+)
+@click.option("--transferable/--not-transferable", default=False, show_default=True)
+@click.option(
+    "--issuer",
+    type=click.Choice([kind.value for kind in pointtypes.IssuerKind]),
+    default="city",
+    show_default=True,
+)
+@click.option(
+    "--funding",
+    type=click.Choice([kind.value for kind in pointtypes.Funding]),
+    default="free",
+    show_default=True,
+)
+@click.option("--psa-override-reason", default=None, help="Payment Services Act registration.")
+def types_create(
+    code: str,
+    name_ja: str,
+    name_en: str,
+    unit: str,
+    expiry_rule: str,
+    expiry_months: int | None,
+    expiry_date: datetime | None,
+    transferable: bool,
+    issuer: str,
+    funding: str,
+    psa_override_reason: str | None,
+) -> None:
+    """Create a point type and its ledger; print its id."""
+    rule = pointtypes.ExpiryRule(expiry_rule)
+    new = pointtypes.NewPointType(
+        code=code,
+        name_ja=name_ja,
+        name_en=name_en,
+        unit=unit,
+        expiry_rule=rule,
+        expiry_months=(expiry_months or 12) if rule is pointtypes.ExpiryRule.MONTHS else None,
+        expiry_date=expiry_date.date() if expiry_date is not None else None,
+        transferable=transferable,
+        issuer=pointtypes.IssuerKind(issuer),
+        funding=pointtypes.Funding(funding),
+        psa_override_reason=psa_override_reason,
+    )
+    engine = _engine(_settings())
+    created = _explained(
+        lambda: unit_of_work(
+            engine,
+            lambda session: pointtypes.create_point_type(
+                session, access.SYSTEM, system_clock(), new
+            ),
+        )
+    )
+    click.echo(created.id)
+
+
+@types_group.command("list")
+def types_list() -> None:
+    """Every point type, one per line: code, id, expiry rule, names."""
+    engine = _engine(_settings())
+    for row in unit_of_work(engine, pointtypes.list_point_types, read_only=True):
+        rule = {
+            "months": f"{row.expiry_months} months after the month earned",
+            "fixed_date": f"until {row.expiry_date}",
+            "none": "no expiry",
+        }[row.expiry_rule]
+        click.echo(f"{row.code}\t{row.id}\t{rule}\t{row.name_ja} / {row.name_en}")
+
+
+@types_group.command("delete")
+@click.argument("code")
+@click.option("--reason", required=True)
+def types_delete(code: str, reason: str) -> None:
+    """Delete a point type no program uses (refused when it is in use)."""
+    engine = _engine(_settings())
+
+    def work(session: Session) -> None:
+        found = pointtypes.find_point_type(session, code)
+        pointtypes.delete_point_type(
+            session, access.SYSTEM, system_clock(), found.id, reason=reason
+        )
+
+    _explained(lambda: unit_of_work(engine, work))
+    click.echo(f"deleted {code}")
 
 
 if __name__ == "__main__":  # pragma: no cover

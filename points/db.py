@@ -17,12 +17,33 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import ledger
+from issuers import awards, programs
 from ledger import schema as ledger_schema
-from points import audit, auth, idempotency, ratelimit, registry, verification
+from points import (
+    audit,
+    auth,
+    idempotency,
+    pointtypes,
+    ratelimit,
+    registry,
+    verification,
+    wallets,
+)
 from points.settings import Settings
 
 # The model modules register their tables on SQLModel.metadata when imported.
-_MODEL_MODULES = (audit, auth, idempotency, ratelimit, registry, verification)
+_MODEL_MODULES = (
+    audit,
+    auth,
+    idempotency,
+    ratelimit,
+    registry,
+    verification,
+    pointtypes,
+    wallets,
+    programs,
+    awards,
+)
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 

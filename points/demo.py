@@ -104,9 +104,9 @@ def run_demo(ledger: Ledger, *, echo: Callable[[str], None] = print) -> None:
 
 def _accounts(tx: LedgerTx) -> dict[str, Account]:
     try:
-        point_ledger = tx.get_ledger("pt")
+        point_ledger = tx.get_ledger("ledger-demo")
     except LedgerNotFound:
-        point_ledger = tx.create_ledger("pt", "Komae points (demo)")
+        point_ledger = tx.create_ledger("ledger-demo", "Chart of accounts demo")
     wanted = {
         "city": AccountCode.CITY_FUNDING,
         "budget:health-checkup:FY2026": AccountCode.PROGRAM_BUDGET,

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     rate_limit_self_enrolments_per_address: int = Field(default=30, ge=1)
     rate_limit_code_attempts_per_address: int = Field(default=10, ge=1)
     rate_limit_codes_per_counter: int = Field(default=60, ge=1)
+    #: The wallet warns of points expiring within this many days.
+    expiry_notice_days: int = Field(default=60, ge=1, le=366)
     #: Origins allowed to call the API from a browser; none by default (CORS off).
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -21,6 +21,13 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     "uq_department_code",
     # Two first requests with one idempotency key: the loser's retry finds the claim.
     "pk_idempotency_record",
+    # Opened or created on demand by concurrent awards: the loser's retry finds the row.
+    "pk_wallet",
+    "uq_wallet_bucket_key",
+    "pk_program_budget",
+    # Concurrent awards of one record or one once-key: the retry answers replay or refusal.
+    "uq_award_program_id_record_id",
+    "pk_award_once",
 }
 
 

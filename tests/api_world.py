@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,9 +46,11 @@ from sqlmodel import Session
 
 import ledger
 from api.app import create_app
+from issuers import awards, programs
 from ledger import AccountFlags, Ledger, NewEntry, Posting, Side
-from points import access, people
+from points import access, people, pointtypes
 from points.auth import Role
+from points.pointtypes import NewPointType
 from points.registry import StaffRole
 from points.settings import Settings
 from points.uow import unit_of_work
@@ -74,7 +76,23 @@ WRITABLE_TABLES = (
     "api_token",
     "enrolment_code",
     "verify_run",
+    "point_type",
+    "program",
+    "program_budget",
+    "award",
+    "award_once",
+    "award_counter",
+    "wallet",
+    "wallet_bucket",
+    "spend_return",
+    "ledger_entry",
 )
+
+#: The world's point type, and the fiscal year its programs are funded for.
+POINT_TYPE_CODE = "pt"
+FISCAL_YEAR = 2026
+WORLD_BUDGET = 1_000_000
+WORLD_AWARD = 100
 
 _serial = itertools.count(1)
 
@@ -117,6 +135,9 @@ class World:
     ledger_id: int
     account_ids: list[int]
     entry_id: int
+    point_type_id: str
+    #: An active fixed-award program per department (``a``, ``b``), funded for FISCAL_YEAR.
+    programs: dict[str, str]
 
     # The principals by name --------------------------------------------------------------
 
@@ -272,6 +293,43 @@ class World:
             )
         )
 
+    def fresh_point_type(self) -> str:
+        """The id of a new, unused point type."""
+        now = self.now()
+        code = unique("t").replace("-", "_")[:32]
+        return self.write(
+            lambda session: (
+                pointtypes.create_point_type(
+                    session,
+                    access.SYSTEM,
+                    now,
+                    NewPointType(code=code, name_ja="予備ポイント", name_en="Spare points"),
+                ).id
+            )
+        )
+
+    def fresh_program(
+        self,
+        department: str = "a",
+        *,
+        activate: bool = True,
+        budget: dict[int, int] | None = None,
+        **options: Any,
+    ) -> str:
+        """The id of a new program of department ``department`` (fixed award of WORLD_AWARD
+        unless told otherwise), active unless told otherwise, with ``budget`` {year: amount}."""
+        return self.write(
+            lambda session: _program(
+                session,
+                self.now(),
+                self.departments[department],
+                self.point_type_id,
+                activate=activate,
+                budget=budget or {},
+                **options,
+            )
+        )
+
     def fresh_enrolment_code(self, resident_id: str | None = None) -> str:
         """A new enrolment code for a new (or the given) verified resident."""
         target = resident_id or self.fresh_resident().id
@@ -355,6 +413,68 @@ def world_settings(database_url: str) -> Settings:
     )
 
 
+def _program(
+    session: Session,
+    now: datetime,
+    department_id: str,
+    point_type_id: str,
+    *,
+    activate: bool,
+    budget: dict[int, int],
+    **options: Any,
+) -> str:
+    fields: dict[str, Any] = {
+        "module": "fixed_award",
+        "name_ja": "ボランティア",
+        "name_en": "Volunteering",
+        "amount": WORLD_AWARD,
+        "valid_from": date(2026, 4, 1),
+    }
+    fields.update(options)
+    program = programs.create_program(
+        session,
+        access.SYSTEM,
+        now,
+        programs.NewProgram(department_id=department_id, point_type_id=point_type_id, **fields),
+    )
+    if activate:
+        programs.change_status(
+            session, access.SYSTEM, now, program.id, programs.ProgramStatus.ACTIVE, reason="world"
+        )
+    for year, amount in budget.items():
+        programs.allocate(session, access.SYSTEM, now, program.id, year, amount, reason="world")
+    return program.id
+
+
+def _earning(session: Session, now: datetime, built: dict[str, Any]) -> None:
+    """The world's point type, one funded program per department, and one award."""
+    point_type = pointtypes.create_point_type(
+        session,
+        access.SYSTEM,
+        now,
+        NewPointType(code=POINT_TYPE_CODE, name_ja="狛江ポイント", name_en="Komae points"),
+    )
+    built["point_type_id"] = point_type.id
+    built["programs"] = {
+        key: _program(
+            session,
+            now,
+            department_id,
+            point_type.id,
+            activate=True,
+            budget={FISCAL_YEAR: WORLD_BUDGET},
+        )
+        for key, department_id in built["departments"].items()
+    }
+    awards.award(
+        session,
+        access.SYSTEM,
+        now,
+        awards.AwardRequest(built["programs"]["a"], built["actors"]["resident"].id, "world-1", {}),
+        department_id=None,
+    )
+
+
 @contextmanager
 def open_world(
     engine: Engine,
@@ -366,6 +486,7 @@ def open_world(
     """Build the world on a migrated database and yield it with an open ``TestClient``."""
     now = clock()
     built = unit_of_work(engine, lambda session: _populate(session, now))
+    unit_of_work(engine, lambda session: _earning(session, now, built))
 
     ledger = Ledger(engine, clock=clock)
     info = ledger.create_ledger(unique("pt")[:32], "world points")
@@ -401,6 +522,8 @@ def open_world(
             ledger_id=info.id,
             account_ids=[source.id, wallet.id],
             entry_id=entry.id,
+            point_type_id=built["point_type_id"],
+            programs=built["programs"],
         )
 
 

@@ -18,6 +18,7 @@ works on throwaway objects (``World.fresh_*``) so that the order of rows does no
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from api_world import (
+    FISCAL_YEAR,
+    POINT_TYPE_CODE,
     RESIDENT_ADDRESS_NUMBER,
     RESIDENT_BIRTH_YEAR,
     RESIDENT_NAME,
@@ -75,7 +78,59 @@ def stock(world: World) -> dict[str, Any]:
         "account_id": world.account_ids[1],
         "entry_id": world.entry_id,
         "address_number": RESIDENT_ADDRESS_NUMBER,
+        "point_type": POINT_TYPE_CODE,
+        "point_type_id": world.point_type_id,
+        "program_id": world.programs["a"],
+        "fiscal_year": FISCAL_YEAR,
     }
+
+
+def own_program(world: World, actor: Actor | None) -> dict[str, Any]:
+    """An issuer's own department's program; department a's for everyone else."""
+    key = "b" if actor is not None and actor.department_id == world.departments["b"] else "a"
+    return {**stock(world), "program_id": world.programs[key]}
+
+
+def fresh_point_type(world: World) -> dict[str, Any]:
+    return {"point_type_id": world.fresh_point_type()}
+
+
+def fresh_draft_program(world: World) -> dict[str, Any]:
+    return {"program_id": world.fresh_program(activate=False)}
+
+
+def fresh_program_of_last_year(world: World) -> dict[str, Any]:
+    """A program with a FY2025 budget: the world's clock (April 2026) is past that year's end."""
+    return {"program_id": world.fresh_program(budget={2025: 500}), "fiscal_year": 2025}
+
+
+def award_body(world: World, _params: dict[str, Any]) -> Any:
+    return {"resident_id": world.fresh_resident().id, "record_id": unique("rec")}
+
+
+def new_point_type_body(_world: World, _params: dict[str, Any]) -> Any:
+    return {"code": unique("t").replace("-", "_")[:32], "name_ja": "新", "name_en": "New"}
+
+
+def new_program_body(world: World, _params: dict[str, Any]) -> Any:
+    return {
+        "department_id": world.departments["b"],
+        "point_type_id": world.point_type_id,
+        "module": "volunteering",
+        "name_ja": "清掃",
+        "name_en": "Clean-up",
+        "amount": 50,
+        "valid_from": "2026-04-01",
+    }
+
+
+def own_programs(world: World, actor: Actor, body: Any) -> None:
+    assert body["items"]
+    assert {item["department_id"] for item in body["items"]} == {actor.department_id}
+
+
+def own_program_only(world: World, actor: Actor, body: Any) -> None:
+    assert body.get("department_id", actor.department_id) == actor.department_id, body
 
 
 def fresh_resident(world: World) -> dict[str, Any]:
@@ -180,6 +235,10 @@ class Row:
     owned: Owned | None = None
     #: An allowed call must add an audit event naming the caller.
     audited: bool = False
+    #: Path parameters chosen per caller (an issuer's own program); overrides ``params``.
+    per_caller: Callable[[World, Actor | None], dict[str, Any]] | None = None
+    #: A value-moving route: the call sends a fresh Idempotency-Key.
+    value_moving: bool = False
 
     def status_for(self, column: str) -> int:
         statuses = self.expect.split()
@@ -197,10 +256,15 @@ COUNTER_201 = "401 403 403 403 201 403 403"
 AUDITORS = "401 403 403 403 403 200 200"
 ADMIN = "401 403 403 403 403 403 200"
 ADMIN_201 = "401 403 403 403 403 403 201"
+ADMIN_204 = "401 403 403 403 403 403 204"
+ISSUER_201 = "401 403 403 201 403 403 403"
+AUDITORS_201 = "401 403 403 403 403 201 201"
 
 A = "/api/v1/admin"
 C = "/api/v1/counter"
 F = "/api/v1/finance"
+ISS = "/api/v1/issuer"
+B = "/api/v1/budgets"
 
 # fmt: off
 TABLE: list[Row] = [
@@ -213,6 +277,18 @@ TABLE: list[Row] = [
     Row("GET", "/api/v1/me", RESIDENT, owned=owns_profile),
     Row("GET", "/api/v1/merchant", MERCHANT, owned=owns_merchant),
     Row("GET", "/api/v1/issuer/department", ISSUER, owned=owns_department),
+    Row("GET", "/api/v1/me/wallets", RESIDENT),
+    Row("GET", "/api/v1/me/wallets/{point_type}", RESIDENT),
+    Row("GET", "/api/v1/me/wallets/{point_type}/history", RESIDENT),
+    # Issuers: their own department's programs (another's is not found: test_api_earning).
+    Row("GET", f"{ISS}/programs", ISSUER, owned=own_programs),
+    Row("GET", f"{ISS}/programs/{{program_id}}", ISSUER, per_caller=own_program,
+        owned=own_program_only),
+    Row("GET", f"{ISS}/programs/{{program_id}}/budgets/{{fiscal_year}}", ISSUER,
+        per_caller=own_program),
+    Row("POST", f"{ISS}/programs/{{program_id}}/awards", ISSUER_201, per_caller=own_program,
+        body=award_body, value_moving=True),
+    Row("GET", f"{ISS}/programs/{{program_id}}/awards", ISSUER, per_caller=own_program),
     # Counter staff.
     Row("POST", f"{C}/residents", COUNTER_201, body=new_resident_body, audited=True),
     Row("GET", f"{C}/residents", COUNTER, query="?address_number={address_number}",
@@ -226,6 +302,20 @@ TABLE: list[Row] = [
         params=fresh_resident, audited=True),
     Row("POST", f"{C}/residents/{{resident_id}}/revoke-tokens", COUNTER,
         params=fresh_resident_with_token, body=reason, audited=True),
+    Row("GET", f"{C}/residents/{{resident_id}}/wallets", COUNTER),
+    Row("POST", f"{C}/residents/{{resident_id}}/wallets/{{point_type}}/close", COUNTER,
+        params=lambda w: {**fresh_resident(w), "point_type": POINT_TYPE_CODE}, body=reason,
+        audited=True, value_moving=True),
+    # Budgets: finance and admins.
+    Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),
+    Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/allocations", AUDITORS_201,
+        params=lambda w: {"program_id": w.fresh_program(), "fiscal_year": FISCAL_YEAR},
+        body=lambda _w, _p: {"amount": 1000, "reason": "table"}, audited=True,
+        value_moving=True),
+    Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/year-end", AUDITORS,
+        params=fresh_program_of_last_year,
+        body=lambda _w, _p: {"decision": "lapse", "reason": "table"}, audited=True,
+        value_moving=True),
     # Finance and admins: read-only audit.
     Row("GET", f"{F}/ledgers", AUDITORS),
     Row("GET", f"{F}/ledgers/{{ledger_id}}/accounts", AUDITORS),
@@ -262,6 +352,16 @@ TABLE: list[Row] = [
     Row("GET", f"{A}/tokens", ADMIN),
     Row("POST", f"{A}/tokens/{{token_id}}/revoke", ADMIN, params=fresh_token, body=reason,
         audited=True),
+    Row("POST", f"{A}/point-types", ADMIN_201, body=new_point_type_body, audited=True),
+    Row("GET", f"{A}/point-types", ADMIN),
+    Row("GET", f"{A}/point-types/{{point_type_id}}", ADMIN),
+    Row("DELETE", f"{A}/point-types/{{point_type_id}}", ADMIN_204, params=fresh_point_type,
+        audited=True),
+    Row("POST", f"{A}/programs", ADMIN_201, body=new_program_body, audited=True),
+    Row("GET", f"{A}/programs", ADMIN),
+    Row("GET", f"{A}/programs/{{program_id}}", ADMIN),
+    Row("POST", f"{A}/programs/{{program_id}}/status", ADMIN, params=fresh_draft_program,
+        body=lambda _w, _p: {"status": "active", "reason": "table"}, audited=True),
     # A verify run is recorded in verify_run (not the audit trail: see test_api_registries).
     Row("POST", f"{A}/verify", ADMIN_201),
 ]
@@ -302,10 +402,13 @@ def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World
         yield built
 
 
-def call(world: World, row: Row, headers: dict[str, str]) -> Any:
-    params = row.params(world)
+def call(world: World, row: Row, actor: Actor | None) -> Any:
+    params = row.per_caller(world, actor) if row.per_caller is not None else row.params(world)
     url = (row.path + row.query).format(**params)
     body = row.body(world, params) if row.body is not None else None
+    headers = dict(actor.headers) if actor is not None else {}
+    if row.value_moving:
+        headers["Idempotency-Key"] = str(uuid.uuid4())
     before = world.snapshot()
     response = world.client.request(row.method, url, headers=headers, json=body)
     return response, before
@@ -315,9 +418,8 @@ def call(world: World, row: Row, headers: dict[str, str]) -> Any:
 def test_table(shared_world: World, row: Row, column: str, principal: str | None) -> None:
     world = shared_world
     actor = world.actors[principal] if principal is not None else None
-    headers = actor.headers if actor is not None else {}
     expected = row.status_for(column)
-    response, before = call(world, row, headers)
+    response, before = call(world, row, actor)
 
     if expected in (401, 403):
         body = assert_problem(response, expected)
@@ -328,8 +430,12 @@ def test_table(shared_world: World, row: Row, column: str, principal: str | None
         return
 
     assert response.status_code == expected, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json")
-    payload = response.json()
+    payload = None
+    if expected == 204:
+        assert response.content == b""
+    else:
+        assert response.headers["content-type"].startswith("application/json")
+        payload = response.json()
     if row.owned is not None and actor is not None:
         row.owned(world, actor, payload)
     if row.audited:

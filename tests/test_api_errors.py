@@ -532,6 +532,9 @@ def test_openapi_every_operation_is_summarized_and_has_a_success_model(
     for method, path, operation in found:
         assert operation.get("summary", "").strip(), (method, path)
         status = success_status(operation)
+        if status == "204":  # a deletion answers with no body
+            assert method == "DELETE" and not operation["responses"]["204"].get("content")
+            continue
         assert status in ("200", "201"), (method, path, status)
         schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert resolve(openapi, schema), (method, path)

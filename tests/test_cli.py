@@ -198,3 +198,29 @@ def _account_id(engine: Engine, owner_ref: str) -> int:
                 f"SELECT id FROM ledger_account WHERE owner_ref = '{owner_ref}'"
             ).scalar_one()
         )
+
+
+def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
+    result = invoke(database_url, "demo")
+    assert result.exit_code == 0, result.output
+    assert "Specific health checkup FY" in result.output
+    assert "awarded 1,500 to 2 residents, remaining 998,500" in result.output
+    assert "awarded 600 to 2 residents, remaining 299,400" in result.output
+    # 狛江 花子: 500 + 500 (two checkup types) + 300 (clean-up) - 600 paid at the shop.
+    assert "狛江 花子" in result.output and ": 700 pt" in result.output
+    assert "verify: no problems" in result.output
+    assert result.output.count("kp_") == 4  # admin, finance, issuer, resident tokens
+
+    engine = ledger.create_engine(database_url)
+    try:
+        before = (count(engine, "ledger_entry"), count(engine, "award"), count(engine, "program"))
+        again = invoke(database_url, "demo")
+        assert again.exit_code == 0, again.output
+        after = (count(engine, "ledger_entry"), count(engine, "award"), count(engine, "program"))
+    finally:
+        engine.dispose()
+    assert after == before
+    assert "sealed 0 entries" in again.output
+    # The ledger demo runs beside it on the same database.
+    assert invoke(database_url, "ledger", "demo").exit_code == 0
+    assert invoke(database_url, "verify").exit_code == 0

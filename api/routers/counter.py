@@ -3,17 +3,21 @@
 Counter staff find a resident by id or by the exact resident address number (宛名番号), never by
 browsing; they register verified residents, correct their details, mark self-enrolled residents
 verified after checking identity, issue enrolment codes, and revoke a lost phone's tokens.
+They read a resident's wallets (for residents without a phone, who ask at the counter), and
+close a wallet when the resident moved out or died: its balance goes to expired points, with
+the reason recorded.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
 from api.deps import CounterDep, ServicesDep
-from api.safety import rate_limited
+from api.safety import VALUE_MOVING, IdempotencyDep, rate_limited
 from api.schemas import (
     PROTECTED_ERRORS,
     AddressNumber,
@@ -25,7 +29,9 @@ from api.schemas import (
     ResidentPublic,
     RevokedCount,
 )
-from points import access, people
+from api.schemas_earning import PointTypeCode, WalletClosedPublic, WalletPublic
+from api.wallet_views import resident_wallets
+from points import access, people, pointtypes, wallets
 from points.errors import NotFound
 from points.registry import Resident
 
@@ -164,3 +170,50 @@ def revoke_resident_tokens(
         return RevokedCount(revoked=count)
 
     return services.write(work)
+
+
+@router.get(
+    "/residents/{resident_id}/wallets",
+    response_model=list[WalletPublic],
+    summary="A resident's wallets (balance, expiry dates), for a resident at the counter",
+)
+def resident_wallets_at_counter(
+    resident_id: PathId, caller: CounterDep, services: ServicesDep
+) -> list[WalletPublic]:
+    now, days = services.clock(), services.settings.expiry_notice_days
+    return services.read(lambda session: resident_wallets(session, resident_id, now, days))
+
+
+@router.post(
+    "/residents/{resident_id}/wallets/{point_type}/close",
+    response_model=WalletClosedPublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Close a wallet (moved out, deceased): its balance goes to expired points",
+)
+def close_wallet(
+    resident_id: PathId,
+    point_type: PointTypeCode,
+    body: ReasonInput,
+    caller: CounterDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    now = services.clock()
+
+    def work(session: Session) -> tuple[int, Any]:
+        found = pointtypes.find_point_type(session, point_type)
+        wallet, moved, entry_ids = wallets.close_wallet(
+            session, caller, now, found, resident_id, reason=body.reason
+        )
+        closed = WalletClosedPublic(
+            resident_id=resident_id,
+            point_type=found.code,
+            status=wallet.status,
+            moved_to_expired=moved,
+            entry_ids=entry_ids,
+            closed_at=wallet.closed_at,
+            closed_reason=wallet.closed_reason,
+        )
+        return 200, closed.model_dump(mode="json")
+
+    return idempotency.run(caller, body, work)

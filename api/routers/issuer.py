@@ -1,24 +1,168 @@
-"""Department (issuer) endpoints: only their own department."""
+"""Department (issuer) endpoints: only their own department and its programs.
+
+A program of another department is "not found" here, never "forbidden": a department does not
+learn what another runs. Awards are value-moving: the ``Idempotency-Key`` is namespaced by the
+department (two officers of one department retrying the same call share it), and the award's
+``record_id`` — the department's own id of the event — makes a record award at most once even
+across keys.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from api.deps import IssuerDep, ServicesDep
-from api.schemas import PROTECTED_ERRORS, DepartmentPublic
+from api.routers.budgets import budget_public
+from api.safety import VALUE_MOVING, IdempotencyDep
+from api.schemas import PROTECTED_ERRORS, DepartmentPublic, Page, PathId
+from api.schemas_earning import (
+    AwardCreate,
+    AwardPublic,
+    BudgetPublic,
+    FiscalYear,
+    FiscalYearQuery,
+    IdCursor,
+    NumericCursor,
+    ProgramPublic,
+)
+from issuers import awards, programs
+from points import people
+from points.auth import Principal
 from points.people import get
 from points.registry import Department
 
 router = APIRouter(prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS)
 
+Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
+
+
+def _department_of(caller: Principal) -> str:
+    assert caller.department_id is not None
+    return caller.department_id
+
 
 @router.get("/department", response_model=DepartmentPublic, summary="The department I work for")
 def my_department(caller: IssuerDep, services: ServicesDep) -> DepartmentPublic:
-    assert caller.department_id is not None
-    department_id = caller.department_id
+    department_id = _department_of(caller)
 
     def work(session: Session) -> DepartmentPublic:
         return DepartmentPublic.model_validate(get(session, Department, department_id))
+
+    return services.read(work)
+
+
+@router.get("/programs", response_model=Page[ProgramPublic], summary="My department's programs")
+def my_programs(
+    caller: IssuerDep, services: ServicesDep, cursor: IdCursor = None, limit: Limit = 50
+) -> Page[ProgramPublic]:
+    department_id = _department_of(caller)
+
+    def work(session: Session) -> Page[ProgramPublic]:
+        rows = programs.list_programs(
+            session, department_id=department_id, after=cursor, limit=limit
+        )
+        return Page(
+            items=[ProgramPublic.model_validate(row) for row in rows],
+            next_cursor=rows[-1].id if len(rows) == limit else None,
+        )
+
+    return services.read(work)
+
+
+@router.get("/programs/{program_id}", response_model=ProgramPublic, summary="One of my programs")
+def my_program(program_id: PathId, caller: IssuerDep, services: ServicesDep) -> ProgramPublic:
+    department_id = _department_of(caller)
+    return services.read(
+        lambda session: ProgramPublic.model_validate(
+            programs.get_program(session, program_id, department_id=department_id)
+        )
+    )
+
+
+@router.get(
+    "/programs/{program_id}/budgets/{fiscal_year}",
+    response_model=BudgetPublic,
+    summary="Program status for a fiscal year: allocated, awarded, remaining, residents awarded",
+)
+def my_program_budget(
+    program_id: PathId, fiscal_year: FiscalYear, caller: IssuerDep, services: ServicesDep
+) -> BudgetPublic:
+    department_id = _department_of(caller)
+    now = services.clock()
+
+    def work(session: Session) -> BudgetPublic:
+        programs.get_program(session, program_id, department_id=department_id)
+        return budget_public(session, program_id, fiscal_year, now)
+
+    return services.read(work)
+
+
+@router.post(
+    "/programs/{program_id}/awards",
+    status_code=201,
+    response_model=AwardPublic,
+    openapi_extra=VALUE_MOVING,
+    responses={200: {"model": AwardPublic, "description": "The record was awarded before"}},
+    summary="Award a resident for one qualifying event",
+)
+def award(
+    program_id: PathId,
+    body: AwardCreate,
+    caller: IssuerDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    department_id = _department_of(caller)
+    now = services.clock()
+    request = awards.AwardRequest(
+        program_id=program_id,
+        resident_id=body.resident_id,
+        record_id=body.record_id,
+        details=dict(body.details),
+        occurred_on=body.occurred_on,
+    )
+
+    def work(session: Session) -> tuple[int, Any]:
+        result = awards.award(session, caller, now, request, department_id=department_id)
+        public = AwardPublic.model_validate(result.award).model_copy(
+            update={"replayed": result.replayed}
+        )
+        return (200 if result.replayed else 201), public.model_dump(mode="json")
+
+    return idempotency.run(caller, body, work, namespace=f"department:{department_id}")
+
+
+@router.get(
+    "/programs/{program_id}/awards",
+    response_model=Page[AwardPublic],
+    summary="My program's awards, newest first",
+)
+def my_program_awards(
+    program_id: PathId,
+    caller: IssuerDep,
+    services: ServicesDep,
+    fiscal_year: FiscalYearQuery = None,
+    cursor: NumericCursor = None,
+    limit: Limit = 50,
+) -> Page[AwardPublic]:
+    department_id = _department_of(caller)
+
+    def work(session: Session) -> Page[AwardPublic]:
+        programs.get_program(session, program_id, department_id=department_id)
+        rows = awards.list_awards(
+            session,
+            program_id,
+            fiscal_year=fiscal_year,
+            before=int(cursor) if cursor is not None else None,
+            limit=limit,
+        )
+        return Page(
+            items=[AwardPublic.model_validate(row) for row in rows],
+            next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        )
 
     return services.read(work)

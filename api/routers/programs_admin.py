@@ -1,0 +1,150 @@
+"""Administration of earning: point types and programs. Every act is audited.
+
+Admins create point types (a ledger and its policy) and programs for departments, and move a
+program through its statuses (draft, active, paused, closed). Budgets are allocated by finance or
+admin (``api.routers.budgets``); departments award (``api.routers.issuer``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlmodel import Session
+
+from api.deps import AdminDep, ServicesDep
+from api.schemas import PROTECTED_ERRORS, ObjectId, Page, PathId
+from api.schemas_earning import (
+    IdCursor,
+    PointTypeCreate,
+    PointTypePublic,
+    ProgramCreate,
+    ProgramPublic,
+    ProgramStatusChange,
+)
+from issuers import programs
+from points import people, pointtypes
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
+
+Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
+
+
+# Point types ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/point-types", response_model=PointTypePublic, status_code=201, summary="Create a point type"
+)
+def create_point_type(
+    body: PointTypeCreate, caller: AdminDep, services: ServicesDep
+) -> PointTypePublic:
+    now = services.clock()
+    new = pointtypes.NewPointType(**body.model_dump())
+    return services.write(
+        lambda session: PointTypePublic.model_validate(
+            pointtypes.create_point_type(session, caller, now, new)
+        )
+    )
+
+
+@router.get("/point-types", response_model=list[PointTypePublic], summary="Every point type")
+def list_point_types(caller: AdminDep, services: ServicesDep) -> list[PointTypePublic]:
+    return services.read(
+        lambda session: [
+            PointTypePublic.model_validate(row) for row in pointtypes.list_point_types(session)
+        ]
+    )
+
+
+@router.get(
+    "/point-types/{point_type_id}", response_model=PointTypePublic, summary="One point type"
+)
+def get_point_type(
+    point_type_id: PathId, caller: AdminDep, services: ServicesDep
+) -> PointTypePublic:
+    return services.read(
+        lambda session: PointTypePublic.model_validate(
+            pointtypes.get_point_type(session, point_type_id)
+        )
+    )
+
+
+@router.delete(
+    "/point-types/{point_type_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a point type no program uses (409 point_type_in_use otherwise)",
+)
+def delete_point_type(point_type_id: PathId, caller: AdminDep, services: ServicesDep) -> Response:
+    now = services.clock()
+    services.write(
+        lambda session: pointtypes.delete_point_type(
+            session, caller, now, point_type_id, reason="deleted by an admin"
+        )
+    )
+    return Response(status_code=204)
+
+
+# Programs ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/programs",
+    response_model=ProgramPublic,
+    status_code=201,
+    summary="Create a program for a department (in draft)",
+)
+def create_program(body: ProgramCreate, caller: AdminDep, services: ServicesDep) -> ProgramPublic:
+    now = services.clock()
+    new = programs.NewProgram(**body.model_dump())
+    return services.write(
+        lambda session: ProgramPublic.model_validate(
+            programs.create_program(session, caller, now, new)
+        )
+    )
+
+
+@router.get("/programs", response_model=Page[ProgramPublic], summary="List programs")
+def list_programs(
+    caller: AdminDep,
+    services: ServicesDep,
+    department_id: Annotated[ObjectId | None, Query()] = None,
+    cursor: IdCursor = None,
+    limit: Limit = 50,
+) -> Page[ProgramPublic]:
+    def work(session: Session) -> Page[ProgramPublic]:
+        rows = programs.list_programs(
+            session, department_id=department_id, after=cursor, limit=limit
+        )
+        return Page(
+            items=[ProgramPublic.model_validate(row) for row in rows],
+            next_cursor=rows[-1].id if len(rows) == limit else None,
+        )
+
+    return services.read(work)
+
+
+@router.get("/programs/{program_id}", response_model=ProgramPublic, summary="One program")
+def get_program(program_id: PathId, caller: AdminDep, services: ServicesDep) -> ProgramPublic:
+    return services.read(
+        lambda session: ProgramPublic.model_validate(programs.get_program(session, program_id))
+    )
+
+
+@router.post(
+    "/programs/{program_id}/status",
+    response_model=ProgramPublic,
+    summary="Activate, pause or close a program",
+)
+def change_program_status(
+    program_id: PathId, body: ProgramStatusChange, caller: AdminDep, services: ServicesDep
+) -> ProgramPublic:
+    now = services.clock()
+    return services.write(
+        lambda session: ProgramPublic.model_validate(
+            programs.change_status(
+                session, caller, now, program_id, body.status, reason=body.reason
+            )
+        )
+    )

@@ -1,0 +1,213 @@
+"""Request and response models of earning: point types, programs, budgets, awards, wallets."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, get_args
+
+from fastapi import Path, Query
+from pydantic import Field, StringConstraints, field_validator
+
+from api.schemas import ID_PATTERN, Input, Name, ObjectId, Output, PlainText, Reason
+from issuers.awards import RECORD_ID_MAX_LENGTH
+from issuers.modules import MODULES
+from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
+from points.pointtypes import CODE_PATTERN, ExpiryRule, Funding, IssuerKind
+from points.wallets import LineState
+
+#: Amounts of points: positive integers that fit the ledger's 64-bit totals.
+Points = Annotated[int, Field(ge=1, le=10**15)]
+FiscalYear = Annotated[int, Path(ge=2000, le=2999, description="April of this year to March")]
+FiscalYearQuery = Annotated[int | None, Query(ge=2000, le=2999)]
+PointTypeCode = Annotated[str, Path(pattern=CODE_PATTERN, description="e.g. pt")]
+# 18 digits stay below 2**63 - 1, the largest id either database holds.
+NumericCursor = Annotated[
+    str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the page before")
+]
+IdCursor = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="next_cursor of the page before")
+]
+RecordId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=RECORD_ID_MAX_LENGTH, pattern=r"^[\x21-\x7e]+$"),
+]
+DetailValue = Annotated[str, StringConstraints(max_length=200), PlainText]
+ModuleKind = Literal["fixed_award", "health_checkup", "volunteering"]
+assert set(get_args(ModuleKind)) == set(MODULES), "keep ModuleKind in step with issuers.modules"
+
+
+class PointTypeCreate(Input):
+    code: Annotated[str, StringConstraints(pattern=CODE_PATTERN)] = Field(examples=["pt"])
+    name_ja: Name = Field(examples=["狛江ポイント"])
+    name_en: Name = Field(examples=["Komae points"])
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=16), PlainText] = "pt"
+    expiry_rule: ExpiryRule = ExpiryRule.MONTHS
+    #: For the ``months`` rule: valid until the end of the month N months after the month earned.
+    expiry_months: int | None = Field(default=12, ge=1, le=120)
+    #: For the ``fixed_date`` rule: the last day the points can be spent.
+    expiry_date: date | None = None
+    transferable: bool = False
+    issuer: IssuerKind = IssuerKind.CITY
+    funding: Funding = Funding.FREE
+    #: Required for operator-sold points valid for more than 6 months (Payment Services Act).
+    psa_override_reason: Reason | None = None
+
+
+class PointTypePublic(Output):
+    id: str
+    code: str
+    name_ja: str
+    name_en: str
+    unit: str
+    expiry_rule: ExpiryRule
+    expiry_months: int | None
+    expiry_date: date | None
+    transferable: bool
+    issuer: IssuerKind
+    funding: Funding
+    psa_override_reason: str | None
+    ledger_id: int
+    created_at: datetime
+
+
+class ProgramCreate(Input):
+    department_id: ObjectId
+    point_type_id: ObjectId
+    module: ModuleKind = Field(examples=["health_checkup"])
+    name_ja: Name = Field(examples=["特定健診受診ポイント"])
+    name_en: Name = Field(examples=["Specific health checkup"])
+    #: Points per qualifying event.
+    amount: Points = Field(examples=[500])
+    valid_from: date
+    valid_until: date | None = None
+    cap_per_day: Points | None = None
+    cap_per_month: Points | None = None
+    cap_per_fiscal_year: Points | None = None
+    #: The module's settings, e.g. ``{"checkup_types": ["specific_health_checkup"]}``.
+    config: dict[str, list[DetailValue] | DetailValue] = Field(
+        default_factory=dict, max_length=20, examples=[{"checkup_types": ["specific"]}]
+    )
+
+
+class ProgramPublic(Output):
+    id: str
+    department_id: str
+    point_type_id: str
+    module: str
+    name_ja: str
+    name_en: str
+    amount: int
+    valid_from: date
+    valid_until: date | None
+    cap_per_day: int | None
+    cap_per_month: int | None
+    cap_per_fiscal_year: int | None
+    status: ProgramStatus
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _parse_config(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class ProgramStatusChange(Input):
+    status: ProgramStatus
+    reason: Reason
+
+
+class AllocationCreate(Input):
+    amount: Points = Field(examples=[1_000_000])
+    reason: Reason = Field(examples=["FY2026 budget, council resolution 12"])
+
+
+class YearEndCreate(Input):
+    decision: YearEndDecision
+    reason: Reason
+
+
+class BudgetPublic(Output):
+    program_id: str
+    fiscal_year: int
+    #: ``none`` when nothing was ever allocated for the year.
+    status: BudgetStatus | Literal["none"]
+    #: Credited to the budget: allocations and carry-over from the year before.
+    allocated: int
+    awarded: int
+    awards: int
+    residents_awarded: int
+    remaining: int
+
+
+class AllocationPublic(Output):
+    entry_id: int
+    budget: BudgetPublic
+
+
+class AwardCreate(Input):
+    resident_id: ObjectId
+    #: The department's own id of the qualifying event (a checkup record, an attendance line):
+    #: reporting the same record again awards nothing twice.
+    record_id: RecordId = Field(examples=["HC-2026-000123"])
+    #: What the program's module needs, e.g. ``{"checkup_type": "specific"}``.
+    details: dict[str, DetailValue] = Field(default_factory=dict, max_length=20)
+    #: The day of the event (Asia/Tokyo); today when left out.
+    occurred_on: date | None = None
+
+
+class AwardPublic(Output):
+    id: int
+    program_id: str
+    record_id: str
+    resident_id: str
+    amount: int
+    fiscal_year: int
+    occurred_on: date
+    valid_until: date
+    entry_id: int
+    created_at: datetime
+    #: True when this record had been awarded before: nothing new was awarded.
+    replayed: bool = False
+
+
+class ExpiryLinePublic(Output):
+    valid_until: date | None = Field(description="null: the points never expire")
+    amount: int
+
+
+class WalletPublic(Output):
+    point_type: str
+    name_ja: str
+    name_en: str
+    unit: str
+    status: str
+    balance: int
+    held: int
+    by_expiry: list[ExpiryLinePublic]
+    #: The nearest expiry within the notice window ("N pt expire on D"), or null.
+    expiring_soon: ExpiryLinePublic | None
+    notice_ja: str | None
+    notice_en: str | None
+
+
+class WalletHistoryLine(Output):
+    entry_id: int
+    kind: str
+    amount: int
+    state: LineState
+    at: datetime
+    text_ja: str
+    text_en: str
+
+
+class WalletClosedPublic(Output):
+    resident_id: str
+    point_type: str
+    status: str
+    moved_to_expired: int
+    entry_ids: list[int]
+    closed_at: datetime | None
+    closed_reason: str | None

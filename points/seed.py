@@ -1,0 +1,284 @@
+"""``points demo``: the system seeded with a small city, through the same services the API uses.
+
+Seeds, on the configured database (SQLite by default), what a city's first week looks like:
+the point type ``pt`` (valid until the end of the month 12 months after the month earned), the
+health department's checkup program and the environment department's volunteering program,
+each funded for the current fiscal year, a merchant, three residents, a few awards, and one
+payment at the merchant. Then it prints each resident's wallet and tokens to try the API with.
+
+Safe to run again: everything is found by its code, name or record id, so a second run awards
+and pays nothing twice (it prints new tokens, which is harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from issuers import awards, programs
+from issuers.programs import Program, ProgramStatus
+from ledger import Ledger, LedgerTx
+from points import access, people, pointtypes, wallets
+from points.accounts import ACCOUNT_RULES, AccountCode
+from points.auth import Role
+from points.calendar import fiscal_year, tokyo_date
+from points.errors import NotFound
+from points.registry import Department, Merchant, Resident, StaffRole
+from points.uow import unit_of_work
+
+T = TypeVar("T")
+SYSTEM = access.SYSTEM
+
+RESIDENTS = {
+    # address number: (name, birth year)
+    "1000000001": ("狛江 花子", 1948),
+    "1000000002": ("和泉 太郎", 1975),
+    "1000000003": ("岩戸 さくら", 2001),
+}
+
+
+def run_seed(
+    engine: Engine, clock: Callable[[], datetime], *, echo: Callable[[str], None] = print
+) -> None:
+    def write(work: Callable[[Session], T]) -> T:
+        return unit_of_work(engine, work)
+
+    now = clock()
+    year = fiscal_year(tokyo_date(now))
+    point_type = write(lambda s: _point_type(s, now))
+    health = write(lambda s: _department(s, now, "health", "健康推進課", "Health Promotion"))
+    environment = write(
+        lambda s: _department(s, now, "environment", "環境政策課", "Environment Policy")
+    )
+    checkup = write(
+        lambda s: _program(
+            s,
+            now,
+            health,
+            point_type,
+            module="health_checkup",
+            name_ja="特定健診受診ポイント",
+            name_en="Specific health checkup",
+            amount=500,
+            cap_per_fiscal_year=1_000,
+            config={"checkup_types": ["specific_health_checkup", "cancer_screening"]},
+            budget=(year, 1_000_000),
+        )
+    )
+    volunteering = write(
+        lambda s: _program(
+            s,
+            now,
+            environment,
+            point_type,
+            module="volunteering",
+            name_ja="多摩川清掃ボランティア",
+            name_en="Tama River clean-up",
+            amount=300,
+            cap_per_month=900,
+            config={},
+            budget=(year, 300_000),
+        )
+    )
+    residents = write(lambda s: [_resident(s, now, number) for number in RESIDENTS])
+    merchant_account = write(lambda s: _merchant_account(s, now, point_type))
+    events: list[tuple[Program, str, str, dict[str, Any]]] = [
+        (checkup, residents[0], "HC-0001", {"checkup_type": "specific_health_checkup"}),
+        (checkup, residents[0], "HC-0002", {"checkup_type": "cancer_screening"}),
+        (checkup, residents[1], "HC-0003", {"checkup_type": "specific_health_checkup"}),
+        (volunteering, residents[0], "VOL-0001", {"event_id": "river-clean-up-1"}),
+        (volunteering, residents[2], "VOL-0002", {"event_id": "river-clean-up-1"}),
+    ]
+    for program, resident_id, record_id, details in events:
+        request = awards.AwardRequest(program.id, resident_id, record_id, details)
+        write(
+            lambda s, request=request, program=program: awards.award(  # type: ignore[misc]
+                s, SYSTEM, now, request, department_id=program.department_id
+            )
+        )
+    write(
+        lambda s: wallets.spend(
+            s,
+            _get_point_type(s, point_type),
+            wallets.Spend(
+                residents[0],
+                600,
+                merchant_account,
+                description="狛江珈琲店 / Komae Coffee",
+                namespace="demo",
+                idempotency_key="payment-1",
+            ),
+            now,
+        )
+    )
+    sealed = Ledger(engine, clock=clock).seal()
+    report = Ledger(engine, clock=clock).verify()
+
+    echo(f"Point type {point_type.code}: {point_type.name_ja} ({point_type.name_en})")
+    for program in (checkup, volunteering):
+        view = unit_of_work(
+            engine,
+            lambda s, program=program: awards.budget_view(s, program, year, now),  # type: ignore[misc]
+            read_only=True,
+        )
+        echo(
+            f"  {program.name_en} FY{year}: allocated {view.allocated:,}, awarded "
+            f"{view.awarded:,} to {view.residents_awarded} residents, remaining {view.remaining:,}"
+        )
+    echo("")
+    for resident_id, number in zip(residents, RESIDENTS, strict=True):
+        view_ = unit_of_work(
+            engine,
+            lambda s, resident_id=resident_id: wallets.wallet_view(  # type: ignore[misc]
+                s, _get_point_type(s, point_type), resident_id, now, 60
+            ),
+            read_only=True,
+        )
+        lines = ", ".join(f"{line.amount} until {line.valid_until}" for line in view_.by_expiry)
+        echo(f"{RESIDENTS[number][0]} ({resident_id}): {view_.balance} pt  [{lines or 'empty'}]")
+    echo("")
+    echo(
+        f"sealed {sealed} entries; verify: "
+        f"{'no problems' if report.ok else report.problems[0].message}"
+    )
+    tokens = write(lambda s: _tokens(s, now, health, residents[0]))
+    echo("")
+    echo(
+        "Tokens to try the API with (`.venv/bin/points serve`, then http://127.0.0.1:8000/api/v1/docs):"
+    )
+    for role, secret in tokens:
+        echo(f"  {role:9} {secret}")
+
+
+def _get_point_type(session: Session, point_type: pointtypes.PointType) -> pointtypes.PointType:
+    return pointtypes.get_point_type(session, point_type.id)
+
+
+def _point_type(session: Session, now: datetime) -> pointtypes.PointType:
+    try:
+        return pointtypes.find_point_type(session, "pt")
+    except NotFound:
+        return pointtypes.create_point_type(
+            session,
+            SYSTEM,
+            now,
+            pointtypes.NewPointType(code="pt", name_ja="狛江ポイント", name_en="Komae points"),
+        )
+
+
+def _department(session: Session, now: datetime, code: str, name_ja: str, name_en: str) -> str:
+    found = session.exec(select(Department).where(Department.code == code)).first()
+    if found is not None:
+        return found.id
+    return people.create_department(
+        session, SYSTEM, now, code=code, name_ja=name_ja, name_en=name_en
+    ).id
+
+
+def _program(
+    session: Session,
+    now: datetime,
+    department_id: str,
+    point_type: pointtypes.PointType,
+    *,
+    budget: tuple[int, int],
+    **fields: Any,
+) -> Program:
+    found = session.exec(
+        select(Program).where(
+            Program.department_id == department_id, Program.name_en == fields["name_en"]
+        )
+    ).first()
+    if found is not None:
+        return found
+    program = programs.create_program(
+        session,
+        SYSTEM,
+        now,
+        programs.NewProgram(
+            department_id=department_id,
+            point_type_id=point_type.id,
+            valid_from=date(budget[0], 4, 1),
+            **fields,
+        ),
+    )
+    programs.change_status(session, SYSTEM, now, program.id, ProgramStatus.ACTIVE, reason="demo")
+    programs.allocate(session, SYSTEM, now, program.id, budget[0], budget[1], reason="demo")
+    return program
+
+
+def _resident(session: Session, now: datetime, address_number: str) -> str:
+    found = session.exec(select(Resident).where(Resident.address_number == address_number)).first()
+    if found is not None:
+        return found.id
+    name, birth_year = RESIDENTS[address_number]
+    return people.create_resident(
+        session,
+        SYSTEM,
+        now,
+        name=name,
+        address_number=address_number,
+        birth_year=birth_year,
+        verified=True,
+    ).id
+
+
+def _merchant_account(session: Session, now: datetime, point_type: pointtypes.PointType) -> int:
+    """The demo shop's payable account (redemption at shops comes with a later issue)."""
+    merchant = session.exec(select(Merchant).where(Merchant.name_en == "Komae Coffee")).first()
+    if merchant is None:
+        merchant = people.create_merchant(
+            session, SYSTEM, now, name_ja="狛江珈琲店", name_en="Komae Coffee", category="cafe"
+        )
+        session.flush()
+    tx = LedgerTx(session.connection(), lambda: now)
+    existing = tx.find_accounts(point_type.ledger_id, owner_ref=merchant.id)
+    if existing:
+        return existing[0].id
+    side, flags = ACCOUNT_RULES[AccountCode.MERCHANT_PAYABLE]
+    return tx.create_account(
+        ledger_id=point_type.ledger_id,
+        code=int(AccountCode.MERCHANT_PAYABLE),
+        normal_side=side,
+        owner_ref=merchant.id,
+        flags=flags,
+    ).id
+
+
+def _tokens(
+    session: Session, now: datetime, department_id: str, resident_id: str
+) -> list[tuple[str, str]]:
+    made = []
+    for role, staff_role in (
+        (Role.ADMIN, StaffRole.ADMIN),
+        (Role.FINANCE, StaffRole.FINANCE),
+        (Role.ISSUER, StaffRole.ISSUER),
+    ):
+        member = people.create_staff(
+            session,
+            SYSTEM,
+            now,
+            role=staff_role,
+            display_name=f"demo {role}",
+            department_id=department_id if staff_role is StaffRole.ISSUER else None,
+        )
+        session.flush()
+        made.append(
+            (
+                str(role),
+                access.issue_token(session, SYSTEM, now, role=role, principal_id=member.id).secret,
+            )
+        )
+    made.append(
+        (
+            "resident",
+            access.issue_token(
+                session, SYSTEM, now, role=Role.RESIDENT, principal_id=resident_id
+            ).secret,
+        )
+    )
+    return made
