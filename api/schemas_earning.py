@@ -43,8 +43,9 @@ class PointTypeCreate(Input):
     name_en: Name = Field(examples=["Komae points"])
     unit: Annotated[str, StringConstraints(min_length=1, max_length=16), PlainText] = "pt"
     expiry_rule: ExpiryRule = ExpiryRule.MONTHS
-    #: For the ``months`` rule: valid until the end of the month N months after the month earned.
-    expiry_months: int | None = Field(default=12, ge=1, le=120)
+    #: For the ``months`` rule (1 to 120; 12 when left out): valid until the end of the month
+    #: N months after the month earned.
+    expiry_months: int | None = None
     #: For the ``fixed_date`` rule: the last day the points can be spent.
     expiry_date: date | None = None
     transferable: bool = False

@@ -27,6 +27,7 @@ from points import people, pointtypes
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
 
+DEFAULT_EXPIRY_MONTHS = 12
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 
 
@@ -40,7 +41,10 @@ def create_point_type(
     body: PointTypeCreate, caller: AdminDep, services: ServicesDep
 ) -> PointTypePublic:
     now = services.clock()
-    new = pointtypes.NewPointType(**body.model_dump())
+    fields = body.model_dump()
+    if body.expiry_rule is pointtypes.ExpiryRule.MONTHS and body.expiry_months is None:
+        fields["expiry_months"] = DEFAULT_EXPIRY_MONTHS
+    new = pointtypes.NewPointType(**fields)
     return services.write(
         lambda session: PointTypePublic.model_validate(
             pointtypes.create_point_type(session, caller, now, new)
