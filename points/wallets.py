@@ -157,18 +157,18 @@ class Bucket:
 def open_wallet(session: Session, point_type: PointType, resident_id: str, now: datetime) -> Wallet:
     """The resident's wallet for the type, opened on first use; refuses a closed one and a
     resident who is not active."""
-    wallet = session.get(Wallet, (resident_id, point_type.id))
-    if wallet is not None:
-        if wallet.status == WalletStatus.CLOSED:
-            raise WalletClosed(
-                f"the wallet of resident {resident_id} was closed ({wallet.closed_reason})"
-            )
-        return wallet
     resident = session.get(Resident, resident_id)
     if resident is None:
         raise NotFound(f"no resident {resident_id}", field="resident_id")
+    wallet = session.get(Wallet, (resident_id, point_type.id))
+    if wallet is not None and wallet.status == WalletStatus.CLOSED:
+        raise WalletClosed(
+            f"the wallet of resident {resident_id} was closed ({wallet.closed_reason})"
+        )
     if resident.status != ResidentStatus.ACTIVE:
         raise ResidentNotActive(f"resident {resident_id} is {resident.status}")
+    if wallet is not None:
+        return wallet
     wallet = Wallet(resident_id=resident_id, point_type_id=point_type.id, created_at=now)
     session.add(wallet)
     session.flush()  # a concurrent opener loses on the primary key and is retried
