@@ -380,7 +380,8 @@ def close_budget(
         raise BudgetClosed(f"the FY{fiscal_year} budget was decided already ({budget.status})")
     point_type = get_point_type(session, program.point_type_id)
     tx = LedgerTx(session.connection(), lambda: now)
-    balance = tx.balance(budget.account_id)
+    # Locked: an award committing meanwhile cannot change what remains under our decision.
+    balance = tx.lock_account(budget.account_id).balance
     if balance.debits_pending:
         raise Conflict(
             f"the FY{fiscal_year} budget has {balance.debits_pending} held for awards in "
@@ -392,8 +393,13 @@ def close_budget(
         if decision is YearEndDecision.LAPSE:
             target, kind = point_type.city_account_id, "budget_lapse"
         else:
-            target = budget_account(session, tx, program, fiscal_year + 1, now).account_id
-            kind = "budget_carry_over"
+            following = budget_account(session, tx, program, fiscal_year + 1, now)
+            if following.status != BudgetStatus.OPEN:
+                raise BudgetClosed(
+                    f"the FY{fiscal_year + 1} budget was decided already ({following.status}); "
+                    "nothing can be carried into it"
+                )
+            target, kind = following.account_id, "budget_carry_over"
         entry_id = tx.post(
             NewEntry(
                 [

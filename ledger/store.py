@@ -289,6 +289,14 @@ class LedgerTx:
             raise AccountNotFound(account_id)
         return _account(row)
 
+    def lock_account(self, account_id: int) -> Account:
+        """The account, locked until this transaction ends (``FOR UPDATE``; SQLite writers are
+        serialised already): a balance read here stays true for a decision made on it."""
+        row = self._fetch_accounts([account_id], lock=True).get(account_id)
+        if row is None:
+            raise AccountNotFound(account_id)
+        return _account(row)
+
     def list_ledgers(self) -> list[LedgerInfo]:
         rows = self.connection.exec_driver_sql("SELECT id, code, name FROM ledger ORDER BY id")
         return [LedgerInfo(row[0], row[1], row[2]) for row in rows]

@@ -27,6 +27,9 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     "pk_program_budget",
     # Concurrent awards of one record or one once-key: the retry answers replay or refusal.
     "uq_award_program_id_record_id",
+    # The ledger replayed the first award's entry (same record id) to a racer that checked for
+    # the award before the first committed: the retry finds the award and replays it.
+    "uq_award_entry_id",
     "pk_award_once",
 }
 
