@@ -13,6 +13,7 @@ from api.schemas import ID_PATTERN, Input, Name, ObjectId, Output, PlainText, Re
 from issuers.awards import RECORD_ID_MAX_LENGTH
 from issuers.modules import MODULES
 from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
+from points.calendar import NEVER
 from points.pointtypes import CODE_PATTERN, ExpiryRule, Funding, IssuerKind
 from points.wallets import LineState
 
@@ -167,11 +168,17 @@ class AwardPublic(Output):
     amount: int
     fiscal_year: int
     occurred_on: date
-    valid_until: date
+    #: The last day the points can be spent; null: they never expire.
+    valid_until: date | None
     entry_id: int
     created_at: datetime
     #: True when this record had been awarded before: nothing new was awarded.
     replayed: bool = False
+
+    @field_validator("valid_until", mode="after")
+    @classmethod
+    def _never_is_null(cls, value: date | None) -> date | None:
+        return None if value == NEVER else value
 
 
 class ExpiryLinePublic(Output):

@@ -52,7 +52,7 @@ from points.calendar import fiscal_year, tokyo_date
 from points.errors import Conflict, InvalidInput
 from points.pointtypes import get_point_type
 from points.sqlbase import UTCDateTime
-from points.wallets import bucket_for, open_wallet
+from points.wallets import WalletClosed, bucket_for, open_wallet
 
 RECORD_ID_MAX_LENGTH = 128
 
@@ -236,8 +236,11 @@ def award(
             remaining=short.context["available"],
             requested=plan.amount,
         ) from None
-    except AccountClosed:
-        raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed") from None
+    except AccountClosed as closed:
+        if closed.account_id == budget.account_id:
+            raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed") from None
+        # The bucket: counter staff closed the wallet while this award was on its way.
+        raise WalletClosed(f"the wallet of resident {request.resident_id} was closed") from None
     created = Award(
         program_id=program.id,
         record_id=request.record_id,
