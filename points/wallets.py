@@ -425,6 +425,9 @@ def refund(
     if namespace is not None and idempotency_key is not None:
         earlier = tx.find_entry(namespace, idempotency_key)
         if earlier is not None:
+            debited = sum(p.amount for p in earlier.postings if p.side is Side.DEBIT)
+            if earlier.metadata.get("refund_of") != spend_entry_id or debited != amount:
+                raise IdempotencyConflict(namespace, idempotency_key, earlier.id)
             return earlier
     original = tx.get_entry(spend_entry_id)
     if original.phase not in (Phase.POSTED, Phase.POST_PENDING):
