@@ -219,3 +219,20 @@ class WalletClosedPublic(Output):
     entry_ids: list[int]
     closed_at: datetime | None
     closed_reason: str | None
+
+
+class JobRunPublic(Output):
+    id: int
+    job: str
+    period: str
+    state: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]
+    outcome: str
+
+    @field_validator("counts", mode="before")
+    @classmethod
+    def _parse_counts(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value

@@ -13,6 +13,9 @@
     points admin create-staff  add a member of staff (the first admin, for example)
     points admin create-token  print a new token for a principal, once
     points types create|list|delete   point types (a ledger and its policy)
+    points jobs run NAME [--as-of]    run one scheduled job by hand (recorded like any run)
+    points jobs list           the latest job runs
+    points expire [--as-of DATE] [--dry-run] [--force]   expire buckets by hand
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import uvicorn
@@ -31,11 +34,14 @@ from api.logs import configure_logging
 from ledger import Ledger
 from ledger.errors import LedgerError
 from ledger.service import system_clock
-from points import access, db, idempotency, people, pointtypes, ratelimit
+from points import access, db, expiry, idempotency, people, pointtypes, ratelimit
 from points.auth import Role
+from points.calendar import start_of_day
 from points.demo import run_demo
 from points.errors import PointsError
+from points.jobs import JOBS, list_runs, run_job
 from points.registry import StaffRole
+from points.scheduler import start_scheduler
 from points.seed import run_seed
 from points.settings import Settings
 from points.uow import unit_of_work
@@ -178,8 +184,21 @@ def ledger_demo() -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
-    """Run the HTTP API. Stops gracefully on SIGTERM or Ctrl-C (requests in flight finish)."""
+    """Run the HTTP API. Stops gracefully on SIGTERM or Ctrl-C (requests in flight finish).
+
+    The scheduled jobs run in this process (one scheduler however many workers serve requests)
+    unless POINTS_JOBS_ENABLED=false."""
     configure_logging(log_level.upper())
+    settings = _settings()
+    scheduler = start_scheduler(_engine(settings), settings, system_clock)
+    try:
+        _serve(host, port, workers)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+
+
+def _serve(host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "api.app:app_from_environment",
         factory=True,
@@ -359,6 +378,118 @@ def types_delete(code: str, reason: str) -> None:
 
     _explained(lambda: unit_of_work(engine, work))
     click.echo(f"deleted {code}")
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Scheduled jobs: run one by hand, list the runs."""
+
+
+def _as_of(value: datetime | None, force: bool) -> datetime:
+    """The instant of a run: now, or the start (Asia/Tokyo) of the given date; a date in the
+    future is refused without --force."""
+    now = system_clock()
+    if value is None:
+        return now
+    as_of = start_of_day(value.date())
+    if as_of > now and not force:
+        raise click.ClickException(
+            f"--as-of {value.date().isoformat()} is in the future; add --force if you mean it"
+        )
+    return as_of
+
+
+class _Bar:
+    """A progress callback drawing a bar on stderr once the total is known."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None and total:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _run_by_hand(name: str, as_of: datetime) -> None:
+    settings = _settings()
+    engine = _engine(settings)
+    bar = _Bar(name)
+    try:
+        result = _explained(
+            lambda: run_job(
+                engine,
+                name,
+                as_of=as_of,
+                clock=system_clock,
+                progress=bar,
+                trigger="cli",
+                options={"idempotency_retention_hours": settings.idempotency_retention_hours},
+            )
+        )
+    finally:
+        bar.close()
+    counts = ", ".join(f"{key} {value}" for key, value in sorted(result.counts.items()))
+    messages = {
+        "done": f"{name} for {result.period}: done ({counts or 'nothing to do'})",
+        "already_done": f"{name} for {result.period}: already done; nothing changed",
+        "running_elsewhere": f"{name} for {result.period}: running in another process; not run",
+    }
+    click.echo(messages[result.status])
+
+
+@jobs_group.command("run")
+@click.argument("name", type=click.Choice(sorted(JOBS)))
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="A Tokyo date.")
+@click.option("--force", is_flag=True, help="Allow an --as-of in the future.")
+def jobs_run(name: str, as_of: datetime | None, force: bool) -> None:
+    """Run one job now (or as of the start of a date, Asia/Tokyo)."""
+    _run_by_hand(name, _as_of(as_of, force))
+
+
+@jobs_group.command("list")
+@click.option("--job", type=click.Choice(sorted(JOBS)), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def jobs_list(job: str | None, limit: int) -> None:
+    """The latest runs, newest first."""
+    engine = _engine(_settings())
+    runs = unit_of_work(
+        engine,
+        lambda session: list_runs(session, job=job, before=None, limit=limit),
+        read_only=True,
+    )
+    for run in runs:
+        finished = run.finished_at.isoformat() if run.finished_at else "-"
+        click.echo(
+            f"{run.id}\t{run.job}\t{run.period}\t{run.state}\t{run.trigger}\t"
+            f"{run.started_at.isoformat()}\t{finished}\t{run.counts}\t{run.outcome}"
+        )
+
+
+@main.command("expire")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="A Tokyo date.")
+@click.option("--dry-run", is_flag=True, help="Only say what would expire.")
+@click.option("--force", is_flag=True, help="Allow an --as-of in the future.")
+def expire_command(as_of: datetime | None, dry_run: bool, force: bool) -> None:
+    """Expire the buckets expired at the start of a date (today by default), Asia/Tokyo."""
+    instant = _as_of(as_of, force)
+    if dry_run:
+        found = expiry.pending(_engine(_settings()), instant)
+        click.echo(
+            f"would expire {found.buckets} buckets holding {found.points} points "
+            f"in {found.entries} entries (dry run: nothing written)"
+        )
+        return
+    _run_by_hand("expiry", instant)
 
 
 if __name__ == "__main__":  # pragma: no cover

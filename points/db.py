@@ -23,6 +23,7 @@ from points import (
     audit,
     auth,
     idempotency,
+    jobs,
     pointtypes,
     ratelimit,
     registry,
@@ -43,6 +44,7 @@ _MODEL_MODULES = (
     wallets,
     programs,
     awards,
+    jobs,
 )
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"

@@ -11,7 +11,7 @@ refuse to load without a real ``POINTS_SECRET_KEY`` (at least 32 characters, not
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     rate_limit_self_enrolments_per_address: int = Field(default=30, ge=1)
     rate_limit_code_attempts_per_address: int = Field(default=10, ge=1)
     rate_limit_codes_per_counter: int = Field(default=60, ge=1)
+    #: Run the scheduled jobs inside ``points serve`` (one process of a deployment should).
+    jobs_enabled: bool = True
+    #: Jobs not to run (``expiry``, ``hold_timeouts``, ``seal``, ``purge``).
+    jobs_disabled: list[str] = Field(default_factory=list)
+    #: Trigger overrides per job, e.g. {"expiry": {"trigger": "cron", "hour": 1, "minute": 0}}.
+    job_schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: The wallet warns of points expiring within this many days.
     expiry_notice_days: int = Field(default=60, ge=1, le=366)
     #: Origins allowed to call the API from a browser; none by default (CORS off).

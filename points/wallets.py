@@ -97,7 +97,7 @@ class WalletBucket(SQLModel, table=True):
     point_type_id: str = Field(max_length=32)
     program_id: str = Field(foreign_key="program.id", max_length=32)
     #: The last day the points can be spent (``points.calendar.NEVER`` when they never expire).
-    valid_until: date
+    valid_until: date = Field(index=True)
 
 
 class SpendReturn(SQLModel, table=True):

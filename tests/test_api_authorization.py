@@ -239,6 +239,8 @@ class Row:
     per_caller: Callable[[World, Actor | None], dict[str, Any]] | None = None
     #: A value-moving route: the call sends a fresh Idempotency-Key.
     value_moving: bool = False
+    #: The media type of a success (JSON unless told).
+    media_type: str = "application/json"
 
     def status_for(self, column: str) -> int:
         statuses = self.expect.split()
@@ -306,6 +308,7 @@ TABLE: list[Row] = [
     Row("POST", f"{C}/residents/{{resident_id}}/wallets/{{point_type}}/close", COUNTER,
         params=lambda w: {**fresh_resident(w), "point_type": POINT_TYPE_CODE}, body=reason,
         audited=True, value_moving=True),
+    Row("GET", f"{C}/expiry-notices", "401 403 403 403 200 403 200", media_type="text/csv"),
     # Budgets: finance and admins.
     Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),
     Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/allocations", AUDITORS_201,
@@ -325,6 +328,7 @@ TABLE: list[Row] = [
     Row("GET", f"{F}/verify/last", AUDITORS),
     Row("GET", f"{F}/residents", AUDITORS, owned=pseudonymous),
     Row("GET", f"{F}/audit", AUDITORS),
+    Row("GET", f"{F}/job-runs", AUDITORS),
     # Admins.
     Row("POST", f"{A}/departments", ADMIN_201, body=new_department_body, audited=True),
     Row("GET", f"{A}/departments", ADMIN),
@@ -433,6 +437,8 @@ def test_table(shared_world: World, row: Row, column: str, principal: str | None
     payload = None
     if expected == 204:
         assert response.content == b""
+    elif row.media_type != "application/json":
+        assert response.headers["content-type"].startswith(row.media_type)
     else:
         assert response.headers["content-type"].startswith("application/json")
         payload = response.json()

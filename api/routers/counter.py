@@ -5,18 +5,19 @@ browsing; they register verified residents, correct their details, mark self-enr
 verified after checking identity, issue enrolment codes, and revoke a lost phone's tokens.
 They read a resident's wallets (for residents without a phone, who ask at the counter), and
 close a wallet when the resident moved out or died: its balance goes to expired points, with
-the reason recorded.
+the reason recorded. With admins, they download the list of residents with points expiring
+soon, for the letters sent to residents without a phone.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
-from api.deps import CounterDep, ServicesDep
+from api.deps import CounterDep, ServicesDep, require
 from api.safety import VALUE_MOVING, IdempotencyDep, rate_limited
 from api.schemas import (
     PROTECTED_ERRORS,
@@ -31,9 +32,15 @@ from api.schemas import (
 )
 from api.schemas_earning import PointTypeCode, WalletClosedPublic, WalletPublic
 from api.wallet_views import resident_wallets
-from points import access, people, pointtypes, wallets
+from points import access, notices, people, pointtypes, wallets
+from points.auth import Principal, Role
+from points.calendar import tokyo_date
 from points.errors import NotFound
+from points.pointtypes import CODE_PATTERN
 from points.registry import Resident
+
+#: The mail-merge list carries personal data in bulk: counter staff and admins only.
+NoticeStaffDep = Annotated[Principal, require(Role.COUNTER, Role.ADMIN)]
 
 router = APIRouter(prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS)
 
@@ -217,3 +224,36 @@ def close_wallet(
         return 200, closed.model_dump(mode="json")
 
     return idempotency.run(caller, body, work)
+
+
+@router.get(
+    "/expiry-notices",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "CSV for mail merge: one row per resident with points expiring soon",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Residents with points expiring within N days, as CSV for letters (mail merge)",
+)
+def expiry_notices(
+    caller: NoticeStaffDep,
+    services: ServicesDep,
+    point_type: Annotated[str, Query(pattern=CODE_PATTERN)] = "pt",
+    within_days: Annotated[int, Query(ge=1, le=366)] = 60,
+    encoding: Annotated[Literal["utf-8", "cp932"], Query()] = "utf-8",
+) -> Response:
+    now = services.clock()
+
+    def work(session: Session) -> bytes:
+        found = pointtypes.find_point_type(session, point_type)
+        return notices.to_csv(notices.expiring(session, found, now, within_days), encoding)
+
+    content = services.read(work)
+    filename = f"expiry-notices-{point_type}-{tokyo_date(now).isoformat()}.csv"
+    return Response(
+        content,
+        media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,5 +1,5 @@
-"""Finance (a read-only auditor) and admins: the ledger, the audit trail, residents by
-pseudonymous id only. Nothing here writes."""
+"""Finance (a read-only auditor) and admins: the ledger, the audit trail, the runs of the
+scheduled jobs, residents by pseudonymous id only. Nothing here writes."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ from api.schemas import (
     ResidentPseudonymous,
     VerifyResultPublic,
 )
+from api.schemas_earning import JobRunPublic
 from api.verify_view import verify_result
 from ledger import Account, Entry, LedgerTx
 from ledger.model import PAGE_LIMIT_MAX
 from points import people
 from points.audit import AuditEvent
 from points.errors import NotFound
+from points.jobs import list_runs
 from points.registry import Resident
 from points.verification import last_run
 
@@ -227,6 +229,30 @@ def audit_trail(
                 for row in rows
             ],
             next_cursor=str(rows[-1].sequence) if len(rows) == limit else None,
+        )
+
+    return services.read(work)
+
+
+@router.get(
+    "/job-runs",
+    response_model=Page[JobRunPublic],
+    summary="Runs of the scheduled jobs (expiry, hold timeouts, sealing, purge), newest first",
+)
+def list_job_runs(
+    caller: AuditorDep,
+    services: ServicesDep,
+    job: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$")] = None,
+    cursor: NumericCursor = None,
+    limit: Limit = 50,
+) -> Page[JobRunPublic]:
+    def work(session: Session) -> Page[JobRunPublic]:
+        runs = list_runs(
+            session, job=job, before=int(cursor) if cursor is not None else None, limit=limit
+        )
+        return Page(
+            items=[JobRunPublic.model_validate(run) for run in runs],
+            next_cursor=str(runs[-1].id) if len(runs) == limit else None,
         )
 
     return services.read(work)

@@ -1,0 +1,165 @@
+"""Expiry: move each expired bucket's remainder to its ledger's expired-points account.
+
+Points valid until D expire at the start of D + 1 in Tokyo, so a run *as of* an instant expires
+every bucket whose ``valid_until`` is before that instant's Tokyo date. Spends already refuse
+such buckets (``points.wallets``); this job only moves what is left in them, so the city's
+liability (the sum of the buckets) stops counting points nobody can spend.
+
+The work is set-based and chunked: one statement finds the next chunk of expired buckets that
+still hold points (keyset on the account id, locked), and the chunk is posted through the
+ledger's batch path as entries of up to 63 buckets and one credit to expired points, in one
+short transaction per chunk. It is idempotent by construction: it moves only what is still in
+an expired bucket, so a rerun for the same day moves nothing, and two concurrent runs cannot
+move a point twice (the buckets are locked; the ledger's flag refuses a bucket going negative).
+Lock order: the expired-points account first (the lowest id of the accounts involved), then the
+buckets in id order, as the ledger itself locks, so a run and a refund cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ledger import BatchMode, LedgerTx, NewEntry, Posting, Side
+from ledger import schema as ledger_schema
+from points.calendar import tokyo_date
+from points.jobs import Progress, no_progress
+from points.pointtypes import PointType
+from points.uow import unit_of_work
+from points.wallets import BUCKETS_PER_SPEND_MAX, WalletBucket
+
+#: Buckets expired per transaction.
+CHUNK = 1008  # 16 entries of 63 buckets
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryCounts:
+    buckets: int
+    points: int
+    entries: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"buckets": self.buckets, "points": self.points, "entries": self.entries}
+
+
+def _candidates(cutoff: date, after: int, limit: int, *, lock: bool) -> sa.Select[Any]:
+    bucket = WalletBucket.__table__  # type: ignore[attr-defined]
+    account = ledger_schema.account
+    point_type = PointType.__table__  # type: ignore[attr-defined]
+    query = (
+        sa.select(
+            account.c.id,
+            (account.c.credits_posted - account.c.debits_posted).label("remaining"),
+            point_type.c.expired_account_id,
+        )
+        .select_from(bucket)
+        .join(account, account.c.id == bucket.c.account_id)
+        .join(point_type, point_type.c.id == bucket.c.point_type_id)
+        .where(
+            bucket.c.valid_until < cutoff,
+            bucket.c.account_id > after,
+            account.c.credits_posted > account.c.debits_posted,
+            account.c.debits_pending == 0,
+        )
+        .order_by(account.c.id)
+        .limit(limit)
+    )
+    return query.with_for_update(of=account) if lock else query
+
+
+def pending(engine: Engine, as_of: datetime) -> ExpiryCounts:
+    """What a run as of ``as_of`` would move (for ``--dry-run`` and progress)."""
+    cutoff = tokyo_date(as_of)
+    query = _candidates(cutoff, 0, 2**62, lock=False).order_by(None).limit(None).subquery()
+
+    def work(session: Session) -> ExpiryCounts:
+        count, total = (
+            session.connection()
+            .execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(query.c.remaining), 0))
+            )
+            .one()
+        )
+        entries = -(-int(count) // BUCKETS_PER_SPEND_MAX)
+        return ExpiryCounts(int(count), int(total), entries)
+
+    return unit_of_work(engine, work, read_only=True)
+
+
+def expire(
+    engine: Engine,
+    as_of: datetime,
+    *,
+    progress: Progress = no_progress,
+    chunk: int = CHUNK,
+) -> ExpiryCounts:
+    """Expire every bucket expired at ``as_of``; see the module docstring."""
+    cutoff = tokyo_date(as_of)
+    total = pending(engine, as_of).buckets
+    progress(0, total)
+    buckets = points = entries = 0
+    after = 0
+    while True:
+        moved = unit_of_work(
+            engine,
+            lambda session, after=after: _expire_chunk(  # type: ignore[misc]
+                session, cutoff, after, chunk, as_of
+            ),
+        )
+        if moved is None:
+            break
+        last_id, chunk_buckets, chunk_points, chunk_entries = moved
+        after = last_id
+        buckets += chunk_buckets
+        points += chunk_points
+        entries += chunk_entries
+        progress(buckets, total)
+    return ExpiryCounts(buckets, points, entries)
+
+
+def _expire_chunk(
+    session: Session, cutoff: date, after: int, chunk: int, as_of: datetime
+) -> tuple[int, int, int, int] | None:
+    connection = session.connection()
+    peek = connection.execute(_candidates(cutoff, after, chunk, lock=False)).all()
+    if not peek:
+        return None
+    tx = LedgerTx(connection, lambda: as_of)
+    # The expired-points accounts first (lowest ids), then the buckets, in id order.
+    for expired_id in sorted({row[2] for row in peek}):
+        tx.lock_account(expired_id)
+    rows = connection.execute(
+        _candidates(cutoff, after, chunk, lock=True).where(
+            ledger_schema.account.c.id <= peek[-1][0]
+        )
+    ).all()
+    by_target: dict[int, list[tuple[int, int]]] = {}
+    for account_id, remaining, expired_id in rows:
+        by_target.setdefault(expired_id, []).append((account_id, int(remaining)))
+    batch: list[NewEntry] = []
+    for expired_id, found in by_target.items():
+        for start in range(0, len(found), BUCKETS_PER_SPEND_MAX):
+            part = found[start : start + BUCKETS_PER_SPEND_MAX]
+            postings = [Posting(account_id, Side.DEBIT, amount) for account_id, amount in part]
+            postings.append(Posting(expired_id, Side.CREDIT, sum(a for _, a in part)))
+            batch.append(
+                NewEntry(
+                    postings,
+                    kind="expiry",
+                    description="expired",
+                    metadata={"expired_before": cutoff.isoformat()},
+                )
+            )
+    if batch:
+        tx.post_batch(batch, BatchMode.ATOMIC)
+    return (
+        int(peek[-1][0]),
+        len(rows),
+        sum(remaining for _, remaining, _ in rows),
+        len(batch),
+    )

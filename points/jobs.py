@@ -1,0 +1,285 @@
+"""Scheduled jobs: what keeps the ledger moving, each run claimed, recorded and idempotent.
+
+A job is a function of a *period* (the day, the minute, the few seconds it runs for; computed
+from the run's ``as_of`` instant in Asia/Tokyo). A run is coordinated through ``job_run``, a row
+unique on (job, period), never through advisory locks (which distributed PostgreSQL-compatible
+engines do not all honour):
+
+1. **Claim.** Insert the (job, period) row as ``running`` with a lease. If it exists: ``done``
+   means the period is finished and the run does nothing (a second run for the same period
+   changes nothing); ``running`` under a live lease means another process is at it (this one
+   does nothing); ``failed``, or ``running`` with a lapsed lease (its process died), is taken
+   over by a conditional update on the old owner.
+2. **Work.** The job runs in short transactions of its own (chunks), each safe on its own: a
+   job's work is idempotent by construction (expiry moves only what is still in an expired
+   bucket; sealing seals only what is queued), so a run taken over after a crash finishes what
+   the first one left.
+3. **Record.** The row becomes ``done`` with its counts (or ``failed`` with the error), with
+   start and end times. Finance and admins list the runs.
+
+Jobs are registered in ``JOBS``; ``points serve`` schedules them with APScheduler in the time
+zone Asia/Tokyo (``points.scheduler``), and ``points jobs run NAME`` runs one by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from points.calendar import TOKYO
+from points.errors import Conflict, InvalidInput
+from points.sqlbase import UTCDateTime
+from points.uow import unit_of_work
+
+log = logging.getLogger("points.jobs")
+LEASE = timedelta(minutes=10)
+
+
+class RunState(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobRun(SQLModel, table=True):
+    __tablename__ = "job_run"
+    __table_args__ = (
+        sa.UniqueConstraint("job", "period"),
+        sa.CheckConstraint("state IN ('running', 'done', 'failed')", name="state"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    job: str = Field(max_length=64)
+    period: str = Field(max_length=32)
+    state: str = Field(max_length=16)
+    owner: str = Field(max_length=36)
+    lease_expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    started_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))
+    finished_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    #: What the run did, as JSON ({"buckets": 12, "points": 3400}).
+    counts: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
+    #: "ok", or the error that stopped the run.
+    outcome: str = Field(default="", max_length=500)
+    #: Who ran it: "scheduler", or "cli" for a run by hand.
+    trigger: str = Field(default="scheduler", max_length=16)
+
+
+#: Reports progress: (done so far, total or None when unknown).
+Progress = Callable[[int, int | None], None]
+
+
+def no_progress(_done: int, _total: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class JobContext:
+    engine: Engine
+    as_of: datetime
+    period: str
+    progress: Progress = no_progress
+    #: Settings the job may need (retention periods and the like).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    #: The period a run at ``as_of`` is for (a Tokyo date, minute, ...).
+    period: Callable[[datetime], str]
+    run: Callable[[JobContext], dict[str, int]]
+    #: APScheduler trigger arguments: {"trigger": "cron", "hour": 0, "minute": 10} or
+    #: {"trigger": "interval", "seconds": 5}.
+    schedule: dict[str, Any]
+
+
+JOBS: dict[str, Job] = {}
+
+
+def register(job: Job) -> Job:
+    if job.name in JOBS:
+        raise ValueError(f"job {job.name!r} is registered already")
+    JOBS[job.name] = job
+    return job
+
+
+def job_named(name: str) -> Job:
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise InvalidInput(
+            f"no job {name!r}; the jobs are {', '.join(sorted(JOBS))}", field="job"
+        ) from None
+
+
+def tokyo_day(instant: datetime) -> str:
+    return instant.astimezone(TOKYO).date().isoformat()
+
+
+def tokyo_minute(instant: datetime) -> str:
+    return instant.astimezone(TOKYO).strftime("%Y-%m-%dT%H:%M")
+
+
+def seconds_slot(seconds: int) -> Callable[[datetime], str]:
+    def period(instant: datetime) -> str:
+        local = instant.astimezone(TOKYO)
+        slot = local.replace(second=local.second - local.second % seconds, microsecond=0)
+        return slot.strftime("%Y-%m-%dT%H:%M:%S")
+
+    return period
+
+
+class AlreadyDone(Conflict):
+    code = "job_period_done"
+
+
+class RunningElsewhere(Conflict):
+    code = "job_running"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    job: str
+    period: str
+    #: "done" (this run did the work), "already_done", "running_elsewhere", or "failed".
+    status: str
+    counts: dict[str, int]
+    run_id: int | None
+
+
+def run_job(
+    engine: Engine,
+    name: str,
+    *,
+    as_of: datetime,
+    clock: Callable[[], datetime],
+    progress: Progress = no_progress,
+    trigger: str = "scheduler",
+    options: dict[str, Any] | None = None,
+) -> RunResult:
+    """Claim (job, period of ``as_of``), run the job, record the outcome; see the docstring.
+    A period already done or running elsewhere is not run again (``status`` says so)."""
+    job = job_named(name)
+    period = job.period(as_of)
+    owner = str(uuid.uuid4())
+    claimed = unit_of_work(
+        engine, lambda session: _claim(session, job.name, period, owner, clock(), trigger)
+    )
+    if isinstance(claimed, str):
+        return RunResult(job.name, period, claimed, {}, None)
+    run_id = claimed
+    context = JobContext(engine, as_of, period, progress, dict(options or {}))
+    try:
+        counts = job.run(context)
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"[:500]
+        log.exception("job %s for %s failed", job.name, period)
+        unit_of_work(
+            engine,
+            lambda session: _finish(session, run_id, owner, clock(), RunState.FAILED, {}, message),
+        )
+        raise
+    unit_of_work(
+        engine,
+        lambda session: _finish(session, run_id, owner, clock(), RunState.DONE, counts, "ok"),
+    )
+    return RunResult(job.name, period, "done", counts, run_id)
+
+
+def _claim(
+    session: Session, job: str, period: str, owner: str, now: datetime, trigger: str
+) -> int | str:
+    """The run's id when claimed; otherwise why not ("already_done", "running_elsewhere")."""
+    existing = session.exec(
+        select(JobRun).where(JobRun.job == job, JobRun.period == period).with_for_update()
+    ).first()
+    if existing is None:
+        run = JobRun(
+            job=job,
+            period=period,
+            state=RunState.RUNNING,
+            owner=owner,
+            lease_expires_at=now + LEASE,
+            started_at=now,
+            trigger=trigger,
+        )
+        session.add(run)
+        session.flush()  # a concurrent claimant loses on the unique key and is retried
+        assert run.id is not None
+        return run.id
+    if existing.state == RunState.DONE:
+        return "already_done"
+    if existing.state == RunState.RUNNING and existing.lease_expires_at > now:
+        return "running_elsewhere"
+    table = JobRun.__table__  # type: ignore[attr-defined]
+    taken = session.execute(
+        sa.update(table)
+        .where(table.c.id == existing.id, table.c.owner == existing.owner)
+        .values(
+            owner=owner,
+            state=RunState.RUNNING,
+            lease_expires_at=now + LEASE,
+            started_at=now,
+            trigger=trigger,
+            outcome="",
+        )
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return "running_elsewhere"
+    assert existing.id is not None
+    return existing.id
+
+
+def _finish(
+    session: Session,
+    run_id: int,
+    owner: str,
+    now: datetime,
+    state: RunState,
+    counts: dict[str, int],
+    outcome: str,
+) -> None:
+    table = JobRun.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == run_id, table.c.owner == owner)
+        .values(
+            state=state,
+            finished_at=now,
+            counts=json.dumps(counts, sort_keys=True),
+            outcome=outcome,
+        )
+    )
+
+
+def list_runs(session: Session, *, job: str | None, before: int | None, limit: int) -> list[JobRun]:
+    """Runs, newest first."""
+    query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit)
+    if job is not None:
+        query = query.where(JobRun.job == job)
+    if before is not None:
+        query = query.where(col(JobRun.id) < before)
+    return list(session.exec(query))
+
+
+def purge_runs(session: Session, *, before: datetime, jobs: list[str]) -> int:
+    """Delete the finished runs of ``jobs`` started before ``before`` (the frequent jobs'
+    runs are kept for a while, not forever); failed runs stay."""
+    table = JobRun.__table__  # type: ignore[attr-defined]
+    result = session.execute(
+        sa.delete(table).where(
+            table.c.job.in_(jobs), table.c.started_at < before, table.c.state == RunState.DONE
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,90 @@
+"""The jobs that keep the ledger moving, registered in ``points.jobs.JOBS``.
+
+=============  ==========================  ===========================================
+job            when (Asia/Tokyo)           what
+=============  ==========================  ===========================================
+expiry         daily at 00:10              expired buckets' remainders to expired points
+hold_timeouts  every minute                void the holds whose timeout has passed
+seal           every 5 seconds             seal committed entries into the hash chain
+purge          daily at 03:00              idempotency records past retention, old
+                                           rate-limit windows, old runs of frequent jobs
+=============  ==========================  ===========================================
+
+Each is idempotent for its period and safe when two processes run it at once (``points.jobs``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ledger import Ledger
+from points import expiry, idempotency, ratelimit
+from points.jobs import Job, JobContext, purge_runs, register, seconds_slot, tokyo_day, tokyo_minute
+from points.uow import unit_of_work
+
+#: Runs of the frequent jobs are kept this long (the daily ones are kept for good).
+FREQUENT_RUNS_KEPT = timedelta(days=7)
+SEAL_SECONDS = 5
+
+
+def _expiry(context: JobContext) -> dict[str, int]:
+    return expiry.expire(context.engine, context.as_of, progress=context.progress).as_dict()
+
+
+def _hold_timeouts(context: JobContext) -> dict[str, int]:
+    return {"voided": Ledger(context.engine).void_expired_holds(context.as_of)}
+
+
+def _seal(context: JobContext) -> dict[str, int]:
+    return {"sealed": Ledger(context.engine).seal(skip_if_busy=True)}
+
+
+def _purge(context: JobContext) -> dict[str, int]:
+    retention = timedelta(hours=int(context.options.get("idempotency_retention_hours", 24)))
+    records = idempotency.purge(context.engine, before=context.as_of - retention)
+    windows = ratelimit.purge(context.engine, before=context.as_of - timedelta(days=1))
+    runs = unit_of_work(
+        context.engine,
+        lambda session: purge_runs(
+            session, before=context.as_of - FREQUENT_RUNS_KEPT, jobs=["seal", "hold_timeouts"]
+        ),
+    )
+    return {"idempotency_records": records, "rate_limit_windows": windows, "job_runs": runs}
+
+
+EXPIRY = register(
+    Job(
+        "expiry",
+        "move expired buckets' remainders to expired points",
+        tokyo_day,
+        _expiry,
+        {"trigger": "cron", "hour": 0, "minute": 10},
+    )
+)
+HOLD_TIMEOUTS = register(
+    Job(
+        "hold_timeouts",
+        "void the holds whose timeout has passed",
+        tokyo_minute,
+        _hold_timeouts,
+        {"trigger": "cron", "minute": "*"},
+    )
+)
+SEAL = register(
+    Job(
+        "seal",
+        "seal committed entries into the hash chain",
+        seconds_slot(SEAL_SECONDS),
+        _seal,
+        {"trigger": "interval", "seconds": SEAL_SECONDS},
+    )
+)
+PURGE = register(
+    Job(
+        "purge",
+        "delete idempotency records past retention, old rate-limit windows and job runs",
+        tokyo_day,
+        _purge,
+        {"trigger": "cron", "hour": 3, "minute": 0},
+    )
+)
