@@ -80,7 +80,11 @@ def create_app(
         )
     # Inside the request context (so refusals carry the request id and headers), outside
     # everything else: a hostile body is refused before anything parses it.
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
 
     @app.middleware("http")
     async def context(

@@ -85,12 +85,26 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers)
 
 
+def _plain(value: Any) -> bool:
+    return isinstance(value, str | int | bool | type(None))
+
+
 def _safe_context(context: dict[str, Any]) -> dict[str, Any]:
-    """Only plain values reach clients."""
+    """Only plain values reach clients (and lists of objects of plain values, such as the
+    problems found in an uploaded file)."""
     return {
         key: value
         for key, value in context.items()
-        if isinstance(value, str | int | bool | type(None))
+        if (
+            _plain(value)
+            or (
+                isinstance(value, list)
+                and all(
+                    isinstance(item, dict) and all(_plain(v) for v in item.values())
+                    for item in value
+                )
+            )
+        )
         and key not in ("detail", "code", "status", "type", "title", "request_id")
     }
 

@@ -31,6 +31,8 @@ from points.auth import Principal
 from points.idempotency import KEY_MAX_LENGTH, request_hash, run_idempotent
 
 VALUE_MOVING: dict[str, Any] = {"x-value-moving": True}
+#: Paths that take a file (a bulk CSV): their bodies may be up to ``max_upload_bytes``.
+UPLOAD_SUFFIXES = ("/award-uploads", "/award-uploads/check")
 JSON_DEPTH_MAX = 32
 
 IdempotencyKey = Annotated[
@@ -68,6 +70,7 @@ class Idempotency:
         work: Callable[[Session], tuple[int, Any]],
         *,
         namespace: str | None = None,
+        own_transactions: bool = False,
     ) -> JSONResponse:
         """Run ``work`` once per key in the caller's namespace (by default the principal; a
         route may share one among a group, e.g. a department's officers)."""
@@ -85,6 +88,7 @@ class Idempotency:
             work=work,
             describe_refusal=describe_refusal,
             lease=self._services.settings.idempotency_lease,
+            own_transactions=own_transactions,
         )
         headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
         if stored.status >= 400:
@@ -164,24 +168,37 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class BodyGuard:
     """Bounded request bodies: size first (413), then JSON nesting depth (422)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_upload_bytes: int | None = None,
+        upload_suffixes: tuple[str, ...] = UPLOAD_SUFFIXES,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes or max_body_bytes
+        self.upload_suffixes = upload_suffixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        path = str(scope.get("path", ""))
+        limit = (
+            self.max_upload_bytes if path.endswith(self.upload_suffixes) else self.max_body_bytes
+        )
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(
                 scope,
                 receive,
                 send,
                 413,
                 "request_too_large",
-                f"the body is limited to {self.max_body_bytes} bytes",
+                f"the body is limited to {limit} bytes",
             )
             return
         chunks: list[bytes] = []
@@ -193,20 +210,21 @@ class BodyGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 await self._refuse(
                     scope,
                     receive,
                     send,
                     413,
                     "request_too_large",
-                    f"the body is limited to {self.max_body_bytes} bytes",
+                    f"the body is limited to {limit} bytes",
                 )
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if json_depth(body) > JSON_DEPTH_MAX:
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media_type != b"text/csv" and json_depth(body) > JSON_DEPTH_MAX:
             await self._refuse(
                 scope,
                 receive,

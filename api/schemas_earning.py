@@ -236,3 +236,49 @@ class JobRunPublic(Output):
     @classmethod
     def _parse_counts(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+
+class UploadFailure(Output):
+    line: int
+    code: str
+    reason: str
+
+
+class UploadPublic(Output):
+    id: str
+    program_id: str
+    sha256: str
+    filename: str
+    status: str
+    rows: int
+    to_award: int
+    total: int
+    awarded: int
+    replayed: int
+    failed: int
+    failures: list[UploadFailure]
+    created_at: datetime
+    finished_at: datetime | None
+
+    @field_validator("failures", mode="before")
+    @classmethod
+    def _parse_failures(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class RowProblem(Output):
+    line: int
+    column: str
+    reason: str
+
+
+class UploadCheck(Output):
+    """What an upload of the file would do; nothing is written."""
+
+    ok: bool
+    rows: int
+    to_award: int
+    replays: int
+    #: Points the file needs, per fiscal year.
+    totals: dict[str, int]
+    errors: list[RowProblem]

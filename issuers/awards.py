@@ -152,8 +152,12 @@ def award(
     request: AwardRequest,
     *,
     department_id: str | None,
+    held: dict[int, int] | None = None,
 ) -> AwardResult:
-    """Award one qualifying event; see the module docstring for the order of the checks."""
+    """Award one qualifying event; see the module docstring for the order of the checks.
+
+    ``held`` maps fiscal years to accounts holding points set aside from that year's budget
+    (a bulk upload's clearing accounts, ``issuers.bulk``): the award is paid from there."""
     program = get_program(session, request.program_id, department_id=department_id)
     _check_record_id(request.record_id)
     module = module_for(program.module)
@@ -191,13 +195,19 @@ def award(
     )
     point_type = get_point_type(session, program.point_type_id)
     open_wallet(session, point_type, request.resident_id, now)
-    budget = find_budget(session, program.id, year)
-    if budget is None:
-        raise BudgetExhausted(
-            f"program {program.id} has no FY{year} budget: nothing remains", remaining=0
-        )
-    if budget.status != BudgetStatus.OPEN:
-        raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed")
+    if held is not None:
+        if year not in held:
+            raise BudgetExhausted(f"nothing was set aside for FY{year}", remaining=0)
+        source = held[year]
+    else:
+        budget = find_budget(session, program.id, year)
+        if budget is None:
+            raise BudgetExhausted(
+                f"program {program.id} has no FY{year} budget: nothing remains", remaining=0
+            )
+        if budget.status != BudgetStatus.OPEN:
+            raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed")
+        source = budget.account_id
     for once_key in plan.once:
         _claim_once(session, program.id, request.resident_id, once_key, request.record_id)
     _count_towards_caps(session, program, request.resident_id, occurred_on, year, plan.amount)
@@ -213,7 +223,7 @@ def award(
         entry = tx.post(
             NewEntry(
                 [
-                    Posting(budget.account_id, Side.DEBIT, plan.amount),
+                    Posting(source, Side.DEBIT, plan.amount),
                     Posting(bucket, Side.CREDIT, plan.amount),
                 ],
                 kind="award",
@@ -237,7 +247,7 @@ def award(
             requested=plan.amount,
         ) from None
     except AccountClosed as closed:
-        if closed.account_id == budget.account_id:
+        if closed.account_id == source:
             raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed") from None
         # The bucket: counter staff closed the wallet while this award was on its way.
         raise WalletClosed(f"the wallet of resident {request.resident_id} was closed") from None

@@ -18,6 +18,8 @@ class AccountCode(enum.IntEnum):
     MERCHANT_PAYABLE = 400
     EXPIRED_POINTS = 500
     SETTLED = 600
+    #: Points set aside from a budget for a bulk upload, paid out row by row.
+    BULK_CLEARING = 700
 
 
 #: Normal side and flags of each kind of account.
@@ -29,4 +31,5 @@ ACCOUNT_RULES: dict[AccountCode, tuple[Side, AccountFlags]] = {
     AccountCode.MERCHANT_PAYABLE: (Side.CREDIT, AccountFlags.NONE),
     AccountCode.EXPIRED_POINTS: (Side.CREDIT, AccountFlags.NONE),
     AccountCode.SETTLED: (Side.CREDIT, AccountFlags.NONE),
+    AccountCode.BULK_CLEARING: (Side.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
 }

@@ -16,13 +16,16 @@
     points jobs run NAME [--as-of]    run one scheduled job by hand (recorded like any run)
     points jobs list           the latest job runs
     points expire [--as-of DATE] [--dry-run] [--force]   expire buckets by hand
+    points award --program P --csv FILE [--check]   award every row of a CSV file
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -31,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.logs import configure_logging
+from issuers import bulk
 from ledger import Ledger
 from ledger.errors import LedgerError
 from ledger.service import system_clock
@@ -490,6 +494,69 @@ def expire_command(as_of: datetime | None, dry_run: bool, force: bool) -> None:
         )
         return
     _run_by_hand("expiry", instant)
+
+
+@main.command("award")
+@click.option("--program", "program_id", required=True, help="The program's id (prg_...).")
+@click.option(
+    "--csv", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--check", is_flag=True, help="Only check the file; award nothing.")
+@click.option(
+    "--report-json", type=click.Path(dir_okay=False, path_type=Path), help="Problems as JSON."
+)
+@click.option(
+    "--report-csv", type=click.Path(dir_okay=False, path_type=Path), help="Problems as CSV."
+)
+def award_command(
+    program_id: str, path: Path, check: bool, report_json: Path | None, report_csv: Path | None
+) -> None:
+    """Award every row of a CSV file (UTF-8 or Shift_JIS): checked whole first; any bad row
+    refuses the file, and every problem is reported (line, column, reason)."""
+    engine = _engine(_settings())
+    data = path.read_bytes()
+    _plan, errors = _explained(
+        lambda: bulk.check_file(engine, program_id, None, data, system_clock())
+    )
+    if errors:
+        if report_json is not None:
+            report_json.write_text(
+                json.dumps([error.as_dict() for error in errors], ensure_ascii=False, indent=1),
+                encoding="utf-8",
+            )
+        if report_csv is not None:
+            report_csv.write_bytes(bulk.errors_csv(errors))
+        for error in errors[:20]:
+            click.echo(f"line {error.line}, {error.column or '-'}: {error.reason}", err=True)
+        if len(errors) > 20:
+            click.echo(f"... and {len(errors) - 20} more", err=True)
+        raise click.ClickException(f"{len(errors)} problem(s) in {path.name}; nothing awarded")
+    if check:
+        click.echo(f"{path.name}: no problems")
+        return
+    bar = _Bar("awarding")
+    try:
+        result = _explained(
+            lambda: bulk.upload(
+                engine,
+                access.SYSTEM,
+                system_clock,
+                program_id,
+                data,
+                department_id=None,
+                filename=path.name,
+                progress=bar,
+            )
+        )
+    finally:
+        bar.close()
+    upload = result.upload
+    if result.replayed:
+        click.echo(f"{path.name} was uploaded before ({upload.id}); nothing awarded now")
+    click.echo(
+        f"{upload.id}: {upload.awarded} awarded, {upload.replayed} awarded before, "
+        f"{upload.failed} refused while awarding; {upload.total} points set aside"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

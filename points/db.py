@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import ledger
-from issuers import awards, programs
+from issuers import awards, bulk, programs
 from ledger import schema as ledger_schema
 from points import (
     audit,
@@ -44,6 +44,7 @@ _MODEL_MODULES = (
     wallets,
     programs,
     awards,
+    bulk,
     jobs,
 )
 

@@ -110,12 +110,18 @@ def run_idempotent(
     work: Callable[[Session], tuple[int, Any]],
     describe_refusal: Callable[[PointsError | LedgerError], tuple[int, Any]],
     lease: timedelta = LEASE_DEFAULT,
+    own_transactions: bool = False,
 ) -> StoredResponse:
     """Run ``work`` at most once per (namespace, key); see the module docstring.
 
     ``work`` returns ``(status, body)`` and runs in the transaction that stores that result.
     A ``PointsError`` or ``LedgerError`` it raises is stored, as ``describe_refusal`` renders
     it, and raised again.
+
+    With ``own_transactions``, ``work`` is given no session and commits in transactions of its
+    own (a bulk upload, awarded batch by batch); the result is stored after it. Such work must
+    be idempotent itself: if its process dies before the result is stored, the request that
+    takes the lapsed lease over runs it again.
     """
     owner = str(uuid.uuid4())
     stored = unit_of_work(
@@ -129,8 +135,16 @@ def run_idempotent(
         _complete(session, clock(), namespace, key, owner, status, body)
         return status, body
 
+    def perform_outside() -> tuple[int, Any]:
+        status, body = work(None)  # type: ignore[arg-type]
+        unit_of_work(
+            engine,
+            lambda session: _complete(session, clock(), namespace, key, owner, status, body),
+        )
+        return status, body
+
     try:
-        status, body = unit_of_work(engine, perform)
+        status, body = perform_outside() if own_transactions else unit_of_work(engine, perform)
     except (StorageError, ConstraintViolation):
         # Not an answer to the request but a failure of the moment: let a retry run the work.
         unit_of_work(engine, lambda session: _release(session, namespace, key, owner))

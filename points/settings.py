@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     unsealed_grace_seconds: int = Field(default=10, ge=0, le=86_400)
     #: Request bodies larger than this are refused with 413.
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_485_760)
+    #: Uploaded files (bulk award CSVs) may be up to this large.
+    max_upload_bytes: int = Field(default=33_554_432, ge=1024, le=268_435_456)
     #: How long a claimed idempotency key is held before another request may take it over.
     idempotency_lease_seconds: int = Field(default=30, ge=1, le=600)
     #: How long idempotency records are kept (the purge job deletes older ones).

@@ -31,6 +31,8 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     # the award before the first committed: the retry finds the award and replays it.
     "uq_award_entry_id",
     "pk_award_once",
+    # The same file uploaded twice at once: the loser's retry resumes the winner's upload.
+    "uq_award_upload_program_id_sha256",
     # Two processes claiming one job period: the loser's retry finds the claim.
     "uq_job_run_job_period",
 }

@@ -124,6 +124,25 @@ def new_program_body(world: World, _params: dict[str, Any]) -> Any:
     }
 
 
+def awards_file(world: World, _params: dict[str, Any]) -> bytes:
+    """A one-row CSV of awards for a fresh resident (a new file each time)."""
+    resident = world.fresh_resident().id
+    return f"resident_id,record_id\r\n{resident},{unique('up')}\r\n".encode()
+
+
+def own_upload(world: World, actor: Actor | None) -> dict[str, Any]:
+    """An upload of the caller's own department (department a's for everyone else)."""
+    params = own_program(world, actor)
+    issuer = world.actors["issuer_b" if params["program_id"] == world.programs["b"] else "issuer_a"]
+    response = world.client.post(
+        f"{ISS}/programs/{params['program_id']}/award-uploads",
+        headers={**issuer.headers, "Idempotency-Key": unique("key"), "Content-Type": "text/csv"},
+        content=awards_file(world, params),
+    )
+    assert response.status_code == 201, response.text
+    return {**params, "upload_id": response.json()["id"]}
+
+
 def own_programs(world: World, actor: Actor, body: Any) -> None:
     assert body["items"]
     assert {item["department_id"] for item in body["items"]} == {actor.department_id}
@@ -239,6 +258,8 @@ class Row:
     per_caller: Callable[[World, Actor | None], dict[str, Any]] | None = None
     #: A value-moving route: the call sends a fresh Idempotency-Key.
     value_moving: bool = False
+    #: A CSV body (a file upload) instead of JSON.
+    csv: Callable[[World, dict[str, Any]], bytes] | None = None
     #: The media type of a success (JSON unless told).
     media_type: str = "application/json"
 
@@ -291,6 +312,11 @@ TABLE: list[Row] = [
     Row("POST", f"{ISS}/programs/{{program_id}}/awards", ISSUER_201, per_caller=own_program,
         body=award_body, value_moving=True),
     Row("GET", f"{ISS}/programs/{{program_id}}/awards", ISSUER, per_caller=own_program),
+    Row("POST", f"{ISS}/programs/{{program_id}}/award-uploads", ISSUER_201,
+        per_caller=own_program, csv=awards_file, value_moving=True),
+    Row("POST", f"{ISS}/programs/{{program_id}}/award-uploads/check", ISSUER,
+        per_caller=own_program, csv=awards_file),
+    Row("GET", f"{ISS}/award-uploads/{{upload_id}}", ISSUER, per_caller=own_upload),
     # Counter staff.
     Row("POST", f"{C}/residents", COUNTER_201, body=new_resident_body, audited=True),
     Row("GET", f"{C}/residents", COUNTER, query="?address_number={address_number}",
@@ -413,8 +439,13 @@ def call(world: World, row: Row, actor: Actor | None) -> Any:
     headers = dict(actor.headers) if actor is not None else {}
     if row.value_moving:
         headers["Idempotency-Key"] = str(uuid.uuid4())
+    content = row.csv(world, params) if row.csv is not None else None
     before = world.snapshot()
-    response = world.client.request(row.method, url, headers=headers, json=body)
+    if content is not None:
+        headers["Content-Type"] = "text/csv"
+        response = world.client.request(row.method, url, headers=headers, content=content)
+    else:
+        response = world.client.request(row.method, url, headers=headers, json=body)
     return response, before
 
 

@@ -4,15 +4,19 @@ A program of another department is "not found" here, never "forbidden": a depart
 learn what another runs. Awards are value-moving: the ``Idempotency-Key`` is namespaced by the
 department (two officers of one department retrying the same call share it), and the award's
 ``record_id`` — the department's own id of the event — makes a record award at most once even
-across keys.
+across keys. A CSV file of awards is checked (``.../award-uploads/check``, nothing written) or
+uploaded (``.../award-uploads``): validated whole, then awarded in batches (``issuers.bulk``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import hashlib
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import IssuerDep, ServicesDep
@@ -28,8 +32,11 @@ from api.schemas_earning import (
     IdCursor,
     NumericCursor,
     ProgramPublic,
+    RowProblem,
+    UploadCheck,
+    UploadPublic,
 )
-from issuers import awards, programs
+from issuers import awards, bulk, programs
 from points import people
 from points.auth import Principal
 from points.people import get
@@ -166,3 +173,121 @@ def my_program_awards(
         )
 
     return services.read(work)
+
+
+# Bulk uploads -----------------------------------------------------------------------------
+
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The CSV file: UTF-8 (with or without BOM) or Shift_JIS (CP932); a header "
+        "row with resident_id, record_id, and optionally occurred_on, amount and the module's "
+        "detail columns.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+class UploadFingerprint(BaseModel):
+    """What makes two uploads the same request: the file's digest and name."""
+
+    sha256: str
+    filename: str
+
+
+FileName = Annotated[str, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+@router.post(
+    "/programs/{program_id}/award-uploads",
+    status_code=201,
+    response_model=UploadPublic,
+    responses={200: {"model": UploadPublic, "description": "The same file was uploaded before"}},
+    openapi_extra={**VALUE_MOVING, **CSV_BODY},
+    summary="Award every row of a CSV file (validated first; all or nothing at validation)",
+)
+async def upload_awards(
+    program_id: PathId,
+    request: Request,
+    caller: IssuerDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+    filename: FileName = "",
+) -> JSONResponse:
+    department_id = _department_of(caller)
+    data = await request.body()
+    fingerprint = UploadFingerprint(sha256=hashlib.sha256(data).hexdigest(), filename=filename)
+
+    def work(_session: None) -> tuple[int, Any]:
+        # The upload commits batch by batch in transactions of its own, and is idempotent by
+        # the file's digest (a retry resumes or replays it).
+        result = bulk.upload(
+            services.engine,
+            caller,
+            services.clock,
+            program_id,
+            data,
+            department_id=department_id,
+            filename=filename,
+        )
+        public = UploadPublic.model_validate(result.upload)
+        return (200 if result.replayed else 201), public.model_dump(mode="json")
+
+    return await run_in_threadpool(
+        idempotency.run,
+        caller,
+        fingerprint,
+        work,  # type: ignore[arg-type]
+        namespace=f"department:{department_id}",
+        own_transactions=True,
+    )
+
+
+@router.post(
+    "/programs/{program_id}/award-uploads/check",
+    response_model=UploadCheck,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    openapi_extra=CSV_BODY,
+    summary="Check a CSV file without awarding: every bad row (line, column, reason)",
+)
+async def check_awards_file(
+    program_id: PathId,
+    request: Request,
+    caller: IssuerDep,
+    services: ServicesDep,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Response:
+    department_id = _department_of(caller)
+    data = await request.body()
+    plan, errors = await run_in_threadpool(
+        bulk.check_file, services.engine, program_id, department_id, data, services.clock()
+    )
+    if format == "csv":
+        return Response(
+            bulk.errors_csv(errors),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="upload-check.csv"'},
+        )
+    check = UploadCheck(
+        ok=not errors,
+        rows=plan.rows if plan is not None else 0,
+        to_award=len(plan.to_award) if plan is not None else 0,
+        replays=plan.replays if plan is not None else 0,
+        totals={str(year): total for year, total in (plan.totals if plan else {}).items()},
+        errors=[RowProblem(**error.as_dict()) for error in errors],
+    )
+    return JSONResponse(check.model_dump(mode="json"))
+
+
+@router.get(
+    "/award-uploads/{upload_id}",
+    response_model=UploadPublic,
+    summary="One upload of my department: its outcome and the rows refused while awarding",
+)
+def get_upload(upload_id: PathId, caller: IssuerDep, services: ServicesDep) -> UploadPublic:
+    department_id = _department_of(caller)
+    return services.read(
+        lambda session: UploadPublic.model_validate(
+            bulk.get_upload(session, upload_id, department_id=department_id)
+        )
+    )

@@ -1,0 +1,689 @@
+"""Bulk awards from a CSV file: the health department's list of checkup attendees.
+
+The file, as Excel in Japan saves it: UTF-8 with or without a byte order mark, or Shift_JIS
+(CP932); blank lines are skipped. A header row names the columns: ``resident_id`` and
+``record_id`` (required), ``occurred_on`` (YYYY-MM-DD or YYYY/MM/DD; today when blank) and
+``amount`` (optional; when given it must be the program's amount), and the program module's
+detail columns (``checkup_type`` for health checkups, ``event_id`` for volunteering).
+
+1. **Validate the whole file first**, against the database as it is: every bad row is reported
+   (line, column, reason) and nothing is written. Rows whose record was awarded before are
+   *replays* (a re-uploaded file awards nothing twice); the same record id with another resident
+   or other details is an error. Caps and once-keys are checked across the file and against
+   what was awarded before.
+2. **Set the file's total aside**: in one transaction, each fiscal year's total moves from the
+   program's budget to a clearing account of the upload. A file that needs more than remains is
+   refused here, before anything is awarded; and once it is set aside, a concurrent single
+   award can no longer take the budget the file needs.
+3. **Award in batches**, each row through the same ``issuers.awards.award`` as a single award
+   (paid from the clearing account), each in a savepoint: a row that a concurrent award made
+   invalid in the meantime (its once-key taken, say) is reported, never half-applied.
+4. **Return what is left** in the clearing accounts to the budget (or, if the year was closed
+   meanwhile, to the city's funding), and record the outcome on the upload.
+
+An upload is known by the SHA-256 of the file: uploading the same file again returns the
+first upload's outcome, or resumes it if it was interrupted (every row is protected by its
+record id, so a resumed upload awards each row at most once).
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from issuers.awards import (
+    Award,
+    AwardCounter,
+    AwardOnce,
+    AwardRequest,
+    BudgetExhausted,
+    _check_record_id,
+    _check_window,
+    award,
+    cap_periods,
+)
+from issuers.modules import AwardEvent, module_for, parse_config, parse_details
+from issuers.programs import BudgetClosed, BudgetStatus, Program, ProgramNotActive, find_budget
+from issuers.programs import get_program as load_program
+from ledger import LedgerTx, NewEntry, Posting, Side
+from ledger.errors import LedgerError
+from points.accounts import ACCOUNT_RULES, AccountCode
+from points.auth import Principal
+from points.calendar import fiscal_year, tokyo_date
+from points.errors import Conflict, InvalidInput, NotFound, PointsError
+from points.pointtypes import get_point_type
+from points.registry import Resident, ResidentStatus, new_id
+from points.sqlbase import UTCDateTime
+from points.uow import unit_of_work
+from points.wallets import Wallet, WalletStatus
+
+REQUIRED = ("resident_id", "record_id")
+OPTIONAL = ("occurred_on", "amount")
+RESIDENT_ID = re.compile(r"^res_[A-Za-z0-9_-]{1,28}$")
+ROWS_MAX = 200_000
+BATCH = 500
+#: Rows per query when checking the file against the database.
+LOOKUP_CHUNK = 900
+
+
+class UploadStatus(enum.StrEnum):
+    ISSUING = "issuing"
+    DONE = "done"
+
+
+class AwardUpload(SQLModel, table=True):
+    __tablename__ = "award_upload"
+    __table_args__ = (
+        sa.UniqueConstraint("program_id", "sha256"),
+        sa.CheckConstraint("status IN ('issuing', 'done')", name="status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    program_id: str = Field(foreign_key="program.id", max_length=32, index=True)
+    sha256: str = Field(max_length=64)
+    filename: str = Field(default="", max_length=200)
+    status: str = Field(max_length=16)
+    rows: int
+    #: Rows to award when the upload started (the others were replays).
+    to_award: int
+    total: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    awarded: int = 0
+    replayed: int = 0
+    failed: int = 0
+    #: Rows refused while awarding, as JSON [{"line": 12, "code": ..., "reason": ...}].
+    failures: str = Field(default="[]", sa_column=sa.Column(sa.Text, nullable=False))
+    #: {fiscal year: clearing account id}, as JSON.
+    holds: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    column: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "column": self.column, "reason": self.reason}
+
+
+class CsvInvalid(InvalidInput):
+    code = "csv_invalid"
+
+    def __init__(self, errors: list[RowError]) -> None:
+        shown = errors[:1000]
+        super().__init__(
+            f"the file has {len(errors)} problem(s); nothing was awarded. First: line "
+            f"{errors[0].line}, {errors[0].column}: {errors[0].reason}",
+            errors=[error.as_dict() for error in shown],
+            error_count=len(errors),
+        )
+        self.errors = errors
+
+
+class UploadInProgress(Conflict):
+    code = "upload_in_progress"
+
+
+@dataclass
+class Row:
+    line: int
+    resident_id: str
+    record_id: str
+    occurred_on: date | None
+    details: dict[str, Any]
+    amount: int = 0
+    fiscal_year: int = 0
+
+
+@dataclass
+class Plan:
+    rows: int
+    to_award: list[Row]
+    replays: int
+    totals: dict[int, int] = field(default_factory=dict)
+
+
+def errors_csv(errors: list[RowError]) -> bytes:
+    """The validation report as CSV (UTF-8 with a BOM, for Excel)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(("line", "column", "reason"))
+    for error in errors:
+        writer.writerow((error.line, error.column, error.reason))
+    return b"\xef\xbb\xbf" + text.getvalue().encode("utf-8")
+
+
+# Reading the file ---------------------------------------------------------------------------
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 (with or without a BOM) or CP932; anything else is refused."""
+    if not data.strip():
+        raise CsvInvalid([RowError(1, "", "the file is empty")])
+    for encoding in ("utf-8-sig", "cp932"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CsvInvalid(
+        [RowError(1, "", "the file is neither UTF-8 nor Shift_JIS (CP932); save it as CSV UTF-8")]
+    )
+
+
+def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
+    """Rows and the problems found without the database."""
+    module = module_for(program.module)
+    detail_columns = list(module.Details.model_fields)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    errors: list[RowError] = []
+    rows: list[Row] = []
+    seen: dict[str, int] = {}
+    for cells in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        if header is None:
+            header = [cell.strip().lower() for cell in cells]
+            errors += _check_header(header, detail_columns, line)
+            if errors:
+                return [], errors
+            continue
+        if len(rows) >= ROWS_MAX:
+            errors.append(RowError(line, "", f"a file holds at most {ROWS_MAX} rows"))
+            break
+        if len(cells) != len(header):
+            errors.append(
+                RowError(line, "", f"{len(cells)} fields where the header has {len(header)}")
+            )
+            continue
+        values = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
+        row, row_errors = _parse_row(line, values, program, module, detail_columns)
+        if row is not None and row.record_id in seen:
+            row_errors.append(
+                RowError(line, "record_id", f"the same record_id is on line {seen[row.record_id]}")
+            )
+        if row is not None and not row_errors:
+            seen[row.record_id] = line
+            rows.append(row)
+        errors += row_errors
+    if header is None:
+        errors.append(RowError(1, "", "the file has no header row"))
+    return rows, errors
+
+
+def _check_header(header: list[str], detail_columns: list[str], line: int) -> list[RowError]:
+    errors = []
+    allowed = set(REQUIRED) | set(OPTIONAL) | set(detail_columns)
+    expected = ", ".join([*REQUIRED, *OPTIONAL, *detail_columns])
+    for name in REQUIRED:
+        if name not in header:
+            errors.append(RowError(line, name, f"missing column {name!r}; columns: {expected}"))
+    for name in header:
+        if name not in allowed:
+            errors.append(RowError(line, name, f"unknown column {name!r}; columns: {expected}"))
+    for name in {name for name in header if header.count(name) > 1}:
+        errors.append(RowError(line, name, f"column {name!r} appears twice"))
+    return errors
+
+
+def _parse_row(
+    line: int,
+    values: dict[str, str],
+    program: Program,
+    module: Any,
+    detail_columns: list[str],
+) -> tuple[Row | None, list[RowError]]:
+    errors: list[RowError] = []
+    resident_id, record_id = values["resident_id"], values["record_id"]
+    if not RESIDENT_ID.match(resident_id):
+        errors.append(RowError(line, "resident_id", f"not a resident id: {resident_id!r}"))
+    try:
+        _check_record_id(record_id)
+    except PointsError as bad:
+        errors.append(RowError(line, "record_id", bad.message))
+    occurred_on: date | None = None
+    raw_date = values.get("occurred_on", "")
+    if raw_date:
+        try:
+            occurred_on = date.fromisoformat(raw_date.replace("/", "-"))
+        except ValueError:
+            errors.append(RowError(line, "occurred_on", f"not a date (YYYY-MM-DD): {raw_date!r}"))
+    raw_amount = values.get("amount", "")
+    if raw_amount:
+        if not raw_amount.isascii() or not raw_amount.isdigit() or int(raw_amount) <= 0:
+            errors.append(RowError(line, "amount", f"not a positive integer: {raw_amount!r}"))
+        elif int(raw_amount) != program.amount:
+            errors.append(
+                RowError(line, "amount", f"this program awards {program.amount} per event")
+            )
+    details = {name: values[name] for name in detail_columns if values.get(name)}
+    try:
+        parse_details(module, details)
+    except PointsError as bad:
+        column = str(bad.context.get("field", "details")).removeprefix("details.")
+        errors.append(RowError(line, column, bad.message))
+    if errors:
+        return None, errors
+    return Row(line, resident_id, record_id, occurred_on, details), []
+
+
+# Checking it against the database -----------------------------------------------------------
+
+
+def validate(
+    session: Session, program: Program, rows: list[Row], now: datetime
+) -> tuple[Plan, list[RowError]]:
+    """The plan for the rows, and the problems the database shows (see the module docstring)."""
+    module = module_for(program.module)
+    config = parse_config(module, program)
+    today = tokyo_date(now)
+    errors: list[RowError] = []
+    residents = _lookup(session, Resident, col(Resident.id), [r.resident_id for r in rows])
+    closed = {
+        wallet.resident_id
+        for wallet in _lookup(
+            session,
+            Wallet,
+            col(Wallet.resident_id),
+            [r.resident_id for r in rows],
+            Wallet.point_type_id == program.point_type_id,
+        ).values()
+        if wallet.status == WalletStatus.CLOSED
+    }
+    earlier = {
+        award.record_id: award
+        for award in _lookup(
+            session,
+            Award,
+            col(Award.record_id),
+            [r.record_id for r in rows],
+            Award.program_id == program.id,
+        ).values()
+    }
+    taken_once = {
+        (once.resident_id, once.once_key)
+        for once in session.exec(
+            select(AwardOnce).where(
+                AwardOnce.program_id == program.id,
+                col(AwardOnce.resident_id).in_({r.resident_id for r in rows} or {""}),
+            )
+        )
+    }
+    counted = {
+        (counter.resident_id, counter.period): counter.amount
+        for counter in session.exec(
+            select(AwardCounter).where(
+                AwardCounter.program_id == program.id,
+                col(AwardCounter.resident_id).in_({r.resident_id for r in rows} or {""}),
+            )
+        )
+    }
+    plan = Plan(rows=len(rows), to_award=[], replays=0)
+    once_in_file: dict[tuple[str, str], int] = {}
+    for row in rows:
+        resident = residents.get(row.resident_id)
+        if resident is None:
+            errors.append(RowError(row.line, "resident_id", "no such resident"))
+            continue
+        details = parse_details(module, row.details)
+        details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
+        before = earlier.get(row.record_id)
+        if before is not None:
+            if (
+                before.resident_id != row.resident_id
+                or before.details != details_json
+                or (row.occurred_on is not None and row.occurred_on != before.occurred_on)
+            ):
+                errors.append(
+                    RowError(
+                        row.line,
+                        "record_id",
+                        "this record id was awarded for a different event (record_id_reused)",
+                    )
+                )
+            else:
+                plan.replays += 1
+            continue
+        if resident.status != ResidentStatus.ACTIVE:
+            errors.append(RowError(row.line, "resident_id", f"the resident is {resident.status}"))
+            continue
+        if row.resident_id in closed:
+            errors.append(RowError(row.line, "resident_id", "the resident's wallet is closed"))
+            continue
+        occurred_on = row.occurred_on or today
+        try:
+            _check_window(program, occurred_on, today)
+            year = fiscal_year(occurred_on)
+            award_plan = module.plan(
+                program,
+                config,
+                details,
+                AwardEvent(row.resident_id, row.record_id, occurred_on, year),
+            )
+        except PointsError as bad:
+            column = str(bad.context.get("field", "")).removeprefix("details.")
+            errors.append(RowError(row.line, column, bad.message))
+            continue
+        bad_row = False
+        for once_key in award_plan.once:
+            key = (row.resident_id, once_key)
+            if key in taken_once:
+                errors.append(RowError(row.line, "record_id", f"{once_key} was awarded already"))
+                bad_row = True
+            elif key in once_in_file:
+                errors.append(
+                    RowError(
+                        row.line, "record_id", f"{once_key} is also on line {once_in_file[key]}"
+                    )
+                )
+                bad_row = True
+        for period, cap in cap_periods(program, occurred_on, year):
+            so_far = counted.get((row.resident_id, period), 0)
+            if so_far + award_plan.amount > cap:
+                errors.append(
+                    RowError(
+                        row.line,
+                        "resident_id",
+                        f"the cap for {period} is {cap}; {so_far} is counted already",
+                    )
+                )
+                bad_row = True
+        if bad_row:
+            continue
+        for once_key in award_plan.once:
+            once_in_file[(row.resident_id, once_key)] = row.line
+        for period, _cap in cap_periods(program, occurred_on, year):
+            key = (row.resident_id, period)
+            counted[key] = counted.get(key, 0) + award_plan.amount
+        row.amount, row.fiscal_year = award_plan.amount, year
+        plan.to_award.append(row)
+        plan.totals[year] = plan.totals.get(year, 0) + award_plan.amount
+    return plan, errors
+
+
+def _lookup(
+    session: Session, model: Any, key: Any, values: list[str], *conditions: Any
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    unique = sorted(set(values))
+    for start in range(0, len(unique), LOOKUP_CHUNK):
+        part = unique[start : start + LOOKUP_CHUNK]
+        for item in session.exec(select(model).where(key.in_(part), *conditions)):
+            found[getattr(item, key.key)] = item
+    return found
+
+
+# Awarding -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    upload: AwardUpload
+    #: True when this file was uploaded before and is done: nothing was awarded now.
+    replayed: bool
+
+
+def check_file(
+    engine: Engine, program_id: str, department_id: str | None, data: bytes, now: datetime
+) -> tuple[Plan | None, list[RowError]]:
+    """Validate only: the plan and every problem (nothing is written)."""
+
+    def work(session: Session) -> tuple[Plan | None, list[RowError]]:
+        program = load_program(session, program_id, department_id=department_id)
+        try:
+            text = decode(data)
+        except CsvInvalid as invalid:
+            return None, invalid.errors
+        rows, errors = parse(text, program)
+        plan, found = validate(session, program, rows, now)
+        errors = sorted([*errors, *found], key=lambda error: (error.line, error.column))
+        return (None if errors else plan), errors
+
+    return unit_of_work(engine, work, read_only=True)
+
+
+def upload(
+    engine: Engine,
+    actor: Principal,
+    clock: Callable[[], datetime],
+    program_id: str,
+    data: bytes,
+    *,
+    department_id: str | None,
+    filename: str = "",
+    progress: Callable[[int, int | None], None] | None = None,
+    batch: int = BATCH,
+) -> UploadResult:
+    """Validate, set aside, award in batches, settle; see the module docstring."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    now = clock()
+    existing = unit_of_work(
+        engine,
+        lambda session: _find_upload(session, program_id, department_id, sha256),
+        read_only=True,
+    )
+    if existing is not None and existing.status == UploadStatus.DONE:
+        return UploadResult(existing, replayed=True)
+    plan, errors = check_file(engine, program_id, department_id, data, now)
+    if errors:
+        raise CsvInvalid(errors)
+    assert plan is not None
+    upload_id = unit_of_work(
+        engine,
+        lambda session: _set_aside(session, actor, now, program_id, plan, sha256, filename),
+    )
+    holds_json = unit_of_work(
+        engine, lambda session: _get_upload(session, upload_id).holds, read_only=True
+    )
+    holds = {int(year): account for year, account in json.loads(holds_json).items()}
+    done = 0
+    if progress is not None:
+        progress(0, len(plan.to_award))
+    for start in range(0, len(plan.to_award), batch):
+        part = plan.to_award[start : start + batch]
+        unit_of_work(
+            engine,
+            lambda session, part=part: _award_batch(  # type: ignore[misc]
+                session, actor, clock(), program_id, upload_id, part, holds
+            ),
+        )
+        done += len(part)
+        if progress is not None:
+            progress(done, len(plan.to_award))
+    finished = unit_of_work(engine, lambda session: _settle(session, clock(), upload_id))
+    return UploadResult(finished, replayed=False)
+
+
+def _find_upload(
+    session: Session, program_id: str, department_id: str | None, sha256: str
+) -> AwardUpload | None:
+    load_program(session, program_id, department_id=department_id)
+    return session.exec(
+        select(AwardUpload).where(
+            AwardUpload.program_id == program_id, AwardUpload.sha256 == sha256
+        )
+    ).first()
+
+
+def _get_upload(session: Session, upload_id: str) -> AwardUpload:
+    found = session.get(AwardUpload, upload_id)
+    assert found is not None
+    return found
+
+
+def _set_aside(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    program_id: str,
+    plan: Plan,
+    sha256: str,
+    filename: str,
+) -> str:
+    """Create the upload (or find the interrupted one) and move each year's total from the
+    budget to a clearing account of the upload; refuse when a budget has too little."""
+    program = load_program(session, program_id)
+    existing = session.exec(
+        select(AwardUpload).where(
+            AwardUpload.program_id == program_id, AwardUpload.sha256 == sha256
+        )
+    ).first()
+    if existing is not None:
+        # An interrupted upload of this file: resume it; what it set aside is still held.
+        return existing.id
+    if program.status != "active":
+        raise ProgramNotActive(f"program {program.id} is {program.status}", status=program.status)
+    point_type = get_point_type(session, program.point_type_id)
+    tx = LedgerTx(session.connection(), lambda: now)
+    upload = AwardUpload(
+        id=new_id("upl"),
+        program_id=program_id,
+        sha256=sha256,
+        filename=filename[:200],
+        status=UploadStatus.ISSUING,
+        rows=plan.rows,
+        to_award=len(plan.to_award),
+        total=sum(plan.totals.values()),
+        replayed=plan.replays,
+        created_by=actor.principal_id,
+        created_at=now,
+    )
+    holds: dict[str, int] = {}
+    for year, total in sorted(plan.totals.items()):
+        budget = find_budget(session, program.id, year)
+        if budget is None:
+            raise BudgetExhausted(
+                f"program {program.id} has no FY{year} budget; the file needs {total}",
+                remaining=0,
+                requested=total,
+            )
+        if budget.status != BudgetStatus.OPEN:
+            raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed")
+        remaining = tx.lock_account(budget.account_id).balance.available
+        if remaining < total:
+            raise BudgetExhausted(
+                f"the FY{year} budget has {remaining} remaining; the file needs {total}",
+                remaining=remaining,
+                requested=total,
+            )
+        side, flags = ACCOUNT_RULES[AccountCode.BULK_CLEARING]
+        clearing = tx.create_account(
+            ledger_id=point_type.ledger_id,
+            code=int(AccountCode.BULK_CLEARING),
+            normal_side=side,
+            owner_ref=f"{upload.id}:FY{year}",
+            flags=flags,
+        )
+        tx.post(
+            NewEntry(
+                [
+                    Posting(budget.account_id, Side.DEBIT, total),
+                    Posting(clearing.id, Side.CREDIT, total),
+                ],
+                kind="bulk_set_aside",
+                description=f"upload {upload.id}: {len(plan.to_award)} awards",
+                metadata={"upload_id": upload.id, "fiscal_year": year},
+            )
+        )
+        holds[str(year)] = clearing.id
+    upload.holds = json.dumps(holds, sort_keys=True)
+    session.add(upload)
+    session.flush()
+    return upload.id
+
+
+def _award_batch(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    program_id: str,
+    upload_id: str,
+    rows: list[Row],
+    holds: dict[int, int],
+) -> None:
+    # Locked first: two resumers of one upload take turns batch by batch.
+    session.exec(select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()).one()
+    failures: list[dict[str, Any]] = []
+    awarded = replayed = 0
+    for row in rows:
+        request = AwardRequest(
+            program_id, row.resident_id, row.record_id, row.details, row.occurred_on
+        )
+        try:
+            with session.begin_nested():
+                result = award(session, actor, now, request, department_id=None, held=holds)
+        except (PointsError, LedgerError) as refused:
+            failures.append({"line": row.line, "code": refused.code, "reason": refused.message})
+            continue
+        if result.replayed:
+            replayed += 1
+        else:
+            awarded += 1
+    upload = session.get(AwardUpload, upload_id, populate_existing=True)
+    assert upload is not None
+    upload.awarded += awarded
+    upload.replayed += replayed
+    upload.failed += len(failures)
+    upload.failures = json.dumps([*json.loads(upload.failures), *failures], ensure_ascii=False)
+    session.add(upload)
+    session.flush()
+
+
+def _settle(session: Session, now: datetime, upload_id: str) -> AwardUpload:
+    """Return what the clearing accounts still hold, close them, and finish the upload."""
+    upload = session.exec(
+        select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()
+    ).first()
+    assert upload is not None
+    if upload.status == UploadStatus.DONE:
+        return upload
+    program = load_program(session, upload.program_id)
+    point_type = get_point_type(session, program.point_type_id)
+    tx = LedgerTx(session.connection(), lambda: now)
+    for year, clearing_id in json.loads(upload.holds).items():
+        left = tx.lock_account(clearing_id).balance.available
+        if left > 0:
+            budget = find_budget(session, program.id, int(year))
+            open_budget = budget is not None and budget.status == BudgetStatus.OPEN
+            target = budget.account_id if budget is not None and open_budget else None
+            tx.post(
+                NewEntry(
+                    [
+                        Posting(clearing_id, Side.DEBIT, left),
+                        Posting(target or point_type.city_account_id, Side.CREDIT, left),
+                    ],
+                    kind="bulk_return",
+                    description=f"upload {upload.id}: not awarded",
+                    metadata={"upload_id": upload.id, "fiscal_year": int(year)},
+                )
+            )
+        tx.close_account(clearing_id)
+    upload.status = UploadStatus.DONE
+    upload.finished_at = now
+    session.add(upload)
+    session.flush()
+    return upload
+
+
+def get_upload(session: Session, upload_id: str, *, department_id: str | None) -> AwardUpload:
+    found = session.get(AwardUpload, upload_id)
+    if found is not None:
+        load_program(session, found.program_id, department_id=department_id)
+        return found
+    raise NotFound(f"no upload {upload_id}", object_id=upload_id)
