@@ -57,7 +57,7 @@ from issuers.awards import (
 from issuers.modules import AwardEvent, module_for, parse_config, parse_details
 from issuers.programs import BudgetClosed, BudgetStatus, Program, ProgramNotActive, find_budget
 from issuers.programs import get_program as load_program
-from ledger import LedgerTx, NewEntry, Posting, Side
+from ledger import BatchMode, LedgerTx, NewEntry, Posting, Side
 from ledger.errors import LedgerError
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
@@ -67,13 +67,13 @@ from points.pointtypes import get_point_type
 from points.registry import Resident, ResidentStatus, new_id
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
-from points.wallets import Wallet, WalletStatus
+from points.wallets import Wallet, WalletBucket, WalletStatus
 
 REQUIRED = ("resident_id", "record_id")
 OPTIONAL = ("occurred_on", "amount")
 RESIDENT_ID = re.compile(r"^res_[A-Za-z0-9_-]{1,28}$")
 ROWS_MAX = 200_000
-BATCH = 500
+BATCH = 2000
 #: Rows per query when checking the file against the database.
 LOOKUP_CHUNK = 900
 
@@ -418,13 +418,21 @@ def validate(
 
 
 def _lookup(
-    session: Session, model: Any, key: Any, values: list[str], *conditions: Any
+    session: Session,
+    model: Any,
+    key: Any,
+    values: list[str],
+    *conditions: Any,
+    share_lock: bool = False,
 ) -> dict[str, Any]:
     found: dict[str, Any] = {}
     unique = sorted(set(values))
     for start in range(0, len(unique), LOOKUP_CHUNK):
         part = unique[start : start + LOOKUP_CHUNK]
-        for item in session.exec(select(model).where(key.in_(part), *conditions)):
+        query = select(model).where(key.in_(part), *conditions)
+        if share_lock:
+            query = query.with_for_update(read=True)
+        for item in session.exec(query):
             found[getattr(item, key.key)] = item
     return found
 
@@ -617,8 +625,37 @@ def _award_batch(
     rows: list[Row],
     holds: dict[int, int],
 ) -> None:
+    """Award a batch: set-based when nothing changed since the file was checked (the usual
+    case), else row by row, each row in a savepoint, so that a row a concurrent award made
+    invalid is reported and the others are awarded."""
     # Locked first: two resumers of one upload take turns batch by batch.
     session.exec(select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()).one()
+    try:
+        with session.begin_nested():
+            awarded, replayed = _award_set_based(session, actor, now, program_id, rows, holds)
+        failures: list[dict[str, Any]] = []
+    except (PointsError, LedgerError, sa.exc.IntegrityError):
+        awarded, replayed, failures = _award_row_by_row(
+            session, actor, now, program_id, rows, holds
+        )
+    upload = session.get(AwardUpload, upload_id, populate_existing=True)
+    assert upload is not None
+    upload.awarded += awarded
+    upload.replayed += replayed
+    upload.failed += len(failures)
+    upload.failures = json.dumps([*json.loads(upload.failures), *failures], ensure_ascii=False)
+    session.add(upload)
+    session.flush()
+
+
+def _award_row_by_row(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    program_id: str,
+    rows: list[Row],
+    holds: dict[int, int],
+) -> tuple[int, int, list[dict[str, Any]]]:
     failures: list[dict[str, Any]] = []
     awarded = replayed = 0
     for row in rows:
@@ -635,14 +672,213 @@ def _award_batch(
             replayed += 1
         else:
             awarded += 1
-    upload = session.get(AwardUpload, upload_id, populate_existing=True)
-    assert upload is not None
-    upload.awarded += awarded
-    upload.replayed += replayed
-    upload.failed += len(failures)
-    upload.failures = json.dumps([*json.loads(upload.failures), *failures], ensure_ascii=False)
-    session.add(upload)
-    session.flush()
+    return awarded, replayed, failures
+
+
+class _Changed(PointsError):
+    """Something changed since the file was checked: award this batch row by row."""
+
+    code = "changed"
+
+
+def _award_set_based(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    program_id: str,
+    rows: list[Row],
+    holds: dict[int, int],
+) -> tuple[int, int]:
+    """The batch in a handful of multi-row statements; raises when anything is not as it was
+    when the file was checked (the caller then goes row by row)."""
+    program = load_program(session, program_id)
+    if program.status != "active":
+        raise _Changed("the program is no longer active")
+    module = module_for(program.module)
+    config = parse_config(module, program)
+    point_type = get_point_type(session, program.point_type_id)
+    today = tokyo_date(now)
+    valid_until = point_type.valid_until(today)
+    if valid_until < today:
+        raise _Changed("the point type has expired")
+    connection = session.connection()
+    records = [row.record_id for row in rows]
+    replays = set(
+        _lookup(session, Award, col(Award.record_id), records, Award.program_id == program.id)
+    )
+    fresh = [row for row in rows if row.record_id not in replays]
+    if not fresh:
+        return 0, len(rows)
+    resident_ids = sorted({row.resident_id for row in fresh})
+    residents = _lookup(session, Resident, col(Resident.id), resident_ids)
+    if any(
+        residents.get(resident) is None or residents[resident].status != ResidentStatus.ACTIVE
+        for resident in resident_ids
+    ):
+        raise _Changed("a resident is no longer active")
+    wallets = _lookup(
+        session,
+        Wallet,
+        col(Wallet.resident_id),
+        resident_ids,
+        Wallet.point_type_id == point_type.id,
+        share_lock=True,  # as single awards do: a closure waits for this batch
+    )
+    if any(wallet.status == WalletStatus.CLOSED for wallet in wallets.values()):
+        raise _Changed("a wallet was closed")
+    # Once-keys and cap counters: the database refuses a collision (unique key) or a cap
+    # exceeded (CHECK amount <= cap), and the batch goes row by row.
+    once_rows: list[dict[str, Any]] = []
+    caps: dict[tuple[str, str], tuple[int, int]] = {}
+    planned: list[tuple[Row, int, int, str]] = []
+    for row in fresh:
+        occurred_on = row.occurred_on or today
+        year = fiscal_year(occurred_on)
+        if year not in holds:
+            raise _Changed(f"nothing was set aside for FY{year}")
+        details = parse_details(module, row.details)
+        plan = module.plan(
+            program, config, details, AwardEvent(row.resident_id, row.record_id, occurred_on, year)
+        )
+        for once_key in plan.once:
+            once_rows.append(
+                {
+                    "program_id": program.id,
+                    "resident_id": row.resident_id,
+                    "once_key": once_key,
+                    "record_id": row.record_id,
+                }
+            )
+        for period, cap in cap_periods(program, occurred_on, year):
+            so_far, _ = caps.get((row.resident_id, period), (0, cap))
+            caps[(row.resident_id, period)] = (so_far + plan.amount, cap)
+        details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
+        planned.append((row, year, plan.amount, details_json))
+    if once_rows:
+        connection.execute(sa.insert(AwardOnce.__table__), once_rows)  # type: ignore[attr-defined]
+    if caps:
+        counters = [
+            {
+                "program_id": program.id,
+                "resident_id": resident,
+                "period": period,
+                "amount": amount,
+                "cap": cap,
+            }
+            for (resident, period), (amount, cap) in caps.items()
+        ]
+        connection.execute(
+            sa.text(
+                "INSERT INTO award_counter (program_id, resident_id, period, amount, cap) "
+                "VALUES (:program_id, :resident_id, :period, 0, :cap) "
+                "ON CONFLICT (program_id, resident_id, period) DO NOTHING"
+            ),
+            counters,
+        )
+        connection.execute(
+            sa.text(
+                "UPDATE award_counter SET amount = amount + :amount, cap = :cap "
+                "WHERE program_id = :program_id AND resident_id = :resident_id "
+                "AND period = :period"
+            ),
+            counters,
+        )
+    missing_wallets = [resident for resident in resident_ids if resident not in wallets]
+    if missing_wallets:
+        connection.execute(
+            sa.insert(Wallet.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "resident_id": resident,
+                    "point_type_id": point_type.id,
+                    "status": WalletStatus.OPEN,
+                    "created_at": now,
+                }
+                for resident in missing_wallets
+            ],
+        )
+    buckets = {
+        bucket.resident_id: bucket.account_id
+        for bucket in _lookup(
+            session,
+            WalletBucket,
+            col(WalletBucket.resident_id),
+            resident_ids,
+            WalletBucket.point_type_id == point_type.id,
+            WalletBucket.program_id == program.id,
+            WalletBucket.valid_until == valid_until,
+        ).values()
+    }
+    tx = LedgerTx(connection, lambda: now)
+    new_buckets = [resident for resident in resident_ids if resident not in buckets]
+    if new_buckets:
+        side, flags = ACCOUNT_RULES[AccountCode.RESIDENT_BUCKET]
+        ids = tx.create_accounts(
+            ledger_id=point_type.ledger_id,
+            code=int(AccountCode.RESIDENT_BUCKET),
+            normal_side=side,
+            owner_refs=new_buckets,
+            flags=flags,
+        )
+        connection.execute(
+            sa.insert(WalletBucket.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "account_id": account_id,
+                    "resident_id": resident,
+                    "point_type_id": point_type.id,
+                    "program_id": program.id,
+                    "valid_until": valid_until,
+                }
+                for resident, account_id in zip(new_buckets, ids, strict=True)
+            ],
+        )
+        buckets.update(zip(new_buckets, ids, strict=True))
+    metadata = {
+        "program_id": program.id,
+        "program_ja": program.name_ja,
+        "program_en": program.name_en,
+    }
+    results = tx.post_batch(
+        [
+            NewEntry(
+                [
+                    Posting(holds[year], Side.DEBIT, amount),
+                    Posting(buckets[row.resident_id], Side.CREDIT, amount),
+                ],
+                kind="award",
+                description=program.name_en,
+                metadata={**metadata, "record_id": row.record_id, "fiscal_year": year},
+                namespace=f"award:{program.id}",
+                idempotency_key=row.record_id,
+            )
+            for row, year, amount, _details in planned
+        ],
+        BatchMode.ATOMIC,
+    )
+    if any(result.replayed for result in results):
+        raise _Changed("an award of this file was recorded meanwhile")
+    connection.execute(
+        sa.insert(Award.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "program_id": program.id,
+                "record_id": row.record_id,
+                "resident_id": row.resident_id,
+                "amount": amount,
+                "fiscal_year": year,
+                "occurred_on": row.occurred_on or today,
+                "valid_until": valid_until,
+                "entry_id": result.entry.id if result.entry is not None else None,
+                "bucket_account_id": buckets[row.resident_id],
+                "details": details_json,
+                "awarded_by": actor.principal_id,
+                "created_at": now,
+            }
+            for (row, year, amount, details_json), result in zip(planned, results, strict=True)
+        ],
+    )
+    return len(fresh), len(rows) - len(fresh)
 
 
 def _settle(session: Session, now: datetime, upload_id: str) -> AwardUpload:

@@ -283,6 +283,53 @@ class LedgerTx:
             from_us(now_us),
         )
 
+    def create_accounts(
+        self,
+        *,
+        ledger_id: int,
+        code: int,
+        normal_side: Side,
+        owner_refs: Sequence[str | None],
+        flags: AccountFlags = AccountFlags.NONE,
+    ) -> list[int]:
+        """Many accounts of one kind at once (one multi-row statement); their ids, in the order
+        of ``owner_refs``."""
+        if not owner_refs:
+            return []
+        first = self.create_account(
+            ledger_id=ledger_id,
+            code=code,
+            normal_side=normal_side,
+            owner_ref=owner_refs[0],
+            flags=flags,
+        )
+        for owner_ref in owner_refs[1:]:
+            if owner_ref is not None:
+                check_text("owner_ref", owner_ref, OWNER_REF_MAX_LENGTH)
+        rows = [
+            {
+                "ledger_id": ledger_id,
+                "code": code,
+                "normal_side": int(normal_side),
+                "owner_ref": owner_ref,
+                "flags": int(AccountFlags(flags)),
+                "closed": False,
+                "debits_posted": 0,
+                "credits_posted": 0,
+                "debits_pending": 0,
+                "credits_pending": 0,
+                "created_at_us": self._now_us(),
+            }
+            for owner_ref in owner_refs[1:]
+        ]
+        if not rows:
+            return [first.id]
+        inserted = self.connection.execute(
+            schema.account.insert().returning(schema.account.c.id, sort_by_parameter_order=True),
+            rows,
+        )
+        return [first.id, *(int(row[0]) for row in inserted)]
+
     def get_account(self, account_id: int) -> Account:
         row = self._fetch_accounts([account_id], lock=False).get(account_id)
         if row is None:
