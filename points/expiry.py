@@ -17,6 +17,7 @@ buckets in id order, as the ledger itself locks, so a run and a refund cannot de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from sqlmodel import Session
 
 from ledger import BatchMode, LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
+from ledger.service import system_clock
 from points.calendar import tokyo_date
 from points.jobs import Progress, no_progress
 from points.pointtypes import PointType
@@ -72,21 +74,25 @@ def _candidates(cutoff: date, after: int, limit: int, *, lock: bool) -> sa.Selec
     return query.with_for_update(of=account) if lock else query
 
 
-def pending(engine: Engine, as_of: datetime) -> ExpiryCounts:
-    """What a run as of ``as_of`` would move (for ``--dry-run`` and progress)."""
+def pending(engine: Engine, as_of: datetime, *, chunk: int = CHUNK) -> ExpiryCounts:
+    """What a run as of ``as_of`` would move (for ``--dry-run`` and progress): the buckets, the
+    points, and the entries a run would write (per chunk, one per 63 buckets of a ledger)."""
     cutoff = tokyo_date(as_of)
-    query = _candidates(cutoff, 0, 2**62, lock=False).order_by(None).limit(None).subquery()
+    query = _candidates(cutoff, 0, 2**62, lock=False).limit(None)
 
     def work(session: Session) -> ExpiryCounts:
-        count, total = (
-            session.connection()
-            .execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(query.c.remaining), 0))
-            )
-            .one()
-        )
-        entries = -(-int(count) // BUCKETS_PER_SPEND_MAX)
-        return ExpiryCounts(int(count), int(total), entries)
+        buckets = points = entries = 0
+        in_chunk: dict[int, int] = {}
+        result = session.connection().execution_options(yield_per=10_000).execute(query)
+        for _account_id, remaining, expired_id in result:
+            buckets += 1
+            points += int(remaining)
+            in_chunk[expired_id] = in_chunk.get(expired_id, 0) + 1
+            if buckets % chunk == 0:
+                entries += sum(-(-n // BUCKETS_PER_SPEND_MAX) for n in in_chunk.values())
+                in_chunk = {}
+        entries += sum(-(-n // BUCKETS_PER_SPEND_MAX) for n in in_chunk.values())
+        return ExpiryCounts(buckets, points, entries)
 
     return unit_of_work(engine, work, read_only=True)
 
@@ -97,10 +103,13 @@ def expire(
     *,
     progress: Progress = no_progress,
     chunk: int = CHUNK,
+    clock: Callable[[], datetime] | None = None,
 ) -> ExpiryCounts:
-    """Expire every bucket expired at ``as_of``; see the module docstring."""
+    """Expire every bucket expired at ``as_of``; see the module docstring. The entries take
+    effect at ``as_of`` and are recorded at the real time (``clock``)."""
+    clock = clock or system_clock
     cutoff = tokyo_date(as_of)
-    total = pending(engine, as_of).buckets
+    total = pending(engine, as_of, chunk=chunk).buckets
     progress(0, total)
     buckets = points = entries = 0
     after = 0
@@ -108,7 +117,7 @@ def expire(
         moved = unit_of_work(
             engine,
             lambda session, after=after: _expire_chunk(  # type: ignore[misc]
-                session, cutoff, after, chunk, as_of
+                session, cutoff, after, chunk, as_of, clock
             ),
         )
         if moved is None:
@@ -123,13 +132,18 @@ def expire(
 
 
 def _expire_chunk(
-    session: Session, cutoff: date, after: int, chunk: int, as_of: datetime
+    session: Session,
+    cutoff: date,
+    after: int,
+    chunk: int,
+    as_of: datetime,
+    clock: Callable[[], datetime],
 ) -> tuple[int, int, int, int] | None:
     connection = session.connection()
     peek = connection.execute(_candidates(cutoff, after, chunk, lock=False)).all()
     if not peek:
         return None
-    tx = LedgerTx(connection, lambda: as_of)
+    tx = LedgerTx(connection, clock)
     # The expired-points accounts first (lowest ids), then the buckets, in id order.
     for expired_id in sorted({row[2] for row in peek}):
         tx.lock_account(expired_id)
@@ -153,6 +167,7 @@ def _expire_chunk(
                     kind="expiry",
                     description="expired",
                     metadata={"expired_before": cutoff.isoformat()},
+                    effective_at=as_of,
                 )
             )
     if batch:

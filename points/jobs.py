@@ -88,6 +88,8 @@ class JobContext:
     as_of: datetime
     period: str
     progress: Progress = no_progress
+    #: The real time (entries are recorded at it, whatever ``as_of`` is).
+    clock: Callable[[], datetime] | None = None
     #: Settings the job may need (retention periods and the like).
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -179,7 +181,7 @@ def run_job(
     if isinstance(claimed, str):
         return RunResult(job.name, period, claimed, {}, None)
     run_id = claimed
-    context = JobContext(engine, as_of, period, progress, dict(options or {}))
+    context = JobContext(engine, as_of, period, progress, clock, dict(options or {}))
     try:
         counts = job.run(context)
     except Exception as error:
@@ -231,6 +233,7 @@ def _claim(
             state=RunState.RUNNING,
             lease_expires_at=now + LEASE,
             started_at=now,
+            finished_at=None,
             trigger=trigger,
             outcome="",
         )

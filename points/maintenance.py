@@ -28,7 +28,9 @@ SEAL_SECONDS = 5
 
 
 def _expiry(context: JobContext) -> dict[str, int]:
-    return expiry.expire(context.engine, context.as_of, progress=context.progress).as_dict()
+    return expiry.expire(
+        context.engine, context.as_of, progress=context.progress, clock=context.clock
+    ).as_dict()
 
 
 def _hold_timeouts(context: JobContext) -> dict[str, int]:

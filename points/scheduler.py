@@ -46,7 +46,10 @@ def start_scheduler(
     options = {"idempotency_retention_hours": settings.idempotency_retention_hours}
     for name in names:
         trigger = dict(JOBS[name].schedule)
-        trigger.update(settings.job_schedules.get(name, {}))
+        override = settings.job_schedules.get(name, {})
+        if override.get("trigger", trigger["trigger"]) != trigger["trigger"]:
+            trigger = {}  # another kind of trigger: its own arguments only
+        trigger.update(override)
         kind = trigger.pop("trigger")
 
         def fire(name: str = name) -> None:

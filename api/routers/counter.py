@@ -254,6 +254,7 @@ def expiry_notices(
     filename = f"expiry-notices-{point_type}-{tokyo_date(now).isoformat()}.csv"
     return Response(
         content,
-        media_type=f"text/csv; charset={'shift_jis' if encoding == 'cp932' else 'utf-8'}",
+        # CP932's registered name is Windows-31J (Shift_JIS lacks some of its characters).
+        media_type=f"text/csv; charset={'Windows-31J' if encoding == 'cp932' else 'utf-8'}",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
