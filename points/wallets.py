@@ -23,7 +23,8 @@ timeout, so the expiry job never meets a bucket with points held on it.
 
 Concurrency: a spend, a refund or a closure first locks the wallet's row (``FOR UPDATE``; SQLite
 writes are serialised by ``BEGIN IMMEDIATE``), so it plans on balances no one else is spending
-from; awards only credit buckets and need no wallet lock. The ledger's flag is the last word.
+from; awards only credit buckets and take a shared lock (``FOR SHARE``), so they never wait for
+each other but cannot land in a wallet being closed. The ledger's flag is the last word.
 
 A wallet is **closed** (a resident moved out or died) by counter staff: its balance goes to
 expired points in one entry recorded with the reason, the bucket accounts are closed in the
@@ -127,6 +128,10 @@ class WalletClosed(Conflict):
     code = "wallet_closed"
 
 
+class WalletHasPending(Conflict):
+    code = "wallet_has_pending"
+
+
 class ResidentNotActive(Conflict):
     code = "resident_not_active"
 
@@ -160,7 +165,13 @@ def open_wallet(session: Session, point_type: PointType, resident_id: str, now: 
     resident = session.get(Resident, resident_id)
     if resident is None:
         raise NotFound(f"no resident {resident_id}", field="resident_id")
-    wallet = session.get(Wallet, (resident_id, point_type.id))
+    # A shared lock: awards do not wait for each other, but a closure (which locks the row for
+    # update) waits for them, and they for it, so no award lands in a wallet closed under it.
+    wallet = session.exec(
+        select(Wallet)
+        .where(Wallet.resident_id == resident_id, Wallet.point_type_id == point_type.id)
+        .with_for_update(read=True)
+    ).first()
     if wallet is not None and wallet.status == WalletStatus.CLOSED:
         raise WalletClosed(
             f"the wallet of resident {resident_id} was closed ({wallet.closed_reason})"
@@ -278,13 +289,15 @@ def spend(session: Session, point_type: PointType, request: Spend, now: datetime
     if type(request.amount) is not int or request.amount <= 0:
         raise InvalidInput("amount is a positive integer", field="amount")
     tx = LedgerTx(session.connection(), lambda: now)
+    # The key is checked after the wallet's lock: a retry that waited for the first attempt
+    # then sees its entry (under READ COMMITTED each statement sees what committed before it).
+    wallet = _lock_wallet(session, point_type, request.resident_id)
     if request.namespace is not None and request.idempotency_key is not None:
         earlier = tx.find_entry(request.namespace, request.idempotency_key)
         if earlier is not None:
             return _replayed(earlier, request)
     if request.hold_until is not None and request.hold_until <= now:
         raise InvalidInput("a hold's timeout is in the future", field="hold_until")
-    wallet = _lock_wallet(session, point_type, request.resident_id)
     if wallet is not None and wallet.status == WalletStatus.CLOSED:
         raise WalletClosed(f"the wallet of resident {request.resident_id} is closed")
     horizon = request.hold_until or now
@@ -422,17 +435,10 @@ def refund(
     if type(amount) is not int or amount <= 0:
         raise InvalidInput("amount is a positive integer", field="amount")
     tx = LedgerTx(session.connection(), lambda: now)
-    if namespace is not None and idempotency_key is not None:
-        earlier = tx.find_entry(namespace, idempotency_key)
-        if earlier is not None:
-            debited = sum(p.amount for p in earlier.postings if p.side is Side.DEBIT)
-            if earlier.metadata.get("refund_of") != spend_entry_id or debited != amount:
-                raise IdempotencyConflict(namespace, idempotency_key, earlier.id)
-            return earlier
     original = tx.get_entry(spend_entry_id)
     if original.phase not in (Phase.POSTED, Phase.POST_PENDING):
         raise InvalidInput(f"entry {spend_entry_id} is not a posted spend")
-    expiry = _valid_until_of(session, [p.account_id for p in original.postings])
+    expiry = _bucket_keys(session, [p.account_id for p in original.postings])
     drawn = [p for p in original.postings if p.account_id in expiry and p.side is Side.DEBIT]
     paid = [p for p in original.postings if p.account_id not in expiry and p.side is Side.CREDIT]
     if not drawn or len(paid) != 1:
@@ -440,6 +446,14 @@ def refund(
     resident_id = _owner_of(session, drawn[0].account_id)
     wallet = _lock_wallet(session, point_type, resident_id)
     assert wallet is not None
+    # After the lock, as for spends: a retry that waited for the first attempt sees its entry.
+    if namespace is not None and idempotency_key is not None:
+        earlier = tx.find_entry(namespace, idempotency_key)
+        if earlier is not None:
+            debited = sum(p.amount for p in earlier.postings if p.side is Side.DEBIT)
+            if earlier.metadata.get("refund_of") != spend_entry_id or debited != amount:
+                raise IdempotencyConflict(namespace, idempotency_key, earlier.id)
+            return earlier
     earlier_returns = list(
         session.exec(select(SpendReturn).where(SpendReturn.spend_entry_id == spend_entry_id))
     )
@@ -460,7 +474,7 @@ def refund(
     }
     shares: list[tuple[int, int]] = []
     left = amount
-    for posting in sorted(drawn, key=lambda p: (expiry[p.account_id], p.account_id), reverse=True):
+    for posting in sorted(drawn, key=lambda p: (*expiry[p.account_id], p.account_id), reverse=True):
         room = posting.amount - returned.get(posting.account_id, 0)
         take = min(room, left)
         if take > 0:
@@ -473,7 +487,7 @@ def refund(
         if (
             open_wallet_
             and account_id not in closed_accounts
-            and usable_at(expiry[account_id], now)
+            and usable_at(expiry[account_id][0], now)
         ):
             to_buckets[account_id] = to_buckets.get(account_id, 0) + share
         else:
@@ -497,6 +511,18 @@ def refund(
     session.add(SpendReturn(entry_id=entry.id, spend_entry_id=spend_entry_id, amount=amount))
     session.flush()
     return entry
+
+
+def _bucket_keys(session: Session, account_ids: Sequence[int]) -> dict[int, tuple[date, str]]:
+    """(valid until, program) of each of these accounts that is a wallet bucket."""
+    rows = session.exec(
+        select(
+            col(WalletBucket.account_id),
+            col(WalletBucket.valid_until),
+            col(WalletBucket.program_id),
+        ).where(col(WalletBucket.account_id).in_(list(account_ids)))
+    )
+    return {int(account_id): (valid_until, program) for account_id, valid_until, program in rows}
 
 
 def _valid_until_of(session: Session, account_ids: Sequence[int]) -> dict[int, date]:
@@ -542,7 +568,7 @@ def close_wallet(
     tx = LedgerTx(session.connection(), lambda: now)
     held = buckets(session, resident_id, point_type.id)
     if any(b.held for b in held):
-        raise Conflict(
+        raise WalletHasPending(
             "points are held for a payment in progress; close the wallet after it is confirmed "
             "or declined"
         )
