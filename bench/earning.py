@@ -1,0 +1,392 @@
+"""``python -m bench expiry`` and ``python -m bench award``: the bulk paths of earning, measured.
+
+**expiry**: expire N buckets (default 1,000,000: 100,000 residents × 10 expiry dates) with
+``points.expiry.expire``, against *the limit*: plain SQL writing the same rows in the same
+chunks into an identical database (per chunk of 1,008 buckets, one transaction: the same
+candidate query, then the entries (one per 63 buckets), their postings, the seal-queue rows and
+the total updates). Goal: ≤ 3 × the limit, and under 60 s on PostgreSQL.
+
+**award**: a CSV file of N rows (default 100,000 residents, one health checkup each) through
+``issuers.bulk.upload`` (check, set-aside, batches, settle), against the ledger's own batched
+posting rate measured in the same run (``LedgerTx.post_batch`` of N two-posting entries in
+batches of 2,000). Goal: rows/s ≥ 0.5 × entries/s.
+
+The state the runs start from (residents, wallets, bucket accounts holding points) is written
+with plain SQL before any clock starts: the benchmarks measure the bulk paths, not the setup.
+Both print a table, then one JSON line with every figure. ``--postgres URL`` (or
+``POINTS_TEST_POSTGRES_URL``) adds PostgreSQL; ``--only sqlite|postgresql``; ``--size N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bench.databases import POSTGRESQL, SQLITE, databases
+from issuers import bulk, programs
+from ledger import BatchMode, Ledger, LedgerTx, NewEntry, Posting, Side
+from ledger.model import to_us
+from points import access, expiry, people, pointtypes
+from points.accounts import ACCOUNT_RULES, AccountCode
+from points.calendar import start_of_day
+from points.uow import unit_of_work
+
+POSTGRES_ENV = "POINTS_TEST_POSTGRES_URL"
+NOW = datetime(2026, 5, 10, 3, 0, tzinfo=UTC)
+SYSTEM = access.SYSTEM
+BUCKETS_PER_RESIDENT = 10
+POINTS_PER_BUCKET = 100
+#: The expiry run is as of this day: every bucket of the setup has expired by then.
+EXPIRE_AS_OF = start_of_day(date(2027, 1, 1))
+
+
+def main_expiry(argv: list[str] | None = None) -> int:
+    return _main("expiry", argv, 1_000_000)
+
+
+def main_award(argv: list[str] | None = None) -> int:
+    return _main("award", argv, 100_000)
+
+
+def _main(name: str, argv: list[str] | None, default_size: int) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m bench {name}")
+    parser.add_argument("--postgres", default=None, help=f"a server URL (or ${POSTGRES_ENV})")
+    parser.add_argument("--only", choices=[SQLITE, POSTGRESQL], default=None)
+    parser.add_argument("--size", type=int, default=default_size)
+    args = parser.parse_args(argv)
+    postgres_url = args.postgres or os.environ.get(POSTGRES_ENV)
+    kinds = [SQLITE] + ([POSTGRESQL] if postgres_url else [])
+    if args.only:
+        kinds = [kind for kind in kinds if kind == args.only]
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {}
+    for kind in kinds:
+        with databases(kind, postgres_url) as made:
+            run = _expiry_run if name == "expiry" else _award_run
+            results[kind] = {"version": made.version(), **run(made, args.size)}
+    print(
+        f"python -m bench {name}, size {args.size:,}, {os.cpu_count()} cores, load "
+        f"{load_before[0]:.1f} before / {os.getloadavg()[0]:.1f} after"
+    )
+    for figures in results.values():
+        print(f"\n{figures['version']}")
+        for key, value in figures.items():
+            if key != "version":
+                print(
+                    f"  {key:32} {value:>14,.2f}"
+                    if isinstance(value, float)
+                    else f"  {key:32} {value:>14,}"
+                )
+    print(f"\nRun time: {time.perf_counter() - started:.0f} s")
+    print(
+        json.dumps(
+            {
+                "benchmark": name,
+                "size": args.size,
+                "cpu_count": os.cpu_count(),
+                "load_average_before": load_before,
+                "results": results,
+            }
+        )
+    )
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(f"... {message}", flush=True)
+
+
+# The world the runs start from ------------------------------------------------------------
+
+
+def _program(engine: Engine, budget: int) -> tuple[pointtypes.PointType, programs.Program]:
+    def work(session: Any) -> tuple[pointtypes.PointType, programs.Program]:
+        department = people.create_department(
+            session, SYSTEM, NOW, code="health", name_ja="健康推進課", name_en="Health"
+        )
+        point_type = pointtypes.create_point_type(
+            session,
+            SYSTEM,
+            NOW,
+            pointtypes.NewPointType(code="pt", name_ja="ポイント", name_en="points"),
+        )
+        session.flush()
+        program = programs.create_program(
+            session,
+            SYSTEM,
+            NOW,
+            programs.NewProgram(
+                department_id=department.id,
+                point_type_id=point_type.id,
+                module="health_checkup",
+                name_ja="健診",
+                name_en="Checkup",
+                amount=POINTS_PER_BUCKET,
+                valid_from=date(2026, 4, 1),
+                config={"checkup_types": ["basic"]},
+            ),
+        )
+        programs.change_status(
+            session, SYSTEM, NOW, program.id, programs.ProgramStatus.ACTIVE, reason="bench"
+        )
+        programs.allocate(session, SYSTEM, NOW, program.id, 2026, budget, reason="bench")
+        return point_type, program
+
+    return unit_of_work(engine, work)
+
+
+def _residents(engine: Engine, count: int) -> list[str]:
+    ids = [f"res_bench{i:012d}" for i in range(count)]
+    rows = [
+        {
+            "id": i,
+            "verification": "self_enrolled",
+            "status": "active",
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        for i in ids
+    ]
+    from points.registry import Resident  # noqa: PLC0415
+
+    with engine.begin() as connection:
+        for start in range(0, len(rows), 10_000):
+            connection.execute(sa.insert(Resident.__table__), rows[start : start + 10_000])
+    return ids
+
+
+def _buckets(engine: Engine, point_type: Any, program: Any, residents: list[str]) -> None:
+    """Wallets and BUCKETS_PER_RESIDENT bucket accounts per resident, each holding points (the
+    totals as awards would have left them), valid until dates in 2026."""
+    from points.wallets import Wallet, WalletBucket  # noqa: PLC0415
+
+    side, flags = ACCOUNT_RULES[AccountCode.RESIDENT_BUCKET]
+    with engine.begin() as connection:
+        tx = LedgerTx(connection, lambda: NOW)
+        connection.execute(
+            sa.insert(Wallet.__table__),
+            [
+                {
+                    "resident_id": r,
+                    "point_type_id": point_type.id,
+                    "status": "open",
+                    "created_at": NOW,
+                }
+                for r in residents
+            ],
+        )
+        for start in range(0, len(residents), 5_000):
+            part = residents[start : start + 5_000]
+            owners = [r for r in part for _ in range(BUCKETS_PER_RESIDENT)]
+            ids = tx.create_accounts(
+                ledger_id=point_type.ledger_id,
+                code=int(AccountCode.RESIDENT_BUCKET),
+                normal_side=side,
+                owner_refs=owners,
+                flags=flags,
+            )
+            connection.execute(
+                sa.update(sa.table("ledger_account", sa.column("id"), sa.column("credits_posted")))
+                .where(sa.column("id").between(min(ids), max(ids)))
+                .values(credits_posted=POINTS_PER_BUCKET)
+            )
+            connection.execute(
+                sa.insert(WalletBucket.__table__),
+                [
+                    {
+                        "account_id": account_id,
+                        "resident_id": owner,
+                        "point_type_id": point_type.id,
+                        "program_id": program.id,
+                        "valid_until": date(2026, 6, 30) + timedelta(days=10 * (n % 10)),
+                    }
+                    for n, (account_id, owner) in enumerate(zip(ids, owners, strict=True))
+                ],
+            )
+
+
+def _expiry_world(made: Any, label: str, size: int) -> tuple[Engine, Any]:
+    engine = made.new_ledger_engine(label)
+    point_type, program = _program(engine, 1_000)
+    residents = _residents(engine, size // BUCKETS_PER_RESIDENT)
+    _buckets(engine, point_type, program, residents)
+    return engine, point_type
+
+
+# expiry -----------------------------------------------------------------------------------
+
+
+def _expiry_run(made: Any, size: int) -> dict[str, Any]:
+    _progress(f"{made.kind}: setting up {size:,} buckets, twice")
+    ours_engine, _point_type = _expiry_world(made, "expiry_ours", size)
+    limit_engine, limit_type = _expiry_world(made, "expiry_limit", size)
+    try:
+        _progress(f"{made.kind}: expiring through points.expiry")
+        started = time.perf_counter()
+        counts = expiry.expire(ours_engine, EXPIRE_AS_OF)
+        ours = time.perf_counter() - started
+        assert counts.buckets == size, counts
+        _progress(f"{made.kind}: expiring with plain SQL (the limit)")
+        started = time.perf_counter()
+        limit_buckets = _plain_expiry(limit_engine, limit_type.expired_account_id)
+        limit = time.perf_counter() - started
+        assert limit_buckets == size
+    finally:
+        ours_engine.dispose()
+        limit_engine.dispose()
+    return {
+        "buckets": size,
+        "entries": counts.entries,
+        "ours_seconds": ours,
+        "limit_seconds": limit,
+        "ratio_to_limit": ours / limit,
+        "buckets_per_second": size / ours,
+    }
+
+
+def _plain_expiry(engine: Engine, expired_account_id: int) -> int:
+    """The same rows, chunk by chunk, by plain statements through the driver."""
+    sqlite = engine.dialect.name == "sqlite"
+    p = "?" if sqlite else "%s"
+    cutoff = EXPIRE_AS_OF.date().isoformat() if sqlite else EXPIRE_AS_OF.date()
+    select = (
+        "SELECT a.id, a.credits_posted - a.debits_posted FROM wallet_bucket b "
+        "JOIN ledger_account a ON a.id = b.account_id "
+        f"WHERE b.valid_until < {p} AND b.account_id > {p} "
+        "AND a.credits_posted > a.debits_posted AND a.debits_pending = 0 "
+        f"ORDER BY a.id LIMIT {expiry.CHUNK}" + ("" if sqlite else " FOR UPDATE OF a")
+    )
+    insert_entry = (
+        "INSERT INTO ledger_entry (ledger_id, phase, kind, description, metadata, "
+        f"effective_at_us, recorded_at_us) VALUES ({p}, 0, 'expiry', 'expired', "
+        f"{p}, {p}, {p}) RETURNING id"
+    )
+    insert_posting = (
+        "INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p})"
+    )
+    debit = f"UPDATE ledger_account SET debits_posted = debits_posted + {p} WHERE id = {p}"
+    credit = f"UPDATE ledger_account SET credits_posted = credits_posted + {p} WHERE id = {p}"
+    queue = f"INSERT INTO ledger_unsealed (entry_id) VALUES ({p})"
+    with engine.connect() as looking:
+        ledger_id = int(
+            looking.execute(
+                sa.text("SELECT ledger_id FROM ledger_account WHERE id = :id"),
+                {"id": expired_account_id},
+            ).scalar_one()
+        )
+    raw = engine.raw_connection()
+    connection = raw.driver_connection
+    metadata = json.dumps({"expired_before": EXPIRE_AS_OF.date().isoformat()})
+    after = total = 0
+    try:
+        while True:
+            cursor = connection.cursor()
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(
+                f"SELECT id FROM ledger_account WHERE id = {p}" + ("" if sqlite else " FOR UPDATE"),
+                (expired_account_id,),
+            )
+            cursor.execute(select, (cutoff, after))
+            rows = cursor.fetchall()
+            if not rows:
+                connection.rollback() if not sqlite else cursor.execute("ROLLBACK")
+                break
+            now_us = time.time_ns() // 1000
+            for start in range(0, len(rows), 63):
+                part = rows[start : start + 63]
+                amount = sum(int(r[1]) for r in part)
+                cursor.execute(insert_entry, (ledger_id, metadata, to_us(EXPIRE_AS_OF), now_us))
+                entry_id = cursor.fetchone()[0]
+                cursor.executemany(
+                    insert_posting,
+                    [(entry_id, ledger_id, r[0], 1, int(r[1])) for r in part]
+                    + [(entry_id, ledger_id, expired_account_id, 2, amount)],
+                )
+                cursor.executemany(debit, [(int(r[1]), r[0]) for r in part])
+                cursor.execute(credit, (amount, expired_account_id))
+                cursor.execute(queue, (entry_id,))
+            if sqlite:
+                cursor.execute("COMMIT")
+            else:
+                connection.commit()
+            after = rows[-1][0]
+            total += len(rows)
+    finally:
+        raw.close()
+    return total
+
+
+# award ------------------------------------------------------------------------------------
+
+
+def _award_run(made: Any, size: int) -> dict[str, Any]:
+    _progress(f"{made.kind}: setting up {size:,} residents and a CSV file")
+    engine = made.new_ledger_engine("award_ours")
+    _point_type, program = _program(engine, POINTS_PER_BUCKET * size)
+    residents = _residents(engine, size)
+    lines = ["resident_id,record_id,checkup_type"] + [
+        f"{resident},HC-{n:07d},basic" for n, resident in enumerate(residents)
+    ]
+    data = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+    base_engine = made.new_ledger_engine("award_ledger")
+    try:
+        _progress(f"{made.kind}: uploading the file through issuers.bulk")
+        started = time.perf_counter()
+        result = bulk.upload(engine, SYSTEM, lambda: NOW, program.id, data, department_id=None)
+        ours = time.perf_counter() - started
+        assert result.upload.awarded == size, result.upload
+        _progress(f"{made.kind}: the ledger's batched posting rate")
+        ledger_rate = _ledger_batch_rate(base_engine, size)
+    finally:
+        engine.dispose()
+        base_engine.dispose()
+    rows_per_second = size / ours
+    return {
+        "rows": size,
+        "upload_seconds": ours,
+        "rows_per_second": rows_per_second,
+        "ledger_entries_per_second": ledger_rate,
+        "ratio_to_ledger_batches": rows_per_second / ledger_rate,
+    }
+
+
+def _ledger_batch_rate(engine: Engine, size: int) -> float:
+    """Entries/s of ``post_batch`` (2,000 per transaction): budget -> a wallet each."""
+    book = Ledger(engine, clock=lambda: NOW)
+    info = book.create_ledger("bench", "bench")
+    side, flags = ACCOUNT_RULES[AccountCode.RESIDENT_BUCKET]
+    source = book.create_account(ledger_id=info.id, code=100, normal_side=Side.DEBIT)
+    targets = book.transaction(
+        lambda tx: tx.create_accounts(
+            ledger_id=info.id, code=300, normal_side=side, owner_refs=[None] * size, flags=flags
+        )
+    )
+    batches = [
+        [
+            NewEntry(
+                [
+                    Posting(source.id, Side.DEBIT, POINTS_PER_BUCKET),
+                    Posting(target, Side.CREDIT, POINTS_PER_BUCKET),
+                ],
+                kind="award",
+                namespace="bench",
+                idempotency_key=f"HC-{start + n:07d}",
+            )
+            for n, target in enumerate(targets[start : start + 2_000])
+        ]
+        for start in range(0, size, 2_000)
+    ]
+    started = time.perf_counter()
+    for batch in batches:
+        book.post_batch(batch, BatchMode.ATOMIC)
+    return size / (time.perf_counter() - started)

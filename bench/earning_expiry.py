@@ -1,0 +1,5 @@
+"""``python -m bench expiry``: see ``bench.earning``."""
+
+from bench.earning import main_expiry as main
+
+__all__ = ["main"]
