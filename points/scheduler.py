@@ -42,6 +42,9 @@ def start_scheduler(
     if not names:
         log.info("scheduled jobs are off")
         return None
+    # APScheduler logs every run at INFO (the seal job runs every 5 seconds); runs are recorded
+    # in job_run instead, and this module logs the ones that did something.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=TOKYO)
     options = {"idempotency_retention_hours": settings.idempotency_retention_hours}
     for name in names:
