@@ -69,13 +69,18 @@ from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 from points.wallets import Wallet, WalletBucket, WalletStatus
 
+UNKNOWN_ENCODING = "the file is neither UTF-8 nor Shift_JIS (CP932); save it as CSV UTF-8"
 REQUIRED = ("resident_id", "record_id")
 OPTIONAL = ("occurred_on", "amount")
 RESIDENT_ID = re.compile(r"^res_[A-Za-z0-9_-]{1,28}$")
+#: 2026-05-01, or 2026/5/1 as Excel in Japan shows dates.
+DATE = re.compile(r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})")
 ROWS_MAX = 200_000
 BATCH = 2000
 #: Rows per query when checking the file against the database.
 LOOKUP_CHUNK = 900
+#: On PostgreSQL, refresh the planner's statistics every this many batches of an upload.
+ANALYZE_EVERY = 5
 
 
 class UploadStatus(enum.StrEnum):
@@ -175,14 +180,14 @@ def decode(data: bytes) -> str:
     """UTF-8 (with or without a BOM) or CP932; anything else is refused."""
     if not data.strip():
         raise CsvInvalid([RowError(1, "", "the file is empty")])
+    if b"\x00" in data:  # UTF-16 ("Unicode text" in Excel) or binary: neither is CSV here
+        raise CsvInvalid([RowError(1, "", UNKNOWN_ENCODING)])
     for encoding in ("utf-8-sig", "cp932"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise CsvInvalid(
-        [RowError(1, "", "the file is neither UTF-8 nor Shift_JIS (CP932); save it as CSV UTF-8")]
-    )
+    raise CsvInvalid([RowError(1, "", UNKNOWN_ENCODING)])
 
 
 def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
@@ -194,8 +199,19 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
     errors: list[RowError] = []
     rows: list[Row] = []
     seen: dict[str, int] = {}
-    for cells in reader:
-        line = reader.line_num
+    last_line = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as broken:
+            # Reported where the broken row starts (a stray quote runs on to the end).
+            errors.append(
+                RowError(last_line + 1, "", f"the CSV is broken here ({broken}); a stray quote?")
+            )
+            break
+        line = last_line = reader.line_num
         if not any(cell.strip() for cell in cells):
             continue
         if header is None:
@@ -260,8 +276,11 @@ def _parse_row(
     occurred_on: date | None = None
     raw_date = values.get("occurred_on", "")
     if raw_date:
+        parts = DATE.fullmatch(raw_date)
         try:
-            occurred_on = date.fromisoformat(raw_date.replace("/", "-"))
+            if parts is None:
+                raise ValueError(raw_date)
+            occurred_on = date(int(parts[1]), int(parts[2]), int(parts[3]))
         except ValueError:
             errors.append(RowError(line, "occurred_on", f"not a date (YYYY-MM-DD): {raw_date!r}"))
     raw_amount = values.get("amount", "")
@@ -316,22 +335,25 @@ def validate(
             Award.program_id == program.id,
         ).values()
     }
+    resident_ids = sorted({r.resident_id for r in rows})
     taken_once = {
         (once.resident_id, once.once_key)
-        for once in session.exec(
-            select(AwardOnce).where(
-                AwardOnce.program_id == program.id,
-                col(AwardOnce.resident_id).in_({r.resident_id for r in rows} or {""}),
-            )
+        for once in _chunked(
+            session,
+            AwardOnce,
+            col(AwardOnce.resident_id),
+            resident_ids,
+            AwardOnce.program_id == program.id,
         )
     }
     counted = {
         (counter.resident_id, counter.period): counter.amount
-        for counter in session.exec(
-            select(AwardCounter).where(
-                AwardCounter.program_id == program.id,
-                col(AwardCounter.resident_id).in_({r.resident_id for r in rows} or {""}),
-            )
+        for counter in _chunked(
+            session,
+            AwardCounter,
+            col(AwardCounter.resident_id),
+            resident_ids,
+            AwardCounter.program_id == program.id,
         )
     }
     plan = Plan(rows=len(rows), to_award=[], replays=0)
@@ -411,10 +433,24 @@ def validate(
         for period, _cap in cap_periods(program, occurred_on, year):
             key = (row.resident_id, period)
             counted[key] = counted.get(key, 0) + award_plan.amount
+        # Awarded as checked: a blank date is today's *now*, not the day the batch runs.
+        row.occurred_on = occurred_on
         row.amount, row.fiscal_year = award_plan.amount, year
         plan.to_award.append(row)
         plan.totals[year] = plan.totals.get(year, 0) + award_plan.amount
     return plan, errors
+
+
+def _chunked(
+    session: Session, model: Any, key: Any, values: list[str], *conditions: Any
+) -> list[Any]:
+    """Rows whose ``key`` is one of ``values``, queried LOOKUP_CHUNK values at a time (a
+    database takes a limited number of parameters per statement)."""
+    found: list[Any] = []
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        part = values[start : start + LOOKUP_CHUNK]
+        found.extend(session.exec(select(model).where(key.in_(part), *conditions)))
+    return found
 
 
 def _lookup(
@@ -514,6 +550,12 @@ def upload(
         done += len(part)
         if progress is not None:
             progress(done, len(plan.to_award))
+        if engine.dialect.name == "postgresql" and (start // batch) % ANALYZE_EVERY == 0:
+            # The tables grow fast during a big upload; fresh statistics keep the lookups on
+            # their unique indexes instead of scanning.
+            with engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE award, wallet_bucket, award_once")
+                connection.commit()
     finished = unit_of_work(engine, lambda session: _settle(session, clock(), upload_id))
     return UploadResult(finished, replayed=False)
 
@@ -702,13 +744,10 @@ def _award_set_based(
     if valid_until < today:
         raise _Changed("the point type has expired")
     connection = session.connection()
-    records = [row.record_id for row in rows]
-    replays = set(
-        _lookup(session, Award, col(Award.record_id), records, Award.program_id == program.id)
-    )
-    fresh = [row for row in rows if row.record_id not in replays]
-    if not fresh:
-        return 0, len(rows)
+    # No lookup of earlier awards: an award of one of these records made since the check (or by
+    # an interrupted run of this upload) shows as a replay of its ledger entry below, and the
+    # batch goes row by row, where each such row is replayed or refused (record_id_reused).
+    fresh = rows
     resident_ids = sorted({row.resident_id for row in fresh})
     residents = _lookup(session, Resident, col(Resident.id), resident_ids)
     if any(
@@ -878,7 +917,7 @@ def _award_set_based(
             for (row, year, amount, details_json), result in zip(planned, results, strict=True)
         ],
     )
-    return len(fresh), len(rows) - len(fresh)
+    return len(fresh), 0
 
 
 def _settle(session: Session, now: datetime, upload_id: str) -> AwardUpload:
