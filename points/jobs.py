@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from ledger import schema as ledger_schema
 from points.calendar import TOKYO
 from points.errors import Conflict, InvalidInput
 from points.sqlbase import UTCDateTime
@@ -58,7 +59,7 @@ class JobRun(SQLModel, table=True):
         sa.CheckConstraint("state IN ('running', 'done', 'failed')", name="state"),
     )
 
-    id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    id: int | None = Field(default=None, sa_column=sa.Column(ledger_schema.Id, primary_key=True))
     job: str = Field(max_length=64)
     period: str = Field(max_length=32)
     state: str = Field(max_length=16)

@@ -19,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "job_run",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("job", sa.String(length=64), nullable=False),
         sa.Column("period", sa.String(length=32), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
