@@ -140,18 +140,17 @@ def _expire_chunk(
     clock: Callable[[], datetime],
 ) -> tuple[int, int, int, int] | None:
     connection = session.connection()
-    peek = connection.execute(_candidates(cutoff, after, chunk, lock=False)).all()
-    if not peek:
-        return None
     tx = LedgerTx(connection, clock)
-    # The expired-points accounts first (lowest ids), then the buckets, in id order.
-    for expired_id in sorted({row[2] for row in peek}):
+    # The expired-points accounts first (one per point type, the lowest ids), then the
+    # buckets, in id order: the ledger's own lock order.
+    point_type = PointType.__table__  # type: ignore[attr-defined]
+    for expired_id in sorted(
+        connection.execute(sa.select(point_type.c.expired_account_id)).scalars()
+    ):
         tx.lock_account(expired_id)
-    rows = connection.execute(
-        _candidates(cutoff, after, chunk, lock=True).where(
-            ledger_schema.account.c.id <= peek[-1][0]
-        )
-    ).all()
+    rows = connection.execute(_candidates(cutoff, after, chunk, lock=True)).all()
+    if not rows:
+        return None
     by_target: dict[int, list[tuple[int, int]]] = {}
     for account_id, remaining, expired_id in rows:
         by_target.setdefault(expired_id, []).append((account_id, int(remaining)))
@@ -173,7 +172,7 @@ def _expire_chunk(
     if batch:
         tx.post_batch(batch, BatchMode.ATOMIC)
     return (
-        int(peek[-1][0]),
+        int(rows[-1][0]),
         len(rows),
         sum(remaining for _, remaining, _ in rows),
         len(batch),
