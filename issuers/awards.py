@@ -159,7 +159,7 @@ def award(
     ``held`` maps fiscal years to accounts holding points set aside from that year's budget
     (a bulk upload's clearing accounts, ``issuers.bulk``): the award is paid from there."""
     program = get_program(session, request.program_id, department_id=department_id)
-    _check_record_id(request.record_id)
+    check_record_id(request.record_id)
     module = module_for(program.module)
     details = parse_details(module, request.details)
     details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
@@ -167,11 +167,7 @@ def award(
         select(Award).where(Award.program_id == program.id, Award.record_id == request.record_id)
     ).first()
     if earlier is not None:
-        if (
-            earlier.resident_id != request.resident_id
-            or earlier.details != details_json
-            or (request.occurred_on is not None and request.occurred_on != earlier.occurred_on)
-        ):
+        if not same_event(earlier, request.resident_id, details_json, request.occurred_on):
             raise RecordIdReused(
                 f"record {request.record_id!r} was awarded for a different event; "
                 "each qualifying event has its own record id",
@@ -185,7 +181,7 @@ def award(
         )
     today = tokyo_date(now)
     occurred_on = request.occurred_on or today
-    _check_window(program, occurred_on, today)
+    check_window(program, occurred_on, today)
     year = fiscal_year(occurred_on)
     plan = module.plan(
         program,
@@ -270,7 +266,19 @@ def award(
     return AwardResult(created, replayed=False)
 
 
-def _check_record_id(record_id: str) -> None:
+def same_event(
+    earlier: Award, resident_id: str, details_json: str, occurred_on: date | None
+) -> bool:
+    """Whether a report of an awarded record is the same event again (a replay) rather than
+    another event under a reused record id. No date given means "the same day as before"."""
+    return (
+        earlier.resident_id == resident_id
+        and earlier.details == details_json
+        and (occurred_on is None or occurred_on == earlier.occurred_on)
+    )
+
+
+def check_record_id(record_id: str) -> None:
     if (
         not isinstance(record_id, str)
         or not 1 <= len(record_id) <= RECORD_ID_MAX_LENGTH
@@ -284,7 +292,7 @@ def _check_record_id(record_id: str) -> None:
         )
 
 
-def _check_window(program: Program, occurred_on: date, today: date) -> None:
+def check_window(program: Program, occurred_on: date, today: date) -> None:
     if occurred_on > today:
         raise OutsideProgramWindow(
             f"occurred_on {occurred_on.isoformat()} is in the future", field="occurred_on"
@@ -319,6 +327,14 @@ def _claim_once(
     session.flush()  # a concurrent award of the same key loses here and is retried
 
 
+#: Creates a cap counter at 0 unless it exists (a concurrent creator's row is kept).
+OPEN_COUNTER = sa.text(
+    "INSERT INTO award_counter (program_id, resident_id, period, amount, cap) "
+    "VALUES (:program_id, :resident_id, :period, 0, :cap) "
+    "ON CONFLICT (program_id, resident_id, period) DO NOTHING"
+)
+
+
 def cap_periods(program: Program, occurred_on: date, year: int) -> list[tuple[str, int]]:
     """(period, cap) for each cap the program has."""
     periods = []
@@ -337,14 +353,7 @@ def _count_towards_caps(
     connection = session.connection()
     for period, cap in cap_periods(program, occurred_on, year):
         key = {"program_id": program.id, "resident_id": resident_id, "period": period}
-        connection.execute(
-            sa.text(
-                "INSERT INTO award_counter (program_id, resident_id, period, amount, cap) "
-                "VALUES (:program_id, :resident_id, :period, 0, :cap) "
-                "ON CONFLICT (program_id, resident_id, period) DO NOTHING"
-            ),
-            {**key, "cap": cap},
-        )
+        connection.execute(OPEN_COUNTER, {**key, "cap": cap})
         counted = connection.execute(
             sa.text(
                 "UPDATE award_counter SET amount = amount + :amount, cap = :cap "

@@ -44,15 +44,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from issuers.awards import (
+    OPEN_COUNTER,
     Award,
     AwardCounter,
     AwardOnce,
     AwardRequest,
     BudgetExhausted,
-    _check_record_id,
-    _check_window,
     award,
     cap_periods,
+    check_record_id,
+    check_window,
+    same_event,
 )
 from issuers.modules import AwardEvent, module_for, parse_config, parse_details
 from issuers.programs import BudgetClosed, BudgetStatus, Program, ProgramNotActive, find_budget
@@ -270,7 +272,7 @@ def _parse_row(
     if not RESIDENT_ID.match(resident_id):
         errors.append(RowError(line, "resident_id", f"not a resident id: {resident_id!r}"))
     try:
-        _check_record_id(record_id)
+        check_record_id(record_id)
     except PointsError as bad:
         errors.append(RowError(line, "record_id", bad.message))
     occurred_on: date | None = None
@@ -367,11 +369,7 @@ def validate(
         details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
         before = earlier.get(row.record_id)
         if before is not None:
-            if (
-                before.resident_id != row.resident_id
-                or before.details != details_json
-                or (row.occurred_on is not None and row.occurred_on != before.occurred_on)
-            ):
+            if not same_event(before, row.resident_id, details_json, row.occurred_on):
                 errors.append(
                     RowError(
                         row.line,
@@ -390,7 +388,7 @@ def validate(
             continue
         occurred_on = row.occurred_on or today
         try:
-            _check_window(program, occurred_on, today)
+            check_window(program, occurred_on, today)
             year = fiscal_year(occurred_on)
             award_plan = module.plan(
                 program,
@@ -442,14 +440,21 @@ def validate(
 
 
 def _chunked(
-    session: Session, model: Any, key: Any, values: list[str], *conditions: Any
+    session: Session,
+    model: Any,
+    key: Any,
+    values: list[str],
+    *conditions: Any,
+    share_lock: bool = False,
 ) -> list[Any]:
     """Rows whose ``key`` is one of ``values``, queried LOOKUP_CHUNK values at a time (a
     database takes a limited number of parameters per statement)."""
     found: list[Any] = []
     for start in range(0, len(values), LOOKUP_CHUNK):
-        part = values[start : start + LOOKUP_CHUNK]
-        found.extend(session.exec(select(model).where(key.in_(part), *conditions)))
+        query = select(model).where(key.in_(values[start : start + LOOKUP_CHUNK]), *conditions)
+        if share_lock:
+            query = query.with_for_update(read=True)
+        found.extend(session.exec(query))
     return found
 
 
@@ -461,16 +466,9 @@ def _lookup(
     *conditions: Any,
     share_lock: bool = False,
 ) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    unique = sorted(set(values))
-    for start in range(0, len(unique), LOOKUP_CHUNK):
-        part = unique[start : start + LOOKUP_CHUNK]
-        query = select(model).where(key.in_(part), *conditions)
-        if share_lock:
-            query = query.with_for_update(read=True)
-        for item in session.exec(query):
-            found[getattr(item, key.key)] = item
-    return found
+    """Rows whose ``key`` is one of ``values``, by key (see ``_chunked``)."""
+    rows = _chunked(session, model, key, sorted(set(values)), *conditions, share_lock=share_lock)
+    return {getattr(item, key.key): item for item in rows}
 
 
 # Awarding -----------------------------------------------------------------------------------
@@ -806,14 +804,9 @@ def _award_set_based(
             }
             for (resident, period), (amount, cap) in caps.items()
         ]
-        connection.execute(
-            sa.text(
-                "INSERT INTO award_counter (program_id, resident_id, period, amount, cap) "
-                "VALUES (:program_id, :resident_id, :period, 0, :cap) "
-                "ON CONFLICT (program_id, resident_id, period) DO NOTHING"
-            ),
-            counters,
-        )
+        connection.execute(OPEN_COUNTER, counters)
+        # Unconditional, unlike a single award's: the CHECK amount <= cap refuses a counter
+        # pushed past its cap, and the batch then goes row by row.
         connection.execute(
             sa.text(
                 "UPDATE award_counter SET amount = amount + :amount, cap = :cap "

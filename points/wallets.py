@@ -392,7 +392,12 @@ def capture_hold(
     held = sum(p.amount for p in hold.postings if p.side is Side.CREDIT)
     if type(amount) is not int or not 0 < amount <= held:
         raise InvalidInput(f"the amount to post is 1 to {held}", field="amount")
-    expiry = _valid_until_of(session, [p.account_id for p in hold.postings])
+    expiry = {
+        account_id: valid_until
+        for account_id, (valid_until, _program) in _bucket_keys(
+            session, [p.account_id for p in hold.postings]
+        ).items()
+    }
     order = sorted(
         (index for index, p in enumerate(hold.postings) if p.account_id in expiry),
         key=lambda index: (expiry[hold.postings[index].account_id], index),
@@ -523,16 +528,6 @@ def _bucket_keys(session: Session, account_ids: Sequence[int]) -> dict[int, tupl
         ).where(col(WalletBucket.account_id).in_(list(account_ids)))
     )
     return {int(account_id): (valid_until, program) for account_id, valid_until, program in rows}
-
-
-def _valid_until_of(session: Session, account_ids: Sequence[int]) -> dict[int, date]:
-    """The expiry date of each of these accounts that is a wallet bucket."""
-    rows = session.exec(
-        select(col(WalletBucket.account_id), col(WalletBucket.valid_until)).where(
-            col(WalletBucket.account_id).in_(list(account_ids))
-        )
-    )
-    return {int(account_id): valid_until for account_id, valid_until in rows}
 
 
 def _owner_of(session: Session, account_id: int) -> str:
