@@ -40,6 +40,7 @@ from issuers.programs import (
     StatusChangeRefused,
     YearEndDecision,
 )
+from ledger import Entry
 from points import pointtypes, wallets
 from points.calendar import NEVER
 from points.errors import Conflict, InvalidInput, NotFound, PointsError
@@ -1758,3 +1759,23 @@ def test_concurrent_awards_never_beat_the_daily_cap(engine: Engine, clock: FakeC
     assert earning.count("award") == 3
     assert earning.budget(program, 2026).remaining == 10_000 - 300
     assert_ledger_ok(earning)
+
+
+def test_concurrent_first_allocations_make_one_budget_holding_their_sum(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """Eight allocations racing to create a program's budget for a new fiscal year: one budget
+    account (the losers retry on its primary key), every allocation posted, nothing lost."""
+    clock.now = NOON
+    earning = Earning(engine, clock)
+    point_type = earning.point_type()
+    program = earning.program(point_type, amount=100)
+    outcomes = run_together(
+        [lambda amount=amount: earning.allocate(program, 2027, amount) for amount in range(1, 9)]
+    )
+    assert outcome_types(outcomes) == Counter({Entry: 8}), outcomes
+    assert earning.count("program_budget") == 1
+    view = earning.budget(program, 2027)
+    assert (view.allocated, view.remaining, view.status) == (36, 36, "open")
+    city = earning.balance(point_type.city_account_id)
+    assert city.debits_posted == 36
