@@ -4,7 +4,9 @@
 ``points.expiry.expire``, against *the limit*: plain SQL writing the same rows in the same
 chunks into an identical database (per chunk of 1,008 buckets, one transaction: the same
 candidate query, then the entries (one per 63 buckets), their postings, the seal-queue rows and
-the total updates). Goal: ≤ 3 × the limit, and under 60 s on PostgreSQL.
+the total updates; prepared statements with ``executemany`` on SQLite, one set-based statement
+per table on PostgreSQL). Both databases are ANALYZEd after the setup. Goal: ≤ 3 × the
+limit, and under 60 s on PostgreSQL.
 
 **award**: a CSV file of N rows (default 100,000 residents, one health checkup each) through
 ``issuers.bulk.upload`` (check, set-aside, batches, settle), against the ledger's own batched
@@ -35,7 +37,7 @@ from ledger import BatchMode, Ledger, LedgerTx, NewEntry, Posting, Side
 from ledger.model import to_us
 from points import access, expiry, people, pointtypes
 from points.accounts import ACCOUNT_RULES, AccountCode
-from points.calendar import start_of_day
+from points.calendar import start_of_day, tokyo_date
 from points.uow import unit_of_work
 
 POSTGRES_ENV = "POINTS_TEST_POSTGRES_URL"
@@ -218,7 +220,16 @@ def _expiry_world(made: Any, label: str, size: int) -> tuple[Engine, Any]:
     point_type, program = _program(engine, 1_000)
     residents = _residents(engine, size // BUCKETS_PER_RESIDENT)
     _buckets(engine, point_type, program, residents)
+    _analyze(engine)
     return engine, point_type
+
+
+def _analyze(engine: Engine) -> None:
+    """Planner statistics for the freshly loaded tables, as a server in use has them
+    (autovacuum would analyze them a minute later, in the middle of a run)."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
 
 
 # expiry -----------------------------------------------------------------------------------
@@ -253,29 +264,19 @@ def _expiry_run(made: Any, size: int) -> dict[str, Any]:
 
 
 def _plain_expiry(engine: Engine, expired_account_id: int) -> int:
-    """The same rows, chunk by chunk, by plain statements through the driver."""
+    """The same rows, chunk by chunk, by plain statements through the driver: on SQLite
+    prepared statements run with ``executemany``; on PostgreSQL one set-based statement per
+    table and chunk (``unnest`` over arrays), the fastest way each database offers."""
     sqlite = engine.dialect.name == "sqlite"
     p = "?" if sqlite else "%s"
-    cutoff = EXPIRE_AS_OF.date().isoformat() if sqlite else EXPIRE_AS_OF.date()
+    cutoff = tokyo_date(EXPIRE_AS_OF).isoformat() if sqlite else tokyo_date(EXPIRE_AS_OF)
     select = (
         "SELECT a.id, a.credits_posted - a.debits_posted FROM wallet_bucket b "
         "JOIN ledger_account a ON a.id = b.account_id "
-        f"WHERE b.valid_until < {p} AND b.account_id > {p} "
+        f"WHERE b.valid_until < {p} AND b.account_id > {p} AND a.id > {p} "
         "AND a.credits_posted > a.debits_posted AND a.debits_pending = 0 "
         f"ORDER BY a.id LIMIT {expiry.CHUNK}" + ("" if sqlite else " FOR UPDATE OF a")
     )
-    insert_entry = (
-        "INSERT INTO ledger_entry (ledger_id, phase, kind, description, metadata, "
-        f"effective_at_us, recorded_at_us) VALUES ({p}, 0, 'expiry', 'expired', "
-        f"{p}, {p}, {p}) RETURNING id"
-    )
-    insert_posting = (
-        "INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount) "
-        f"VALUES ({p}, {p}, {p}, {p}, {p})"
-    )
-    debit = f"UPDATE ledger_account SET debits_posted = debits_posted + {p} WHERE id = {p}"
-    credit = f"UPDATE ledger_account SET credits_posted = credits_posted + {p} WHERE id = {p}"
-    queue = f"INSERT INTO ledger_unsealed (entry_id) VALUES ({p})"
     with engine.connect() as looking:
         ledger_id = int(
             looking.execute(
@@ -285,7 +286,8 @@ def _plain_expiry(engine: Engine, expired_account_id: int) -> int:
         )
     raw = engine.raw_connection()
     connection = raw.driver_connection
-    metadata = json.dumps({"expired_before": EXPIRE_AS_OF.date().isoformat()})
+    metadata = json.dumps({"expired_before": tokyo_date(EXPIRE_AS_OF).isoformat()})
+    write = _plain_expiry_sqlite if sqlite else _plain_expiry_postgresql
     after = total = 0
     try:
         while True:
@@ -296,25 +298,13 @@ def _plain_expiry(engine: Engine, expired_account_id: int) -> int:
                 f"SELECT id FROM ledger_account WHERE id = {p}" + ("" if sqlite else " FOR UPDATE"),
                 (expired_account_id,),
             )
-            cursor.execute(select, (cutoff, after))
+            cursor.execute(select, (cutoff, after, after))
             rows = cursor.fetchall()
             if not rows:
                 connection.rollback() if not sqlite else cursor.execute("ROLLBACK")
                 break
-            now_us = time.time_ns() // 1000
-            for start in range(0, len(rows), 63):
-                part = rows[start : start + 63]
-                amount = sum(int(r[1]) for r in part)
-                cursor.execute(insert_entry, (ledger_id, metadata, to_us(EXPIRE_AS_OF), now_us))
-                entry_id = cursor.fetchone()[0]
-                cursor.executemany(
-                    insert_posting,
-                    [(entry_id, ledger_id, r[0], 1, int(r[1])) for r in part]
-                    + [(entry_id, ledger_id, expired_account_id, 2, amount)],
-                )
-                cursor.executemany(debit, [(int(r[1]), r[0]) for r in part])
-                cursor.execute(credit, (amount, expired_account_id))
-                cursor.execute(queue, (entry_id,))
+            parts = [rows[start : start + 63] for start in range(0, len(rows), 63)]
+            write(cursor, parts, ledger_id, expired_account_id, metadata)
             if sqlite:
                 cursor.execute("COMMIT")
             else:
@@ -324,6 +314,84 @@ def _plain_expiry(engine: Engine, expired_account_id: int) -> int:
     finally:
         raw.close()
     return total
+
+
+def _plain_expiry_sqlite(
+    cursor: Any, parts: list[list[Any]], ledger_id: int, expired_id: int, metadata: str
+) -> None:
+    now_us = time.time_ns() // 1000
+    for part in parts:
+        amount = sum(int(r[1]) for r in part)
+        cursor.execute(
+            "INSERT INTO ledger_entry (ledger_id, phase, kind, description, metadata, "
+            "effective_at_us, recorded_at_us) VALUES (?, 0, 'expiry', 'expired', ?, ?, ?) "
+            "RETURNING id",
+            (ledger_id, metadata, to_us(EXPIRE_AS_OF), now_us),
+        )
+        entry_id = cursor.fetchone()[0]
+        cursor.executemany(
+            "INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(entry_id, ledger_id, r[0], 1, int(r[1])) for r in part]
+            + [(entry_id, ledger_id, expired_id, 2, amount)],
+        )
+        cursor.executemany(
+            "UPDATE ledger_account SET debits_posted = debits_posted + ? WHERE id = ?",
+            [(int(r[1]), r[0]) for r in part],
+        )
+        cursor.execute(
+            "UPDATE ledger_account SET credits_posted = credits_posted + ? WHERE id = ?",
+            (amount, expired_id),
+        )
+        cursor.execute("INSERT INTO ledger_unsealed (entry_id) VALUES (?)", (entry_id,))
+
+
+def _plain_expiry_postgresql(
+    cursor: Any, parts: list[list[Any]], ledger_id: int, expired_id: int, metadata: str
+) -> None:
+    now_us = time.time_ns() // 1000
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence('ledger_entry', 'id')) FROM generate_series(1, %s)",
+        (len(parts),),
+    )
+    ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute(
+        "INSERT INTO ledger_entry (id, ledger_id, phase, kind, description, metadata, "
+        "effective_at_us, recorded_at_us) SELECT id, %s, 0, 'expiry', 'expired', %s, %s, %s "
+        "FROM unnest(%s::bigint[]) AS id",
+        (ledger_id, metadata, to_us(EXPIRE_AS_OF), now_us, ids),
+    )
+    entries: list[int] = []
+    accounts: list[int] = []
+    sides: list[int] = []
+    amounts: list[int] = []
+    for entry_id, part in zip(ids, parts, strict=True):
+        for account_id, remaining in part:
+            entries.append(entry_id)
+            accounts.append(account_id)
+            sides.append(1)
+            amounts.append(int(remaining))
+        entries.append(entry_id)
+        accounts.append(expired_id)
+        sides.append(2)
+        amounts.append(sum(int(r[1]) for r in part))
+    cursor.execute(
+        "INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount) "
+        "SELECT e, %s, a, s, x FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[], "
+        "%s::bigint[]) AS p(e, a, s, x)",
+        (ledger_id, entries, accounts, sides, amounts),
+    )
+    cursor.execute("INSERT INTO ledger_unsealed (entry_id) SELECT unnest(%s::bigint[])", (ids,))
+    debited = [a for a, s in zip(accounts, sides, strict=True) if s == 1]
+    cursor.execute(
+        "UPDATE ledger_account AS a SET debits_posted = a.debits_posted + d.x "
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, x) WHERE a.id = d.id",
+        (debited, [x for x, s in zip(amounts, sides, strict=True) if s == 1]),
+    )
+    cursor.execute(
+        "UPDATE ledger_account SET credits_posted = credits_posted + %s WHERE id = %s",
+        (sum(x for x, s in zip(amounts, sides, strict=True) if s == 1), expired_id),
+    )
 
 
 # award ------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
 from points.calendar import fiscal_year, tokyo_date
 from points.errors import Conflict, InvalidInput, NotFound, PointsError
+from points.jobs import frozen_heap
 from points.pointtypes import get_point_type
 from points.registry import Resident, ResidentStatus, new_id
 from points.sqlbase import UTCDateTime
@@ -513,6 +514,32 @@ def upload(
     batch: int = BATCH,
 ) -> UploadResult:
     """Validate, set aside, award in batches, settle; see the module docstring."""
+    with frozen_heap():
+        return _upload(
+            engine,
+            actor,
+            clock,
+            program_id,
+            data,
+            department_id=department_id,
+            filename=filename,
+            progress=progress,
+            batch=batch,
+        )
+
+
+def _upload(
+    engine: Engine,
+    actor: Principal,
+    clock: Callable[[], datetime],
+    program_id: str,
+    data: bytes,
+    *,
+    department_id: str | None,
+    filename: str,
+    progress: Callable[[int, int | None], None] | None,
+    batch: int,
+) -> UploadResult:
     sha256 = hashlib.sha256(data).hexdigest()
     now = clock()
     existing = unit_of_work(

@@ -385,28 +385,39 @@ class Totals:
         )
 
     def apply(self, delta: Delta) -> None:
-        """Add ``delta`` and check the flags and the 64-bit limit; raise before changing."""
+        """Add ``delta`` and check the flags and the 64-bit limit; raise before changing.
+
+        On the hot path of every write (once per account and batch): plain integer tests, the
+        error's detail worked out only when something is wrong."""
         debits_posted = self.debits_posted + delta.debits_posted
         credits_posted = self.credits_posted + delta.credits_posted
         debits_pending = self.debits_pending + delta.debits_pending
         credits_pending = self.credits_pending + delta.credits_pending
-        for name, value in (
-            ("debits_posted", debits_posted),
-            ("credits_posted", credits_posted),
-            ("debits_pending", debits_pending),
-            ("credits_pending", credits_pending),
-        ):
-            if value > MAX_AMOUNT:
-                raise TotalOverflow(self.account_id, name)
-            assert value >= 0, f"{name} of account {self.account_id} would go negative"
-        if debits_posted + debits_pending > MAX_AMOUNT:
-            raise TotalOverflow(self.account_id, "debits_posted + debits_pending")
-        if credits_posted + credits_pending > MAX_AMOUNT:
-            raise TotalOverflow(self.account_id, "credits_posted + credits_pending")
-        flags = AccountFlags(self.flags)
+        debits = debits_posted + debits_pending
+        credits = credits_posted + credits_pending
         if (
-            AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS in flags
-            and debits_posted + debits_pending > credits_posted
+            debits > MAX_AMOUNT
+            or credits > MAX_AMOUNT
+            or debits_posted > MAX_AMOUNT
+            or credits_posted > MAX_AMOUNT
+        ):
+            for name, value in (
+                ("debits_posted", debits_posted),
+                ("credits_posted", credits_posted),
+                ("debits_pending", debits_pending),
+                ("credits_pending", credits_pending),
+                ("debits_posted + debits_pending", debits),
+                ("credits_posted + credits_pending", credits),
+            ):
+                if value > MAX_AMOUNT:
+                    raise TotalOverflow(self.account_id, name)
+        assert min(debits_posted, credits_posted, debits_pending, credits_pending) >= 0, (
+            f"a total of account {self.account_id} would go negative"
+        )
+        flags = self.flags
+        if (
+            flags & _DEBITS_MUST_NOT_EXCEED_CREDITS
+            and debits > credits_posted
             and (delta.debits_posted > 0 or delta.debits_pending > 0 or delta.credits_posted < 0)
         ):
             raise InsufficientFunds(
@@ -415,8 +426,8 @@ class Totals:
                 requested=delta.debits_posted + delta.debits_pending - delta.credits_posted,
             )
         if (
-            AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS in flags
-            and credits_posted + credits_pending > debits_posted
+            flags & _CREDITS_MUST_NOT_EXCEED_DEBITS
+            and credits > debits_posted
             and (delta.credits_posted > 0 or delta.credits_pending > 0 or delta.debits_posted < 0)
         ):
             raise CreditsExceedDebits(
@@ -428,6 +439,10 @@ class Totals:
         self.credits_posted = credits_posted
         self.debits_pending = debits_pending
         self.credits_pending = credits_pending
+
+
+_DEBITS_MUST_NOT_EXCEED_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDITS_MUST_NOT_EXCEED_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
 
 
 @dataclass(slots=True)

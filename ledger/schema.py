@@ -11,11 +11,17 @@ rule holds, on both databases unless noted:
   float; PostgreSQL raises on bigint overflow by itself.
 - ``ledger_entry``, ``ledger_posting``, ``ledger_seal``: append-only; triggers refuse UPDATE and
   DELETE (and TRUNCATE on PostgreSQL).
-- ``ledger_posting``: the composite foreign keys ``(entry_id, ledger_id)`` and
-  ``(account_id, ledger_id)`` make it impossible for one entry to post to two ledgers.
-- On PostgreSQL a deferred constraint trigger checks at commit that every new entry balances
-  and has the right number of postings for its phase, and another that every new posting leaves
-  its entry balanced (so a posting cannot be slipped into an old entry).
+- ``ledger_posting``: the composite references ``(entry_id, ledger_id)`` and
+  ``(account_id, ledger_id)`` make it impossible for one entry to post to two ledgers. SQLite
+  holds them as foreign keys. PostgreSQL checks them set-based, once per INSERT statement, in the
+  ``ledger_postings_check`` trigger (migration 0007 says why: row-by-row referential checks were
+  a third of a bulk write), which also checks that every entry the statement touches balances,
+  has the postings its phase needs, and was written by the same transaction (so nothing is
+  slipped into a committed entry); ``ledger_account_referenced`` refuses deleting an account with
+  postings or changing its keys, as the foreign key did. ``include_in_comparison`` tells
+  autogenerate so.
+- On PostgreSQL a deferred constraint trigger also checks at commit that every new entry has its
+  postings (an entry written without any is refused).
 - ``ledger_entry.pending_id`` and ``ledger_entry.reverses_id`` are UNIQUE: a hold resolves at most
   once, an entry is reversed at most once.
 - ``(namespace, idempotency_key)`` is UNIQUE.
@@ -24,6 +30,9 @@ Identifiers are 64-bit integers (``INTEGER PRIMARY KEY``, the rowid, on SQLite).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -177,9 +186,36 @@ EXPECTED_TRIGGERS: dict[str, frozenset[str]] = {
     ),
     "postgresql": frozenset(
         {f"{table}_append_only" for table in APPEND_ONLY_TABLES}
-        | {"ledger_entry_balanced", "ledger_posting_balanced"}
+        | {
+            "ledger_entry_balanced",
+            "ledger_postings_check",
+            "ledger_account_referenced",
+            "ledger_account_key_referenced",
+            "ledger_account_referenced_truncate",
+        }
     ),
 }
+
+#: The posting references PostgreSQL checks with the ``ledger_postings_check`` trigger instead
+#: of foreign keys (migration 0007); the model declares them for SQLite.
+TRIGGER_CHECKED_FOREIGN_KEYS = frozenset(
+    {"fk_ledger_posting_entry_id_ledger_id", "fk_ledger_posting_account_id_ledger_id"}
+)
+
+
+def include_in_comparison(dialect_name: str) -> Callable[..., bool]:
+    """An Alembic ``include_object`` hook: on PostgreSQL, leave out the foreign keys the
+    triggers check, so autogenerate does not propose adding them back."""
+
+    def include(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (
+            dialect_name == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and name in TRIGGER_CHECKED_FOREIGN_KEYS
+        )
+
+    return include
+
 
 #: CHECK constraints ``verify`` expects on ``ledger_account`` (by name, on both dialects).
 EXPECTED_ACCOUNT_CHECKS = frozenset(

@@ -24,10 +24,12 @@ zone Asia/Tokyo (``points.scheduler``), and ``points jobs run NAME`` runs one by
 from __future__ import annotations
 
 import enum
+import gc
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +83,26 @@ Progress = Callable[[int, int | None], None]
 
 def no_progress(_done: int, _total: int | None) -> None:
     return None
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Run bulk work (an expiry run, a CSV upload) with the objects that exist now frozen out
+    of the cyclic garbage collector, and thaw them afterwards.
+
+    Bulk work allocates many short-lived objects per chunk (postings, deltas, rows); they
+    survive a few young collections while the chunk is built, get promoted, and keep triggering
+    full collections, each of which walks the whole application heap (some 140,000 objects once
+    the app is imported). Freezing that heap leaves the collector only the work's own objects:
+    expiring 300,000 buckets on SQLite took 3.6 s with the collector as is, 2.7 s frozen.
+    Nothing is lost: the frozen objects are only skipped, and go back to the oldest generation
+    when the work ends (``gc.unfreeze`` is process-wide, so a concurrent frozen run thaws
+    early; that only costs speed)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ that day valid until 2026-05-31, so they expire at the start of 2026-06-01 in To
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import threading
@@ -50,6 +51,7 @@ from points.jobs import (
     RunState,
     _claim,
     _finish,
+    frozen_heap,
     job_named,
     list_runs,
     purge_runs,
@@ -1122,3 +1124,14 @@ def test_finance_lists_job_runs_newest_first_with_a_cursor(world: World, clock: 
     for actor in (world.counter, world.resident):
         refused = world.client.get("/api/v1/finance/job-runs", headers=actor.headers)
         assert refused.status_code == 403
+
+
+def test_bulk_work_freezes_the_heap_and_always_thaws_it() -> None:
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("the work failed")
+    assert gc.get_freeze_count() == 0
