@@ -40,6 +40,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_types
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -448,14 +449,27 @@ def _chunked(
     *conditions: Any,
     share_lock: bool = False,
 ) -> list[Any]:
-    """Rows whose ``key`` is one of ``values``, queried LOOKUP_CHUNK values at a time (a
-    database takes a limited number of parameters per statement)."""
+    """Rows of ``model``'s table whose ``key`` is one of ``values``, as plain result rows
+    (attribute access by column name; no ORM instances, no identity map: a file's lookups read
+    tens of thousands of rows). On PostgreSQL the values go as one array (``= ANY``), one
+    statement text whatever their number; SQLite takes LOOKUP_CHUNK values per ``IN`` list (it
+    limits the parameters per statement)."""
+    connection = session.connection()
+    table = model.__table__
+    postgresql = connection.dialect.name == "postgresql"
+    size = max(len(values), 1) if postgresql else LOOKUP_CHUNK
     found: list[Any] = []
-    for start in range(0, len(values), LOOKUP_CHUNK):
-        query = select(model).where(key.in_(values[start : start + LOOKUP_CHUNK]), *conditions)
+    for start in range(0, len(values), size):
+        part = values[start : start + size]
+        match = (
+            key == sa.any_(sa.bindparam("values", part, type_=postgresql_types.ARRAY(sa.String)))
+            if postgresql
+            else key.in_(part)
+        )
+        query = sa.select(table).where(match, *conditions)
         if share_lock:
             query = query.with_for_update(read=True)
-        found.extend(session.exec(query))
+        found.extend(connection.execute(query))
     return found
 
 
