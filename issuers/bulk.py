@@ -69,7 +69,7 @@ from points.errors import Conflict, InvalidInput, NotFound, PointsError
 from points.jobs import frozen_heap
 from points.pointtypes import get_point_type
 from points.registry import Resident, ResidentStatus, new_id
-from points.sqlbase import UTCDateTime
+from points.sqlbase import UTCDateTime, insert_many
 from points.uow import unit_of_work
 from points.wallets import Wallet, WalletBucket, WalletStatus
 
@@ -833,7 +833,7 @@ def _award_set_based(
         details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
         planned.append((row, year, plan.amount, details_json))
     if once_rows:
-        connection.execute(sa.insert(AwardOnce.__table__), once_rows)  # type: ignore[attr-defined]
+        insert_many(connection, AwardOnce.__table__, once_rows)  # type: ignore[attr-defined]
     if caps:
         counters = [
             {
@@ -858,8 +858,9 @@ def _award_set_based(
         )
     missing_wallets = [resident for resident in resident_ids if resident not in wallets]
     if missing_wallets:
-        connection.execute(
-            sa.insert(Wallet.__table__),  # type: ignore[attr-defined]
+        insert_many(
+            connection,
+            Wallet.__table__,  # type: ignore[attr-defined]
             [
                 {
                     "resident_id": resident,
@@ -893,8 +894,9 @@ def _award_set_based(
             owner_refs=new_buckets,
             flags=flags,
         )
-        connection.execute(
-            sa.insert(WalletBucket.__table__),  # type: ignore[attr-defined]
+        insert_many(
+            connection,
+            WalletBucket.__table__,  # type: ignore[attr-defined]
             [
                 {
                     "account_id": account_id,
@@ -931,8 +933,9 @@ def _award_set_based(
     )
     if any(result.replayed for result in results):
         raise _Changed("an award of this file was recorded meanwhile")
-    connection.execute(
-        sa.insert(Award.__table__),  # type: ignore[attr-defined]
+    insert_many(
+        connection,
+        Award.__table__,  # type: ignore[attr-defined]
         [
             {
                 "program_id": program.id,

@@ -324,11 +324,58 @@ class LedgerTx:
         ]
         if not rows:
             return [first.id]
-        inserted = self.connection.execute(
-            schema.account.insert().returning(schema.account.c.id, sort_by_parameter_order=True),
-            rows,
+        if self._sqlite:
+            # As for entries: the write lock is held (BEGIN IMMEDIATE; the account above was
+            # written), so the ids after the largest are the ones SQLite would give. Given
+            # explicitly, one prepared statement inserts them all (RETURNING would make
+            # SQLAlchemy run a statement per row to keep their order).
+            cursor = self._cursor()
+            cursor.execute("SELECT max(id) FROM ledger_account")
+            top = int(cursor.fetchone()[0])
+            ids = list(range(top + 1, top + 1 + len(rows)))
+            cursor.executemany(
+                "INSERT INTO ledger_account (id, ledger_id, code, normal_side, owner_ref, flags, "
+                "closed, debits_posted, credits_posted, debits_pending, credits_pending, "
+                "created_at_us) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
+                [
+                    (
+                        account_id,
+                        row["ledger_id"],
+                        row["code"],
+                        row["normal_side"],
+                        row["owner_ref"],
+                        row["flags"],
+                        row["created_at_us"],
+                    )
+                    for account_id, row in zip(ids, rows, strict=True)
+                ],
+            )
+            return [first.id, *ids]
+        # PostgreSQL: ids from the sequence first, then one statement over arrays (as entries
+        # are written), so that the ids follow ``owner_refs`` without a statement per row.
+        cursor = self._cursor()
+        cursor.execute(
+            "SELECT nextval('ledger_account_id_seq') FROM generate_series(1, %(count)s)",
+            {"count": len(rows)},
         )
-        return [first.id, *(int(row[0]) for row in inserted)]
+        ids = [int(row[0]) for row in cursor.fetchall()]
+        cursor.execute(
+            "INSERT INTO ledger_account (id, ledger_id, code, normal_side, owner_ref, flags, "
+            "closed, debits_posted, credits_posted, debits_pending, credits_pending, "
+            "created_at_us) SELECT id, %(ledger)s, %(code)s, %(side)s, owner_ref, %(flags)s, "
+            "false, 0, 0, 0, 0, %(now)s "
+            "FROM unnest(%(ids)s::bigint[], %(owners)s::text[]) AS v(id, owner_ref)",
+            {
+                "ledger": ledger_id,
+                "code": code,
+                "side": int(normal_side),
+                "flags": int(AccountFlags(flags)),
+                "now": rows[0]["created_at_us"],
+                "ids": ids,
+                "owners": [row["owner_ref"] for row in rows],
+            },
+        )
+        return [first.id, *ids]
 
     def get_account(self, account_id: int) -> Account:
         row = self._fetch_accounts([account_id], lock=False).get(account_id)

@@ -40,3 +40,33 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def insert_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows of one table, the fastest way each database offers.
+
+    SQLite: one prepared statement run by ``executemany``. PostgreSQL: one statement over one
+    array per column (``INSERT ... SELECT * FROM unnest(...)``), instead of a statement per row
+    (psycopg's ``executemany``), sent in binary: a CSV upload inserts four rows per award.
+    Every row names the same columns; values go through each column type's bind processing as
+    they would in an ordinary insert (``UTCDateTime`` included)."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    dialect = connection.dialect
+    arrays: list[list[Any]] = []
+    for column in columns:
+        process = column.type.bind_processor(dialect)
+        values = [row[column.name] for row in rows]
+        arrays.append([process(value) for value in values] if process else values)
+    types = [column.type.compile(dialect=dialect) for column in columns]
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest("
+        + ", ".join(f"%(c{n})b::{type_}[]" for n, type_ in enumerate(types))
+        + ")"
+    )
+    connection.exec_driver_sql(statement, {f"c{n}": array for n, array in enumerate(arrays)})

@@ -65,6 +65,7 @@ from points.pointtypes import ExpiryRule, PointType
 from points.ratelimit import RateLimitWindow
 from points.scheduler import enabled_jobs, start_scheduler
 from points.settings import Settings
+from points.sqlbase import insert_many
 from points.uow import unit_of_work
 
 assert maintenance.EXPIRY is JOBS["expiry"]  # the module registers the jobs when imported
@@ -1135,3 +1136,39 @@ def test_bulk_work_freezes_the_heap_and_always_thaws_it() -> None:
     with pytest.raises(RuntimeError), frozen_heap():
         raise RuntimeError("the work failed")
     assert gc.get_freeze_count() == 0
+
+
+def test_insert_many_writes_what_an_ordinary_insert_writes(engine: Engine) -> None:
+    """``points.sqlbase.insert_many`` (arrays on PostgreSQL): instants converted to UTC, None,
+    text with quotes, commas and Japanese, and a refused row refusing the whole statement."""
+    tokyo_noon = datetime(2026, 11, 30, 12, 0, tzinfo=TOKYO)
+    rows = [
+        {
+            "job": f'job "{n}", 期限切れ',
+            "period": "2026-11-30",
+            "state": "done",
+            "owner": "o" * 36,
+            "lease_expires_at": tokyo_noon,
+            "started_at": tokyo_noon + timedelta(seconds=n),
+            "finished_at": None if n % 2 else tokyo_noon,
+            "counts": "{}",
+            "outcome": "ok",
+            "trigger": "cli",
+        }
+        for n in range(5)
+    ]
+    table = JobRun.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        insert_many(connection, table, rows)
+    with engine.connect() as connection:
+        found = connection.execute(sa.select(table).order_by(table.c.started_at)).all()
+    assert [row.job for row in found] == [row["job"] for row in rows]
+    assert [row.started_at for row in found] == [row["started_at"] for row in rows]
+    assert all(row.started_at.utcoffset() == timedelta(0) for row in found)
+    assert [row.finished_at for row in found] == [row["finished_at"] for row in rows]
+    # The CHECK on state refuses one bad row: nothing of the statement is written.
+    bad = [{**rows[0], "job": "another", "period": "p"}, {**rows[0], "job": "x", "state": "?"}]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+        insert_many(connection, table, bad)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 5

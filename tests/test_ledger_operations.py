@@ -22,7 +22,7 @@ from ledger_helpers import (
 )
 from sqlalchemy.engine import Engine
 
-from ledger import BatchMode, Ledger, NewEntry, Phase, Posting, Side, errors
+from ledger import AccountFlags, BatchMode, Ledger, NewEntry, Phase, Posting, Side, errors
 
 
 @pytest.fixture
@@ -748,3 +748,42 @@ def test_only_posted_entries_are_reversible(ledger_: Ledger, engine: Engine, cha
     assert_nothing_written(engine, before)
     assert all_totals(engine) == before[1]
     assert count(engine, "ledger_entry", f"reverses_id = {funding.id}") == 0
+
+
+def test_accounts_created_in_bulk_get_ids_in_the_order_asked(
+    ledger_: Ledger, engine: Engine, chart: Chart
+) -> None:
+    owners = [f"owner-{n:04d}" for n in range(250)] + [None, "last"]
+    ids = ledger_.transaction(
+        lambda tx: tx.create_accounts(
+            ledger_id=chart.ledger_id,
+            code=300,
+            normal_side=Side.CREDIT,
+            owner_refs=owners,
+            flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+        )
+    )
+    assert len(set(ids)) == len(owners)
+    assert min(ids) > max(chart.source.id, chart.wallet.id, chart.merchant.id, chart.capped.id)
+    for account_id, owner in zip(ids, owners, strict=True):
+        account = ledger_.get_account(account_id)
+        assert (account.owner_ref, account.code, account.ledger_id) == (owner, 300, chart.ledger_id)
+        assert account.flags == AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+        assert (account.debits_posted, account.credits_posted, account.closed) == (0, 0, False)
+    # They work as accounts: funded, and their flag holds.
+    fund(ledger_, chart, 5, ids[7])
+    with pytest.raises(errors.InsufficientFunds):
+        ledger_.post(transfer(ids[7], chart.merchant.id, 6))
+    # A bad owner anywhere in the list: nothing is created.
+    before = snapshot(engine)
+    with pytest.raises(errors.InvalidField):
+        ledger_.transaction(
+            lambda tx: tx.create_accounts(
+                ledger_id=chart.ledger_id,
+                code=300,
+                normal_side=Side.CREDIT,
+                owner_refs=["fine", "bad\x00owner"],
+            )
+        )
+    assert_nothing_written(engine, before)
+    seal_and_verify(ledger_)
