@@ -317,7 +317,13 @@ def validate(
     config = parse_config(module, program)
     today = tokyo_date(now)
     errors: list[RowError] = []
-    residents = _lookup(session, Resident, col(Resident.id), [r.resident_id for r in rows])
+    residents = _lookup(
+        session,
+        Resident,
+        col(Resident.id),
+        [r.resident_id for r in rows],
+        columns=(col(Resident.id), col(Resident.status)),
+    )
     closed = {
         wallet.resident_id
         for wallet in _lookup(
@@ -326,6 +332,7 @@ def validate(
             col(Wallet.resident_id),
             [r.resident_id for r in rows],
             Wallet.point_type_id == program.point_type_id,
+            columns=(col(Wallet.resident_id), col(Wallet.status)),
         ).values()
         if wallet.status == WalletStatus.CLOSED
     }
@@ -337,6 +344,12 @@ def validate(
             col(Award.record_id),
             [r.record_id for r in rows],
             Award.program_id == program.id,
+            columns=(
+                col(Award.record_id),
+                col(Award.resident_id),
+                col(Award.details),
+                col(Award.occurred_on),
+            ),
         ).values()
     }
     resident_ids = sorted({r.resident_id for r in rows})
@@ -348,6 +361,7 @@ def validate(
             col(AwardOnce.resident_id),
             resident_ids,
             AwardOnce.program_id == program.id,
+            columns=(col(AwardOnce.resident_id), col(AwardOnce.once_key)),
         )
     }
     counted = {
@@ -358,6 +372,11 @@ def validate(
             col(AwardCounter.resident_id),
             resident_ids,
             AwardCounter.program_id == program.id,
+            columns=(
+                col(AwardCounter.resident_id),
+                col(AwardCounter.period),
+                col(AwardCounter.amount),
+            ),
         )
     }
     plan = Plan(rows=len(rows), to_award=[], replays=0)
@@ -447,9 +466,11 @@ def _chunked(
     key: Any,
     values: list[str],
     *conditions: Any,
+    columns: tuple[Any, ...] = (),
     share_lock: bool = False,
 ) -> list[Any]:
-    """Rows of ``model``'s table whose ``key`` is one of ``values``, as plain result rows
+    """Rows of ``model``'s table (its ``columns``, or all) whose ``key`` is one of ``values``,
+    as plain result rows
     (attribute access by column name; no ORM instances, no identity map: a file's lookups read
     tens of thousands of rows). On PostgreSQL the values go as one array (``= ANY``), one
     statement text whatever their number; SQLite takes LOOKUP_CHUNK values per ``IN`` list (it
@@ -466,10 +487,10 @@ def _chunked(
             if postgresql
             else key.in_(part)
         )
-        query = sa.select(table).where(match, *conditions)
+        query = sa.select(*columns or (table,)).where(match, *conditions)
         if share_lock:
             query = query.with_for_update(read=True)
-        found.extend(connection.execute(query))
+        found.extend(connection.execute(query).all())
     return found
 
 
@@ -479,10 +500,19 @@ def _lookup(
     key: Any,
     values: list[str],
     *conditions: Any,
+    columns: tuple[Any, ...] = (),
     share_lock: bool = False,
 ) -> dict[str, Any]:
     """Rows whose ``key`` is one of ``values``, by key (see ``_chunked``)."""
-    rows = _chunked(session, model, key, sorted(set(values)), *conditions, share_lock=share_lock)
+    rows = _chunked(
+        session,
+        model,
+        key,
+        sorted(set(values)),
+        *conditions,
+        columns=columns,
+        share_lock=share_lock,
+    )
     return {getattr(item, key.key): item for item in rows}
 
 
@@ -788,7 +818,13 @@ def _award_set_based(
     # batch goes row by row, where each such row is replayed or refused (record_id_reused).
     fresh = rows
     resident_ids = sorted({row.resident_id for row in fresh})
-    residents = _lookup(session, Resident, col(Resident.id), resident_ids)
+    residents = _lookup(
+        session,
+        Resident,
+        col(Resident.id),
+        resident_ids,
+        columns=(col(Resident.id), col(Resident.status)),
+    )
     if any(
         residents.get(resident) is None or residents[resident].status != ResidentStatus.ACTIVE
         for resident in resident_ids
@@ -800,6 +836,7 @@ def _award_set_based(
         col(Wallet.resident_id),
         resident_ids,
         Wallet.point_type_id == point_type.id,
+        columns=(col(Wallet.resident_id), col(Wallet.status)),
         share_lock=True,  # as single awards do: a closure waits for this batch
     )
     if any(wallet.status == WalletStatus.CLOSED for wallet in wallets.values()):
@@ -881,6 +918,7 @@ def _award_set_based(
             WalletBucket.point_type_id == point_type.id,
             WalletBucket.program_id == program.id,
             WalletBucket.valid_until == valid_until,
+            columns=(col(WalletBucket.resident_id), col(WalletBucket.account_id)),
         ).values()
     }
     tx = LedgerTx(connection, lambda: now)
