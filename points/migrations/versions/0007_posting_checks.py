@@ -19,7 +19,8 @@ lookups the planner cannot turn around), with sequential scans, hash and merge j
 is the plan they must get even when the statistics say the tables are tiny (statistics gathered
 on an empty ledger let PostgreSQL scan every entry once per new entry: a batch of 2,000 awards
 spent 2 s in the check instead of milliseconds).
-The deferred ``ledger_entry_balanced`` trigger stays: it catches an entry left without postings.
+The deferred ``ledger_entry_balanced`` trigger stays, reduced to what is left for it to catch:
+an entry written without any postings (it no longer re-sums every entry at commit).
 
 What the foreign keys also refused on the other side is kept by ``ledger_account_referenced``:
 an account with postings cannot be deleted, nor its ``id`` or ``ledger_id`` changed, and
@@ -141,6 +142,28 @@ BEGIN
 END $$
 """
 
+# The deferred per-entry check, reduced to what the statement trigger leaves open: an entry
+# written without any postings. (It re-summed every entry's postings at commit.)
+_ENTRY_HAS_POSTINGS = """
+CREATE OR REPLACE FUNCTION ledger_entry_balanced() RETURNS trigger LANGUAGE plpgsql
+SET enable_seqscan = off AS $$
+BEGIN
+    IF NEW.phase <> 3 AND NOT EXISTS (SELECT 1 FROM ledger_posting WHERE entry_id = NEW.id) THEN
+        RAISE EXCEPTION 'entry % (phase %) has 0 postings', NEW.id, NEW.phase
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entry_balanced';
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+_ENTRY_BALANCED_BEFORE = """
+CREATE OR REPLACE FUNCTION ledger_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ledger_assert_entry_balanced(NEW.id);
+    RETURN NULL;
+END $$
+"""
+
 _FOREIGN_KEYS = {
     "fk_ledger_posting_entry_id_ledger_id": (
         "(entry_id, ledger_id) REFERENCES ledger_entry (id, ledger_id)"
@@ -164,6 +187,7 @@ def upgrade() -> None:
         "REFERENCING NEW TABLE AS new_postings FOR EACH STATEMENT "
         "EXECUTE FUNCTION ledger_postings_check()"
     )
+    op.execute(_ENTRY_HAS_POSTINGS)
     op.execute(_ACCOUNT_REFERENCED)
     op.execute(
         "CREATE TRIGGER ledger_account_referenced BEFORE DELETE ON ledger_account "
@@ -190,6 +214,7 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION ledger_account_referenced()")
     op.execute("DROP TRIGGER ledger_postings_check ON ledger_posting")
     op.execute("DROP FUNCTION ledger_postings_check()")
+    op.execute(_ENTRY_BALANCED_BEFORE)
     for name, definition in _FOREIGN_KEYS.items():
         op.execute(f"ALTER TABLE ledger_posting ADD CONSTRAINT {name} FOREIGN KEY {definition}")
     op.execute(
