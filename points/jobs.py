@@ -13,7 +13,9 @@ engines do not all honour):
 2. **Work.** The job runs in short transactions of its own (chunks), each safe on its own: a
    job's work is idempotent by construction (expiry moves only what is still in an expired
    bucket; sealing seals only what is queued), so a run taken over after a crash finishes what
-   the first one left.
+   the first one left. A run renews its lease when it reports progress (at most every
+   ``RENEW_EVERY``), so a long run is not taken for dead; if it finds the run taken over
+   (its own lease lapsed, say the process stalled), it stops with ``LeaseLost``.
 3. **Record.** The row becomes ``done`` with its counts (or ``failed`` with the error), with
    start and end times. Finance and admins list the runs.
 
@@ -46,6 +48,8 @@ from points.uow import unit_of_work
 
 log = logging.getLogger("points.jobs")
 LEASE = timedelta(minutes=10)
+#: A running job renews its lease when it reports progress, at most this often.
+RENEW_EVERY = timedelta(minutes=2)
 
 
 class RunState(enum.StrEnum):
@@ -173,6 +177,13 @@ class RunningElsewhere(Conflict):
     code = "job_running"
 
 
+class LeaseLost(Conflict):
+    """The run's lease lapsed and another process took the period over: this run stops (its
+    work so far stands, being idempotent; the other run finishes it)."""
+
+    code = "job_lease_lost"
+
+
 @dataclass(frozen=True, slots=True)
 class RunResult:
     job: str
@@ -204,7 +215,24 @@ def run_job(
     if isinstance(claimed, str):
         return RunResult(job.name, period, claimed, {}, None)
     run_id = claimed
-    context = JobContext(engine, as_of, period, progress, clock, dict(options or {}))
+    renewed = clock()
+
+    def report(done: int, total: int | None) -> None:
+        # A long run keeps its lease alive as it reports progress, so that it is not taken for
+        # dead and run a second time alongside.
+        nonlocal renewed
+        now = clock()
+        if now - renewed >= RENEW_EVERY:
+            if not unit_of_work(engine, lambda session: _renew(session, run_id, owner, now)):
+                raise LeaseLost(
+                    f"job {job.name} for {period}: another process took the run over",
+                    job=job.name,
+                    period=period,
+                )
+            renewed = now
+        progress(done, total)
+
+    context = JobContext(engine, as_of, period, report, clock, dict(options or {}))
     try:
         counts = job.run(context)
     except Exception as error:
@@ -265,6 +293,17 @@ def _claim(
         return "running_elsewhere"
     assert existing.id is not None
     return existing.id
+
+
+def _renew(session: Session, run_id: int, owner: str, now: datetime) -> bool:
+    """Extend the lease of a run this owner still holds; False if it was taken over."""
+    table = JobRun.__table__  # type: ignore[attr-defined]
+    renewed = session.execute(
+        sa.update(table)
+        .where(table.c.id == run_id, table.c.owner == owner)
+        .values(lease_expires_at=now + LEASE)
+    )
+    return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _finish(

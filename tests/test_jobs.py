@@ -45,9 +45,11 @@ from points.idempotency import IdempotencyRecord
 from points.jobs import (
     JOBS,
     LEASE,
+    RENEW_EVERY,
     Job,
     JobContext,
     JobRun,
+    LeaseLost,
     RunState,
     _claim,
     _finish,
@@ -1172,3 +1174,51 @@ def test_insert_many_writes_what_an_ordinary_insert_writes(engine: Engine) -> No
         insert_many(connection, table, bad)
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 5
+
+
+def test_a_long_run_renews_its_lease_and_stops_when_taken_over(
+    engine: Engine, clock: FakeClock, probe: Probe
+) -> None:
+    started = clock()
+    seen: list[tuple[datetime, str]] = []
+
+    def long_work(context: JobContext) -> None:
+        # Thirty minutes of work, reporting progress each minute: three leases' worth.
+        for minute in range(1, 31):
+            clock.advance(seconds=60)
+            context.progress(minute, 30)
+            if minute == 15:
+                # Meanwhile another process tries the same period: still running here.
+                other = run_job(engine, PROBE, as_of=EXPIRES, clock=clock)
+                seen.append((clock(), other.status))
+
+    probe.during = long_work
+    result = run_job(engine, PROBE, as_of=EXPIRES, clock=clock)
+    assert result.status == "done"
+    assert seen == [(started + timedelta(minutes=15), "running_elsewhere")]
+    assert len(probe.calls) == 1
+    row = run_row(engine, result.run_id or 0)
+    # Renewed at minute 30 at the latest: the lease outlives the run's last report.
+    assert row.lease_expires_at >= started + timedelta(minutes=30) + LEASE - RENEW_EVERY
+
+    # A run whose lease was taken over (its process stalled past the lease) stops.
+    def taken_over(context: JobContext) -> None:
+        unit_of_work(
+            engine,
+            lambda session: session.execute(
+                sa.update(JobRun.__table__).values(owner="someone-else")  # type: ignore[attr-defined]
+            ),
+        )
+        clock.advance(seconds=int(RENEW_EVERY.total_seconds()))
+        context.progress(1, 2)
+
+    probe.during = taken_over
+    with pytest.raises(LeaseLost):
+        run_job(engine, PROBE, as_of=EXPIRES + timedelta(days=1), clock=clock)
+    stolen = unit_of_work(
+        engine,
+        lambda s: s.exec(select(JobRun).where(JobRun.period == "2026-06-02")).one(),
+        read_only=True,
+    )
+    # The run stopped without recording over the other owner's row.
+    assert (stolen.owner, stolen.state) == ("someone-else", RunState.RUNNING)
