@@ -155,8 +155,11 @@ class Row:
     record_id: str
     occurred_on: date | None
     details: dict[str, Any]
+    # Filled in by the check, for the batches (which award a row as it was checked):
     amount: int = 0
     fiscal_year: int = 0
+    details_json: str = ""
+    once_keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -455,6 +458,7 @@ def validate(
         # Awarded as checked: a blank date is today's *now*, not the day the batch runs.
         row.occurred_on = occurred_on
         row.amount, row.fiscal_year = award_plan.amount, year
+        row.details_json, row.once_keys = details_json, tuple(award_plan.once)
         plan.to_award.append(row)
         plan.totals[year] = plan.totals.get(year, 0) + award_plan.amount
     return plan, errors
@@ -805,8 +809,6 @@ def _award_set_based(
     program = load_program(session, program_id)
     if program.status != "active":
         raise _Changed("the program is no longer active")
-    module = module_for(program.module)
-    config = parse_config(module, program)
     point_type = get_point_type(session, program.point_type_id)
     today = tokyo_date(now)
     valid_until = point_type.valid_until(today)
@@ -846,19 +848,17 @@ def _award_set_based(
     once_rows: list[dict[str, Any]] = []
     caps: dict[tuple[str, str], tuple[int, int]] = {}
     planned: list[tuple[Row, int, int, str]] = []
+    # Each row as the check planned it (amount, year, once-keys, details): the file's total was
+    # set aside on those amounts.
     for row in fresh:
         occurred_on = row.occurred_on or today
-        year = fiscal_year(occurred_on)
+        year = row.fiscal_year
         if year not in holds:
             raise _Changed(f"nothing was set aside for FY{year}")
-        details = parse_details(module, row.details)
-        plan = module.plan(
-            program, config, details, AwardEvent(row.resident_id, row.record_id, occurred_on, year)
-        )
-        for once_key in plan.once:
+        for once_key in row.once_keys:
             once_rows.append(
                 {
-                    "program_id": program.id,
+                    "program_id": program_id,
                     "resident_id": row.resident_id,
                     "once_key": once_key,
                     "record_id": row.record_id,
@@ -866,9 +866,8 @@ def _award_set_based(
             )
         for period, cap in cap_periods(program, occurred_on, year):
             so_far, _ = caps.get((row.resident_id, period), (0, cap))
-            caps[(row.resident_id, period)] = (so_far + plan.amount, cap)
-        details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
-        planned.append((row, year, plan.amount, details_json))
+            caps[(row.resident_id, period)] = (so_far + row.amount, cap)
+        planned.append((row, year, row.amount, row.details_json))
     if once_rows:
         insert_many(connection, AwardOnce.__table__, once_rows)  # type: ignore[attr-defined]
     if caps:
