@@ -384,13 +384,22 @@ def validate(
     }
     plan = Plan(rows=len(rows), to_award=[], replays=0)
     once_in_file: dict[tuple[str, str], int] = {}
+    # A file repeats a few detail values (checkup types) on every row: parse each once.
+    parsed: dict[tuple[tuple[str, Any], ...], tuple[Any, str]] = {}
     for row in rows:
         resident = residents.get(row.resident_id)
         if resident is None:
             errors.append(RowError(row.line, "resident_id", "no such resident"))
             continue
-        details = parse_details(module, row.details)
-        details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
+        details_key = tuple(sorted(row.details.items()))
+        known = parsed.get(details_key)
+        if known is None:
+            details = parse_details(module, row.details)
+            known = parsed[details_key] = (
+                details,
+                json.dumps(details.model_dump(mode="json"), sort_keys=True),
+            )
+        details, details_json = known
         before = earlier.get(row.record_id)
         if before is not None:
             if not same_event(before, row.resident_id, details_json, row.occurred_on):

@@ -108,7 +108,13 @@ def canonical_json(value: Any) -> str:
     """Metadata as canonical JSON: sorted keys, no spaces, UTF-8, no floats, bounded size."""
     _check_json_value(value, depth=0)
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    size = len(text.encode("utf-8"))
+    try:
+        # Also the check for lone surrogates, in keys and text alike: they cannot be encoded.
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidMetadata(
+            "metadata text and keys must be valid Unicode (no lone surrogates)"
+        ) from None
     if size > METADATA_MAX_BYTES:
         raise InvalidMetadata(
             f"metadata is {size} bytes; the limit is {METADATA_MAX_BYTES}",
@@ -121,12 +127,8 @@ def canonical_json(value: Any) -> str:
 def _check_json_value(value: Any, depth: int) -> None:
     if depth > METADATA_MAX_DEPTH:
         raise InvalidMetadata(f"metadata nests deeper than {METADATA_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str):
-        if not _encodable(value):
-            raise InvalidMetadata("metadata text must be valid Unicode (no lone surrogates)")
-        return
+    if value is None or isinstance(value, (bool, str)):
+        return  # text is checked whole, encoded, by canonical_json
     if isinstance(value, int):
         if abs(value) > MAX_AMOUNT:
             raise InvalidMetadata("metadata integers must fit in 64 bits")
@@ -139,8 +141,6 @@ def _check_json_value(value: Any, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidMetadata("metadata keys must be strings")
-            if not _encodable(key):
-                raise InvalidMetadata("metadata keys must be valid Unicode (no lone surrogates)")
             _check_json_value(item, depth + 1)
         return
     if isinstance(value, list | tuple):

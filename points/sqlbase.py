@@ -42,6 +42,9 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_UNSET = object()
+
+
 def insert_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Insert many rows of one table, the fastest way each database offers.
 
@@ -61,7 +64,19 @@ def insert_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str,
     for column in columns:
         process = column.type.bind_processor(dialect)
         values = [row[column.name] for row in rows]
-        arrays.append([process(value) for value in values] if process else values)
+        if process is None:
+            arrays.append(values)
+            continue
+        # Rows of one insert often share a value object (the batch's instant, its program):
+        # processed once per run of the same object.
+        processed: list[Any] = []
+        last: Any = _UNSET
+        done: Any = None
+        for value in values:
+            if value is not last:
+                last, done = value, process(value)
+            processed.append(done)
+        arrays.append(processed)
     quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
     target = dialect.identifier_preparer.format_table(table)
     if dialect.name == "sqlite":
