@@ -14,7 +14,6 @@ import functools
 import hashlib
 import io
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from api_world import World, assert_problem, open_world
+from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
@@ -823,31 +823,6 @@ def test_an_interrupted_upload_is_resumed_and_awards_each_row_once(
 
 
 # Concurrent single awards -----------------------------------------------------------------
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
-    """Run each callable in its own thread, released together by a barrier;
-    ("ok", result) or ("error", exception) for each."""
-    barrier = threading.Barrier(len(workers))
-    outcomes: list[tuple[str, Any]] = [("missing", None)] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = ("ok", work())
-        except BaseException as error:
-            outcomes[index] = ("error", error)
-
-    threads = [
-        threading.Thread(target=run, args=(index, work), name=f"bulk-{index}")
-        for index, work in enumerate(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), f"{thread.name} is stuck (deadlock?)"
-    return outcomes
 
 
 def singles(d: Desk, residents: list[str]) -> list[Callable[[], Any]]:

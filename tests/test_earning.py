@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
@@ -1468,31 +1469,6 @@ def test_a_closed_wallet_is_not_awarded(engine: Engine, clock: FakeClock) -> Non
 
 
 # Concurrency ------------------------------------------------------------------------------
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
-    """Run each callable in its own thread, released together by a barrier;
-    ("ok", result) or ("error", exception) for each."""
-    barrier = threading.Barrier(len(workers))
-    outcomes: list[tuple[str, Any]] = [("missing", None)] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = ("ok", work())
-        except BaseException as error:
-            outcomes[index] = ("error", error)
-
-    threads = [
-        threading.Thread(target=run, args=(index, work), name=f"award-{index}")
-        for index, work in enumerate(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), f"{thread.name} is stuck (deadlock?)"
-    return outcomes
 
 
 def outcome_types(outcomes: list[tuple[str, Any]]) -> Counter[type]:

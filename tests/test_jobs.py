@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 from api_world import World, open_world
 from click.testing import CliRunner, Result
+from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from sqlalchemy import event
@@ -244,27 +245,6 @@ def run_row(engine: Engine, run_id: int) -> JobRun:
 def verify_ok(engine: Engine) -> None:
     report = ledger.Ledger(engine).verify(unsealed_grace_seconds=10**9)
     assert report.ok, report.problems
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
-    """Run each callable in its own thread, released together; ("ok", result) or ("error", e)."""
-    barrier = threading.Barrier(len(workers))
-    outcomes: list[tuple[str, Any]] = [("missing", None)] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = ("ok", work())
-        except BaseException as error:
-            outcomes[index] = ("error", error)
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), "a worker is stuck (deadlock?)"
-    return outcomes
 
 
 # The framework --------------------------------------------------------------------------------

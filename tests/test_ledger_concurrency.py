@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from concurrency import run_together
 from ledger_helpers import (
     DEBITS_FLAG,
     Chart,
@@ -26,30 +27,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from ledger import Ledger, NewEntry, Posting, Side, errors
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
-    """Run each callable in its own thread, released together; ("ok", result) or ("error", e)."""
-    barrier = threading.Barrier(len(workers))
-    outcomes: list[tuple[str, Any]] = [("missing", None)] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = ("ok", work())
-        except BaseException as error:
-            outcomes[index] = ("error", error)
-
-    threads = [
-        threading.Thread(target=run, args=(index, work), name=f"writer-{index}")
-        for index, work in enumerate(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), f"{thread.name} is stuck (deadlock?)"
-    return outcomes
 
 
 def errors_of(outcomes: list[tuple[str, Any]]) -> list[BaseException]:

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
@@ -917,27 +918,6 @@ def test_an_idempotent_hold_replays_after_its_capture(world: World) -> None:
 
 
 # Concurrency ----------------------------------------------------------------------------------
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
-    """Run each callable in its own thread, released together; ("ok", result) or ("error", e)."""
-    barrier = threading.Barrier(len(workers))
-    outcomes: list[tuple[str, Any]] = [("missing", None)] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = ("ok", work())
-        except BaseException as error:
-            outcomes[index] = ("error", error)
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), "a spender is stuck (deadlock?)"
-    return outcomes
 
 
 def test_concurrent_spends_never_overdraw_a_wallet(engine: Engine, clock: FakeClock) -> None:
