@@ -124,6 +124,56 @@ def is_transient(error: BaseException, race_constraints: frozenset[str] = RACE_C
     return "database is locked" in message or "database is busy" in message
 
 
+class DriverCursor:
+    """The driver's own cursor, for hot paths (no result rows or parameter processing by
+    SQLAlchemy), with its errors wrapped as SQLAlchemy wraps them: ``run_with_retries`` then
+    retries a deadlock or a busy database met here, and names a refused constraint, exactly as
+    for any other statement."""
+
+    __slots__ = ("_cursor", "_error")
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._cursor = connection.connection.cursor()
+        self._error: type[Exception] = connection.dialect.loaded_dbapi.Error
+
+    def execute(self, statement: str, parameters: Any = None) -> DriverCursor:
+        try:
+            if parameters is None:
+                self._cursor.execute(statement)
+            else:
+                self._cursor.execute(statement, parameters)
+        except self._error as error:
+            raise self._wrap(statement, parameters, error) from error
+        return self
+
+    def executemany(self, statement: str, rows: Any) -> DriverCursor:
+        try:
+            self._cursor.executemany(statement, rows)
+        except self._error as error:
+            raise self._wrap(statement, None, error) from error
+        return self
+
+    def fetchone(self) -> Any:
+        try:
+            return self._cursor.fetchone()
+        except self._error as error:
+            raise self._wrap("(fetch)", None, error) from error
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return list(self._cursor.fetchall())
+        except self._error as error:
+            raise self._wrap("(fetch)", None, error) from error
+
+    def close(self) -> None:
+        self._cursor.close()
+
+    def _wrap(self, statement: str, parameters: Any, error: Exception) -> sa.exc.StatementError:
+        return sa.exc.DBAPIError.instance(
+            statement, parameters, error, self._error, hide_parameters=True
+        )
+
+
 def run_with_retries(
     engine: Engine,
     work: Callable[[sa.Connection], T],

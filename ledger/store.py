@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from ledger import schema
-from ledger.database import is_sqlite
+from ledger.database import DriverCursor, is_sqlite
 from ledger.errors import (
     AccountClosed,
     AccountHasPending,
@@ -989,7 +989,7 @@ class LedgerTx:
         """The driver's own cursor, for the hot path: no result metadata is built, and on
         PostgreSQL a statement whose text repeats is prepared by psycopg after a few uses."""
         if self._raw_cursor is None:
-            self._raw_cursor = self.connection.connection.cursor()
+            self._raw_cursor = DriverCursor(self.connection)
         return self._raw_cursor
 
     def _rows(self, statement: str, parameters: Any = None) -> list[Any]:

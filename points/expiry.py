@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ledger import BatchMode, LedgerTx, NewEntry, Posting, Side
+from ledger.database import DriverCursor
 from ledger.service import system_clock
 from points.calendar import tokyo_date
 from points.jobs import Progress, frozen_heap, no_progress
@@ -179,13 +180,14 @@ def _expire_chunk(
         tx.lock_account(expired_id)
     # The driver's cursor: a chunk's rows are plain tuples, not result rows.
     dialect = connection.dialect.name
-    cursor = connection.connection.cursor()
-    cursor.execute(
-        _candidates_sql(dialect, lock=True),
-        _candidate_parameters(dialect, cutoff, after, chunk),
-    )
-    rows = cursor.fetchall()
-    cursor.close()
+    cursor = DriverCursor(connection)
+    try:
+        rows = cursor.execute(
+            _candidates_sql(dialect, lock=True),
+            _candidate_parameters(dialect, cutoff, after, chunk),
+        ).fetchall()
+    finally:
+        cursor.close()
     if not rows:
         return None
     by_target: dict[int, list[tuple[int, int]]] = {}

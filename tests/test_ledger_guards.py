@@ -26,8 +26,8 @@ from ledger_helpers import (
 )
 from sqlalchemy.engine import Engine
 
-from ledger import Ledger, Side
-from ledger.database import constraint_violation
+from ledger import Ledger, Side, errors
+from ledger.database import DriverCursor, constraint_violation
 
 _INSERT_ENTRY = (
     "INSERT INTO ledger_entry (ledger_id, phase, kind, description, metadata, effective_at_us, "
@@ -543,4 +543,26 @@ def test_unique_constraints_hold_keys_resolutions_and_reversals(
         )
     message = str(raised.value)
     assert "uq_ledger_entry_reverses_id" in message or "ledger_entry.reverses_id" in message
+    assert snapshot(engine) == before
+
+
+def test_errors_on_the_write_paths_own_cursor_are_mapped_like_any_other(
+    ledger_: Ledger, engine: Engine, chart: Chart
+) -> None:
+    """The ledger writes through the driver's cursor; a refusal met there still arrives as
+    SQLAlchemy's error, so ``run_with_retries`` names the constraint (and retries what is
+    transient) exactly as for any other statement."""
+    before = snapshot(engine)
+
+    def duplicate_ledger(tx: Any) -> None:
+        tx._cursor().execute(
+            "INSERT INTO ledger (id, code, name, created_at_us) "
+            f"VALUES ({chart.ledger_id}, 'again', 'again', 0)"
+        )
+
+    with pytest.raises(errors.ConstraintViolation) as raised:
+        ledger_.transaction(duplicate_ledger)
+    assert raised.value.constraint in {"pk_ledger", "ledger.id"}  # PostgreSQL, SQLite
+    with pytest.raises(sa.exc.DBAPIError), engine.connect() as connection:
+        DriverCursor(connection).execute("SELECT no_such_column FROM ledger")
     assert snapshot(engine) == before
