@@ -366,15 +366,16 @@ def _plain_expiry_postgresql(
     sides: list[int] = []
     amounts: list[int] = []
     for entry_id, part in zip(ids, parts, strict=True):
-        for account_id, remaining in part:
+        debits = [(int(account_id), int(remaining)) for account_id, remaining in part]
+        for account_id, remaining in debits:
             entries.append(entry_id)
             accounts.append(account_id)
             sides.append(1)
-            amounts.append(int(remaining))
+            amounts.append(remaining)
         entries.append(entry_id)
         accounts.append(expired_id)
         sides.append(2)
-        amounts.append(sum(int(r[1]) for r in part))
+        amounts.append(sum(remaining for _, remaining in debits))
     cursor.execute(
         "INSERT INTO ledger_posting (entry_id, ledger_id, account_id, side, amount) "
         "SELECT e, %s, a, s, x FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[], "
@@ -382,15 +383,15 @@ def _plain_expiry_postgresql(
         (ledger_id, entries, accounts, sides, amounts),
     )
     cursor.execute("INSERT INTO ledger_unsealed (entry_id) SELECT unnest(%s::bigint[])", (ids,))
-    debited = [a for a, s in zip(accounts, sides, strict=True) if s == 1]
+    buckets = [(a, x) for a, s, x in zip(accounts, sides, amounts, strict=True) if s == 1]
     cursor.execute(
         "UPDATE ledger_account AS a SET debits_posted = a.debits_posted + d.x "
         "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, x) WHERE a.id = d.id",
-        (debited, [x for x, s in zip(amounts, sides, strict=True) if s == 1]),
+        ([a for a, _ in buckets], [x for _, x in buckets]),
     )
     cursor.execute(
         "UPDATE ledger_account SET credits_posted = credits_posted + %s WHERE id = %s",
-        (sum(x for x, s in zip(amounts, sides, strict=True) if s == 1), expired_id),
+        (sum(x for _, x in buckets), expired_id),
     )
 
 

@@ -483,11 +483,10 @@ def _chunked(
     share_lock: bool = False,
 ) -> list[Any]:
     """Rows of ``model``'s table (its ``columns``, or all) whose ``key`` is one of ``values``,
-    as plain result rows
-    (attribute access by column name; no ORM instances, no identity map: a file's lookups read
-    tens of thousands of rows). On PostgreSQL the values go as one array (``= ANY``), one
-    statement text whatever their number; SQLite takes LOOKUP_CHUNK values per ``IN`` list (it
-    limits the parameters per statement)."""
+    as plain result rows (attribute access by column name; no ORM instances, no identity map:
+    a file's lookups read tens of thousands of rows). On PostgreSQL the values go as one array
+    (``= ANY``), one statement text whatever their number; SQLite takes LOOKUP_CHUNK values per
+    ``IN`` list (it limits the parameters per statement)."""
     connection = session.connection()
     table = model.__table__
     postgresql = connection.dialect.name == "postgresql"

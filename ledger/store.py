@@ -303,78 +303,44 @@ class LedgerTx:
             owner_ref=owner_refs[0],
             flags=flags,
         )
-        for owner_ref in owner_refs[1:]:
+        rest = list(owner_refs[1:])
+        for owner_ref in rest:
             if owner_ref is not None:
                 check_text("owner_ref", owner_ref, OWNER_REF_MAX_LENGTH)
-        rows = [
-            {
-                "ledger_id": ledger_id,
-                "code": code,
-                "normal_side": int(normal_side),
-                "owner_ref": owner_ref,
-                "flags": int(AccountFlags(flags)),
-                "closed": False,
-                "debits_posted": 0,
-                "credits_posted": 0,
-                "debits_pending": 0,
-                "credits_pending": 0,
-                "created_at_us": self._now_us(),
-            }
-            for owner_ref in owner_refs[1:]
-        ]
-        if not rows:
+        if not rest:
             return [first.id]
-        if self._sqlite:
-            # As for entries: the write lock is held (BEGIN IMMEDIATE; the account above was
-            # written), so the ids after the largest are the ones SQLite would give. Given
-            # explicitly, one prepared statement inserts them all (RETURNING would make
-            # SQLAlchemy run a statement per row to keep their order).
-            cursor = self._cursor()
-            cursor.execute("SELECT max(id) FROM ledger_account")
-            top = int(cursor.fetchone()[0])
-            ids = list(range(top + 1, top + 1 + len(rows)))
-            cursor.executemany(
-                "INSERT INTO ledger_account (id, ledger_id, code, normal_side, owner_ref, flags, "
-                "closed, debits_posted, credits_posted, debits_pending, credits_pending, "
-                "created_at_us) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
-                [
-                    (
-                        account_id,
-                        row["ledger_id"],
-                        row["code"],
-                        row["normal_side"],
-                        row["owner_ref"],
-                        row["flags"],
-                        row["created_at_us"],
-                    )
-                    for account_id, row in zip(ids, rows, strict=True)
-                ],
-            )
-            return [first.id, *ids]
-        # PostgreSQL: ids from the sequence first, then one statement over arrays (as entries
-        # are written), so that the ids follow ``owner_refs`` without a statement per row.
-        cursor = self._cursor()
-        cursor.execute(
-            "SELECT nextval('ledger_account_id_seq') FROM generate_series(1, %(count)s)",
-            {"count": len(rows)},
-        )
-        ids = [int(row[0]) for row in cursor.fetchall()]
-        cursor.execute(
+        # Ids chosen first, so that one statement inserts them all in the order asked
+        # (RETURNING would make SQLAlchemy run a statement per row on SQLite to keep the order).
+        ids = self._new_ids("ledger_account", len(rest))
+        values = {
+            "ledger": ledger_id,
+            "code": code,
+            "side": int(normal_side),
+            "flags": int(AccountFlags(flags)),
+            "now": self._now_us(),
+        }
+        columns = (
             "INSERT INTO ledger_account (id, ledger_id, code, normal_side, owner_ref, flags, "
             "closed, debits_posted, credits_posted, debits_pending, credits_pending, "
-            "created_at_us) SELECT id, %(ledger)s, %(code)s, %(side)s, owner_ref, %(flags)s, "
-            "false, 0, 0, 0, 0, %(now)s "
-            "FROM unnest(%(ids)s::bigint[], %(owners)s::text[]) AS v(id, owner_ref)",
-            {
-                "ledger": ledger_id,
-                "code": code,
-                "side": int(normal_side),
-                "flags": int(AccountFlags(flags)),
-                "now": rows[0]["created_at_us"],
-                "ids": ids,
-                "owners": [row["owner_ref"] for row in rows],
-            },
+            "created_at_us) "
         )
+        cursor = self._cursor()
+        if self._sqlite:
+            cursor.executemany(
+                columns
+                + "VALUES (:id, :ledger, :code, :side, :owner, :flags, 0, 0, 0, 0, 0, :now)",
+                [
+                    {**values, "id": account_id, "owner": owner_ref}
+                    for account_id, owner_ref in zip(ids, rest, strict=True)
+                ],
+            )
+        else:
+            cursor.execute(
+                columns + "SELECT id, %(ledger)s, %(code)s, %(side)s, owner_ref, %(flags)s, "
+                "false, 0, 0, 0, 0, %(now)s "
+                "FROM unnest(%(ids)s::bigint[], %(owners)s::text[]) AS v(id, owner_ref)",
+                {**values, "ids": ids, "owners": rest},
+            )
         return [first.id, *ids]
 
     def get_account(self, account_id: int) -> Account:
@@ -890,11 +856,7 @@ class LedgerTx:
         ]
         cursor = self._cursor()
         if self._sqlite:
-            # The write lock is held (BEGIN IMMEDIATE) and entries are never deleted, so the ids
-            # after the largest are free.
-            cursor.execute("SELECT coalesce(max(id), 0) FROM ledger_entry")
-            top = cursor.fetchone()[0]
-            ids = list(range(top + 1, top + 1 + len(plans)))
+            ids = self._new_ids("ledger_entry", len(plans))
             cursor.executemany(
                 _SQLITE_INSERT_ENTRY,
                 [(entry_id, *row) for entry_id, row in zip(ids, entry_rows, strict=True)],
@@ -984,6 +946,21 @@ class LedgerTx:
                 postings=item.postings,
             )
         return entries
+
+    def _new_ids(self, table: str, count: int) -> list[int]:
+        """``count`` ids for new rows of ``table`` (``ledger_entry`` or ``ledger_account``).
+
+        SQLite: the write lock is held (BEGIN IMMEDIATE), so the ids after the largest are the
+        ones SQLite itself would give. PostgreSQL: from the table's sequence."""
+        cursor = self._cursor()
+        if self._sqlite:
+            top = cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+            return list(range(top + 1, top + 1 + count))
+        cursor.execute(
+            f"SELECT nextval('{table}_id_seq') FROM generate_series(1, %(count)s)",
+            {"count": count},
+        )
+        return [int(row[0]) for row in cursor.fetchall()]
 
     def _cursor(self) -> Any:
         """The driver's own cursor, for the hot path: no result metadata is built, and on
