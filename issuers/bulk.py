@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import gc
 import hashlib
 import io
 import json
@@ -81,8 +82,6 @@ RESIDENT_ID = re.compile(r"^res_[A-Za-z0-9_-]{1,28}$")
 DATE = re.compile(r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})")
 ROWS_MAX = 200_000
 BATCH = 2000
-#: Rows per query when checking the file against the database.
-LOOKUP_CHUNK = 900
 #: On PostgreSQL, refresh the planner's statistics every this many batches of an upload.
 ANALYZE_EVERY = 5
 
@@ -206,6 +205,7 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
     errors: list[RowError] = []
     rows: list[Row] = []
     seen: dict[str, int] = {}
+    details_checked: dict[tuple[tuple[str, str], ...], RowError | None] = {}
     last_line = 0
     while True:
         try:
@@ -236,7 +236,7 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
             )
             continue
         values = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
-        row, row_errors = _parse_row(line, values, program, module, detail_columns)
+        row, row_errors = _parse_row(line, values, program, module, detail_columns, details_checked)
         if row is not None and row.record_id in seen:
             row_errors.append(
                 RowError(line, "record_id", f"the same record_id is on line {seen[row.record_id]}")
@@ -271,6 +271,7 @@ def _parse_row(
     program: Program,
     module: Any,
     detail_columns: list[str],
+    details_checked: dict[tuple[tuple[str, str], ...], RowError | None],
 ) -> tuple[Row | None, list[RowError]]:
     errors: list[RowError] = []
     resident_id, record_id = values["resident_id"], values["record_id"]
@@ -299,11 +300,18 @@ def _parse_row(
                 RowError(line, "amount", f"this program awards {program.amount} per event")
             )
     details = {name: values[name] for name in detail_columns if values.get(name)}
-    try:
-        parse_details(module, details)
-    except PointsError as bad:
-        column = str(bad.context.get("field", "details")).removeprefix("details.")
-        errors.append(RowError(line, column, bad.message))
+    # A file repeats a few detail values (checkup types): each is checked once.
+    key = tuple(details.items())
+    if key not in details_checked:
+        try:
+            parse_details(module, details)
+            details_checked[key] = None
+        except PointsError as bad:
+            column = str(bad.context.get("field", "details")).removeprefix("details.")
+            details_checked[key] = RowError(0, column, bad.message)
+    refused = details_checked[key]
+    if refused is not None:
+        errors.append(RowError(line, refused.column, refused.reason))
     if errors:
         return None, errors
     return Row(line, resident_id, record_id, occurred_on, details), []
@@ -383,6 +391,8 @@ def validate(
         )
     }
     plan = Plan(rows=len(rows), to_award=[], replays=0)
+    has_caps = _has_caps(program)
+    windows: dict[date, int | PointsError] = {}
     once_in_file: dict[tuple[str, str], int] = {}
     # A file repeats a few detail values (checkup types) on every row: parse each once.
     parsed: dict[tuple[tuple[str, Any], ...], tuple[Any, str]] = {}
@@ -420,9 +430,14 @@ def validate(
             errors.append(RowError(row.line, "resident_id", "the resident's wallet is closed"))
             continue
         occurred_on = row.occurred_on or today
+        # A file holds a few dates: each is checked against the program's window once.
+        year = windows.get(occurred_on) or windows.setdefault(
+            occurred_on, _in_window(program, occurred_on, today)
+        )
+        if isinstance(year, PointsError):
+            errors.append(RowError(row.line, "occurred_on", year.message))
+            continue
         try:
-            check_window(program, occurred_on, today)
-            year = fiscal_year(occurred_on)
             award_plan = module.plan(
                 program,
                 config,
@@ -433,6 +448,7 @@ def validate(
             column = str(bad.context.get("field", "")).removeprefix("details.")
             errors.append(RowError(row.line, column, bad.message))
             continue
+        periods = cap_periods(program, occurred_on, year) if has_caps else []
         bad_row = False
         for once_key in award_plan.once:
             key = (row.resident_id, once_key)
@@ -446,7 +462,7 @@ def validate(
                     )
                 )
                 bad_row = True
-        for period, cap in cap_periods(program, occurred_on, year):
+        for period, cap in periods:
             so_far = counted.get((row.resident_id, period), 0)
             if so_far + award_plan.amount > cap:
                 errors.append(
@@ -461,7 +477,7 @@ def validate(
             continue
         for once_key in award_plan.once:
             once_in_file[(row.resident_id, once_key)] = row.line
-        for period, _cap in cap_periods(program, occurred_on, year):
+        for period, _cap in periods:
             key = (row.resident_id, period)
             counted[key] = counted.get(key, 0) + award_plan.amount
         # Awarded as checked: a blank date is today's *now*, not the day the batch runs.
@@ -471,6 +487,20 @@ def validate(
         plan.to_award.append(row)
         plan.totals[year] = plan.totals.get(year, 0) + award_plan.amount
     return plan, errors
+
+
+def _in_window(program: Program, occurred_on: date, today: date) -> int | PointsError:
+    """The fiscal year of an event on that day, or why the program cannot award it."""
+    try:
+        check_window(program, occurred_on, today)
+    except PointsError as bad:
+        return bad
+    return fiscal_year(occurred_on)
+
+
+def _has_caps(program: Program) -> bool:
+    caps = (program.cap_per_day, program.cap_per_month, program.cap_per_fiscal_year)
+    return any(cap is not None for cap in caps)
 
 
 def _chunked(
@@ -484,26 +514,26 @@ def _chunked(
 ) -> list[Any]:
     """Rows of ``model``'s table (its ``columns``, or all) whose ``key`` is one of ``values``,
     as plain result rows (attribute access by column name; no ORM instances, no identity map:
-    a file's lookups read tens of thousands of rows). On PostgreSQL the values go as one array
-    (``= ANY``), one statement text whatever their number; SQLite takes LOOKUP_CHUNK values per
-    ``IN`` list (it limits the parameters per statement)."""
+    a file's lookups read tens of thousands of rows). One statement with one parameter however
+    many the values: an array on PostgreSQL (``= ANY``), a JSON array on SQLite (``IN (SELECT
+    value FROM json_each(?))``). An ``IN`` list of bound values cost SQLAlchemy more to build
+    per value than the database spent finding the row, and SQLite limits its length."""
+    if not values:
+        return []
     connection = session.connection()
-    table = model.__table__
-    postgresql = connection.dialect.name == "postgresql"
-    size = max(len(values), 1) if postgresql else LOOKUP_CHUNK
-    found: list[Any] = []
-    for start in range(0, len(values), size):
-        part = values[start : start + size]
-        match = (
-            key == sa.any_(sa.bindparam("values", part, type_=postgresql_types.ARRAY(sa.String)))
-            if postgresql
-            else key.in_(part)
+    if connection.dialect.name == "postgresql":
+        match = key == sa.any_(
+            sa.bindparam("values", values, type_=postgresql_types.ARRAY(sa.String))
         )
-        query = sa.select(*columns or (table,)).where(match, *conditions)
-        if share_lock:
-            query = query.with_for_update(read=True)
-        found.extend(connection.execute(query).all())
-    return found
+    else:
+        listed: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+            sa.func.json_each(sa.bindparam("values", json.dumps(values)))
+        )
+        match = key.in_(listed)
+    query = sa.select(*columns or (model.__table__,)).where(match, *conditions)
+    if share_lock:
+        query = query.with_for_update(read=True)
+    return list(connection.execute(query).all())
 
 
 def _lookup(
@@ -609,6 +639,9 @@ def _upload(
     if errors:
         raise CsvInvalid(errors)
     assert plan is not None
+    # The plan (an object or more per row) lives until the upload ends: keep the collector off
+    # it as well, or every full collection of the batches walks it again (frozen_heap thaws).
+    gc.freeze()
     upload_id = unit_of_work(
         engine,
         lambda session: _set_aside(session, actor, now, program_id, plan, sha256, filename),
@@ -813,7 +846,9 @@ def _award_set_based(
     holds: dict[int, int],
 ) -> tuple[int, int]:
     """The batch in a handful of multi-row statements; raises when anything is not as it was
-    when the file was checked (the caller then goes row by row)."""
+    when the file was checked (the caller then goes row by row). Each row is awarded as the
+    check planned it (amount, fiscal year, once-keys, details): the file's total was set aside
+    on those amounts."""
     program = load_program(session, program_id)
     if program.status != "active":
         raise _Changed("the program is no longer active")
@@ -822,12 +857,13 @@ def _award_set_based(
     valid_until = point_type.valid_until(today)
     if valid_until < today:
         raise _Changed("the point type has expired")
+    if any(row.fiscal_year not in holds for row in rows):
+        raise _Changed("nothing was set aside for a fiscal year of this batch")
     connection = session.connection()
     # No lookup of earlier awards: an award of one of these records made since the check (or by
     # an interrupted run of this upload) shows as a replay of its ledger entry below, and the
     # batch goes row by row, where each such row is replayed or refused (record_id_reused).
-    fresh = rows
-    resident_ids = sorted({row.resident_id for row in fresh})
+    resident_ids = sorted({row.resident_id for row in rows})
     residents = _lookup(
         session,
         Resident,
@@ -835,9 +871,8 @@ def _award_set_based(
         resident_ids,
         columns=(col(Resident.id), col(Resident.status)),
     )
-    if any(
-        residents.get(resident) is None or residents[resident].status != ResidentStatus.ACTIVE
-        for resident in resident_ids
+    if len(residents) != len(resident_ids) or any(
+        resident.status != ResidentStatus.ACTIVE for resident in residents.values()
     ):
         raise _Changed("a resident is no longer active")
     wallets = _lookup(
@@ -853,80 +888,37 @@ def _award_set_based(
         raise _Changed("a wallet was closed")
     # Once-keys and cap counters: the database refuses a collision (unique key) or a cap
     # exceeded (CHECK amount <= cap), and the batch goes row by row.
-    once_rows: list[dict[str, Any]] = []
-    caps: dict[tuple[str, str], tuple[int, int]] = {}
-    planned: list[tuple[Row, int, int, str]] = []
-    # Each row as the check planned it (amount, year, once-keys, details): the file's total was
-    # set aside on those amounts.
-    for row in fresh:
-        occurred_on = row.occurred_on or today
-        year = row.fiscal_year
-        if year not in holds:
-            raise _Changed(f"nothing was set aside for FY{year}")
-        for once_key in row.once_keys:
-            once_rows.append(
-                {
-                    "program_id": program_id,
-                    "resident_id": row.resident_id,
-                    "once_key": once_key,
-                    "record_id": row.record_id,
-                }
-            )
-        for period, cap in cap_periods(program, occurred_on, year):
-            so_far, _ = caps.get((row.resident_id, period), (0, cap))
-            caps[(row.resident_id, period)] = (so_far + row.amount, cap)
-        planned.append((row, year, row.amount, row.details_json))
-    if once_rows:
-        insert_many(connection, AwardOnce.__table__, once_rows)  # type: ignore[attr-defined]
-    if caps:
-        counters = [
-            {
-                "program_id": program.id,
-                "resident_id": resident,
-                "period": period,
-                "amount": amount,
-                "cap": cap,
-            }
-            for (resident, period), (amount, cap) in caps.items()
-        ]
-        connection.execute(OPEN_COUNTER, counters)
-        # Unconditional, unlike a single award's: the CHECK amount <= cap refuses a counter
-        # pushed past its cap, and the batch then goes row by row.
-        connection.execute(
-            sa.text(
-                "UPDATE award_counter SET amount = amount + :amount, cap = :cap "
-                "WHERE program_id = :program_id AND resident_id = :resident_id "
-                "AND period = :period"
-            ),
-            counters,
+    once = [(row.resident_id, key, row.record_id) for row in rows for key in row.once_keys]
+    if once:
+        once_residents, once_keys, once_records = zip(*once, strict=True)
+        insert_many(
+            connection,
+            AwardOnce.__table__,  # type: ignore[attr-defined]
+            {"resident_id": once_residents, "once_key": once_keys, "record_id": once_records},
+            {"program_id": program_id},
         )
+    if _has_caps(program):
+        _count_batch_towards_caps(connection, program, rows)
     missing_wallets = [resident for resident in resident_ids if resident not in wallets]
     if missing_wallets:
         insert_many(
             connection,
             Wallet.__table__,  # type: ignore[attr-defined]
-            [
-                {
-                    "resident_id": resident,
-                    "point_type_id": point_type.id,
-                    "status": WalletStatus.OPEN,
-                    "created_at": now,
-                }
-                for resident in missing_wallets
-            ],
+            {"resident_id": missing_wallets},
+            {"point_type_id": point_type.id, "status": WalletStatus.OPEN, "created_at": now},
         )
-    buckets = {
+    buckets: dict[str, int] = {
         bucket.resident_id: bucket.account_id
-        for bucket in _lookup(
+        for bucket in _chunked(
             session,
             WalletBucket,
             col(WalletBucket.resident_id),
             resident_ids,
             WalletBucket.point_type_id == point_type.id,
-            WalletBucket.program_id == program.id,
+            WalletBucket.program_id == program_id,
             WalletBucket.valid_until == valid_until,
             columns=(col(WalletBucket.resident_id), col(WalletBucket.account_id)),
-        ).values()
+        )
     }
     tx = LedgerTx(connection, lambda: now)
     new_buckets = [resident for resident in resident_ids if resident not in buckets]
@@ -942,64 +934,92 @@ def _award_set_based(
         insert_many(
             connection,
             WalletBucket.__table__,  # type: ignore[attr-defined]
-            [
-                {
-                    "account_id": account_id,
-                    "resident_id": resident,
-                    "point_type_id": point_type.id,
-                    "program_id": program.id,
-                    "valid_until": valid_until,
-                }
-                for resident, account_id in zip(new_buckets, ids, strict=True)
-            ],
+            {"account_id": ids, "resident_id": new_buckets},
+            {"point_type_id": point_type.id, "program_id": program_id, "valid_until": valid_until},
         )
         buckets.update(zip(new_buckets, ids, strict=True))
-    metadata = {
-        "program_id": program.id,
-        "program_ja": program.name_ja,
-        "program_en": program.name_en,
-    }
+    program_ja, program_en = program.name_ja, program.name_en
+    namespace = f"award:{program_id}"
+    debit, credit = Side.DEBIT, Side.CREDIT
     results = tx.post_batch(
         [
             NewEntry(
                 [
-                    Posting(holds[year], Side.DEBIT, amount),
-                    Posting(buckets[row.resident_id], Side.CREDIT, amount),
+                    Posting(holds[row.fiscal_year], debit, row.amount),
+                    Posting(buckets[row.resident_id], credit, row.amount),
                 ],
                 kind="award",
-                description=program.name_en,
-                metadata={**metadata, "record_id": row.record_id, "fiscal_year": year},
-                namespace=f"award:{program.id}",
+                description=program_en,
+                metadata={
+                    "program_id": program_id,
+                    "program_ja": program_ja,
+                    "program_en": program_en,
+                    "record_id": row.record_id,
+                    "fiscal_year": row.fiscal_year,
+                },
+                namespace=namespace,
                 idempotency_key=row.record_id,
             )
-            for row, year, amount, _details in planned
+            for row in rows
         ],
         BatchMode.ATOMIC,
     )
-    if any(result.replayed for result in results):
-        raise _Changed("an award of this file was recorded meanwhile")
+    entry_ids: list[int] = []
+    for result in results:
+        if result.replayed or result.entry is None:
+            raise _Changed("an award of this file was recorded meanwhile")
+        entry_ids.append(result.entry.id)
     insert_many(
         connection,
         Award.__table__,  # type: ignore[attr-defined]
-        [
-            {
-                "program_id": program.id,
-                "record_id": row.record_id,
-                "resident_id": row.resident_id,
-                "amount": amount,
-                "fiscal_year": year,
-                "occurred_on": row.occurred_on or today,
-                "valid_until": valid_until,
-                "entry_id": result.entry.id if result.entry is not None else None,
-                "bucket_account_id": buckets[row.resident_id],
-                "details": details_json,
-                "awarded_by": actor.principal_id,
-                "created_at": now,
-            }
-            for (row, year, amount, details_json), result in zip(planned, results, strict=True)
-        ],
+        {
+            "record_id": [row.record_id for row in rows],
+            "resident_id": [row.resident_id for row in rows],
+            "amount": [row.amount for row in rows],
+            "fiscal_year": [row.fiscal_year for row in rows],
+            "occurred_on": [row.occurred_on or today for row in rows],
+            "entry_id": entry_ids,
+            "bucket_account_id": [buckets[row.resident_id] for row in rows],
+            "details": [row.details_json for row in rows],
+        },
+        {
+            "program_id": program_id,
+            "valid_until": valid_until,
+            "awarded_by": actor.principal_id,
+            "created_at": now,
+        },
     )
-    return len(fresh), 0
+    return len(rows), 0
+
+
+def _count_batch_towards_caps(connection: sa.Connection, program: Program, rows: list[Row]) -> None:
+    """Add the batch's amounts to the cap counters, one statement for all."""
+    caps: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in rows:
+        assert row.occurred_on is not None  # set by the check
+        for period, cap in cap_periods(program, row.occurred_on, row.fiscal_year):
+            so_far, _ = caps.get((row.resident_id, period), (0, cap))
+            caps[(row.resident_id, period)] = (so_far + row.amount, cap)
+    counters = [
+        {
+            "program_id": program.id,
+            "resident_id": resident,
+            "period": period,
+            "amount": amount,
+            "cap": cap,
+        }
+        for (resident, period), (amount, cap) in caps.items()
+    ]
+    connection.execute(OPEN_COUNTER, counters)
+    # Unconditional, unlike a single award's: the CHECK amount <= cap refuses a counter pushed
+    # past its cap, and the batch then goes row by row.
+    connection.execute(
+        sa.text(
+            "UPDATE award_counter SET amount = amount + :amount, cap = :cap "
+            "WHERE program_id = :program_id AND resident_id = :resident_id AND period = :period"
+        ),
+        counters,
+    )
 
 
 def _settle(session: Session, now: datetime, upload_id: str) -> AwardUpload:

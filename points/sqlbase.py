@@ -11,6 +11,8 @@ read back as UTC. A naive datetime is refused on the way in, so local time never
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,41 +44,33 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-_UNSET = object()
+def insert_many(
+    connection: sa.Connection,
+    table: sa.Table,
+    columns: Mapping[str, Sequence[Any]],
+    same: Mapping[str, Any] | None = None,
+) -> None:
+    """Insert many rows of one table, given by column, the fastest way each database offers.
 
-
-def insert_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows of one table, the fastest way each database offers.
-
-    SQLite: one prepared statement run by the driver's ``executemany``. PostgreSQL: one statement
-    over one array per column (``INSERT ... SELECT * FROM unnest(...)``), sent in binary,
+    ``columns`` maps column names to one value per row (all of one length); ``same`` maps
+    column names to one value for every row. SQLite: one prepared statement run by the
+    driver's ``executemany``. PostgreSQL: one statement over one array per column (``INSERT
+    ... SELECT ... FROM unnest(...)``, sent in binary), the shared values as plain parameters,
     instead of a statement per row (psycopg's ``executemany``). A CSV upload inserts four rows
     per award, and SQLAlchemy's own ``executemany`` spent more time preparing each row's
-    parameters than the database spent writing it. Every row names the same columns; values go
-    through each column type's bind processing as they would in an ordinary insert
-    (``UTCDateTime`` included)."""
-    if not rows:
+    parameters than the database spent writing it; building a dict per row cost as much again.
+    Values go through each column type's bind processing as in an ordinary insert
+    (``UTCDateTime`` included), once per distinct value."""
+    same = same or {}
+    count = len(next(iter(columns.values()))) if columns else 0
+    if not count:
         return
-    names = list(rows[0])
-    columns = [table.c[name] for name in names]
     dialect = connection.dialect
-    arrays: list[list[Any]] = []
-    for column in columns:
-        process = column.type.bind_processor(dialect)
-        values = [row[column.name] for row in rows]
-        if process is None:
-            arrays.append(values)
-            continue
-        # Rows of one insert often share a value object (the batch's instant, its program):
-        # processed once per run of the same object.
-        processed: list[Any] = []
-        last: Any = _UNSET
-        done: Any = None
-        for value in values:
-            if value is not last:
-                last, done = value, process(value)
-            processed.append(done)
-        arrays.append(processed)
+    arrays = [_processed(table.c[name], values, dialect) for name, values in columns.items()]
+    if any(len(values) != count for values in arrays):
+        raise ValueError("insert_many: every column needs one value per row")
+    shared = [_processed(table.c[name], [value], dialect)[0] for name, value in same.items()]
+    names = [*columns, *same]
     quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
     target = dialect.identifier_preparer.format_table(table)
     if dialect.name == "sqlite":
@@ -84,13 +78,37 @@ def insert_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str,
         # else (sa.exc.IntegrityError), without its per-row parameter processing.
         connection.exec_driver_sql(
             f"INSERT INTO {target} ({quoted}) VALUES ({', '.join('?' for _ in names)})",
-            list(zip(*arrays, strict=True)),
+            list(zip(*arrays, *(itertools.repeat(value, count) for value in shared), strict=True)),
         )
         return
-    types = [column.type.compile(dialect=dialect) for column in columns]
+    types = [table.c[name].type.compile(dialect=dialect) for name in names]
+    listed = [f"%(c{n})b::{types[n]}[]" for n in range(len(arrays))]
+    constants = [f"%(s{n})s::{types[len(arrays) + n]}" for n in range(len(shared))]
     statement = (
-        f"INSERT INTO {target} ({quoted}) SELECT * FROM unnest("
-        + ", ".join(f"%(c{n})b::{type_}[]" for n, type_ in enumerate(types))
-        + ")"
+        f"INSERT INTO {target} ({quoted}) SELECT u.*"
+        + "".join(f", {constant}" for constant in constants)
+        + f" FROM unnest({', '.join(listed)}) AS u"
     )
-    connection.exec_driver_sql(statement, {f"c{n}": array for n, array in enumerate(arrays)})
+    parameters = {f"c{n}": array for n, array in enumerate(arrays)}
+    parameters.update({f"s{n}": value for n, value in enumerate(shared)})
+    connection.exec_driver_sql(statement, parameters)
+
+
+def _processed(column: sa.Column[Any], values: Sequence[Any], dialect: Dialect) -> list[Any]:
+    """The values as the column's bind processing sends them (each distinct value once), with
+    the dialect's own type (SQLite's DATE and DATETIME write text in SQLAlchemy's format; the
+    generic types have no processing, and sqlite3's default adapters write another)."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return list(values)
+    done: dict[Any, Any] = {}
+    processed: list[Any] = []
+    try:
+        for value in values:
+            try:
+                processed.append(done[value])
+            except KeyError:
+                processed.append(done.setdefault(value, process(value)))
+    except TypeError:  # an unhashable value (a dict for a JSON column): each processed alone
+        return [process(value) for value in values]
+    return processed

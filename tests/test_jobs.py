@@ -68,7 +68,7 @@ from points.pointtypes import ExpiryRule, PointType
 from points.ratelimit import RateLimitWindow
 from points.scheduler import enabled_jobs, start_scheduler
 from points.settings import Settings
-from points.sqlbase import insert_many
+from points.sqlbase import UTCDateTime, insert_many
 from points.uow import unit_of_work
 
 assert maintenance.EXPIRY is JOBS["expiry"]  # the module registers the jobs when imported
@@ -1122,38 +1122,71 @@ def test_bulk_work_freezes_the_heap_and_always_thaws_it() -> None:
 
 def test_insert_many_writes_what_an_ordinary_insert_writes(engine: Engine) -> None:
     """``points.sqlbase.insert_many`` (arrays on PostgreSQL): instants converted to UTC, None,
-    text with quotes, commas and Japanese, and a refused row refusing the whole statement."""
+    text with quotes, commas and Japanese, values shared by every row, and a refused row
+    refusing the whole statement."""
     tokyo_noon = datetime(2026, 11, 30, 12, 0, tzinfo=TOKYO)
-    rows = [
-        {
-            "job": f'job "{n}", 期限切れ',
-            "period": "2026-11-30",
-            "state": "done",
-            "owner": "o" * 36,
-            "lease_expires_at": tokyo_noon,
-            "started_at": tokyo_noon + timedelta(seconds=n),
-            "finished_at": None if n % 2 else tokyo_noon,
-            "counts": "{}",
-            "outcome": "ok",
-            "trigger": "cli",
-        }
-        for n in range(5)
-    ]
+    count = 5
+    columns = {
+        "job": [f'job "{n}", 期限切れ' for n in range(count)],
+        "started_at": [tokyo_noon + timedelta(seconds=n) for n in range(count)],
+        "finished_at": [None if n % 2 else tokyo_noon for n in range(count)],
+    }
+    same = {
+        "period": "2026-11-30",
+        "state": "done",
+        "owner": "o" * 36,
+        "lease_expires_at": tokyo_noon,
+        "counts": "{}",
+        "outcome": "ok",
+        "trigger": "cli",
+    }
     table = JobRun.__table__  # type: ignore[attr-defined]
     with engine.begin() as connection:
-        insert_many(connection, table, rows)
+        insert_many(connection, table, columns, same)
     with engine.connect() as connection:
         found = connection.execute(sa.select(table).order_by(table.c.started_at)).all()
-    assert [row.job for row in found] == [row["job"] for row in rows]
-    assert [row.started_at for row in found] == [row["started_at"] for row in rows]
+    assert [row.job for row in found] == columns["job"]
+    assert [row.started_at for row in found] == columns["started_at"]
     assert all(row.started_at.utcoffset() == timedelta(0) for row in found)
-    assert [row.finished_at for row in found] == [row["finished_at"] for row in rows]
+    assert [row.finished_at for row in found] == columns["finished_at"]
+    assert {(row.period, row.state, row.lease_expires_at, row.trigger) for row in found} == {
+        ("2026-11-30", "done", tokyo_noon, "cli")
+    }
     # The CHECK on state refuses one bad row: nothing of the statement is written.
-    bad = [{**rows[0], "job": "another", "period": "p"}, {**rows[0], "job": "x", "state": "?"}]
+    bad = {"job": ["another", "x"], "state": ["done", "?"], "started_at": [tokyo_noon] * 2}
+    others = {key: value for key, value in same.items() if key not in ("state", "period")}
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
-        insert_many(connection, table, bad)
+        insert_many(connection, table, bad, {**others, "period": "p"})
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 5
+    # Columns of different lengths are a programming error, refused before the database.
+    with pytest.raises(ValueError), engine.begin() as connection:
+        insert_many(connection, table, {"job": ["a", "b"], "started_at": [tokyo_noon]}, same)
+
+
+def test_insert_many_stores_dates_and_instants_as_an_ordinary_insert_does(engine: Engine) -> None:
+    """The stored form, not only what reads back: SQLite keeps dates and instants as text, and
+    text compares as text in SQL, so both paths must write the very same characters."""
+    table = sa.Table(
+        "insert_many_probe",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("day", sa.Date, nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+    )
+    table.create(engine)
+    try:
+        day, at = date(2026, 11, 30), datetime(2026, 11, 30, 12, 0, tzinfo=TOKYO)
+        with engine.begin() as connection:
+            connection.execute(sa.insert(table), [{"id": 1, "day": day, "at": at}])
+            insert_many(connection, table, {"id": [2]}, {"day": day, "at": at})
+        with engine.connect() as connection:
+            stored = connection.exec_driver_sql(
+                "SELECT CAST(day AS TEXT), CAST(at AS TEXT) FROM insert_many_probe ORDER BY id"
+            ).all()
+        assert stored[0] == stored[1]
+    finally:
+        table.drop(engine)
 
 
 def test_a_long_run_renews_its_lease_and_stops_when_taken_over(

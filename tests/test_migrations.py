@@ -161,3 +161,42 @@ def test_downgrade_to_base_and_upgrade_again(empty_engine: Engine) -> None:
         instance.post(transfer(chart.source.id, chart.wallet.id, 10))
         seal_and_verify(instance)
         assert instance.balance(chart.wallet.id).posted == 10
+
+
+def test_instants_bulk_uploads_wrote_short_are_given_their_fraction(
+    backend: str, empty_engine: Engine
+) -> None:
+    """Revision 0008 (SQLite): ``created_at`` stored without its zero fraction by earlier bulk
+    uploads is rewritten in the form every other write uses; other values are left alone."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL stores timestamptz values")
+    db.upgrade(empty_engine, "0007_posting_checks")
+    raw = empty_engine.raw_connection()
+    try:
+        cursor = raw.driver_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")  # the wallets' residents are not the point
+        cursor.execute("BEGIN")
+        cursor.executemany(
+            "INSERT INTO wallet (resident_id, point_type_id, status, created_at) "
+            "VALUES (?, 'pt_1', 'open', ?)",
+            [
+                ("res_short", "2026-05-10 03:00:00"),
+                ("res_full", "2026-05-10 03:00:00.000000"),
+                ("res_fraction", "2026-05-10 03:00:00.250000"),
+            ],
+        )
+        cursor.execute("COMMIT")
+    finally:
+        raw.close()
+
+    db.upgrade(empty_engine)
+
+    with empty_engine.connect() as connection:
+        stored = dict(
+            connection.exec_driver_sql("SELECT resident_id, created_at FROM wallet").all()
+        )
+    assert stored == {
+        "res_short": "2026-05-10 03:00:00.000000",
+        "res_full": "2026-05-10 03:00:00.000000",
+        "res_fraction": "2026-05-10 03:00:00.250000",
+    }
