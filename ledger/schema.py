@@ -203,15 +203,17 @@ TRIGGER_CHECKED_FOREIGN_KEYS = frozenset(
 )
 
 
-def include_in_comparison(dialect_name: str) -> Callable[..., bool]:
+def include_in_comparison(
+    dialect_name: str, trigger_checked: frozenset[str] = TRIGGER_CHECKED_FOREIGN_KEYS
+) -> Callable[..., bool]:
     """An Alembic ``include_object`` hook: on PostgreSQL, leave out the foreign keys the
-    triggers check, so autogenerate does not propose adding them back."""
+    triggers check (``trigger_checked``), so autogenerate does not propose adding them back."""
 
     def include(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         return not (
             dialect_name == "postgresql"
             and type_ == "foreign_key_constraint"
-            and name in TRIGGER_CHECKED_FOREIGN_KEYS
+            and name in trigger_checked
         )
 
     return include

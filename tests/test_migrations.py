@@ -17,7 +17,6 @@ from sqlalchemy.engine import Engine
 
 import ledger
 from ledger import Ledger
-from ledger import schema as ledger_schema
 from ledger.schema import EXPECTED_ACCOUNT_CHECKS, EXPECTED_SQLITE_TYPE_CHECKS, EXPECTED_TRIGGERS
 from points import db
 
@@ -127,7 +126,7 @@ def test_models_and_migrations_do_not_drift(empty_engine: Engine) -> None:
             connection,
             opts={
                 "compare_type": True,
-                "include_object": ledger_schema.include_in_comparison(connection.dialect.name),
+                "include_object": db.include_in_comparison(connection.dialect.name),
             },
         )
         diff = compare_metadata(context, db.target_metadata())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from ledger import schema as ledger_schema
-from points.db import target_metadata
+from points.db import include_in_comparison, target_metadata
 
 config = context.config
 
@@ -17,7 +16,7 @@ def run() -> None:
         connection=connection,
         target_metadata=target_metadata(),
         compare_type=True,
-        include_object=ledger_schema.include_in_comparison(connection.dialect.name),
+        include_object=include_in_comparison(connection.dialect.name),
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
