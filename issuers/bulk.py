@@ -41,7 +41,6 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as postgresql_types
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -363,7 +362,7 @@ def validate(
             ),
         ).values()
     }
-    resident_ids = sorted({r.resident_id for r in rows})
+    resident_ids = list({r.resident_id for r in rows})
     taken_once = {
         (once.resident_id, once.once_key)
         for once in _chunked(
@@ -375,13 +374,14 @@ def validate(
             columns=(col(AwardOnce.resident_id), col(AwardOnce.once_key)),
         )
     }
+    has_caps = _has_caps(program)
     counted = {
         (counter.resident_id, counter.period): counter.amount
         for counter in _chunked(
             session,
             AwardCounter,
             col(AwardCounter.resident_id),
-            resident_ids,
+            resident_ids if has_caps else [],
             AwardCounter.program_id == program.id,
             columns=(
                 col(AwardCounter.resident_id),
@@ -391,7 +391,6 @@ def validate(
         )
     }
     plan = Plan(rows=len(rows), to_award=[], replays=0)
-    has_caps = _has_caps(program)
     windows: dict[date, int | PointsError] = {}
     once_in_file: dict[tuple[str, str], int] = {}
     # A file repeats a few detail values (checkup types) on every row: parse each once.
@@ -515,21 +514,20 @@ def _chunked(
     """Rows of ``model``'s table (its ``columns``, or all) whose ``key`` is one of ``values``,
     as plain result rows (attribute access by column name; no ORM instances, no identity map:
     a file's lookups read tens of thousands of rows). One statement with one parameter however
-    many the values: an array on PostgreSQL (``= ANY``), a JSON array on SQLite (``IN (SELECT
-    value FROM json_each(?))``). An ``IN`` list of bound values cost SQLAlchemy more to build
-    per value than the database spent finding the row, and SQLite limits its length."""
+    many the values: a JSON array, unpacked by the database (``json_each`` on SQLite,
+    ``json_array_elements_text`` on PostgreSQL, looked up through the key's index as
+    ``= ANY``). An ``IN`` list of bound values cost SQLAlchemy more to build per value than the
+    database spent finding the row (and SQLite limits its length); a PostgreSQL array of text
+    cost psycopg as much to quote, value by value, in Python."""
     if not values:
         return []
     connection = session.connection()
+    listed = sa.bindparam("values", json.dumps(values))
     if connection.dialect.name == "postgresql":
-        match = key == sa.any_(
-            sa.bindparam("values", values, type_=postgresql_types.ARRAY(sa.String))
-        )
+        elements = sa.select(sa.func.json_array_elements_text(sa.cast(listed, sa.JSON)))
+        match = key == sa.any_(sa.func.array(elements.scalar_subquery()))
     else:
-        listed: sa.Select[Any] = sa.select(sa.column("value")).select_from(
-            sa.func.json_each(sa.bindparam("values", json.dumps(values)))
-        )
-        match = key.in_(listed)
+        match = key.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(listed)))
     query = sa.select(*columns or (model.__table__,)).where(match, *conditions)
     if share_lock:
         query = query.with_for_update(read=True)
@@ -545,12 +543,13 @@ def _lookup(
     columns: tuple[Any, ...] = (),
     share_lock: bool = False,
 ) -> dict[str, Any]:
-    """Rows whose ``key`` is one of ``values``, by key (see ``_chunked``)."""
+    """Rows whose ``key`` is one of ``values``, by key (see ``_chunked``). Locks, when asked
+    for, are taken in the order of the key's index whatever the order of the values."""
     rows = _chunked(
         session,
         model,
         key,
-        sorted(set(values)),
+        list(set(values)),
         *conditions,
         columns=columns,
         share_lock=share_lock,

@@ -106,7 +106,8 @@ def from_us(microseconds: int) -> datetime:
 
 def canonical_json(value: Any) -> str:
     """Metadata as canonical JSON: sorted keys, no spaces, UTF-8, no floats, bounded size."""
-    _check_json_value(value, depth=0)
+    if not _is_flat(value):
+        _check_json_value(value, depth=0)
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         # Also the check for lone surrogates, in keys and text alike: they cannot be encoded.
@@ -122,6 +123,23 @@ def canonical_json(value: Any) -> str:
             limit_bytes=METADATA_MAX_BYTES,
         )
     return text
+
+
+def _is_flat(value: Any) -> bool:
+    """A dict of text keys and plain values (text, 64-bit integers, booleans, None): what
+    entries almost always carry, accepted in one loop (anything else is checked in depth)."""
+    if type(value) is not dict:
+        return False
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or not (
+            kind is str
+            or item is None
+            or kind is bool
+            or (kind is int and -MAX_AMOUNT <= item <= MAX_AMOUNT)
+        ):
+            return False
+    return True
 
 
 def _check_json_value(value: Any, depth: int) -> None:
