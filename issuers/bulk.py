@@ -522,7 +522,7 @@ def _chunked(
     if not values:
         return []
     connection = session.connection()
-    listed = sa.bindparam("values", json.dumps(values))
+    listed: sa.BindParameter[str] = sa.bindparam("values", json.dumps(values))
     if connection.dialect.name == "postgresql":
         elements = sa.select(sa.func.json_array_elements_text(sa.cast(listed, sa.JSON)))
         match = key == sa.any_(sa.func.array(elements.scalar_subquery()))

@@ -326,19 +326,20 @@ class LedgerTx:
         )
         cursor = self._cursor()
         if self._sqlite:
+            shared = (values["ledger"], values["code"], values["side"])
             cursor.executemany(
-                columns
-                + "VALUES (:id, :ledger, :code, :side, :owner, :flags, 0, 0, 0, 0, 0, :now)",
+                columns + "VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
                 [
-                    {**values, "id": account_id, "owner": owner_ref}
+                    (account_id, *shared, owner_ref, values["flags"], values["now"])
                     for account_id, owner_ref in zip(ids, rest, strict=True)
                 ],
             )
         else:
+            # Arrays in binary: psycopg quotes a text array value by value in Python.
             cursor.execute(
                 columns + "SELECT id, %(ledger)s, %(code)s, %(side)s, owner_ref, %(flags)s, "
                 "false, 0, 0, 0, 0, %(now)s "
-                "FROM unnest(%(ids)s::bigint[], %(owners)s::text[]) AS v(id, owner_ref)",
+                "FROM unnest(%(ids)b::bigint[], %(owners)b::text[]) AS v(id, owner_ref)",
                 {**values, "ids": ids, "owners": rest},
             )
         return [first.id, *ids]
