@@ -400,7 +400,7 @@ def validate(
         if resident is None:
             errors.append(RowError(row.line, "resident_id", "no such resident"))
             continue
-        details_key = tuple(sorted(row.details.items()))
+        details_key = tuple(row.details.items())  # in the module's field order
         known = parsed.get(details_key)
         if known is None:
             details = parse_details(module, row.details)

@@ -89,6 +89,10 @@ def no_progress(_done: int, _total: int | None) -> None:
     return None
 
 
+#: Allocations between two collections of the youngest generation during bulk work.
+YOUNG_THRESHOLD = 50_000
+
+
 @contextmanager
 def frozen_heap() -> Iterator[None]:
     """Run bulk work (an expiry run, a CSV upload) with the objects that exist now frozen out
@@ -101,11 +105,20 @@ def frozen_heap() -> Iterator[None]:
     expiring 300,000 buckets on SQLite took 3.6 s with the collector as is, 2.7 s frozen.
     Nothing is lost: the frozen objects are only skipped, and go back to the oldest generation
     when the work ends (``gc.unfreeze`` is process-wide, so a concurrent frozen run thaws
-    early; that only costs speed)."""
+    early; that only costs speed).
+
+    The youngest generation's threshold is raised to ``YOUNG_THRESHOLD`` allocations for the
+    run (and put back after): bulk work frees almost all it allocates by reference counting, so
+    a collection every 700 allocations (Python's default) only promotes the chunk being built
+    into older generations, to be walked again. A 100,000-row upload on SQLite spent 0.66 s in
+    4,688 collections with the default, 0.09 s in 13 with 50,000."""
+    threshold = gc.get_threshold()
     gc.freeze()
+    gc.set_threshold(max(threshold[0], YOUNG_THRESHOLD), *threshold[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*threshold)
         gc.unfreeze()
 
 

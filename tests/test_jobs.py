@@ -47,6 +47,7 @@ from points.jobs import (
     JOBS,
     LEASE,
     RENEW_EVERY,
+    YOUNG_THRESHOLD,
     Job,
     JobContext,
     JobRun,
@@ -1110,14 +1111,20 @@ def test_finance_lists_job_runs_newest_first_with_a_cursor(world: World, clock: 
 
 
 def test_bulk_work_freezes_the_heap_and_always_thaws_it() -> None:
+    """The heap frozen and the young generation's threshold raised during the work; both put
+    back after it, whether it ends or fails."""
+    threshold = gc.get_threshold()
     assert gc.get_freeze_count() == 0
     with frozen_heap():
         assert gc.get_freeze_count() > 0
         assert gc.isenabled()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *threshold[1:])
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
     with pytest.raises(RuntimeError), frozen_heap():
         raise RuntimeError("the work failed")
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
 
 
 def test_insert_many_writes_what_an_ordinary_insert_writes(engine: Engine) -> None:
