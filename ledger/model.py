@@ -15,9 +15,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from ledger.errors import (
@@ -104,11 +105,34 @@ def from_us(microseconds: int) -> datetime:
     return EPOCH + timedelta(microseconds=microseconds)
 
 
+def _json_writer(*, sort_keys: bool) -> Callable[[Any], str]:
+    """Compact JSON, UTF-8 text left as is, exactly as ``json.dumps(value, sort_keys=...,
+    separators=(",", ":"), ensure_ascii=False)`` writes it, for documents without cycles.
+
+    ``json.dumps`` and ``JSONEncoder.encode`` build a new C encoder on every call, which cost
+    more than encoding a small document (half of checking an entry's metadata and digest); this
+    builds it once. ``tests/test_model.py`` holds it to ``json.dumps``'s text (stored request
+    digests depend on it). Without the C accelerator, it is ``JSONEncoder.encode``."""
+    if c_make_encoder is None:  # pragma: no cover - CPython has it
+        return json.JSONEncoder(
+            sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False
+        ).encode
+    # markers None: no cycle detection (these documents are flat or built here).
+    encoder = c_make_encoder(None, None, encode_basestring, None, ":", ",", sort_keys, False, True)
+    return lambda value: "".join(encoder(value, 0))
+
+
+_canonical = _json_writer(sort_keys=True)
+_compact = _json_writer(sort_keys=False)
+
+
 def canonical_json(value: Any) -> str:
     """Metadata as canonical JSON: sorted keys, no spaces, UTF-8, no floats, bounded size."""
-    if not _is_flat(value):
-        _check_json_value(value, depth=0)
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if _is_flat(value):
+        text = _canonical(value)
+    else:
+        _check_json_value(value, depth=0)  # depth-bounded, so no cycles either
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         # Also the check for lone surrogates, in keys and text alike: they cannot be encoded.
         size = len(text.encode("utf-8"))
@@ -376,9 +400,7 @@ def content_digest(
         reverses_id,
         [[p.account_id, int(p.side), p.amount] for p in postings],
     ]
-    return hashlib.sha256(
-        json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    ).digest()
+    return hashlib.sha256(_compact(document).encode("utf-8")).digest()
 
 
 @dataclass(slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -18,6 +20,7 @@ from ledger.model import (
     Totals,
     canonical_json,
     check_amount,
+    content_digest,
     from_us,
     to_us,
     validate_entry,
@@ -98,6 +101,92 @@ def test_too_deep_metadata_is_refused() -> None:
         value = [value]
     with pytest.raises(errors.InvalidMetadata):
         canonical_json({"deep": value})
+
+
+#: Plain metadata values: what the fast writers of canonical_json and content_digest handle.
+SCALARS = st.one_of(
+    st.text(max_size=20), st.integers(-MAX_AMOUNT, MAX_AMOUNT), st.booleans(), st.none()
+)
+
+
+@given(st.dictionaries(st.text(max_size=12), SCALARS, max_size=8))
+def test_flat_metadata_is_written_exactly_as_json_dumps_writes_it(
+    metadata: dict[str, object],
+) -> None:
+    """The one-loop writer for flat metadata gives json.dumps's very text (stored digests of
+    earlier requests depend on it), and refuses what cannot be encoded (lone surrogates)."""
+    expected = json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        expected.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(errors.InvalidMetadata):
+            canonical_json(metadata)
+        return
+    assert canonical_json(metadata) == expected
+
+
+@given(
+    kind=st.text(max_size=10),
+    description=st.text(max_size=10),
+    metadata_json=st.text(max_size=30),
+    effective_at_us=st.none() | st.integers(0, 2**62),
+    phase=st.sampled_from(list(Phase)),
+    timeout_at_us=st.none() | st.integers(0, 2**62),
+    pending_id=st.none() | st.integers(1, 2**62),
+    reverses_id=st.none() | st.integers(1, 2**62),
+    postings=st.lists(
+        st.builds(
+            Posting,
+            st.integers(1, 2**62),
+            st.sampled_from(list(Side)),
+            st.integers(1, MAX_AMOUNT),
+        ),
+        max_size=4,
+    ),
+)
+def test_the_request_digest_is_the_hash_of_its_json_document(
+    kind: str,
+    description: str,
+    metadata_json: str,
+    effective_at_us: int | None,
+    phase: Phase,
+    timeout_at_us: int | None,
+    pending_id: int | None,
+    reverses_id: int | None,
+    postings: list[Posting],
+) -> None:
+    """Digests stored by earlier versions must keep matching: the document is still the JSON
+    that json.dumps writes."""
+    document = [
+        kind,
+        description,
+        metadata_json,
+        effective_at_us,
+        int(phase),
+        timeout_at_us,
+        pending_id,
+        reverses_id,
+        [[p.account_id, int(p.side), p.amount] for p in postings],
+    ]
+    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    arguments = {
+        "kind": kind,
+        "description": description,
+        "metadata_json": metadata_json,
+        "effective_at_us": effective_at_us,
+        "phase": phase,
+        "timeout_at_us": timeout_at_us,
+        "pending_id": pending_id,
+        "reverses_id": reverses_id,
+        "postings": postings,
+    }
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            content_digest(**arguments)  # type: ignore[arg-type]
+        return
+    assert content_digest(**arguments) == hashlib.sha256(encoded).digest()  # type: ignore[arg-type]
 
 
 def test_key_needs_namespace() -> None:
