@@ -586,6 +586,7 @@ def check_file(
     return unit_of_work(engine, work, read_only=True)
 
 
+@frozen_heap()
 def upload(
     engine: Engine,
     actor: Principal,
@@ -598,33 +599,8 @@ def upload(
     progress: Callable[[int, int | None], None] | None = None,
     batch: int = BATCH,
 ) -> UploadResult:
-    """Validate, set aside, award in batches, settle; see the module docstring."""
-    with frozen_heap():
-        return _upload(
-            engine,
-            actor,
-            clock,
-            program_id,
-            data,
-            department_id=department_id,
-            filename=filename,
-            progress=progress,
-            batch=batch,
-        )
-
-
-def _upload(
-    engine: Engine,
-    actor: Principal,
-    clock: Callable[[], datetime],
-    program_id: str,
-    data: bytes,
-    *,
-    department_id: str | None,
-    filename: str,
-    progress: Callable[[int, int | None], None] | None,
-    batch: int,
-) -> UploadResult:
+    """Validate, set aside, award in batches, settle; see the module docstring. The heap is
+    frozen out of the garbage collector while it runs (``points.jobs.frozen_heap``)."""
     sha256 = hashlib.sha256(data).hexdigest()
     now = clock()
     existing = unit_of_work(

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 
 def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
     """Run each callable in its own thread, released together by a barrier; for each, in
@@ -31,3 +33,30 @@ def run_together(workers: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
         thread.join(timeout=120)
         assert not thread.is_alive(), f"{thread.name} is stuck (deadlock?)"
     return outcomes
+
+
+class Waiting:
+    """One SQL statement run and committed on a connection of its own, in a thread, while the
+    test holds a lock it needs: the statement must still be waiting after a second. ``error()``
+    then waits for it to end and gives what it raised (None if it went through)."""
+
+    def __init__(self, engine: Engine, sql: str, *, what: str) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(engine, sql), name=what)
+        self._thread.start()
+        self._thread.join(1.0)
+        assert self._thread.is_alive(), f"{what} did not wait for the other transaction"
+
+    def _run(self, engine: Engine, sql: str) -> None:
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SET lock_timeout = '20s'")
+                connection.exec_driver_sql(sql)
+                connection.commit()
+        except BaseException as error:  # reported to the test thread by error()
+            self._error = error
+
+    def error(self) -> BaseException | None:
+        self._thread.join(30)
+        assert not self._thread.is_alive(), f"{self._thread.name} is stuck"
+        return self._error

@@ -7,11 +7,11 @@ would, and checks that the database refuses and that nothing changed.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from concurrency import Waiting
 from ledger_helpers import (
     MAX,
     Chart,
@@ -371,7 +371,6 @@ def test_postgresql_a_delete_waits_for_a_posting_being_written_and_is_refused(
         pytest.skip("SQLite has one writer at a time")
     spare = ledger_.create_account(ledger_id=chart.ledger_id, code=400, normal_side=Side.CREDIT)
     before = snapshot(engine)
-    outcome: dict[str, BaseException | None] = {}
     with engine.connect() as writer:
         entry_id = insert_entry(writer, chart.ledger_id)
         insert_postings(
@@ -383,20 +382,9 @@ def test_postgresql_a_delete_waits_for_a_posting_being_written_and_is_refused(
             ],
         )
 
-        def delete() -> None:
-            try:
-                with engine.connect() as deleter:
-                    deleter.exec_driver_sql("SET lock_timeout = '20s'")
-                    deleter.exec_driver_sql(f"DELETE FROM ledger_account WHERE id = {spare.id}")
-                    deleter.commit()
-                outcome["error"] = None
-            except BaseException as error:  # reported to the test thread
-                outcome["error"] = error
-
-        thread = threading.Thread(target=delete)
-        thread.start()
-        thread.join(1.0)
-        assert thread.is_alive(), "the delete did not wait for the posting's transaction"
+        delete = Waiting(
+            engine, f"DELETE FROM ledger_account WHERE id = {spare.id}", what="the delete"
+        )
         # The raw entry is not through the ledger, so its totals are not maintained; roll it
         # into the totals by hand so the ledger still verifies.
         writer.exec_driver_sql(
@@ -408,11 +396,9 @@ def test_postgresql_a_delete_waits_for_a_posting_being_written_and_is_refused(
         )
         writer.exec_driver_sql(f"INSERT INTO ledger_unsealed (entry_id) VALUES ({entry_id})")
         writer.commit()
-    thread.join(30)
-    assert isinstance(outcome["error"], sa.exc.IntegrityError)
-    assert constraint_violation(outcome["error"]).constraint == (
-        "fk_ledger_posting_account_id_ledger_id"
-    )
+    error = delete.error()
+    assert isinstance(error, sa.exc.IntegrityError)
+    assert constraint_violation(error).constraint == "fk_ledger_posting_account_id_ledger_id"
     assert count(engine, "ledger_entry") == before[0]["ledger_entry"] + 1
     assert ledger_.get_account(spare.id).credits_posted == 5
     seal_and_verify(ledger_)

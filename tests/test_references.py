@@ -9,13 +9,13 @@ by the database, and changes nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from concurrency import Waiting
 from conftest import FakeClock
 from earning_helpers import Earning
 from sqlalchemy.engine import Engine
@@ -116,6 +116,11 @@ WALLET_COLUMNS = ["resident_id", "point_type_id", "status", "created_at"]
 BUCKET_COLUMNS = ["account_id", "resident_id", "point_type_id", "program_id", "valid_until"]
 
 
+def new_wallet(resident: str) -> str:
+    """An INSERT of a wallet of the world's point type for ``resident``."""
+    return copy_row("wallet", "true", {"resident_id": f"'{resident}'"}, WALLET_COLUMNS)
+
+
 def test_rows_naming_what_does_not_exist_are_refused(
     backend: str, engine: Engine, world: World
 ) -> None:
@@ -154,9 +159,7 @@ def test_rows_naming_what_does_not_exist_are_refused(
         connection.exec_driver_sql(
             copy_row("award", award, {**fresh_award, "program_id": "program_id"}, AWARD_COLUMNS)
         )
-        connection.exec_driver_sql(
-            copy_row("wallet", "true", {"resident_id": f"'{world.other_resident}'"}, WALLET_COLUMNS)
-        )
+        connection.exec_driver_sql(new_wallet(world.other_resident))
         connection.exec_driver_sql(
             copy_row(
                 "wallet_bucket",
@@ -267,44 +270,30 @@ def postgresql(backend: str) -> Iterator[None]:
     yield
 
 
+def wallets_of(engine: Engine, resident: str) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.exec_driver_sql(
+                f"SELECT count(*) FROM wallet WHERE resident_id = '{resident}'"
+            ).scalar_one()
+        )
+
+
 def test_postgresql_a_delete_waits_for_a_row_naming_it_and_is_refused(
     postgresql: None, engine: Engine, world: World
 ) -> None:
     """The trigger takes the foreign key's lock (FOR KEY SHARE on the named rows): deleting a
     resident that an uncommitted wallet names waits for it, then sees it."""
-    outcome: dict[str, BaseException | None] = {}
     with engine.connect() as writer:
-        writer.exec_driver_sql(
-            copy_row("wallet", "true", {"resident_id": f"'{world.other_resident}'"}, WALLET_COLUMNS)
+        writer.exec_driver_sql(new_wallet(world.other_resident))
+        delete = Waiting(
+            engine, f"DELETE FROM resident WHERE id = '{world.other_resident}'", what="the delete"
         )
-
-        def delete() -> None:
-            try:
-                with engine.connect() as deleter:
-                    deleter.exec_driver_sql("SET lock_timeout = '20s'")
-                    deleter.exec_driver_sql(
-                        f"DELETE FROM resident WHERE id = '{world.other_resident}'"
-                    )
-                    deleter.commit()
-                outcome["error"] = None
-            except BaseException as error:  # reported to the test thread
-                outcome["error"] = error
-
-        thread = threading.Thread(target=delete)
-        thread.start()
-        thread.join(1.0)
-        assert thread.is_alive(), "the delete did not wait for the wallet's transaction"
         writer.commit()
-    thread.join(30)
-    assert isinstance(outcome["error"], sa.exc.IntegrityError)
-    assert constraint_violation(outcome["error"]).constraint == "fk_wallet_resident_id"
-    with engine.connect() as connection:
-        assert (
-            connection.exec_driver_sql(
-                f"SELECT count(*) FROM wallet WHERE resident_id = '{world.other_resident}'"
-            ).scalar_one()
-            == 1
-        )
+    error = delete.error()
+    assert isinstance(error, sa.exc.IntegrityError)
+    assert constraint_violation(error).constraint == "fk_wallet_resident_id"
+    assert wallets_of(engine, world.other_resident) == 1
 
 
 def test_postgresql_a_row_naming_what_is_being_deleted_waits_and_is_refused(
@@ -312,39 +301,11 @@ def test_postgresql_a_row_naming_what_is_being_deleted_waits_and_is_refused(
 ) -> None:
     """The other way round: a wallet written for a resident whose delete is not committed yet
     waits for the delete, then finds no resident."""
-    outcome: dict[str, BaseException | None] = {}
     with engine.connect() as deleter:
         deleter.exec_driver_sql(f"DELETE FROM resident WHERE id = '{world.other_resident}'")
-
-        def insert() -> None:
-            try:
-                with engine.connect() as writer:
-                    writer.exec_driver_sql("SET lock_timeout = '20s'")
-                    writer.exec_driver_sql(
-                        copy_row(
-                            "wallet",
-                            "true",
-                            {"resident_id": f"'{world.other_resident}'"},
-                            WALLET_COLUMNS,
-                        )
-                    )
-                    writer.commit()
-                outcome["error"] = None
-            except BaseException as error:  # reported to the test thread
-                outcome["error"] = error
-
-        thread = threading.Thread(target=insert)
-        thread.start()
-        thread.join(1.0)
-        assert thread.is_alive(), "the wallet did not wait for the delete's transaction"
+        insert = Waiting(engine, new_wallet(world.other_resident), what="the wallet")
         deleter.commit()
-    thread.join(30)
-    assert isinstance(outcome["error"], sa.exc.IntegrityError)
-    assert constraint_violation(outcome["error"]).constraint == "fk_wallet_resident_id"
-    with engine.connect() as connection:
-        assert (
-            connection.exec_driver_sql(
-                f"SELECT count(*) FROM wallet WHERE resident_id = '{world.other_resident}'"
-            ).scalar_one()
-            == 0
-        )
+    error = insert.error()
+    assert isinstance(error, sa.exc.IntegrityError)
+    assert constraint_violation(error).constraint == "fk_wallet_resident_id"
+    assert wallets_of(engine, world.other_resident) == 0
