@@ -24,6 +24,15 @@ detail columns (``checkup_type`` for health checkups, ``event_id`` for volunteer
 An upload is known by the SHA-256 of the file: uploading the same file again returns the
 first upload's outcome, or resumes it if it was interrupted (every row is protected by its
 record id, so a resumed upload awards each row at most once).
+
+One run at a time awards a file: the run holds the upload row (``owner``) under a lease of
+``LEASE`` that every batch renews. Another upload of the same file meanwhile (a retry from an
+impatient client, a second clerk) is refused with ``upload_in_progress`` and may look at the
+upload's progress instead; it is not run alongside, where it would meet the first run's awards
+as replays and count them twice. A run that fails lets go of the upload at once, so that the
+file can be uploaded again to resume it; a run whose process died holds it until its lease
+lapses. The resuming run takes the upload over *before* it checks the file again, so the check
+sees every row the old run awarded, and the old run, should it wake, stops at its next batch.
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ import gc
 import hashlib
 import io
 import json
+import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,6 +80,7 @@ from points.errors import Conflict, InvalidInput, NotFound, PointsError
 from points.jobs import frozen_heap
 from points.pointtypes import get_point_type
 from points.registry import Resident, ResidentStatus, new_id
+from points.spreadsheet import csv_text
 from points.sqlbase import UTCDateTime, insert_many
 from points.uow import unit_of_work
 from points.wallets import Wallet, WalletBucket, WalletStatus
@@ -80,6 +92,11 @@ RESIDENT_ID = re.compile(r"^res_[A-Za-z0-9_-]{1,28}$")
 #: 2026-05-01, or 2026/5/1 as Excel in Japan shows dates.
 DATE = re.compile(r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})")
 ROWS_MAX = 200_000
+#: How long a run holds its upload after its last batch (or set-aside) before another upload
+#: of the file may take it over: many times a batch's duration.
+LEASE = timedelta(minutes=2)
+
+log = logging.getLogger("issuers.bulk")
 BATCH = 2000
 #: On PostgreSQL, refresh the planner's statistics every this many batches of an upload.
 ANALYZE_EVERY = 5
@@ -116,6 +133,10 @@ class AwardUpload(SQLModel, table=True):
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     finished_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    #: The run awarding the file and until when it holds it (renewed by every batch); both
+    #: None when no run holds it.
+    owner: str | None = Field(default=None, max_length=32)
+    lease_expires_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +164,12 @@ class CsvInvalid(InvalidInput):
 
 
 class UploadInProgress(Conflict):
+    """Another run is awarding this file: look at the upload (``upload_id``) for its progress,
+    or upload the file again later. A refusal of the moment, not of the request: an idempotent
+    request that met it may be retried with the same key."""
+
     code = "upload_in_progress"
+    retry_later = True
 
 
 @dataclass
@@ -169,13 +195,10 @@ class Plan:
 
 
 def errors_csv(errors: list[RowError]) -> bytes:
-    """The validation report as CSV (UTF-8 with a BOM, for Excel)."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(("line", "column", "reason"))
-    for error in errors:
-        writer.writerow((error.line, error.column, error.reason))
-    return b"\xef\xbb\xbf" + text.getvalue().encode("utf-8")
+    """The validation report as CSV (UTF-8 with a BOM, for Excel; the file's own values in the
+    reasons stay text: ``points.spreadsheet``)."""
+    rows = ((error.line, error.column, error.reason) for error in errors)
+    return b"\xef\xbb\xbf" + csv_text(("line", "column", "reason"), rows).encode("utf-8")
 
 
 # Reading the file ---------------------------------------------------------------------------
@@ -603,6 +626,7 @@ def upload(
     frozen out of the garbage collector while it runs (``points.jobs.frozen_heap``)."""
     sha256 = hashlib.sha256(data).hexdigest()
     now = clock()
+    owner = uuid.uuid4().hex
     existing = unit_of_work(
         engine,
         lambda session: _find_upload(session, program_id, department_id, sha256),
@@ -610,43 +634,112 @@ def upload(
     )
     if existing is not None and existing.status == UploadStatus.DONE:
         return UploadResult(existing, replayed=True)
-    plan, errors = check_file(engine, program_id, department_id, data, now)
-    if errors:
-        raise CsvInvalid(errors)
-    assert plan is not None
-    # The plan (an object or more per row) lives until the upload ends: keep the collector off
-    # it as well, or every full collection of the batches walks it again (frozen_heap thaws).
-    gc.freeze()
-    upload_id = unit_of_work(
-        engine,
-        lambda session: _set_aside(session, actor, now, program_id, plan, sha256, filename),
-    )
-    holds_json = unit_of_work(
-        engine, lambda session: _get_upload(session, upload_id).holds, read_only=True
-    )
-    holds = {int(year): account for year, account in json.loads(holds_json).items()}
-    done = 0
-    if progress is not None:
-        progress(0, len(plan.to_award))
-    for start in range(0, len(plan.to_award), batch):
-        part = plan.to_award[start : start + batch]
-        unit_of_work(
+    held: str | None = None
+    try:
+        if existing is not None:
+            # Interrupted: take it over before checking, so that the check sees every row the
+            # run that held it awarded (and that run stops at its next batch).
+            taken = unit_of_work(engine, lambda session: _hold(session, existing.id, owner, now))
+            if taken.status == UploadStatus.DONE:
+                return UploadResult(taken, replayed=True)
+            held = taken.id
+        plan, errors = check_file(engine, program_id, department_id, data, now)
+        if errors:
+            raise CsvInvalid(errors)
+        assert plan is not None
+        # The plan (an object or more per row) lives until the upload ends: keep the collector
+        # off it as well, or every full collection of the batches walks it again (frozen_heap
+        # thaws).
+        gc.freeze()
+        aside = unit_of_work(
             engine,
-            lambda session, part=part: _award_batch(  # type: ignore[misc]
-                session, actor, clock(), program_id, upload_id, part, holds
+            lambda session: _set_aside(
+                session, actor, now, program_id, plan, sha256, filename, owner
             ),
         )
-        done += len(part)
+        if aside.status == UploadStatus.DONE:  # another run finished the file meanwhile
+            return UploadResult(aside, replayed=True)
+        upload_id = held = aside.id
+        holds_json = unit_of_work(
+            engine, lambda session: _get_upload(session, upload_id).holds, read_only=True
+        )
+        holds = {int(year): account for year, account in json.loads(holds_json).items()}
+        done = 0
         if progress is not None:
-            progress(done, len(plan.to_award))
-        if engine.dialect.name == "postgresql" and (start // batch) % ANALYZE_EVERY == 0:
-            # The tables grow fast during a big upload; fresh statistics keep the lookups on
-            # their unique indexes instead of scanning.
-            with engine.connect() as connection:
-                connection.exec_driver_sql("ANALYZE award, wallet_bucket, award_once")
-                connection.commit()
-    finished = unit_of_work(engine, lambda session: _settle(session, clock(), upload_id))
+            progress(0, len(plan.to_award))
+        for start in range(0, len(plan.to_award), batch):
+            part = plan.to_award[start : start + batch]
+            unit_of_work(
+                engine,
+                lambda session, part=part: _award_batch(  # type: ignore[misc]
+                    session, actor, clock(), program_id, upload_id, owner, part, holds
+                ),
+            )
+            done += len(part)
+            if progress is not None:
+                progress(done, len(plan.to_award))
+            if engine.dialect.name == "postgresql" and (start // batch) % ANALYZE_EVERY == 0:
+                # The tables grow fast during a big upload; fresh statistics keep the lookups
+                # on their unique indexes instead of scanning.
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("ANALYZE award, wallet_bucket, award_once")
+                    connection.commit()
+        finished = unit_of_work(engine, lambda session: _settle(session, clock(), upload_id, owner))
+    except BaseException:
+        if held is not None:
+            _let_go(engine, held, owner)
+        raise
     return UploadResult(finished, replayed=False)
+
+
+def _hold(session: Session, upload_id: str, owner: str, now: datetime) -> AwardUpload:
+    """Hold the upload for the run ``owner`` until ``now + LEASE``; refused while another run
+    holds it. A finished upload is returned as it is."""
+    upload = session.exec(
+        select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()
+    ).one()
+    if upload.status == UploadStatus.DONE:
+        return upload
+    if (
+        upload.owner is not None
+        and upload.owner != owner
+        and upload.lease_expires_at is not None
+        and upload.lease_expires_at > now
+    ):
+        raise UploadInProgress(
+            f"upload {upload.id} of this file is being awarded by another request "
+            f"({upload.awarded} of {upload.to_award} rows so far); look at the upload for its "
+            "progress, or upload the file again later to resume it if that request has stopped",
+            upload_id=upload.id,
+            awarded=upload.awarded,
+            to_award=upload.to_award,
+        )
+    upload.owner = owner
+    upload.lease_expires_at = now + LEASE
+    session.add(upload)
+    session.flush()
+    return upload
+
+
+def _let_go(engine: Engine, upload_id: str, owner: str) -> None:
+    """After a failed run: give the upload up at once (if this run still holds it), so that
+    uploading the file again resumes it without waiting for the lease."""
+
+    def work(session: Session) -> None:
+        upload = session.get(AwardUpload, upload_id, with_for_update=True)
+        if upload is not None and upload.owner == owner:
+            upload.owner = None
+            upload.lease_expires_at = None
+            session.add(upload)
+
+    try:
+        unit_of_work(engine, work)
+    except Exception:  # the run's own error is the one to report; the lease lapses anyway
+        log.warning(
+            "upload %s: could not let go of it; it is held until its lease lapses",
+            upload_id,
+            exc_info=True,
+        )
 
 
 def _find_upload(
@@ -674,9 +767,11 @@ def _set_aside(
     plan: Plan,
     sha256: str,
     filename: str,
-) -> str:
-    """Create the upload (or find the interrupted one) and move each year's total from the
-    budget to a clearing account of the upload; refuse when a budget has too little."""
+    owner: str,
+) -> AwardUpload:
+    """Create the upload, held by ``owner`` (or hold the interrupted one), and move each year's
+    total from the budget to a clearing account of the upload; refuse when a budget has too
+    little."""
     program = load_program(session, program_id)
     existing = session.exec(
         select(AwardUpload).where(
@@ -684,8 +779,10 @@ def _set_aside(
         )
     ).first()
     if existing is not None:
-        # An interrupted upload of this file: resume it; what it set aside is still held.
-        return existing.id
+        # An interrupted upload of this file (or one a concurrent upload of the same file has
+        # just created): resume it, unless another run holds it; what it set aside is still
+        # held.
+        return _hold(session, existing.id, owner, now)
     if program.status != "active":
         raise ProgramNotActive(f"program {program.id} is {program.status}", status=program.status)
     point_type = get_point_type(session, program.point_type_id)
@@ -702,6 +799,8 @@ def _set_aside(
         replayed=plan.replays,
         created_by=actor.principal_id,
         created_at=now,
+        owner=owner,
+        lease_expires_at=now + LEASE,
     )
     holds: dict[str, int] = {}
     for year, total in sorted(plan.totals.items()):
@@ -744,7 +843,7 @@ def _set_aside(
     upload.holds = json.dumps(holds, sort_keys=True)
     session.add(upload)
     session.flush()
-    return upload.id
+    return upload
 
 
 def _award_batch(
@@ -753,14 +852,15 @@ def _award_batch(
     now: datetime,
     program_id: str,
     upload_id: str,
+    owner: str,
     rows: list[Row],
     holds: dict[int, int],
 ) -> None:
     """Award a batch: set-based when nothing changed since the file was checked (the usual
     case), else row by row, each row in a savepoint, so that a row a concurrent award made
-    invalid is reported and the others are awarded."""
-    # Locked first: two resumers of one upload take turns batch by batch.
-    session.exec(select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()).one()
+    invalid is reported and the others are awarded. Renews the run's hold on the upload; a
+    run that lost it (its lease lapsed and another run took the upload over) stops here."""
+    _still_held(session, upload_id, owner, now)
     try:
         with session.begin_nested():
             awarded, replayed = _award_set_based(session, actor, now, program_id, rows, holds)
@@ -997,14 +1097,27 @@ def _count_batch_towards_caps(connection: sa.Connection, program: Program, rows:
     )
 
 
-def _settle(session: Session, now: datetime, upload_id: str) -> AwardUpload:
-    """Return what the clearing accounts still hold, close them, and finish the upload."""
+def _still_held(session: Session, upload_id: str, owner: str, now: datetime) -> AwardUpload:
+    """Lock the upload and renew the run's hold on it; refused if another run took it over."""
     upload = session.exec(
         select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()
-    ).first()
-    assert upload is not None
-    if upload.status == UploadStatus.DONE:
-        return upload
+    ).one()
+    if upload.owner != owner or upload.status == UploadStatus.DONE:
+        raise UploadInProgress(
+            f"upload {upload.id}: another request took it over while this one was stalled; "
+            "it goes on there",
+            upload_id=upload.id,
+            awarded=upload.awarded,
+            to_award=upload.to_award,
+        )
+    upload.lease_expires_at = now + LEASE
+    session.add(upload)
+    return upload
+
+
+def _settle(session: Session, now: datetime, upload_id: str, owner: str) -> AwardUpload:
+    """Return what the clearing accounts still hold, close them, and finish the upload."""
+    upload = _still_held(session, upload_id, owner, now)
     program = load_program(session, upload.program_id)
     point_type = get_point_type(session, program.point_type_id)
     tx = LedgerTx(session.connection(), lambda: now)
@@ -1028,6 +1141,7 @@ def _settle(session: Session, now: datetime, upload_id: str) -> AwardUpload:
         tx.close_account(clearing_id)
     upload.status = UploadStatus.DONE
     upload.finished_at = now
+    upload.owner = upload.lease_expires_at = None
     session.add(upload)
     session.flush()
     return upload

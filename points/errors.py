@@ -25,6 +25,9 @@ from typing import Any
 class PointsError(Exception):
     code = "points_error"
     status = 400
+    #: A refusal of the moment (another run holds the object), not of the request: an
+    #: idempotent request that met it is not answered with it for good (``points.idempotency``).
+    retry_later = False
 
     def __init__(self, message: str, **context: Any) -> None:
         super().__init__(message)

@@ -116,7 +116,8 @@ def run_idempotent(
 
     ``work`` returns ``(status, body)`` and runs in the transaction that stores that result.
     A ``PointsError`` or ``LedgerError`` it raises is stored, as ``describe_refusal`` renders
-    it, and raised again.
+    it, and raised again; one marked ``retry_later`` (another run holds the object for the
+    moment) is raised without being stored, and the key is released for a retry.
 
     With ``own_transactions``, ``work`` is given no session and commits in transactions of its
     own (a bulk upload, awarded batch by batch); the result is stored after it. Such work must
@@ -150,6 +151,10 @@ def run_idempotent(
         unit_of_work(engine, lambda session: _release(session, namespace, key, owner))
         raise
     except (PointsError, LedgerError) as refusal:
+        if getattr(refusal, "retry_later", False):
+            # Another run holds the object for the moment: a retry with this key may succeed.
+            unit_of_work(engine, lambda session: _release(session, namespace, key, owner))
+            raise
         # The same request will always meet the same refusal: store it as the result.
         refused_status, refused_body = describe_refusal(refusal)
         unit_of_work(
