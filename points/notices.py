@@ -9,13 +9,12 @@ it is built for staff only, on request, and never logged.
 
 CSV for Excel in Japan: UTF-8 with a byte order mark (Excel then reads it as UTF-8), or CP932
 (Shift_JIS as Windows writes it) on request; a character CP932 cannot hold becomes 〓 (the
-customary placeholder), so a rare kanji in a name never makes the file fail.
+customary placeholder), so a rare kanji in a name never makes the file fail. A name or address
+number that a spreadsheet would run as a formula is written as text (``points.spreadsheet``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -26,6 +25,7 @@ from ledger import schema as ledger_schema
 from points.calendar import tokyo_date
 from points.pointtypes import PointType
 from points.registry import Resident, ResidentStatus
+from points.spreadsheet import csv_text
 from points.wallets import Wallet, WalletBucket, WalletStatus
 
 ENCODINGS = ("utf-8", "cp932")
@@ -120,11 +120,9 @@ def to_csv(notices: list[Notice], encoding: str = "utf-8") -> bytes:
     """The list as CSV bytes: UTF-8 with a BOM, or CP932 (〓 for what it cannot hold)."""
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding is one of {ENCODINGS}")
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(HEADER)
-    for notice in notices:
-        writer.writerow(
+    text = csv_text(
+        HEADER,
+        (
             (
                 notice.resident_id,
                 notice.address_number or "",
@@ -134,10 +132,12 @@ def to_csv(notices: list[Notice], encoding: str = "utf-8") -> bytes:
                 notice.first_expiry_date.isoformat(),
                 notice.balance,
             )
-        )
+            for notice in notices
+        ),
+    )
     if encoding == "utf-8":
-        return b"\xef\xbb\xbf" + text.getvalue().encode("utf-8")
-    return "".join(_cp932(character) for character in text.getvalue()).encode("cp932")
+        return b"\xef\xbb\xbf" + text.encode("utf-8")
+    return "".join(_cp932(character) for character in text).encode("cp932")
 
 
 def _cp932(character: str) -> str:
