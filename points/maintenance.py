@@ -33,24 +33,38 @@ def _expiry(context: JobContext) -> dict[str, int]:
     ).as_dict()
 
 
+# The jobs below are a statement or three each: they report progress in those steps (the
+# progress bar of ``points jobs run``), expiry in buckets.
+
+
 def _hold_timeouts(context: JobContext) -> dict[str, int]:
-    return {"voided": Ledger(context.engine).void_expired_holds(context.as_of)}
+    context.progress(0, 1)
+    voided = Ledger(context.engine).void_expired_holds(context.as_of)
+    context.progress(1, 1)
+    return {"voided": voided}
 
 
 def _seal(context: JobContext) -> dict[str, int]:
-    return {"sealed": Ledger(context.engine).seal(skip_if_busy=True)}
+    context.progress(0, 1)
+    sealed = Ledger(context.engine).seal(skip_if_busy=True)
+    context.progress(1, 1)
+    return {"sealed": sealed}
 
 
 def _purge(context: JobContext) -> dict[str, int]:
     retention = timedelta(hours=int(context.options.get("idempotency_retention_hours", 24)))
+    context.progress(0, 3)
     records = idempotency.purge(context.engine, before=context.as_of - retention)
+    context.progress(1, 3)
     windows = ratelimit.purge(context.engine, before=context.as_of - timedelta(days=1))
+    context.progress(2, 3)
     runs = unit_of_work(
         context.engine,
         lambda session: purge_runs(
             session, before=context.as_of - FREQUENT_RUNS_KEPT, jobs=["seal", "hold_timeouts"]
         ),
     )
+    context.progress(3, 3)
     return {"idempotency_records": records, "rate_limit_windows": windows, "job_runs": runs}
 
 
