@@ -43,7 +43,7 @@ from points.auth import Role
 from points.calendar import start_of_day
 from points.demo import run_demo
 from points.errors import PointsError
-from points.jobs import JOBS, list_runs, run_job
+from points.jobs import JOBS, AlreadyDone, RunningElsewhere, list_runs, run_job
 from points.registry import StaffRole
 from points.scheduler import start_scheduler
 from points.seed import run_seed
@@ -442,13 +442,21 @@ def _run_by_hand(name: str, as_of: datetime) -> None:
         )
     finally:
         bar.close()
-    counts = ", ".join(f"{key} {value}" for key, value in sorted(result.counts.items()))
-    messages = {
-        "done": f"{name} for {result.period}: done ({counts or 'nothing to do'})",
-        "already_done": f"{name} for {result.period}: already done; nothing changed",
-        "running_elsewhere": f"{name} for {result.period}: running in another process; not run",
+    # By hand, a period that is not run is refused (exit status 1, with the error's code); the
+    # scheduler takes the same statuses as normal (another process got there first).
+    refusals = {
+        "already_done": AlreadyDone(
+            f"{name} for {result.period}: already done; nothing changed ({AlreadyDone.code})"
+        ),
+        "running_elsewhere": RunningElsewhere(
+            f"{name} for {result.period}: running in another process; not run "
+            f"({RunningElsewhere.code})"
+        ),
     }
-    click.echo(messages[result.status])
+    if result.status in refusals:
+        raise click.ClickException(refusals[result.status].message)
+    counts = ", ".join(f"{key} {value}" for key, value in sorted(result.counts.items()))
+    click.echo(f"{name} for {result.period}: done ({counts or 'nothing to do'})")
 
 
 @jobs_group.command("run")
