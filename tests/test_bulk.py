@@ -14,6 +14,7 @@ import functools
 import hashlib
 import io
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -822,6 +823,125 @@ def test_an_interrupted_upload_is_resumed_and_awards_each_row_once(
     assert d.upload(data).replayed
 
 
+class Stalled:
+    """A run of an upload that stops after its first batch (a slow request, a stalled process)
+    until the test lets it go on, in a thread of its own."""
+
+    def __init__(self, upload: Callable[..., UploadResult], data: bytes, batch: int) -> None:
+        self.stalled, self.go_on = threading.Event(), threading.Event()
+        self.outcome: list[Any] = []
+
+        def stall(done: int, total: int | None) -> None:
+            if done == batch:
+                self.stalled.set()
+                assert self.go_on.wait(30)
+
+        def run() -> None:
+            try:
+                self.outcome.append(upload(data, batch=batch, progress=stall))
+            except Exception as error:  # handed to the test
+                self.outcome.append(error)
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        assert self.stalled.wait(30)
+
+    def finish(self) -> Any:
+        self.go_on.set()
+        self.thread.join(30)
+        (outcome,) = self.outcome
+        return outcome
+
+
+def test_the_same_file_while_a_run_awards_it_is_refused_and_counted_once(
+    engine: Engine, clock: FakeClock
+) -> None:
+    d = desk(engine, clock)
+    residents = d.residents(10)
+    data = checkup_file(residents)
+    first = Stalled(d.upload, data, batch=4)
+    before = d.snapshot()
+
+    with pytest.raises(bulk.UploadInProgress) as raised:
+        d.upload(data, batch=4)
+
+    (upload,) = d.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    assert raised.value.code == "upload_in_progress"
+    assert raised.value.context == {"upload_id": upload.id, "awarded": 4, "to_award": 10}
+    assert f"upload {upload.id} of this file is being awarded by another request" in str(
+        raised.value
+    )
+    assert d.snapshot() == before
+    result = first.finish()
+    assert isinstance(result, UploadResult), result
+    assert (result.upload.awarded, result.upload.replayed, result.upload.failed) == (10, 0, 0)
+    assert (result.upload.owner, result.upload.lease_expires_at) == (None, None)
+    for resident in residents:
+        assert d.posted(resident) == [AMOUNT]
+    d.assert_settled(result.upload)
+    assert d.upload(data).replayed
+
+
+def test_a_stalled_run_is_taken_over_once_its_lease_lapses_and_stops(
+    engine: Engine, clock: FakeClock
+) -> None:
+    d = desk(engine, clock)
+    residents = d.residents(10)
+    data = checkup_file(residents)
+    first = Stalled(d.upload, data, batch=4)
+    clock.advance(seconds=bulk.LEASE.total_seconds() + 1)
+
+    second = d.upload(data, batch=4)
+
+    # The second run checked the file after taking the upload over: the first run's 4 awards
+    # were replays there, not rows to award again.
+    assert not second.replayed
+    assert (second.upload.awarded, second.upload.replayed, second.upload.failed) == (10, 0, 0)
+    stopped = first.finish()
+    assert isinstance(stopped, bulk.UploadInProgress), stopped
+    assert "another request took it over" in str(stopped)
+    (upload,) = d.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    assert (upload.status, upload.awarded, upload.replayed, upload.failed) == ("done", 10, 0, 0)
+    for resident in residents:
+        assert d.posted(resident) == [AMOUNT]
+    assert d.remaining() == 1_000_000 - 10 * AMOUNT
+    d.assert_settled(upload)
+    assert d.earning.verify().ok
+
+
+def test_a_run_whose_process_died_holds_the_upload_until_its_lease_lapses(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """A process that dies cannot let go of its upload: it is held until the lease lapses."""
+    d = desk(engine, clock)
+    residents = d.residents(6)
+    data = checkup_file(residents)
+
+    def die(done: int, total: int | None) -> None:
+        if done == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        d.upload(data, batch=3, progress=die)
+    # As a dead process leaves it: still held, by nobody alive.
+    died_at = clock()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(bulk.AwardUpload).values(
+                owner="dead" * 8, lease_expires_at=died_at + bulk.LEASE
+            )
+        )
+    clock.advance(seconds=bulk.LEASE.total_seconds() - 1)
+    with pytest.raises(bulk.UploadInProgress):
+        d.upload(data, batch=3)
+    clock.advance(seconds=2)
+    resumed = d.upload(data, batch=3)
+    assert (resumed.upload.awarded, resumed.upload.replayed, resumed.upload.failed) == (6, 0, 0)
+    for resident in residents:
+        assert d.posted(resident) == [AMOUNT]
+    d.assert_settled(resumed.upload)
+
+
 # Concurrent single awards -----------------------------------------------------------------
 
 
@@ -977,9 +1097,11 @@ def test_rows_without_a_date_are_never_awarded_outside_the_programs_window(
         if done == 0:
             clock.advance(seconds=20)
 
-    d.upload(checkup_file(residents), progress=midnight)
+    result = d.upload(checkup_file(residents), progress=midnight)
 
-    assert {a.occurred_on for a in d.earning.awards_of(d.program)} <= {date(2026, 5, 10)}
+    # Awarded as checked: dated the day of the check, the window's last day, not the next.
+    assert (result.upload.awarded, result.upload.failed) == (3, 0)
+    assert [a.occurred_on for a in d.earning.awards_of(d.program)] == [date(2026, 5, 10)] * 3
 
 
 # A 100,000-row file ---------------------------------------------------------------------
@@ -1344,6 +1466,33 @@ def test_a_bad_file_is_422_csv_invalid_with_every_problem(world: World) -> None:
     again = post_file(world, "issuer_a", program, data)
     assert assert_problem(again, 422, "csv_invalid")["errors"] == body["errors"]
     assert again.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_a_file_another_run_is_awarding_is_409_and_a_retry_with_the_key_goes_through(
+    world: World,
+) -> None:
+    program = world.programs["a"]
+    data = world_file(world, 6)
+    first = Stalled(
+        functools.partial(
+            bulk.upload, world.engine, ACTOR, world.clock, program, department_id=None
+        ),
+        data,
+        batch=2,
+    )
+
+    busy = post_file(world, "issuer_a", program, data)
+
+    body = assert_problem(busy, 409, "upload_in_progress")
+    (upload,) = world.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    assert (body["upload_id"], body["awarded"], body["to_award"]) == (upload.id, 2, 6)
+    finished = first.finish()
+    assert isinstance(finished, UploadResult), finished
+    # Not stored as the key's answer: the retry runs, and finds the file awarded.
+    retried = post_file(world, "issuer_a", program, data)
+    assert retried.status_code == 200, retried.text
+    assert retried.headers.get("Idempotent-Replayed") != "true"
+    assert (retried.json()["id"], retried.json()["awarded"]) == (upload.id, 6)
 
 
 def test_a_file_beyond_the_budget_is_409_budget_exhausted(world: World) -> None:

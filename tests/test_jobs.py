@@ -796,6 +796,26 @@ def test_the_seal_job_seals_what_is_queued(engine: Engine, clock: FakeClock) -> 
     assert report.ok and report.unsealed == 0, report.problems
 
 
+@pytest.mark.parametrize(
+    ("job", "steps"),
+    [
+        ("hold_timeouts", [(0, 1), (1, 1)]),
+        ("seal", [(0, 1), (1, 1)]),
+        ("purge", [(0, 3), (1, 3), (2, 3), (3, 3)]),
+    ],
+)
+def test_the_jobs_of_a_statement_or_three_report_their_steps(
+    engine: Engine, clock: FakeClock, job: str, steps: list[tuple[int, int]]
+) -> None:
+    """What ``points jobs run`` draws its progress bar from (expiry reports buckets)."""
+    reported: list[tuple[int, int | None]] = []
+    result = run_job(
+        engine, job, as_of=clock(), clock=clock, progress=lambda d, t: reported.append((d, t))
+    )
+    assert result.status == "done"
+    assert reported == steps
+
+
 def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: FakeClock) -> None:
     now = clock()
 
@@ -1015,14 +1035,21 @@ def test_points_expire_by_hand(engine: Engine, clock: FakeClock, database_url: s
     assert [city.posted(bucket) for bucket in buckets] == [0, 0, 0]
     assert city.expired() == 230
 
+    runs = written(engine)
     again = invoke(database_url, "expire", "--as-of", "2026-06-01")
-    assert again.exit_code == 0, again.output
-    assert "expiry for 2026-06-01: already done; nothing changed" in again.output
+    assert again.exit_code == 1, again.output
+    assert (
+        "Error: expiry for 2026-06-01: already done; nothing changed (job_period_done)"
+        in again.output
+    )
+    assert written(engine) == runs
     assert city.expired() == 230
 
     sealed = invoke(database_url, "jobs", "run", "seal")
     assert sealed.exit_code == 0, sealed.output
-    assert ": done (sealed " in sealed.output
+    assert ": done (sealed " in sealed.stdout
+    # The progress bar goes to stderr (on a terminal it is redrawn; here its label is shown).
+    assert sealed.stderr.startswith("seal")
     assert "nosuch" in invoke(database_url, "jobs", "run", "nosuch").output
 
     listed = invoke(database_url, "jobs", "list")
@@ -1046,6 +1073,25 @@ def test_points_expire_by_hand(engine: Engine, clock: FakeClock, database_url: s
 def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
     with open_world(engine, clock, database_url) as built:
         yield built
+
+
+def test_a_period_running_in_another_process_is_refused_by_hand(
+    engine: Engine, database_url: str
+) -> None:
+    # Another process holds a live claim on the day (its lease runs from the real clock's now,
+    # which is what the command uses).
+    unit_of_work(
+        engine,
+        lambda s: _claim(s, "expiry", "2026-06-01", "other-process", system_clock(), "scheduler"),
+    )
+    before = written(engine)
+    refused = invoke(database_url, "expire", "--as-of", "2026-06-01")
+    assert refused.exit_code == 1, refused.output
+    assert (
+        "Error: expiry for 2026-06-01: running in another process; not run (job_running)"
+        in refused.output
+    )
+    assert written(engine) == before
 
 
 def test_finance_lists_job_runs_newest_first_with_a_cursor(world: World, clock: FakeClock) -> None:
@@ -1125,6 +1171,48 @@ def test_bulk_work_freezes_the_heap_and_always_thaws_it() -> None:
         raise RuntimeError("the work failed")
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == threshold
+
+
+def test_overlapping_bulk_runs_put_the_threshold_back_when_the_last_one_ends() -> None:
+    """Two runs in one process (an expiry run and an upload in ``points serve``): whichever
+    order they end in, the heap stays frozen and the threshold raised until both have ended,
+    and then both are as before."""
+    threshold = gc.get_threshold()
+    for first_to_end in ("first", "second"):
+        first_in, second_in, first_may_end, second_may_end = (threading.Event() for _ in range(4))
+        seen: dict[str, tuple[int, int]] = {}
+
+        def run(
+            name: str,
+            entered: threading.Event,
+            may_end: threading.Event,
+            seen: dict[str, tuple[int, int]] = seen,
+        ) -> None:
+            with frozen_heap():
+                entered.set()
+                assert may_end.wait(10)
+                seen[name] = (gc.get_threshold()[0], gc.get_freeze_count())
+
+        first = threading.Thread(target=run, args=("first", first_in, first_may_end))
+        first.start()
+        assert first_in.wait(10)
+        second = threading.Thread(target=run, args=("second", second_in, second_may_end))
+        second.start()
+        assert second_in.wait(10)
+        ends = [(first, first_may_end), (second, second_may_end)]
+        if first_to_end == "second":
+            ends.reverse()
+        (early, early_may_end), (late, late_may_end) = ends
+        early_may_end.set()
+        early.join(10)
+        # One run has ended: the other still runs with the raised threshold, frozen.
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
+        late_may_end.set()
+        late.join(10)
+        assert seen["first"][0] == seen["second"][0] == YOUNG_THRESHOLD
+        assert gc.get_threshold() == threshold
+        assert gc.get_freeze_count() == 0
 
 
 def test_insert_many_writes_what_an_ordinary_insert_writes(engine: Engine) -> None:
