@@ -228,7 +228,7 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
     rows: list[Row] = []
     seen: dict[str, int] = {}
     details_checked: dict[tuple[tuple[str, str], ...], RowError | None] = {}
-    last_line = 0
+    last_line = data_rows = 0
     while True:
         try:
             cells = next(reader)
@@ -249,9 +249,11 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
             if errors:
                 return [], errors
             continue
-        if len(rows) >= ROWS_MAX:
-            errors.append(RowError(line, "", f"a file holds at most {ROWS_MAX} rows"))
-            break
+        data_rows += 1
+        if data_rows > ROWS_MAX:
+            # Counted whether the rows are good or not; the file must be split, so its other
+            # problems are left for the parts (and cannot push this one out of the report).
+            return [], [RowError(line, "", f"a file holds at most {ROWS_MAX} rows")]
         if len(cells) != len(header):
             errors.append(
                 RowError(line, "", f"{len(cells)} fields where the header has {len(header)}")
