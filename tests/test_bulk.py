@@ -1128,16 +1128,16 @@ def many_residents(d: Desk, count: int, prefix: str = "bulk") -> list[str]:
 
 #: Rows of the big file, and rows uploaded where awarding all of them takes minutes.
 BIG = 100_000
-BIG_UPLOAD = {"sqlite": BIG, "postgresql": 10_000}
+BIG_UPLOAD = {"sqlite": BIG, "postgresql": BIG}
 
 
 @pytest.mark.slow
 def test_a_100000_row_file_is_checked_and_uploaded(
     engine: Engine, clock: FakeClock, backend: str, record_property: Callable[[str, Any], None]
 ) -> None:
-    """50,000 residents with two checkups each. On PostgreSQL, awarding 100,000 rows takes
-    about 5 minutes (SQLite: under 30 s), so there it is checked whole and 10,000 rows are
-    uploaded; timings are recorded as properties (``--junitxml``) and printed (``-s``)."""
+    """50,000 residents with two checkups each, checked and uploaded whole on both databases
+    (here: 11 s on SQLite, 17 s on PostgreSQL); timings are recorded as properties
+    (``--junitxml``) and printed (``-s``)."""
     d = desk(
         engine,
         clock,
