@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -194,12 +195,21 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     unless POINTS_JOBS_ENABLED=false."""
     configure_logging(log_level.upper())
     settings = _settings()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # that was installed before it; with the default one the process died there, before the
+    # scheduler below was shut down, and a job in the middle of a run was killed (its run left
+    # "running" until its lease lapsed). This handler ends the process normally instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     scheduler = start_scheduler(_engine(settings), settings, system_clock)
     try:
         _serve(host, port, workers)
     finally:
         if scheduler is not None:
-            scheduler.shutdown(wait=True)
+            scheduler.shutdown(wait=True)  # lets a job run in progress finish
+
+
+def _exit_on_sigterm(_signal: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _serve(host: str, port: int, workers: int) -> None:
