@@ -30,13 +30,13 @@ import pytest
 import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from click.testing import CliRunner, Result
 from concurrency import run_together
 from conftest import FakeClock, new_database_url
 from earning_helpers import ACTOR, Earning
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from test_cli import invoke
+from test_jobs import all_runs, count_rows, entries_of_kind, scheduler_running, tokyo, verify_ok
 
 import ledger
 from issuers import awards
@@ -46,12 +46,10 @@ from ledger.database import READ_ONLY
 from ledger.service import system_clock
 from points import expiry, maintenance, people, wallets
 from points.calendar import TOKYO, fiscal_year, start_of_day, tokyo_date
-from points.cli import main
 from points.idempotency import IdempotencyRecord
-from points.jobs import JOBS, JobRun, RunResult, RunState, list_runs, run_job
+from points.jobs import JOBS, JobRun, RunResult, RunState, run_job
 from points.pointtypes import ExpiryRule, PointType
 from points.ratelimit import RateLimitWindow
-from points.scheduler import start_scheduler
 from points.settings import Settings
 from points.uow import unit_of_work
 
@@ -62,21 +60,11 @@ MERCHANT_CODE = 400
 BUDGET = 10_000_000
 
 
-def tokyo(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
-    """A Tokyo wall-clock time as a UTC instant."""
-    return datetime(year, month, day, hour, minute, tzinfo=TOKYO).astimezone(UTC)
-
-
 @contextmanager
 def reading(engine: Engine) -> Iterator[sa.Connection]:
     """A connection for reads only (on SQLite a deferred transaction, no write lock)."""
     with engine.connect() as connection:
         yield connection.execution_options(**{READ_ONLY: True})
-
-
-def count_rows(engine: Engine, table: str) -> int:
-    with reading(engine) as connection:
-        return int(connection.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
 
 
 def table_rows(engine: Engine, table: str, order_by: str) -> list[tuple[Any, ...]]:
@@ -106,28 +94,6 @@ def ledger_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         "accounts": table_rows(engine, "ledger_account", "id"),
         "buckets": table_rows(engine, "wallet_bucket", "account_id"),
     }
-
-
-def entries_of_kind(engine: Engine, kind: str) -> list[Entry]:
-    def work(session: Session) -> list[Entry]:
-        connection = session.connection()
-        ids = connection.execute(
-            sa.text("SELECT id FROM ledger_entry WHERE kind = :kind ORDER BY id"), {"kind": kind}
-        ).scalars()
-        return LedgerTx(connection, system_clock).get_entries(list(ids))
-
-    return unit_of_work(engine, work, read_only=True)
-
-
-def all_runs(engine: Engine, job: str | None = None) -> list[JobRun]:
-    return unit_of_work(
-        engine, lambda s: list_runs(s, job=job, before=None, limit=1000), read_only=True
-    )
-
-
-def verify_ok(engine: Engine) -> None:
-    report = Ledger(engine).verify(unsealed_grace_seconds=10**9)
-    assert report.ok, report.problems
 
 
 class Town:
@@ -201,16 +167,6 @@ def sqlite_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[En
             yield engine
         finally:
             engine.dispose()
-
-
-@contextmanager
-def scheduler_running(engine: Engine, settings: Settings) -> Iterator[Any]:
-    scheduler = start_scheduler(engine, settings, system_clock)
-    try:
-        yield scheduler
-    finally:
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
 
 
 def job_settings(**fields: Any) -> Settings:
@@ -726,26 +682,6 @@ def test_concurrent_seal_runs_seal_each_entry_once(engine: Engine, clock: FakeCl
 
 
 # points expire --as-of a future date --force --dry-run -----------------------------------------
-
-
-def invoke(url: str, *args: str) -> Result:
-    """Run ``points *args`` on ``url`` and close the engines the command opened."""
-    engines: list[Engine] = []
-
-    def track(connection: sa.Connection) -> None:
-        if connection.engine not in engines:
-            engines.append(connection.engine)
-
-    event.listen(Engine, "engine_connect", track)
-    try:
-        result = CliRunner().invoke(
-            main, list(args), env={"POINTS_DATABASE_URL": url}, catch_exceptions=False
-        )
-    finally:
-        event.remove(Engine, "engine_connect", track)
-    for engine in engines:
-        engine.dispose()
-    return result
 
 
 def test_points_expire_a_future_date_as_a_forced_dry_run(engine: Engine, database_url: str) -> None:

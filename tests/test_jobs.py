@@ -25,22 +25,21 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from api_world import World, open_world
-from click.testing import CliRunner, Result
 from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from test_cli import invoke
 
 import ledger
 from issuers import awards
 from issuers.programs import Program
 from ledger import Entry, LedgerTx, Side
+from ledger.database import READ_ONLY
 from ledger.service import system_clock
 from points import expiry, idempotency, maintenance, people, wallets
 from points.calendar import TOKYO, start_of_day
-from points.cli import main
 from points.errors import InvalidInput
 from points.idempotency import IdempotencyRecord
 from points.jobs import (
@@ -199,8 +198,11 @@ def entries_of_kind(engine: Engine, kind: str) -> list[Entry]:
 
 
 def count_rows(engine: Engine, table: str) -> int:
+    """Read only (on SQLite a deferred transaction: no write lock, so another process may be
+    writing meanwhile)."""
     with engine.connect() as connection:
-        return int(connection.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
+        reading = connection.execution_options(**{READ_ONLY: True})
+        return int(reading.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
 
 
 def ledger_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
@@ -978,27 +980,6 @@ def test_a_schedule_override_may_change_the_trigger_kind(engine: Engine, databas
 
 
 # The command line -------------------------------------------------------------------------------
-
-
-def invoke(url: str, *args: str) -> Result:
-    """Run ``points *args`` on ``url`` and close the engines the command opened (as in
-    tests/test_cli.py)."""
-    engines: list[Engine] = []
-
-    def track(connection: sa.Connection) -> None:
-        if connection.engine not in engines:
-            engines.append(connection.engine)
-
-    event.listen(Engine, "engine_connect", track)
-    try:
-        result = CliRunner().invoke(
-            main, list(args), env={"POINTS_DATABASE_URL": url}, catch_exceptions=False
-        )
-    finally:
-        event.remove(Engine, "engine_connect", track)
-    for engine in engines:
-        engine.dispose()
-    return result
 
 
 def written(engine: Engine) -> tuple[int, int]:
