@@ -97,6 +97,10 @@ class Desk:
     def refused(self, data: bytes) -> list[RowError]:
         """The file is refused at validation with nothing written; its problems (the same
         from ``check_file``)."""
+        return self.refusal(data).errors
+
+    def refusal(self, data: bytes) -> CsvInvalid:
+        """As ``refused``; the refusal itself."""
         before = self.snapshot()
         plan, checked = self.check(data)
         assert plan is None and checked
@@ -108,7 +112,7 @@ class Desk:
         assert invalid.errors == checked
         assert invalid.context["errors"] == [error.as_dict() for error in checked][:1000]
         assert invalid.context["error_count"] == len(checked)
-        return invalid.errors
+        return invalid
 
     def remaining(self, year: int = 2026) -> int:
         return self.earning.budget(self.program, year).remaining
@@ -118,6 +122,21 @@ class Desk:
 
     def entries(self, kind: str | None = None) -> int:
         return self.earning.count("ledger_entry", **({"kind": kind} if kind else {}))
+
+    def the_upload(self) -> bulk.AwardUpload:
+        """The one upload there is."""
+        (upload,) = self.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+        return upload
+
+    def upload_dying(self, data: bytes, batch: int) -> None:
+        """Upload ``data`` in batches of ``batch`` rows, dying after the first."""
+
+        def die_after_the_first_batch(done: int, total: int | None) -> None:
+            if done == batch:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            self.upload(data, batch=batch, progress=die_after_the_first_batch)
 
     def clearing(self, upload: bulk.AwardUpload) -> list[sa.Row[Any]]:
         """The upload's clearing accounts."""
@@ -789,13 +808,8 @@ def test_an_interrupted_upload_is_resumed_and_awards_each_row_once(
     residents = d.residents(10)
     data = checkup_file(residents)
 
-    def die_after_the_first_batch(done: int, total: int | None) -> None:
-        if done == 4:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        d.upload(data, batch=4, progress=die_after_the_first_batch)
-    (halfway,) = d.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    d.upload_dying(data, batch=4)
+    halfway = d.the_upload()
     assert (halfway.status, halfway.awarded, halfway.to_award) == ("issuing", 4, 10)
     # The whole file is set aside: what is not awarded yet is held, not in the budget.
     assert d.remaining() == 1_000_000 - 10 * AMOUNT
@@ -865,7 +879,7 @@ def test_the_same_file_while_a_run_awards_it_is_refused_and_counted_once(
     with pytest.raises(bulk.UploadInProgress) as raised:
         d.upload(data, batch=4)
 
-    (upload,) = d.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    upload = d.the_upload()
     assert raised.value.code == "upload_in_progress"
     assert raised.value.context == {"upload_id": upload.id, "awarded": 4, "to_award": 10}
     assert f"upload {upload.id} of this file is being awarded by another request" in str(
@@ -900,7 +914,7 @@ def test_a_stalled_run_is_taken_over_once_its_lease_lapses_and_stops(
     stopped = first.finish()
     assert isinstance(stopped, bulk.UploadInProgress), stopped
     assert "another request took it over" in str(stopped)
-    (upload,) = d.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    upload = d.the_upload()
     assert (upload.status, upload.awarded, upload.replayed, upload.failed) == ("done", 10, 0, 0)
     for resident in residents:
         assert d.posted(resident) == [AMOUNT]
@@ -917,12 +931,7 @@ def test_a_run_whose_process_died_holds_the_upload_until_its_lease_lapses(
     residents = d.residents(6)
     data = checkup_file(residents)
 
-    def die(done: int, total: int | None) -> None:
-        if done == 3:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        d.upload(data, batch=3, progress=die)
+    d.upload_dying(data, batch=3)
     # As a dead process leaves it: still held, by nobody alive.
     died_at = clock()
     with engine.begin() as connection:
@@ -1269,7 +1278,7 @@ def test_points_award_checks_reports_and_awards_a_file(
     awarded = invoke(database_url, *program, "--csv", str(good))
 
     assert awarded.exit_code == 0, awarded.output
-    (upload,) = d.earning.read(lambda s: list(s.exec(select(bulk.AwardUpload))))
+    upload = d.the_upload()
     counts = (
         f"{upload.id}: 3 awarded, 0 awarded before, 0 refused while awarding; "
         f"{3 * AMOUNT} points set aside"

@@ -19,16 +19,16 @@ import anyio
 import pytest
 from api_world import World, assert_problem, open_world, world_settings
 from conftest import FakeClock
-from earning_helpers import ACTOR, Earning
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
+from test_bulk import Desk as BulkDesk
+from test_bulk import desk as bulk_desk
 
 from api.app import create_app
 from issuers import bulk
 from issuers.awards import RECORD_ID_MAX_LENGTH
-from issuers.bulk import ROWS_MAX, CsvInvalid, RowError
-from issuers.programs import Program
+from issuers.bulk import ROWS_MAX, RowError
 
 #: 2026-05-10 12:00 in Tokyo (FY2026).
 NOON = datetime(2026, 5, 10, 3, 0, tzinfo=UTC)
@@ -63,66 +63,16 @@ def padded(lines: list[str], size: int) -> bytes:
 
 
 @dataclass
-class Desk:
-    """An earning world at ``NOON`` with one active fixed-award program (amount 1, no caps),
-    funded for FY2026, and one resident."""
+class Desk(BulkDesk):
+    """The bulk tests' desk with a fixed-award program (amount 1, no caps) funded with
+    ``BUDGET`` for FY2026, and one resident."""
 
-    earning: Earning
-    program: Program
-    resident: str
-
-    @property
-    def engine(self) -> Engine:
-        return self.earning.engine
-
-    def check(self, data: bytes) -> tuple[bulk.Plan | None, list[RowError]]:
-        return bulk.check_file(
-            self.engine, self.program.id, self.program.department_id, data, self.earning.clock()
-        )
-
-    def upload(self, data: bytes, **options: Any) -> bulk.UploadResult:
-        return bulk.upload(
-            self.engine,
-            ACTOR,
-            self.earning.clock,
-            self.program.id,
-            data,
-            department_id=self.program.department_id,
-            **options,
-        )
-
-    def remaining(self) -> int:
-        return self.earning.budget(self.program, 2026).remaining
-
-    def snapshot(self) -> tuple[Any, ...]:
-        """Everything an upload can write: the ledger, the awards, the budget, the uploads."""
-        return (
-            self.earning.written(),
-            self.earning.count("award_upload"),
-            self.earning.count("ledger_entry"),
-            self.remaining(),
-        )
-
-    def refused(self, data: bytes) -> CsvInvalid:
-        """The file is refused at validation by ``upload`` with nothing written, with the same
-        problems ``check_file`` reports; the refusal."""
-        before = self.snapshot()
-        plan, checked = self.check(data)
-        assert plan is None and checked
-        with pytest.raises(CsvInvalid) as raised:
-            self.upload(data)
-        assert self.snapshot() == before
-        assert raised.value.code == "csv_invalid"
-        assert raised.value.errors == checked
-        return raised.value
+    resident: str = ""
 
 
 def desk(engine: Engine, clock: FakeClock) -> Desk:
-    clock.now = NOON
-    earning = Earning(engine, clock)
-    program = earning.program(earning.point_type(), module="fixed_award", amount=1)
-    earning.allocate(program, 2026, BUDGET)
-    return Desk(earning, program, earning.resident())
+    base = bulk_desk(engine, clock, module="fixed_award", amount=1, budget=BUDGET)
+    return Desk(base.earning, base.point_type, base.program, base.earning.resident())
 
 
 # The row cap ------------------------------------------------------------------------------
@@ -134,7 +84,7 @@ def test_a_file_of_one_row_more_than_the_cap_is_refused_for_its_size(
     d = desk(engine, clock)
     data = rows_file(d.resident, ROWS_MAX + 1)
 
-    refusal = d.refused(data)
+    refusal = d.refusal(data)
 
     # Every row is fine but the last: it is the one too many (the header is line 1).
     assert refusal.errors == [RowError(ROWS_MAX + 2, "", SIZE_REASON)]
@@ -451,7 +401,7 @@ def test_a_field_beyond_the_csv_readers_limit_breaks_the_file_there(
         )
     ]
     # One character more and the file is broken at that line; nothing after it is read.
-    refusal = d.refused(over)
+    refusal = d.refusal(over)
     assert refusal.errors == [
         RowError(
             3,
@@ -479,7 +429,7 @@ def test_resident_ids_and_record_ids_have_a_maximum_length(
         ]
     )
 
-    refusal = d.refused(data)
+    refusal = d.refusal(data)
 
     assert refusal.errors == [
         RowError(2, "resident_id", "no such resident"),
