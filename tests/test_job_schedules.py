@@ -9,7 +9,6 @@ its points at today's real date instead, since the command takes its time from t
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -32,23 +31,29 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from concurrency import run_together
 from conftest import FakeClock, new_database_url
-from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from test_cli import invoke
-from test_jobs import all_runs, count_rows, entries_of_kind, scheduler_running, tokyo, verify_ok
+from test_jobs import (
+    BUDGET,
+    City,
+    all_runs,
+    count_rows,
+    entries_of_kind,
+    scheduler_running,
+    tokyo,
+    verify_ok,
+)
 
 import ledger
-from issuers import awards
 from issuers.programs import Program
-from ledger import Entry, Ledger, LedgerTx, Side
+from ledger import Entry, Ledger
 from ledger.database import READ_ONLY
 from ledger.service import system_clock
-from points import expiry, maintenance, people, wallets
+from points import expiry, maintenance
 from points.calendar import TOKYO, fiscal_year, start_of_day, tokyo_date
 from points.idempotency import IdempotencyRecord
 from points.jobs import JOBS, JobRun, RunResult, RunState, run_job
-from points.pointtypes import ExpiryRule, PointType
 from points.ratelimit import RateLimitWindow
 from points.settings import Settings
 from points.uow import unit_of_work
@@ -56,8 +61,6 @@ from points.uow import unit_of_work
 assert maintenance.SEAL is JOBS["seal"]  # the module registers the jobs when imported
 
 POINTS_COMMAND = Path(sys.executable).with_name("points")
-MERCHANT_CODE = 400
-BUDGET = 10_000_000
 
 
 @contextmanager
@@ -96,30 +99,13 @@ def ledger_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-class Town:
-    """A point type, one funded program, residents with points and a merchant to pay."""
+class Town(City):
+    """``test_jobs.City`` on any clock (the end-to-end tests run on the real one): three-month
+    points by default, programs valid from today and funded for this fiscal year, and holds."""
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime], *, months: int = 3) -> None:
-        self.engine = engine
-        self.clock = clock
-        self.earning = Earning(engine, clock)
+        super().__init__(engine, clock, months=months)
         self.today = tokyo_date(clock())
-        self.pt: PointType = self.earning.point_type(
-            expiry_rule=ExpiryRule.MONTHS, expiry_months=months
-        )
-        self.records = itertools.count(1)
-        self.merchant = self.earning.write(
-            lambda s: (
-                LedgerTx(s.connection(), clock)
-                .create_account(
-                    ledger_id=self.pt.ledger_id,
-                    code=MERCHANT_CODE,
-                    normal_side=Side.CREDIT,
-                    owner_ref="merchant",
-                )
-                .id
-            )
-        )
 
     def program(self, amount: int) -> Program:
         program = self.earning.program(self.pt, amount=amount, valid_from=self.today)
@@ -127,32 +113,13 @@ class Town:
         return program
 
     def residents_with_points(self, program: Program, count: int) -> list[str]:
-        """``count`` new residents, each awarded ``program`` once, in one transaction."""
-        now = self.clock()
-
-        def work(session: Session) -> list[str]:
-            made = []
-            for _ in range(count):
-                resident = people.create_resident(
-                    session,
-                    ACTOR,
-                    now,
-                    name=None,
-                    address_number=None,
-                    birth_year=None,
-                    verified=False,
-                ).id
-                request = awards.AwardRequest(program.id, resident, f"R-{next(self.records)}", {})
-                awards.award(session, ACTOR, now, request, department_id=program.department_id)
-                made.append(resident)
-            return made
-
-        return self.earning.write(work)
+        """``count`` new residents, each awarded ``program`` once."""
+        residents = self.residents(count)
+        self.award_many([(program, resident) for resident in residents])
+        return residents
 
     def hold(self, resident: str, amount: int, until: datetime) -> Entry:
-        return self.earning.spend(
-            self.pt, wallets.Spend(resident, amount, to_account_id=self.merchant, hold_until=until)
-        )
+        return self.spend(resident, amount, hold_until=until)
 
 
 # The scheduler's wiring ---------------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_expiry_instant_is_tokyo_midnight() -> None:
 class City:
     """One point type with a one-month expiry rule, programs, residents and a merchant."""
 
-    def __init__(self, engine: Engine, clock: FakeClock, *, months: int = 1) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], *, months: int = 1) -> None:
         self.engine = engine
         self.clock = clock
         self.earning = Earning(engine, clock)
