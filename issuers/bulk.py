@@ -95,11 +95,11 @@ ROWS_MAX = 200_000
 #: How long a run holds its upload after its last batch (or set-aside) before another upload
 #: of the file may take it over: many times a batch's duration.
 LEASE = timedelta(minutes=2)
-
-log = logging.getLogger("issuers.bulk")
 BATCH = 2000
 #: On PostgreSQL, refresh the planner's statistics every this many batches of an upload.
 ANALYZE_EVERY = 5
+
+log = logging.getLogger("issuers.bulk")
 
 
 class UploadStatus(enum.StrEnum):
