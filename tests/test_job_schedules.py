@@ -40,6 +40,7 @@ from test_jobs import (
     all_runs,
     count_rows,
     entries_of_kind,
+    idempotency_record,
     scheduler_running,
     tokyo,
     verify_ok,
@@ -52,7 +53,6 @@ from ledger.database import READ_ONLY
 from ledger.service import system_clock
 from points import expiry, maintenance
 from points.calendar import TOKYO, fiscal_year, start_of_day, tokyo_date
-from points.idempotency import IdempotencyRecord
 from points.jobs import JOBS, JobRun, RunResult, RunState, run_job
 from points.ratelimit import RateLimitWindow
 from points.settings import Settings
@@ -486,21 +486,6 @@ def test_concurrent_voids_in_small_batches_void_each_hold_once(
     assert account_totals(engine) == world.before
 
 
-def _idempotency_record(key: str, created: datetime) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        namespace="test",
-        key=key,
-        request_hash=b"\0" * 32,
-        state="done",
-        lease_owner="owner",
-        lease_expires_at=created,
-        response_status=200,
-        response_body="{}",
-        created_at=created,
-        completed_at=created,
-    )
-
-
 def _finished_run(job: str, period: str, started: datetime, state: RunState) -> JobRun:
     return JobRun(
         job=job,
@@ -543,7 +528,7 @@ def test_purge_runs_at_once_and_again_delete_each_row_once(
         for name, created, count in (("old", old, 8), ("middle", middle, 6), ("new", new, 4)):
             for number in range(count):
                 key = f"{name}-{number}"
-                session.add(_idempotency_record(key, created + timedelta(hours=1)))
+                session.add(idempotency_record(key, created + timedelta(hours=1)))
                 if number < 2:
                     window = int((created + timedelta(hours=1)).timestamp())
                     session.add(RateLimitWindow(bucket=key, window_start=window, hits=1))

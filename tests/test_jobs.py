@@ -818,22 +818,25 @@ def test_the_jobs_of_a_statement_or_three_report_their_steps(
     assert reported == steps
 
 
+def idempotency_record(key: str, created: datetime) -> IdempotencyRecord:
+    """A completed request's record, created at ``created`` (for the purge job)."""
+    return IdempotencyRecord(
+        namespace="test",
+        key=key,
+        request_hash=b"\0" * 32,
+        state="done",
+        lease_owner="owner",
+        lease_expires_at=created,
+        response_status=200,
+        response_body="{}",
+        created_at=created,
+        completed_at=created,
+    )
+
+
 def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: FakeClock) -> None:
     now = clock()
-
-    def record(key: str, created: datetime) -> IdempotencyRecord:
-        return IdempotencyRecord(
-            namespace="test",
-            key=key,
-            request_hash=b"\0" * 32,
-            state="done",
-            lease_owner="owner",
-            lease_expires_at=created,
-            response_status=200,
-            response_body="{}",
-            created_at=created,
-            completed_at=created,
-        )
+    record = idempotency_record
 
     def seed(session: Session) -> None:
         session.add(record("old", now - timedelta(hours=25)))
