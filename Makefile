@@ -1,5 +1,5 @@
 # make demo  - run the system on SQLite with seeded data
-# make test  - lint, type-check and run every test (PostgreSQL too when POINTS_TEST_POSTGRES_URL is set)
+# make test  - lint (ruff, import contracts), type-check and run every test (PostgreSQL too when POINTS_TEST_POSTGRES_URL is set)
 # make bench - python -m bench ledger (not part of the tests)
 #
 # Both create .venv when it is missing and install exactly the versions in constraints.txt.
@@ -26,6 +26,7 @@ demo: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

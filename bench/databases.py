@@ -2,9 +2,9 @@
 
 SQLite: files in a temporary directory, removed at the end. PostgreSQL: ``bench_<label>_<random>``
 databases created on the server of the given URL (from a connection to the database it names) and
-dropped with ``WITH (FORCE)`` at the end, whatever happened.
-Ledger databases are migrated with ``points.db.upgrade`` (the real Alembic migrations), and
-their engines come from ``ledger.create_engine`` (SQLite: WAL, ``synchronous=FULL``).
+dropped with ``WITH (FORCE)`` at the end, whatever happened. Ledger databases are migrated with
+``points.shell.schema.upgrade`` (the real Alembic migrations), and their engines come from
+``ledger.create_engine`` (SQLite: WAL, ``synchronous=FULL``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 import ledger
-from points import db
+from points.shell import schema
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -57,7 +57,7 @@ class Databases:
     def new_ledger_engine(self, label: str) -> Engine:
         """A new database migrated to head, with an engine from ``ledger.create_engine``."""
         engine = ledger.create_engine(self.new_url(label))
-        db.upgrade(engine)
+        schema.upgrade(engine)
         return engine
 
     def version(self) -> str:

@@ -1,8 +1,9 @@
 """``python -m bench ledger``: the ledger's throughput against the limit, batches, sealing, reads.
 
-On SQLite (fresh files in a temporary directory, migrated with ``points.db.upgrade``; engines
-from ``ledger.create_engine``: WAL, ``synchronous=FULL``) and, when ``POINTS_TEST_POSTGRES_URL`` or
-``--postgres URL`` is given, on PostgreSQL (fresh ``bench_*`` databases, dropped afterwards):
+On SQLite (fresh files in a temporary directory, migrated with ``points.shell.schema.upgrade``;
+engines from ``ledger.create_engine``: WAL, ``synchronous=FULL``) and, when
+``POINTS_TEST_POSTGRES_URL`` or ``--postgres URL`` is given, on PostgreSQL (fresh ``bench_*``
+databases, dropped afterwards):
 
 1. Transfers/s, one two-posting transfer per transaction, at 1 and at 8 client threads, each
    thread on a connection of its own and on its own group of 16 wallets (``bench.workload``):

@@ -184,8 +184,8 @@ def award(
     check_window(program, occurred_on, today)
     year = fiscal_year(occurred_on)
     plan = module.plan(
-        program,
-        parse_config(module, program),
+        program.terms(),
+        parse_config(module, program.config),
         details,
         AwardEvent(request.resident_id, request.record_id, occurred_on, year),
     )

@@ -349,7 +349,8 @@ def validate(
 ) -> tuple[Plan, list[RowError]]:
     """The plan for the rows, and the problems the database shows (see the module docstring)."""
     module = module_for(program.module)
-    config = parse_config(module, program)
+    config = parse_config(module, program.config)
+    terms = program.terms()
     today = tokyo_date(now)
     errors: list[RowError] = []
     residents = _lookup(
@@ -463,7 +464,7 @@ def validate(
             continue
         try:
             award_plan = module.plan(
-                program,
+                terms,
                 config,
                 details,
                 AwardEvent(row.resident_id, row.record_id, occurred_on, year),

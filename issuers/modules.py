@@ -13,7 +13,7 @@ The interface, in one file per kind of program::
         Config: type[BaseModel]   # the program's settings, checked when it is created
         Details: type[BaseModel]  # what the department sends with each award
 
-        def plan(self, program, config, details, event) -> AwardPlan: ...
+        def plan(self, terms, config, details, event) -> AwardPlan: ...
 
 ``AwardPlan.once`` lists keys that may be awarded only once per resident and program: each is a
 row of ``award_once`` under a unique constraint, so two concurrent awards cannot both pass.
@@ -30,8 +30,8 @@ Worked example: a library awards 50 pt per book report, at most one per book per
         class Details(ModuleInput):
             isbn: str = Field(pattern=r"^[0-9X-]{10,17}$")
 
-        def plan(self, program, config, details, event):
-            return AwardPlan(amount=program.amount, once=(f"isbn:{details.isbn}",))
+        def plan(self, terms, config, details, event):
+            return AwardPlan(amount=terms.amount, once=(f"isbn:{details.isbn}",))
 
     register(BookReport())
 
@@ -50,7 +50,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from issuers.programs import Program
 from points.errors import InvalidInput
 
 #: Once-keys are at most this long (they are stored under a unique constraint).
@@ -61,6 +60,16 @@ class ModuleInput(BaseModel):
     """Base of a module's Config and Details: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramTerms:
+    """What a module may know of its program: plain values (a module imports nothing of
+    ``issuers.programs``, which imports the modules to check a new program's config)."""
+
+    program_id: str
+    #: Points per qualifying event, as the program was created with.
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,9 @@ class ProgramModule(ABC):
     Details: ClassVar[type[ModuleInput]]
 
     @abstractmethod
-    def plan(self, program: Program, config: Any, details: Any, event: AwardEvent) -> AwardPlan: ...
+    def plan(
+        self, terms: ProgramTerms, config: Any, details: Any, event: AwardEvent
+    ) -> AwardPlan: ...
 
 
 class FixedAward(ProgramModule):
@@ -103,8 +114,8 @@ class FixedAward(ProgramModule):
     class Details(ModuleInput):
         pass
 
-    def plan(self, program: Program, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
-        return AwardPlan(amount=program.amount)
+    def plan(self, terms: ProgramTerms, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
+        return AwardPlan(amount=terms.amount)
 
 
 class HealthCheckup(ProgramModule):
@@ -125,7 +136,7 @@ class HealthCheckup(ProgramModule):
     class Details(ModuleInput):
         checkup_type: str = Field(min_length=1, max_length=64)
 
-    def plan(self, program: Program, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
+    def plan(self, terms: ProgramTerms, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
         if details.checkup_type not in config.checkup_types:
             raise InvalidInput(
                 f"checkup_type {details.checkup_type!r} is not one of this program's: "
@@ -133,7 +144,7 @@ class HealthCheckup(ProgramModule):
                 field="details.checkup_type",
             )
         return AwardPlan(
-            amount=program.amount, once=(f"FY{event.fiscal_year}:{details.checkup_type}",)
+            amount=terms.amount, once=(f"FY{event.fiscal_year}:{details.checkup_type}",)
         )
 
 
@@ -150,8 +161,8 @@ class VolunteeringAttendance(ProgramModule):
     class Details(ModuleInput):
         event_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
 
-    def plan(self, program: Program, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
-        return AwardPlan(amount=program.amount, once=(f"event:{details.event_id}",))
+    def plan(self, terms: ProgramTerms, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
+        return AwardPlan(amount=terms.amount, once=(f"event:{details.event_id}",))
 
 
 MODULES: dict[str, ProgramModule] = {}
@@ -196,8 +207,9 @@ def canonical_config(module: ProgramModule, config: dict[str, Any]) -> str:
     return json.dumps(parsed.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
-def parse_config(module: ProgramModule, program: Program) -> ModuleInput:
-    return _parse(module.Config, json.loads(program.config), "config")
+def parse_config(module: ProgramModule, config_json: str) -> ModuleInput:
+    """A program's stored config (canonical JSON), parsed by its module."""
+    return _parse(module.Config, json.loads(config_json), "config")
 
 
 def parse_details(module: ProgramModule, details: dict[str, Any]) -> ModuleInput:

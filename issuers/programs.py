@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from issuers.modules import ProgramTerms, canonical_config, module_for
 from ledger import Entry, LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
 from points import audit
@@ -101,6 +102,10 @@ class Program(SQLModel, table=True):
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 
+    def terms(self) -> ProgramTerms:
+        """What the program's module may know of it (``issuers.modules``)."""
+        return ProgramTerms(program_id=self.id, amount=self.amount)
+
 
 class ProgramBudget(SQLModel, table=True):
     __tablename__ = "program_budget"
@@ -161,8 +166,6 @@ class NewProgram:
 
 def create_program(session: Session, actor: Principal, now: datetime, new: NewProgram) -> Program:
     """A new program, in draft; its module checks ``config``."""
-    from issuers.modules import canonical_config, module_for  # noqa: PLC0415 (cycle)
-
     if session.get(Department, new.department_id) is None:
         raise NotFound(f"no department {new.department_id}", field="department_id")
     get_point_type(session, new.point_type_id)

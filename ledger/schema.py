@@ -1,7 +1,7 @@
 """The ledger's tables, and the names of the database rules that guard them.
 
-The tables are SQLAlchemy Core metadata; Alembic migrations (``points/migrations``) create them
-and add what autogenerate cannot see: triggers, and on SQLite the ``typeof`` guards. What each
+The tables are SQLAlchemy Core metadata; Alembic migrations (``points/shell/migrations``) create
+them and add what autogenerate cannot see: triggers, and on SQLite the ``typeof`` guards. What each
 rule holds, on both databases unless noted:
 
 - ``ledger_account``: CHECK constraints hold the flags on the maintained totals

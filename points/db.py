@@ -1,83 +1,23 @@
-"""Database wiring for the application: engines, and Alembic migrations to head.
+"""Engines, and the schema revision a database is at (domain-level: the API may import it).
 
-Migrations live in ``points/migrations`` and ship inside the wheel; ``points db upgrade`` (or
-``upgrade(engine)``) takes an empty SQLite file or PostgreSQL database to head.
+Sessions and transactions are ``points.uow.unit_of_work``. Taking a database to the latest
+schema is the application shell's (``points.shell.schema.upgrade``): it needs every package's
+tables. The migrations' directory is read here only to learn the latest revision's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
 
 import ledger
-from issuers import awards, bulk, programs
-from ledger import schema as ledger_schema
-from points import (
-    audit,
-    auth,
-    idempotency,
-    jobs,
-    pointtypes,
-    ratelimit,
-    registry,
-    verification,
-    wallets,
-)
 from points.settings import Settings
 
-# The model modules register their tables on SQLModel.metadata when imported.
-_MODEL_MODULES = (
-    audit,
-    auth,
-    idempotency,
-    ratelimit,
-    registry,
-    verification,
-    pointtypes,
-    wallets,
-    programs,
-    awards,
-    bulk,
-    jobs,
-)
-
-MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
-
-
-#: References PostgreSQL checks once per statement by trigger instead of by foreign key
-#: (migrations 0007 and 0009 say why); the models declare them, and SQLite keeps them as keys.
-TRIGGER_CHECKED_FOREIGN_KEYS = ledger_schema.TRIGGER_CHECKED_FOREIGN_KEYS | frozenset(
-    {
-        "fk_award_program_id",
-        "fk_award_resident_id",
-        "fk_award_entry_id",
-        "fk_award_once_program_id",
-        "fk_award_once_resident_id",
-        "fk_wallet_point_type_id",
-        "fk_wallet_resident_id",
-        "fk_wallet_bucket_account_id",
-        "fk_wallet_bucket_program_id",
-        "fk_wallet_bucket_resident_id_point_type_id",
-    }
-)
-
-
-def include_in_comparison(dialect_name: str) -> Callable[..., bool]:
-    """The Alembic ``include_object`` hook for the whole schema (see ``ledger.schema``)."""
-    return ledger_schema.include_in_comparison(dialect_name, TRIGGER_CHECKED_FOREIGN_KEYS)
-
-
-def target_metadata() -> list[sa.MetaData]:
-    """Every table the migrations manage (autogenerate compares against these)."""
-    return [ledger_schema.metadata, SQLModel.metadata]
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "shell" / "migrations"
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -86,19 +26,11 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
-def alembic_config(connection: sa.Connection | None = None) -> Config:
+def alembic_config() -> Config:
+    """Alembic's configuration: where the migrations are, nothing else."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
-    if connection is not None:
-        config.attributes["connection"] = connection
     return config
-
-
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.connect() as connection:
-        # Alembic manages its own transaction; on SQLite our BEGIN IMMEDIATE hook applies.
-        command.upgrade(alembic_config(connection), revision)
-        connection.commit()
 
 
 def head_revision() -> str:

@@ -20,7 +20,7 @@ engines do not all honour):
    start and end times. Finance and admins list the runs.
 
 Jobs are registered in ``JOBS``; ``points serve`` schedules them with APScheduler in the time
-zone Asia/Tokyo (``points.scheduler``), and ``points jobs run NAME`` runs one by hand.
+zone Asia/Tokyo (``points.shell.scheduler``), and ``points jobs run NAME`` runs one by hand.
 """
 
 from __future__ import annotations

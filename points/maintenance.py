@@ -1,4 +1,5 @@
-"""The jobs that keep the ledger moving, registered in ``points.jobs.JOBS``.
+"""The jobs that keep the ledger moving (``points.shell.wiring`` registers them in
+``points.jobs.JOBS``).
 
 =============  ==========================  ===========================================
 job            when (Asia/Tokyo)           what
@@ -19,7 +20,7 @@ from datetime import timedelta
 
 from ledger import Ledger
 from points import expiry, idempotency, ratelimit
-from points.jobs import Job, JobContext, purge_runs, register, seconds_slot, tokyo_day, tokyo_minute
+from points.jobs import Job, JobContext, purge_runs, seconds_slot, tokyo_day, tokyo_minute
 from points.uow import unit_of_work
 
 #: Runs of the frequent jobs are kept this long (the daily ones are kept for good).
@@ -68,39 +69,34 @@ def _purge(context: JobContext) -> dict[str, int]:
     return {"idempotency_records": records, "rate_limit_windows": windows, "job_runs": runs}
 
 
-EXPIRY = register(
-    Job(
-        "expiry",
-        "move expired buckets' remainders to expired points",
-        tokyo_day,
-        _expiry,
-        {"trigger": "cron", "hour": 0, "minute": 10},
-    )
+EXPIRY = Job(
+    "expiry",
+    "move expired buckets' remainders to expired points",
+    tokyo_day,
+    _expiry,
+    {"trigger": "cron", "hour": 0, "minute": 10},
 )
-HOLD_TIMEOUTS = register(
-    Job(
-        "hold_timeouts",
-        "void the holds whose timeout has passed",
-        tokyo_minute,
-        _hold_timeouts,
-        {"trigger": "cron", "minute": "*"},
-    )
+HOLD_TIMEOUTS = Job(
+    "hold_timeouts",
+    "void the holds whose timeout has passed",
+    tokyo_minute,
+    _hold_timeouts,
+    {"trigger": "cron", "minute": "*"},
 )
-SEAL = register(
-    Job(
-        "seal",
-        "seal committed entries into the hash chain",
-        seconds_slot(SEAL_SECONDS),
-        _seal,
-        {"trigger": "interval", "seconds": SEAL_SECONDS},
-    )
+SEAL = Job(
+    "seal",
+    "seal committed entries into the hash chain",
+    seconds_slot(SEAL_SECONDS),
+    _seal,
+    {"trigger": "interval", "seconds": SEAL_SECONDS},
 )
-PURGE = register(
-    Job(
-        "purge",
-        "delete idempotency records past retention, old rate-limit windows and job runs",
-        tokyo_day,
-        _purge,
-        {"trigger": "cron", "hour": 3, "minute": 0},
-    )
+PURGE = Job(
+    "purge",
+    "delete idempotency records past retention, old rate-limit windows and job runs",
+    tokyo_day,
+    _purge,
+    {"trigger": "cron", "hour": 3, "minute": 0},
 )
+
+#: The jobs of the point domain, registered by the application shell (``points.shell.wiring``).
+JOBS = (EXPIRY, HOLD_TIMEOUTS, SEAL, PURGE)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine, make_url
 
 import ledger
 from ledger import Ledger
-from points import db
+from points.shell import schema
 
 POSTGRES_URL = os.environ.get("POINTS_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
@@ -67,7 +67,7 @@ def _drop_database(admin: Engine, name: str) -> None:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
     engine = ledger.create_engine(f"sqlite:///{path}")
-    db.upgrade(engine)
+    schema.upgrade(engine)
     engine.dispose()
     return path
 
@@ -81,7 +81,7 @@ def postgres_template() -> Iterator[str]:
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine = ledger.create_engine(_postgres_url(name))
-    db.upgrade(engine)
+    schema.upgrade(engine)
     engine.dispose()
     yield name
     _drop_database(admin, name)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 import ledger
 from ledger import Ledger
 from points import db
-from points.cli import main
+from points.shell.cli import main
 
 DEMO_BALANCES = {
     # owner reference: (debits, credits, balance) as the demo prints them

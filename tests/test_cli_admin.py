@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine, make_url
 import ledger
 from api.app import create_app
 from points import db
-from points.cli import main
 from points.settings import Settings
+from points.shell.cli import main
 
 STAFF_ID = re.compile(r"^stf_[A-Za-z0-9_-]{16}$")
 TOKEN = re.compile(r"^kp_[A-Za-z0-9_-]{8}_[A-Za-z0-9_-]{20,}$")

@@ -1,5 +1,5 @@
-"""The scheduled jobs as they are wired and run: the triggers ``points.scheduler`` gives each job
-(and the overrides from the settings), ``points serve`` running them end to end, the maintenance
+"""The scheduled jobs as they are wired and run: the triggers ``points.shell.scheduler`` gives each
+job (and the overrides from the settings), ``points serve`` running them end to end, the maintenance
 jobs (``points.maintenance``) run twice at once and run again, and ``points expire --as-of`` a
 future date as a dry run.
 
@@ -58,7 +58,7 @@ from points.ratelimit import RateLimitWindow
 from points.settings import Settings
 from points.uow import unit_of_work
 
-assert maintenance.SEAL is JOBS["seal"]  # the module registers the jobs when imported
+assert maintenance.SEAL is JOBS["seal"]  # the shell registers them (conftest imports it)
 
 POINTS_COMMAND = Path(sys.executable).with_name("points")
 

@@ -1,4 +1,4 @@
-"""Scheduled jobs (``points.jobs``, ``points.maintenance``, ``points.scheduler``): claims on a
+"""Scheduled jobs (``points.jobs``, ``points.maintenance``, ``points.shell.scheduler``): claims on a
 (job, period) row with a lease, the expiry of buckets, hold timeouts, sealing, purging, the
 scheduler, the ``points jobs`` / ``points expire`` commands and the finance listing of runs, on
 SQLite and (when configured) PostgreSQL.
@@ -66,12 +66,12 @@ from points.jobs import (
 )
 from points.pointtypes import ExpiryRule, PointType
 from points.ratelimit import RateLimitWindow
-from points.scheduler import enabled_jobs, start_scheduler
 from points.settings import Settings
+from points.shell.scheduler import enabled_jobs, start_scheduler
 from points.sqlbase import UTCDateTime, insert_many
 from points.uow import unit_of_work
 
-assert maintenance.EXPIRY is JOBS["expiry"]  # the module registers the jobs when imported
+assert maintenance.EXPIRY is JOBS["expiry"]  # the shell registers them (conftest imports it)
 
 #: Points earned on 2026-04-01 under a one-month rule are valid until this day (Tokyo) ...
 VALID_UNTIL = date(2026, 5, 31)

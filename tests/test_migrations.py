@@ -19,6 +19,7 @@ import ledger
 from ledger import Ledger
 from ledger.schema import EXPECTED_ACCOUNT_CHECKS, EXPECTED_SQLITE_TYPE_CHECKS, EXPECTED_TRIGGERS
 from points import db
+from points.shell import schema
 
 LEDGER_TABLES = {
     "ledger",
@@ -73,7 +74,7 @@ def check_names(engine: Engine, table: str) -> set[str]:
 
 def downgrade(engine: Engine, revision: str) -> None:
     with engine.connect() as connection:
-        command.downgrade(db.alembic_config(connection), revision)
+        command.downgrade(schema.alembic_config(connection), revision)
         connection.commit()
 
 
@@ -84,13 +85,13 @@ def test_upgrade_takes_an_empty_database_to_head_with_its_guards(
     assert db.current_revision(empty_engine) is None
     assert not db.is_at_head(empty_engine)
 
-    db.upgrade(empty_engine)
+    schema.upgrade(empty_engine)
 
     assert db.current_revision(empty_engine) == db.head_revision()
     assert db.is_at_head(empty_engine)
     assert table_names(empty_engine) >= LEDGER_TABLES | {"alembic_version"}
     # Upgrading again is a no-op.
-    db.upgrade(empty_engine)
+    schema.upgrade(empty_engine)
     assert db.is_at_head(empty_engine)
 
     # The triggers and CHECK constraints that autogenerate cannot see are in place.
@@ -120,21 +121,21 @@ def test_upgrade_takes_an_empty_database_to_head_with_its_guards(
 
 
 def test_models_and_migrations_do_not_drift(empty_engine: Engine) -> None:
-    db.upgrade(empty_engine)
+    schema.upgrade(empty_engine)
     with empty_engine.connect() as connection:
         context = MigrationContext.configure(
             connection,
             opts={
                 "compare_type": True,
-                "include_object": db.include_in_comparison(connection.dialect.name),
+                "include_object": schema.include_in_comparison(connection.dialect.name),
             },
         )
-        diff = compare_metadata(context, db.target_metadata())
+        diff = compare_metadata(context, schema.target_metadata())
     assert diff == []
 
 
 def test_downgrade_to_base_and_upgrade_again(empty_engine: Engine) -> None:
-    db.upgrade(empty_engine)
+    schema.upgrade(empty_engine)
     with Ledger(empty_engine) as instance:
         chart = make_chart(instance)
         instance.post(transfer(chart.source.id, chart.wallet.id, 10))
@@ -151,7 +152,7 @@ def test_downgrade_to_base_and_upgrade_again(empty_engine: Engine) -> None:
             ).scalar_one()
         assert functions == 0
 
-    db.upgrade(empty_engine)
+    schema.upgrade(empty_engine)
 
     assert db.is_at_head(empty_engine)
     assert table_names(empty_engine) >= LEDGER_TABLES | {"alembic_version"}
@@ -169,7 +170,7 @@ def test_instants_bulk_uploads_wrote_short_are_given_their_fraction(
     uploads is rewritten in the form every other write uses; other values are left alone."""
     if backend != "sqlite":
         pytest.skip("PostgreSQL stores timestamptz values")
-    db.upgrade(empty_engine, "0007_posting_checks")
+    schema.upgrade(empty_engine, "0007_posting_checks")
     raw = empty_engine.raw_connection()
     try:
         cursor = raw.driver_connection.cursor()
@@ -188,7 +189,7 @@ def test_instants_bulk_uploads_wrote_short_are_given_their_fraction(
     finally:
         raw.close()
 
-    db.upgrade(empty_engine)
+    schema.upgrade(empty_engine)
 
     with empty_engine.connect() as connection:
         stored = dict(

@@ -1,4 +1,4 @@
-"""The ``points`` command: the composition root that wires settings, database and services.
+"""The ``points`` command: settings, database and services wired by the application shell.
 
 ::
 
@@ -42,13 +42,14 @@ from ledger.service import system_clock
 from points import access, db, expiry, idempotency, people, pointtypes, ratelimit
 from points.auth import Role
 from points.calendar import start_of_day
-from points.demo import run_demo
 from points.errors import PointsError
 from points.jobs import JOBS, AlreadyDone, RunningElsewhere, list_runs, run_job
 from points.registry import StaffRole
-from points.scheduler import start_scheduler
-from points.seed import run_seed
 from points.settings import Settings
+from points.shell import schema
+from points.shell.ledger_demo import run_demo
+from points.shell.scheduler import start_scheduler
+from points.shell.seed import run_seed
 from points.uow import unit_of_work
 from points.verification import verify_and_record
 
@@ -91,7 +92,7 @@ def db_upgrade(revision: str) -> None:
     """Take the database (an empty one is fine) to the latest schema."""
     settings = _settings()
     engine = _engine(settings)
-    db.upgrade(engine, revision)
+    schema.upgrade(engine, revision)
     click.echo(f"database at {db.current_revision(engine)} ({engine.url.render_as_string()})")
 
 
@@ -160,7 +161,7 @@ def purge_command() -> None:
 def demo_command() -> None:
     """Seed a small city on the configured database and print wallets and tokens."""
     engine = _engine(_settings())
-    db.upgrade(engine)
+    schema.upgrade(engine)
     _explained(lambda: run_seed(engine, system_clock, echo=click.echo))
 
 
@@ -174,7 +175,7 @@ def ledger_demo() -> None:
     """Create a few accounts and entries on the configured database and print balances."""
     settings = _settings()
     engine = _engine(settings)
-    db.upgrade(engine)
+    schema.upgrade(engine)
     run_demo(Ledger(engine), echo=click.echo)
 
 

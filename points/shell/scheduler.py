@@ -17,10 +17,10 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from points import maintenance  # noqa: F401  (registers the jobs)
 from points.calendar import TOKYO
 from points.jobs import JOBS, run_job
 from points.settings import Settings
+from points.shell import wiring  # noqa: F401  (registers the jobs)
 
 log = logging.getLogger("points.scheduler")
 

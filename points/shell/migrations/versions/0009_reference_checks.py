@@ -15,14 +15,14 @@ of 2,000 times. References to ``ledger_entry`` are not locked: entries are appen
 triggers refuse UPDATE, DELETE and TRUNCATE), so the lock would only cost a write per entry.
 
 What the foreign keys also refused on the other side is kept by ``points_referenced`` triggers on
-the referenced tables: a row that one of these tables names cannot be deleted, nor its key
-changed, and the table cannot be truncated while any such row exists. Like the ledger's, the
-checks assume READ COMMITTED, the isolation the application runs at (each query sees what
-committed before it). Errors carry the old constraint names and the foreign-key SQLSTATE
-(23503), so error mapping and callers see what they saw before. SQLite keeps its foreign keys
-(its checks are cheap index probes inside the process); the models still declare them, and
-``points.db.include_in_comparison`` tells autogenerate that PostgreSQL checks them by trigger.
-Other tables keep their foreign keys: they are written a row at a time.
+the referenced tables: a row that one of these tables names cannot be deleted, nor its key changed,
+and the table cannot be truncated while any such row exists. Like the ledger's, the checks assume
+READ COMMITTED, the isolation the application runs at (each query sees what committed before it).
+Errors carry the old constraint names and the foreign-key SQLSTATE (23503), so error mapping and
+callers see what they saw before. SQLite keeps its foreign keys (its checks are cheap index probes
+inside the process); the models still declare them, and
+``points.shell.schema.include_in_comparison`` tells autogenerate that PostgreSQL checks them by
+trigger. Other tables keep their foreign keys: they are written a row at a time.
 
 Revision ID: 0009_reference_checks
 Revises: 0008_sqlite_instant_text

@@ -1,17 +1,17 @@
-"""Alembic environment: runs on the connection handed in by ``points.db`` (or a URL)."""
+"""Alembic environment: runs on the connection handed in by ``points.shell.schema.upgrade``."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from points.db import include_in_comparison, target_metadata
+from points.shell.schema import include_in_comparison, target_metadata
 
 config = context.config
 
 
 def run() -> None:
     connection = config.attributes.get("connection")
-    assert connection is not None, "run migrations through points.db.upgrade()"
+    assert connection is not None, "run migrations through points.shell.schema.upgrade()"
     context.configure(
         connection=connection,
         target_metadata=target_metadata(),

@@ -1,0 +1,61 @@
+"""Every package's tables and scheduled jobs, registered in one place.
+
+Importing a model module registers its tables on ``SQLModel.metadata`` (what Alembic compares
+the migrations with); the jobs are registered in ``points.jobs.JOBS`` here, so that ``points
+serve`` schedules them and ``points jobs run NAME`` finds them. A new package lists its model
+modules and jobs below, and names the references PostgreSQL checks by trigger.
+"""
+
+from __future__ import annotations
+
+from issuers import awards, bulk, programs
+from ledger import schema as ledger_schema
+from points import (
+    audit,
+    auth,
+    idempotency,
+    jobs,
+    maintenance,
+    pointtypes,
+    ratelimit,
+    registry,
+    verification,
+    wallets,
+)
+
+#: The modules whose tables the migrations manage (imported for that: they register them).
+MODEL_MODULES = (
+    audit,
+    auth,
+    idempotency,
+    ratelimit,
+    registry,
+    verification,
+    pointtypes,
+    wallets,
+    programs,
+    awards,
+    bulk,
+    jobs,
+)
+
+for _job in maintenance.JOBS:
+    jobs.register(_job)
+
+
+#: References PostgreSQL checks once per statement by trigger instead of by foreign key
+#: (migrations 0007 and 0009 say why); the models declare them, and SQLite keeps them as keys.
+TRIGGER_CHECKED_FOREIGN_KEYS = ledger_schema.TRIGGER_CHECKED_FOREIGN_KEYS | frozenset(
+    {
+        "fk_award_program_id",
+        "fk_award_resident_id",
+        "fk_award_entry_id",
+        "fk_award_once_program_id",
+        "fk_award_once_resident_id",
+        "fk_wallet_point_type_id",
+        "fk_wallet_resident_id",
+        "fk_wallet_bucket_account_id",
+        "fk_wallet_bucket_program_id",
+        "fk_wallet_bucket_resident_id_point_type_id",
+    }
+)
