@@ -3,21 +3,22 @@ the resident's wallet, in one transaction with everything that limits them.
 
 One award, in order (all in the caller's unit of work, so all or nothing):
 
-1. The program must be the department's (else not found) and active; the event's date
-   (``occurred_on``, default today in Tokyo) must fall in the program's validity window and not
-   in the future. Its fiscal year picks the budget.
+1. The program must be the department's (else not found); the record id is printable ASCII;
+   the module checks the details the department sent.
 2. The department's ``record_id`` names the award: the same record again returns the first award
    (``replayed``); the same record for another resident or other details is
    ``record_id_reused``. A unique (program, record) constraint holds that against races.
-3. The module (``issuers.modules``) plans the amount and the *once-keys*; each once-key is a row
-   under a unique constraint (a second health checkup of a type in a year: ``already_awarded``).
-4. Caps per resident per day, month and fiscal year are **counter rows** updated conditionally
-   (``amount + x <= cap``, and a CHECK holds ``amount <= cap``), so concurrent awards cannot
-   beat them; the periods are those of the event's date in Asia/Tokyo.
-5. The ledger entry debits the fiscal year's budget and credits the wallet's bucket for (program,
-   valid-until date of points earned today). The budget's flag refuses an overspend
-   (``budget_exhausted``, saying how much remains); the entry's idempotency key is the record id
-   in the program's namespace.
+3. The award rules (``issuers.eligibility.decide``, shared with bulk uploads): the program is
+   active, the event's date (``occurred_on``, default today in Tokyo) is in its window, the
+   module plans the amount and the *once-keys*, the resident may receive points, and neither a
+   once-key nor a cap stands in the way. Its fiscal year picks the budget.
+4. Each once-key becomes a row under a unique constraint, and the caps per resident per day,
+   month and fiscal year are **counter rows** raised conditionally (``amount + x <= cap``, and
+   a CHECK holds ``amount <= cap``), so concurrent awards cannot beat either.
+5. The ledger entry (``award_entry``, shared with bulk batches) debits the fiscal year's budget
+   and credits the wallet's bucket for (program, valid-until date of points earned today). The
+   budget's flag refuses an overspend (``budget_exhausted``, saying how much remains); the
+   entry's idempotency key is the record id in the program's namespace.
 
 Races between concurrent awards lose on a unique constraint; the unit of work is then run again
 and meets the winner's rows, giving a clean answer (see ``points.uow.RACE_CONSTRAINTS``).
@@ -26,6 +27,7 @@ and meets the winner's rows, giving a clean answer (see ``points.uow.RACE_CONSTR
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -33,13 +35,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
-from issuers.modules import AwardEvent, module_for, parse_config, parse_details
+from issuers.eligibility import (
+    CapPeriod,
+    Claimed,
+    Decision,
+    OnceClaim,
+    Parties,
+    check_caps,
+    decide,
+)
+from issuers.errors import BudgetClosed, BudgetExhausted, RecordIdReused
+from issuers.modules import ModuleInput, module_for, parse_config, parse_details
 from issuers.programs import (
-    BudgetClosed,
     BudgetStatus,
     Program,
     ProgramBudget,
-    ProgramNotActive,
     check_fiscal_year,
     find_budget,
     get_program,
@@ -48,11 +58,11 @@ from ledger import LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
 from ledger.errors import AccountClosed, InsufficientFunds
 from points.auth import Principal
-from points.calendar import fiscal_year, tokyo_date
-from points.errors import Conflict, InvalidInput
+from points.calendar import tokyo_date
+from points.errors import InvalidInput
 from points.pointtypes import get_point_type
 from points.sqlbase import UTCDateTime
-from points.wallets import WalletClosed, bucket_for, open_wallet
+from points.wallets import WalletClosed, bucket_for, create_wallet, receiving_wallet
 
 RECORD_ID_MAX_LENGTH = 128
 
@@ -109,26 +119,6 @@ class AwardCounter(SQLModel, table=True):
     cap: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
-class RecordIdReused(Conflict):
-    code = "record_id_reused"
-
-
-class AlreadyAwarded(Conflict):
-    code = "already_awarded"
-
-
-class CapExceeded(Conflict):
-    code = "cap_exceeded"
-
-
-class BudgetExhausted(Conflict):
-    code = "budget_exhausted"
-
-
-class OutsideProgramWindow(InvalidInput):
-    code = "outside_program_window"
-
-
 @dataclass(frozen=True, slots=True)
 class AwardRequest:
     program_id: str
@@ -152,17 +142,18 @@ def award(
     request: AwardRequest,
     *,
     department_id: str | None,
-    held: dict[int, int] | None = None,
+    paid_from: Mapping[int, int] | None = None,
 ) -> AwardResult:
     """Award one qualifying event; see the module docstring for the order of the checks.
 
-    ``held`` maps fiscal years to accounts holding points set aside from that year's budget
-    (a bulk upload's clearing accounts, ``issuers.bulk``): the award is paid from there."""
+    ``paid_from`` maps fiscal years to the accounts that pay the award instead of that year's
+    budget: the clearing accounts a bulk upload set its file's total aside in (``issuers.bulk``).
+    """
     program = get_program(session, request.program_id, department_id=department_id)
     check_record_id(request.record_id)
     module = module_for(program.module)
     details = parse_details(module, request.details)
-    details_json = json.dumps(details.model_dump(mode="json"), sort_keys=True)
+    details_json = canonical_details(details)
     earlier = session.exec(
         select(Award).where(Award.program_id == program.id, Award.record_id == request.record_id)
     ).first()
@@ -174,27 +165,31 @@ def award(
                 field="record_id",
             )
         return AwardResult(earlier, replayed=True)
-    if program.status != "active":
-        raise ProgramNotActive(
-            f"program {program.id} is {program.status}; only an active program awards",
-            status=program.status,
-        )
     today = tokyo_date(now)
-    occurred_on = request.occurred_on or today
-    check_window(program, occurred_on, today)
-    year = fiscal_year(occurred_on)
-    plan = module.plan(
-        program.terms(),
+    point_type = get_point_type(session, program.point_type_id)
+    resident_status, wallet = receiving_wallet(session, point_type, request.resident_id)
+    decision = decide(
+        program,
+        module,
         parse_config(module, program.config),
         details,
-        AwardEvent(request.resident_id, request.record_id, occurred_on, year),
+        resident_id=request.resident_id,
+        record_id=request.record_id,
+        occurred_on=request.occurred_on,
+        today=today,
+        valid_until=point_type.valid_until(today),
+        parties=Parties(resident_status, wallet.status if wallet is not None else None),
+        claimed=lambda once, periods: _claimed(
+            session, program.id, request.resident_id, once, periods
+        ),
     )
-    point_type = get_point_type(session, program.point_type_id)
-    open_wallet(session, point_type, request.resident_id, now)
-    if held is not None:
-        if year not in held:
+    if wallet is None:
+        create_wallet(session, point_type, request.resident_id, now)
+    year = decision.fiscal_year
+    if paid_from is not None:
+        if year not in paid_from:
             raise BudgetExhausted(f"nothing was set aside for FY{year}", remaining=0)
-        source = held[year]
+        source = paid_from[year]
     else:
         budget = find_budget(session, program.id, year)
         if budget is None:
@@ -204,43 +199,22 @@ def award(
         if budget.status != BudgetStatus.OPEN:
             raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed")
         source = budget.account_id
-    for once_key in plan.once:
+    for once_key in decision.once_keys:
         _claim_once(session, program.id, request.resident_id, once_key, request.record_id)
-    _count_towards_caps(session, program, request.resident_id, occurred_on, year, plan.amount)
+    _count_towards_caps(session, program.id, request.resident_id, decision)
     valid_until = point_type.valid_until(today)
-    if valid_until < today:
-        raise Conflict(
-            f"points of type {point_type.code!r} expired on {valid_until.isoformat()}; "
-            "nothing can be awarded in them"
-        )
     tx = LedgerTx(session.connection(), lambda: now)
     bucket = bucket_for(session, tx, point_type, request.resident_id, program.id, valid_until)
     try:
         entry = tx.post(
-            NewEntry(
-                [
-                    Posting(source, Side.DEBIT, plan.amount),
-                    Posting(bucket, Side.CREDIT, plan.amount),
-                ],
-                kind="award",
-                description=program.name_en,
-                metadata={
-                    "program_id": program.id,
-                    "program_ja": program.name_ja,
-                    "program_en": program.name_en,
-                    "record_id": request.record_id,
-                    "fiscal_year": year,
-                },
-                namespace=f"award:{program.id}",
-                idempotency_key=request.record_id,
-            )
+            award_entry(program, request.record_id, year, decision.amount, source, bucket)
         )
     except InsufficientFunds as short:
         raise BudgetExhausted(
             f"the FY{year} budget of program {program.id} has {short.context['available']} "
-            f"remaining; this award needs {plan.amount}",
+            f"remaining; this award needs {decision.amount}",
             remaining=short.context["available"],
-            requested=plan.amount,
+            requested=decision.amount,
         ) from None
     except AccountClosed as closed:
         if closed.account_id == source:
@@ -251,9 +225,9 @@ def award(
         program_id=program.id,
         record_id=request.record_id,
         resident_id=request.resident_id,
-        amount=plan.amount,
+        amount=decision.amount,
         fiscal_year=year,
-        occurred_on=occurred_on,
+        occurred_on=decision.occurred_on,
         valid_until=valid_until,
         entry_id=entry.id,
         bucket_account_id=bucket,
@@ -266,11 +240,37 @@ def award(
     return AwardResult(created, replayed=False)
 
 
-def same_event(
-    earlier: Award, resident_id: str, details_json: str, occurred_on: date | None
-) -> bool:
-    """Whether a report of an awarded record is the same event again (a replay) rather than
-    another event under a reused record id. No date given means "the same day as before"."""
+def award_entry(
+    program: Program, record_id: str, fiscal_year: int, amount: int, source: int, bucket: int
+) -> NewEntry:
+    """The ledger entry of an award, for single awards and bulk batches alike: ``amount`` from
+    ``source`` (the fiscal year's budget, or an upload's clearing account) to the resident's
+    ``bucket``, idempotent on the record id in the program's namespace."""
+    return NewEntry(
+        [Posting(source, Side.DEBIT, amount), Posting(bucket, Side.CREDIT, amount)],
+        kind="award",
+        description=program.name_en,
+        metadata={
+            "program_id": program.id,
+            "program_ja": program.name_ja,
+            "program_en": program.name_en,
+            "record_id": record_id,
+            "fiscal_year": fiscal_year,
+        },
+        namespace=f"award:{program.id}",
+        idempotency_key=record_id,
+    )
+
+
+def canonical_details(details: ModuleInput) -> str:
+    """An award's details as stored (and compared, to tell a replay from a reused record id)."""
+    return json.dumps(details.model_dump(mode="json"), sort_keys=True)
+
+
+def same_event(earlier: Any, resident_id: str, details_json: str, occurred_on: date | None) -> bool:
+    """Whether a report of an awarded record (an ``Award``, or a row with its resident, details
+    and date) is the same event again (a replay) rather than another event under a reused
+    record id. No date given means "the same day as before"."""
     return (
         earlier.resident_id == resident_id
         and earlier.details == details_json
@@ -292,33 +292,35 @@ def check_record_id(record_id: str) -> None:
         )
 
 
-def check_window(program: Program, occurred_on: date, today: date) -> None:
-    if occurred_on > today:
-        raise OutsideProgramWindow(
-            f"occurred_on {occurred_on.isoformat()} is in the future", field="occurred_on"
+def _claimed(
+    session: Session,
+    program_id: str,
+    resident_id: str,
+    once_keys: Sequence[str],
+    periods: Sequence[CapPeriod],
+) -> Claimed:
+    """What is claimed already of these once-keys and cap periods (for ``decide``)."""
+    once = {}
+    for once_key in once_keys:
+        taken = session.get(AwardOnce, (program_id, resident_id, once_key))
+        if taken is not None:
+            once[once_key] = OnceClaim(taken.record_id)
+    counted = {}
+    if periods:
+        rows = session.exec(
+            select(col(AwardCounter.period), col(AwardCounter.amount)).where(
+                AwardCounter.program_id == program_id,
+                AwardCounter.resident_id == resident_id,
+                col(AwardCounter.period).in_([period for period, _cap in periods]),
+            )
         )
-    if occurred_on < program.valid_from or (
-        program.valid_until is not None and occurred_on > program.valid_until
-    ):
-        until = program.valid_until.isoformat() if program.valid_until else "open-ended"
-        raise OutsideProgramWindow(
-            f"the program runs {program.valid_from.isoformat()} to {until}; "
-            f"the event was on {occurred_on.isoformat()}",
-            field="occurred_on",
-        )
+        counted = {period: int(amount) for period, amount in rows}
+    return Claimed(once=once, counted=counted)
 
 
 def _claim_once(
     session: Session, program_id: str, resident_id: str, once_key: str, record_id: str
 ) -> None:
-    taken = session.get(AwardOnce, (program_id, resident_id, once_key))
-    if taken is not None:
-        raise AlreadyAwarded(
-            f"resident {resident_id} was awarded {once_key} by this program already "
-            f"(record {taken.record_id})",
-            once_key=once_key,
-            record_id=taken.record_id,
-        )
     session.add(
         AwardOnce(
             program_id=program_id, resident_id=resident_id, once_key=once_key, record_id=record_id
@@ -333,34 +335,26 @@ OPEN_COUNTER = sa.text(
     "VALUES (:program_id, :resident_id, :period, 0, :cap) "
     "ON CONFLICT (program_id, resident_id, period) DO NOTHING"
 )
-
-
-def cap_periods(program: Program, occurred_on: date, year: int) -> list[tuple[str, int]]:
-    """(period, cap) for each cap the program has."""
-    periods = []
-    if program.cap_per_day is not None:
-        periods.append((f"D{occurred_on.isoformat()}", program.cap_per_day))
-    if program.cap_per_month is not None:
-        periods.append((f"M{occurred_on.isoformat()[:7]}", program.cap_per_month))
-    if program.cap_per_fiscal_year is not None:
-        periods.append((f"FY{year}", program.cap_per_fiscal_year))
-    return periods
+#: Counts an award towards a cap: only while it stays within the cap (a bulk batch omits the
+#: condition and lets the CHECK ``amount <= cap`` refuse the whole batch instead).
+RAISE_COUNTER = (
+    "UPDATE award_counter SET amount = amount + :amount, cap = :cap "
+    "WHERE program_id = :program_id AND resident_id = :resident_id AND period = :period"
+)
 
 
 def _count_towards_caps(
-    session: Session, program: Program, resident_id: str, occurred_on: date, year: int, amount: int
+    session: Session, program_id: str, resident_id: str, decision: Decision
 ) -> None:
+    """Raise the cap counters, each only if it stays within its cap: an award that committed
+    since ``decide`` read them is counted here, and the cap rule is applied to what it left."""
     connection = session.connection()
-    for period, cap in cap_periods(program, occurred_on, year):
-        key = {"program_id": program.id, "resident_id": resident_id, "period": period}
+    for period, cap in decision.cap_periods:
+        key = {"program_id": program_id, "resident_id": resident_id, "period": period}
         connection.execute(OPEN_COUNTER, {**key, "cap": cap})
         counted = connection.execute(
-            sa.text(
-                "UPDATE award_counter SET amount = amount + :amount, cap = :cap "
-                "WHERE program_id = :program_id AND resident_id = :resident_id "
-                "AND period = :period AND amount + :amount <= :cap"
-            ),
-            {**key, "amount": amount, "cap": cap},
+            sa.text(RAISE_COUNTER + " AND amount + :amount <= :cap"),
+            {**key, "amount": decision.amount, "cap": cap},
         )
         if counted.rowcount != 1:
             so_far = connection.execute(
@@ -370,13 +364,8 @@ def _count_towards_caps(
                 ),
                 key,
             ).scalar_one()
-            raise CapExceeded(
-                f"the cap for {period} is {cap}; resident {resident_id} has {so_far} "
-                f"from this program in it, and this award is {amount}",
-                period=period,
-                cap=cap,
-                awarded=int(so_far),
-            )
+            check_caps([(period, cap)], {period: int(so_far)}, decision.amount)
+            raise AssertionError("a counter refused an award within its cap")
 
 
 # Reading ----------------------------------------------------------------------------------

@@ -27,6 +27,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from issuers.errors import (
+    BudgetClosed,
+    FiscalYearNotEnded,
+    ProgramNotActive,
+    StatusChangeRefused,
+)
 from issuers.modules import ProgramTerms, canonical_config, module_for
 from ledger import Entry, LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
@@ -130,22 +136,6 @@ class ProgramBudget(SQLModel, table=True):
     #: The ledger entry of the year-end decision (none when nothing remained).
     decision_entry_id: int | None = Field(default=None, sa_column=sa.Column(ledger_schema.Id))
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
-
-
-class ProgramNotActive(Conflict):
-    code = "program_not_active"
-
-
-class BudgetClosed(Conflict):
-    code = "budget_closed"
-
-
-class FiscalYearNotEnded(Conflict):
-    code = "fiscal_year_not_ended"
-
-
-class StatusChangeRefused(Conflict):
-    code = "status_change_refused"
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,31 +159,51 @@ class Bucket:
 # Wallets and buckets ----------------------------------------------------------------------
 
 
-def open_wallet(session: Session, point_type: PointType, resident_id: str, now: datetime) -> Wallet:
-    """The resident's wallet for the type, opened on first use; refuses a closed one and a
-    resident who is not active."""
+def receiving_wallet(
+    session: Session, point_type: PointType, resident_id: str
+) -> tuple[str | None, Wallet | None]:
+    """The resident's status (``None``: no such resident) and their wallet of the type
+    (``None``: not opened yet), for an award to decide on (``check_can_receive``).
+
+    The wallet's row is read under a shared lock: awards do not wait for each other, but a
+    closure (which locks the row for update) waits for them, and they for it, so no award lands
+    in a wallet closed under it."""
     resident = session.get(Resident, resident_id)
-    if resident is None:
-        raise NotFound(f"no resident {resident_id}", field="resident_id")
-    # A shared lock: awards do not wait for each other, but a closure (which locks the row for
-    # update) waits for them, and they for it, so no award lands in a wallet closed under it.
     wallet = session.exec(
         select(Wallet)
         .where(Wallet.resident_id == resident_id, Wallet.point_type_id == point_type.id)
         .with_for_update(read=True)
     ).first()
-    if wallet is not None and wallet.status == WalletStatus.CLOSED:
-        raise WalletClosed(
-            f"the wallet of resident {resident_id} was closed ({wallet.closed_reason})"
-        )
-    if resident.status != ResidentStatus.ACTIVE:
-        raise ResidentNotActive(f"resident {resident_id} is {resident.status}")
-    if wallet is not None:
-        return wallet
+    return (resident.status if resident is not None else None), wallet
+
+
+def open_wallet(session: Session, point_type: PointType, resident_id: str, now: datetime) -> Wallet:
+    """The resident's wallet for the type, opened on first use; refuses a closed one and a
+    resident who is not active."""
+    resident_status, wallet = receiving_wallet(session, point_type, resident_id)
+    check_can_receive(resident_status, wallet.status if wallet is not None else None)
+    return wallet if wallet is not None else create_wallet(session, point_type, resident_id, now)
+
+
+def create_wallet(
+    session: Session, point_type: PointType, resident_id: str, now: datetime
+) -> Wallet:
     wallet = Wallet(resident_id=resident_id, point_type_id=point_type.id, created_at=now)
     session.add(wallet)
     session.flush()  # a concurrent opener loses on the primary key and is retried
     return wallet
+
+
+def check_can_receive(resident_status: str | None, wallet_status: str | None) -> None:
+    """Whether points may be added to a wallet: the resident exists (``None``: no such
+    resident) and is active, and the wallet (``None``: not opened yet) is not closed. The one
+    place of this rule: ``open_wallet`` and every award (``issuers.eligibility``) call it."""
+    if resident_status is None:
+        raise NotFound("no such resident", field="resident_id")
+    if wallet_status == WalletStatus.CLOSED:
+        raise WalletClosed("the resident's wallet is closed")
+    if resident_status != ResidentStatus.ACTIVE:
+        raise ResidentNotActive(f"the resident is {resident_status}")
 
 
 def bucket_for(

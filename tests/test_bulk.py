@@ -33,9 +33,9 @@ from sqlmodel import SQLModel, select
 from test_cli import invoke
 
 from issuers import bulk
-from issuers.awards import BudgetExhausted
 from issuers.bulk import CsvInvalid, RowError, UploadResult
-from issuers.programs import Program, ProgramNotActive, ProgramStatus
+from issuers.errors import BudgetExhausted, ProgramNotActive
+from issuers.programs import Program, ProgramStatus
 from points import wallets
 from points.pointtypes import PointType, get_point_type
 from points.registry import ResidentStatus, StaffRole
@@ -140,7 +140,9 @@ class Desk:
 
     def clearing(self, upload: bulk.AwardUpload) -> list[sa.Row[Any]]:
         """The upload's clearing accounts."""
-        return [self.earning.account_row(int(i)) for i in json.loads(upload.holds).values()]
+        return [
+            self.earning.account_row(int(i)) for i in json.loads(upload.clearing_accounts).values()
+        ]
 
     def assert_settled(self, upload: bulk.AwardUpload) -> None:
         """Done, its clearing accounts empty and closed, the ledger sound."""
@@ -531,7 +533,7 @@ def test_every_bad_row_is_reported_with_its_line_and_column_sorted_by_line(
             "record_id",
             "this record id was awarded for a different event (record_id_reused)",
         ),
-        RowError(15, "record_id", "FY2026:basic was awarded already"),
+        RowError(15, "record_id", "FY2026:basic was awarded already (record R-BEFORE)"),
         RowError(16, "checkup_type", "details.checkup_type: Field required"),
         RowError(
             17, "checkup_type", "checkup_type 'eye' is not one of this program's: basic, dental"
@@ -623,8 +625,16 @@ def test_caps_and_once_keys_are_counted_across_the_file_and_what_was_awarded(
     errors = d.refused(encode(lines))
 
     assert errors == [
-        RowError(3, "resident_id", "the cap for D2026-05-10 is 200; 200 is counted already"),
-        RowError(7, "resident_id", "the cap for D2026-05-10 is 200; 200 is counted already"),
+        RowError(
+            3,
+            "resident_id",
+            "the cap for D2026-05-10 is 200; 200 is counted already and this award is 100",
+        ),
+        RowError(
+            7,
+            "resident_id",
+            "the cap for D2026-05-10 is 200; 200 is counted already and this award is 100",
+        ),
     ]
     result = d.upload(encode([line for n, line in enumerate(lines) if n not in (2, 6)]))
     assert result.upload.awarded == 4
@@ -791,7 +801,7 @@ def test_the_same_rows_in_other_bytes_are_a_new_upload_of_replays_only(
 
     assert not again.replayed
     upload = again.upload
-    assert (upload.rows, upload.to_award, upload.total, upload.holds) == (3, 0, 0, "{}")
+    assert (upload.rows, upload.to_award, upload.total, upload.clearing_accounts) == (3, 0, 0, "{}")
     assert (upload.awarded, upload.replayed, upload.status) == (0, 3, "done")
     assert d.entries() == entries
     assert d.remaining() == 1_000_000 - 3 * AMOUNT

@@ -23,24 +23,19 @@ from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
 
 from issuers import awards, programs
-from issuers.awards import (
+from issuers.awards import AwardRequest
+from issuers.errors import (
     AlreadyAwarded,
-    AwardRequest,
+    BudgetClosed,
     BudgetExhausted,
     CapExceeded,
-    OutsideProgramWindow,
-    RecordIdReused,
-)
-from issuers.programs import (
-    BudgetClosed,
-    BudgetStatus,
     FiscalYearNotEnded,
-    NewProgram,
+    OutsideProgramWindow,
     ProgramNotActive,
-    ProgramStatus,
+    RecordIdReused,
     StatusChangeRefused,
-    YearEndDecision,
 )
+from issuers.programs import BudgetStatus, NewProgram, ProgramStatus, YearEndDecision
 from ledger import Entry
 from points import pointtypes, wallets
 from points.calendar import NEVER
