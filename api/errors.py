@@ -1,9 +1,9 @@
 """Every error a client sees is ``application/problem+json`` (RFC 9457) with a stable ``code``.
 
-This module is the one place where domain errors become HTTP: ``points.errors`` carry their own
-status; ``ledger.errors`` map by class below; validation errors are ``validation_error`` with
-the failing locations; anything unexpected is a bare ``internal_error`` with the request id (the
-stack trace goes to the log, never to the client).
+This module is the one place where domain errors become HTTP: ``points.errors`` (and
+``issuers.errors``, which extend them) and ``ledger.errors`` map to a status by class below;
+validation errors are ``validation_error`` with the failing locations; anything unexpected is a bare
+``internal_error`` with the request id (the stack trace goes to the log, never to the client).
 """
 
 from __future__ import annotations
@@ -19,11 +19,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.logs import request_id_var
 from ledger import errors as ledger_errors
 from points import errors as points_errors
-from points.ratelimit import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://komae-points.example/problems/"
 log = logging.getLogger("api")
+
+#: The HTTP status of every domain error, by the kind of refusal (its base class); decided here
+#: and nowhere else. The first match wins; any other ``PointsError`` is a 400.
+_POINTS_STATUS: list[tuple[type[points_errors.PointsError], int]] = [
+    (points_errors.InvalidInput, 422),
+    (points_errors.Unauthenticated, 401),
+    (points_errors.Forbidden, 403),
+    (points_errors.NotFound, 404),
+    (points_errors.Conflict, 409),
+    (points_errors.RateLimited, 429),
+    (points_errors.Unavailable, 503),
+]
 
 #: Ledger errors by class: (HTTP status, code shown to clients). The first match wins.
 _LEDGER_STATUS: list[tuple[type[ledger_errors.LedgerError], int, str | None]] = [
@@ -120,12 +131,19 @@ def openapi_problem_content(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def status_of(error: points_errors.PointsError) -> int:
+    for cls, status in _POINTS_STATUS:
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
 def describe_refusal(
     error: points_errors.PointsError | ledger_errors.LedgerError,
 ) -> tuple[int, dict[str, Any]]:
     """A domain error as (status, problem fields without the request id): the one mapping."""
     if isinstance(error, points_errors.PointsError):
-        return error.status, {
+        return status_of(error), {
             "code": error.code,
             "detail": error.message,
             **_safe_context(error.context),
@@ -158,7 +176,7 @@ def install(app: FastAPI) -> None:
     async def points_error(_request: Request, error: points_errors.PointsError) -> JSONResponse:
         status, body = describe_refusal(error)
         headers = {}
-        if isinstance(error, RateLimited):
+        if isinstance(error, points_errors.RateLimited):
             headers["Retry-After"] = str(error.retry_after_seconds)
         return problem(status, body.pop("code"), body.pop("detail"), headers=headers, **body)
 

@@ -3,18 +3,34 @@
 ::
 
     PointsError
-    ├── InvalidInput           a value is out of range or inconsistent (validation_error)
-    │   └── EnrolmentCodeInvalid
-    ├── Unauthenticated        no usable credential (unauthenticated)
-    ├── Forbidden              the credential may not do this, or the object is not its (forbidden)
-    ├── NotFound               no such object, or not one the caller may know of (not_found)
-    ├── Conflict               the object's state refuses the act (conflict)
+    ├── InvalidInput               a value is out of range or inconsistent (validation_error)
+    │   ├── EnrolmentCodeInvalid   an enrolment code that was never issued
+    │   ├── IdempotencyKeyReused   the same Idempotency-Key with another request
+    │   ├── PaymentServicesActRefused  a point type the Payment Services Act would govern
+    │   └── ExpiryRuleInvalid      an expiry rule that makes no sense
+    ├── Unauthenticated            no usable credential (unauthenticated)
+    ├── Forbidden                  the credential may not do this (forbidden)
+    ├── NotFound                   no such object, or not one the caller may know of
+    ├── Conflict                   the object's state refuses the act (conflict)
     │   ├── EnrolmentCodeUsed
-    │   └── EnrolmentCodeExpired
-    └── Unavailable            the database or another dependency is down (unavailable)
+    │   ├── EnrolmentCodeExpired
+    │   ├── RequestInProgress      the first request with this Idempotency-Key is running
+    │   ├── PointTypeInUse         a point type a program uses cannot be deleted
+    │   ├── AlreadyDone            a job's period is done already (job_period_done)
+    │   ├── RunningElsewhere       another process runs the job's period (job_running)
+    │   ├── LeaseLost              another process took a job's period over (job_lease_lost)
+    │   ├── InsufficientPoints     the wallet holds too little (insufficient_balance)
+    │   ├── WalletClosed           the wallet was closed (moved out, deceased)
+    │   ├── WalletHasPending       a wallet with a payment in progress cannot be closed
+    │   └── ResidentNotActive      the resident is not active
+    ├── RateLimited                too many attempts; retry after ``retry_after_seconds``
+    └── Unavailable                the database or another dependency is down (unavailable)
 
-Ledger errors (``ledger.errors``) pass through unchanged; ``api.errors`` maps both trees to
-problem+json in one place. Every error has a stable ``code``.
+The issuing side's refusals (programs, budgets, awards, uploads) extend ``Conflict`` and
+``InvalidInput``: their tree is drawn in ``issuers.errors``. Ledger errors (``ledger.errors``)
+pass through unchanged. Every error has a stable ``code`` and carries its context; what HTTP
+status each kind of refusal is given is decided in one place, ``api.errors``.
+``tests/test_error_tree.py`` fails when a class is missing from these drawings.
 """
 
 from __future__ import annotations
@@ -24,7 +40,6 @@ from typing import Any
 
 class PointsError(Exception):
     code = "points_error"
-    status = 400
     #: A refusal of the moment (another run holds the object), not of the request: an
     #: idempotent request that met it is not answered with it for good (``points.idempotency``).
     retry_later = False
@@ -37,27 +52,37 @@ class PointsError(Exception):
 
 class InvalidInput(PointsError):
     code = "validation_error"
-    status = 422
 
 
 class Unauthenticated(PointsError):
     code = "unauthenticated"
-    status = 401
 
 
 class Forbidden(PointsError):
     code = "forbidden"
-    status = 403
 
 
 class NotFound(PointsError):
     code = "not_found"
-    status = 404
 
 
 class Conflict(PointsError):
     code = "conflict"
-    status = 409
+
+
+class Unavailable(PointsError):
+    code = "unavailable"
+
+
+class RateLimited(PointsError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
+
+
+# Registries and enrolment ----------------------------------------------------------------
 
 
 class EnrolmentCodeUsed(Conflict):
@@ -72,6 +97,45 @@ class EnrolmentCodeExpired(Conflict):
     code = "enrolment_code_expired"
 
 
-class Unavailable(PointsError):
-    code = "unavailable"
-    status = 503
+# Idempotent requests (points.idempotency) --------------------------------------------------
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+
+
+class RequestInProgress(Conflict):
+    code = "request_in_progress"
+
+
+# Point types (points.pointtypes) -----------------------------------------------------------
+
+
+class PointTypeInUse(Conflict):
+    code = "point_type_in_use"
+
+
+class PaymentServicesActRefused(InvalidInput):
+    code = "payment_services_act"
+
+
+class ExpiryRuleInvalid(InvalidInput):
+    code = "expiry_rule_invalid"
+
+
+# Scheduled jobs (points.jobs) ---------------------------------------------------------------
+
+
+class AlreadyDone(Conflict):
+    code = "job_period_done"
+
+
+class RunningElsewhere(Conflict):
+    code = "job_running"
+
+
+class LeaseLost(Conflict):
+    """The run's lease lapsed and another process took the period over: this run stops (its
+    work so far stands, being idempotent; the other run finishes it)."""
+
+    code = "job_lease_lost"

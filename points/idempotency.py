@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from ledger.errors import ConstraintViolation, LedgerError, StorageError
-from points.errors import Conflict, InvalidInput, PointsError
+from points.errors import IdempotencyKeyReused, InvalidInput, PointsError, RequestInProgress
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 
@@ -60,14 +60,6 @@ class IdempotencyRecord(SQLModel, table=True):
 
 
 _TABLE = SQLModel.metadata.tables["idempotency_record"]
-
-
-class IdempotencyKeyReused(InvalidInput):
-    code = "idempotency_key_reused"
-
-
-class RequestInProgress(Conflict):
-    code = "request_in_progress"
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from ledger import schema as ledger_schema
 from points.calendar import TOKYO
-from points.errors import Conflict, InvalidInput
+from points.errors import InvalidInput, LeaseLost
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 
@@ -200,21 +200,6 @@ def seconds_slot(seconds: int) -> Callable[[datetime], str]:
         return slot.strftime("%Y-%m-%dT%H:%M:%S")
 
     return period
-
-
-class AlreadyDone(Conflict):
-    code = "job_period_done"
-
-
-class RunningElsewhere(Conflict):
-    code = "job_running"
-
-
-class LeaseLost(Conflict):
-    """The run's lease lapsed and another process took the period over: this run stops (its
-    work so far stands, being idempotent; the other run finishes it)."""
-
-    code = "job_lease_lost"
 
 
 @dataclass(frozen=True, slots=True)

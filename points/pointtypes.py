@@ -38,7 +38,14 @@ from points import audit
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
 from points.calendar import NEVER, add_months, end_of_month, tokyo_date
-from points.errors import Conflict, InvalidInput, NotFound
+from points.errors import (
+    Conflict,
+    ExpiryRuleInvalid,
+    InvalidInput,
+    NotFound,
+    PaymentServicesActRefused,
+    PointTypeInUse,
+)
 from points.registry import new_id
 from points.sqlbase import UTCDateTime
 
@@ -131,18 +138,6 @@ class NewPointType:
     issuer: IssuerKind = IssuerKind.CITY
     funding: Funding = Funding.FREE
     psa_override_reason: str | None = None
-
-
-class PointTypeInUse(Conflict):
-    code = "point_type_in_use"
-
-
-class PaymentServicesActRefused(InvalidInput):
-    code = "payment_services_act"
-
-
-class ExpiryRuleInvalid(InvalidInput):
-    code = "expiry_rule_invalid"
 
 
 def check_policy(new: NewPointType, today: date) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
 from ledger.database import run_with_retries
-from points.errors import PointsError
+from points.errors import RateLimited
 from points.uow import RACE_CONSTRAINTS
 
 BUCKET_MAX_LENGTH = 200
@@ -30,15 +30,6 @@ class RateLimitWindow(SQLModel, table=True):
     #: The window's start, in whole seconds since the epoch.
     window_start: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True))
     hits: int
-
-
-class RateLimited(PointsError):
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, retry_after_seconds: int) -> None:
-        super().__init__(message, retry_after_seconds=retry_after_seconds)
-        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from api.safety import (
 from ledger import AccountFlags, Ledger, LedgerTx, NewEntry, Posting, Side
 from points import access, auth, idempotency, people
 from points.auth import Role
+from points.errors import RequestInProgress
 from points.registry import StaffRole
 from points.settings import DEVELOPMENT_SECRET_KEY, Settings
 from points.uow import unit_of_work
@@ -620,7 +621,7 @@ def test_a_lapsed_lease_is_taken_over_and_the_work_runs_once(env: Env) -> None:
     assert env.posted(env.other) == 25
 
     # The dead claimant, were it to wake up, could not complete the key any more.
-    with pytest.raises(idempotency.RequestInProgress):
+    with pytest.raises(RequestInProgress):
         unit_of_work(
             env.engine,
             lambda session: idempotency._complete(

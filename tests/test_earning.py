@@ -39,13 +39,16 @@ from issuers.programs import BudgetStatus, NewProgram, ProgramStatus, YearEndDec
 from ledger import Entry
 from points import pointtypes, wallets
 from points.calendar import NEVER
-from points.errors import Conflict, InvalidInput, NotFound, PointsError
-from points.pointtypes import (
+from points.errors import (
+    Conflict,
     ExpiryRuleInvalid,
+    InvalidInput,
+    NotFound,
     PaymentServicesActRefused,
-    PointType,
+    PointsError,
     PointTypeInUse,
 )
+from points.pointtypes import PointType
 from points.registry import ResidentStatus
 from points.wallets import Bucket, ResidentNotActive, WalletClosed
 

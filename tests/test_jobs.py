@@ -40,7 +40,7 @@ from ledger.database import READ_ONLY
 from ledger.service import system_clock
 from points import expiry, idempotency, maintenance, people, wallets
 from points.calendar import TOKYO, start_of_day
-from points.errors import InvalidInput
+from points.errors import InvalidInput, LeaseLost
 from points.idempotency import IdempotencyRecord
 from points.jobs import (
     JOBS,
@@ -50,7 +50,6 @@ from points.jobs import (
     Job,
     JobContext,
     JobRun,
-    LeaseLost,
     RunState,
     _claim,
     _finish,

@@ -42,8 +42,8 @@ from ledger.service import system_clock
 from points import access, db, expiry, idempotency, people, pointtypes, ratelimit
 from points.auth import Role
 from points.calendar import start_of_day
-from points.errors import PointsError
-from points.jobs import JOBS, AlreadyDone, RunningElsewhere, list_runs, run_job
+from points.errors import AlreadyDone, PointsError, RunningElsewhere
+from points.jobs import JOBS, list_runs, run_job
 from points.registry import StaffRole
 from points.settings import Settings
 from points.shell import schema
