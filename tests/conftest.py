@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,9 @@ from sqlalchemy.engine import Engine, make_url
 import ledger
 from ledger import Ledger
 from points.shell import schema
+
+if TYPE_CHECKING:
+    from api_world import World
 
 POSTGRES_URL = os.environ.get("POINTS_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
@@ -135,3 +139,34 @@ def ledger_(engine: Engine, clock: FakeClock) -> Iterator[Ledger]:
     """A ``Ledger`` on a fresh migrated database with a fake clock."""
     with Ledger(engine, clock=clock) as instance:
         yield instance
+
+
+# The HTTP API's world (tests/api_world.py) --------------------------------------------------
+
+
+@pytest.fixture
+def world_clock(clock: FakeClock) -> FakeClock:
+    """The clock the world opens at; a module overrides it to open elsewhen."""
+    return clock
+
+
+@pytest.fixture
+def world(engine: Engine, world_clock: FakeClock, database_url: str) -> Iterator[World]:
+    """A populated world on a fresh database (``api_world.open_world``)."""
+    from api_world import open_world
+
+    with open_world(engine, world_clock, database_url) as built:
+        yield built
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One world per backend for a whole module: tests that change state use fresh objects
+    (``World.fresh_*``), so that none spoils the shared principals for the next."""
+    from api_world import world_on_new_database
+
+    tmp_path = tmp_path_factory.mktemp("world")
+    with world_on_new_database(str(request.param), request, tmp_path) as built:
+        yield built

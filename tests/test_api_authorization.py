@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +35,12 @@ from api_world import (
     Actor,
     World,
     assert_problem,
-    open_world,
     unique,
     unique_address_number,
-    world_on_new_database,
 )
-from conftest import BACKENDS, FakeClock
+from conftest import FakeClock
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from points.auth import Role
@@ -414,22 +411,6 @@ CASES = [
     for column in COLUMNS
     for principal in PRINCIPALS[column]
 ]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def shared_world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    """One world per backend for the whole table (rows that change state use fresh objects)."""
-    tmp_path = tmp_path_factory.mktemp("authorization")
-    with world_on_new_database(str(request.param), request, tmp_path) as world:
-        yield world
-
-
-@pytest.fixture
-def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
-    with open_world(engine, clock, database_url) as built:
-        yield built
 
 
 def call(world: World, row: Row, actor: Actor | None) -> Any:

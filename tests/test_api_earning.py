@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from api_world import Actor, World, assert_problem, open_world, unique
+from api_world import Actor, World, assert_problem, unique
 from conftest import FakeClock
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -40,12 +40,6 @@ C = "/api/v1/counter"
 
 #: What a TestClient returns.
 Reply = Any
-
-
-@pytest.fixture
-def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
-    with open_world(engine, clock, database_url) as built:
-        yield built
 
 
 # Helpers ----------------------------------------------------------------------------------

@@ -23,9 +23,7 @@ from api_world import (
     World,
     assert_problem,
     unique,
-    world_on_new_database,
 )
-from conftest import BACKENDS
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -37,13 +35,9 @@ A = "/api/v1/admin"
 GENERATED_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    tmp_path = tmp_path_factory.mktemp("errors")
-    with world_on_new_database(str(request.param), request, tmp_path) as built:
-        yield built
+@pytest.fixture(scope="module")
+def world(shared_world: World) -> World:
+    return shared_world
 
 
 def backend_of(world: World) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ from api_world import (
     open_world,
     unique,
     unique_address_number,
-    world_on_new_database,
 )
-from conftest import BACKENDS, FakeClock
+from conftest import FakeClock
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -42,19 +40,9 @@ A = "/api/v1/admin"
 C = "/api/v1/counter"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def shared(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    tmp_path = tmp_path_factory.mktemp("registries")
-    with world_on_new_database(str(request.param), request, tmp_path) as built:
-        yield built
-
-
-@pytest.fixture
-def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
-    with open_world(engine, clock, database_url) as built:
-        yield built
+@pytest.fixture(scope="module")
+def shared(shared_world: World) -> World:
+    return shared_world
 
 
 def ok(response: Any, status: int = 200) -> Any:

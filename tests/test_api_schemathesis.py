@@ -28,8 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from api_world import World, world_on_new_database, world_settings
-from conftest import BACKENDS
+from api_world import World, world_settings
 from schemathesis.checks import CheckFunction
 
 import ledger
@@ -100,15 +99,13 @@ def load_schema() -> schemathesis.BaseSchema:
 schema = load_schema()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    tmp_path = tmp_path_factory.mktemp("schemathesis")
-    with world_on_new_database(str(request.param), request, tmp_path) as built:
-        yield built
-        spoiled = [name for name in IDENTITIES.values() if name and not authenticates(built, name)]
-        assert not spoiled, f"the generated requests spoiled the tokens of {spoiled}"
+@pytest.fixture(scope="module")
+def world(shared_world: World) -> Iterator[World]:
+    yield shared_world
+    spoiled = [
+        name for name in IDENTITIES.values() if name and not authenticates(shared_world, name)
+    ]
+    assert not spoiled, f"the generated requests spoiled the tokens of {spoiled}"
 
 
 def authenticates(world: World, actor: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from api_world import World, assert_problem, open_world, world_settings
+from api_world import World, assert_problem, world_settings
 from conftest import FakeClock
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -142,10 +142,10 @@ def test_a_file_over_the_cap_is_refused_for_its_size_alone_whatever_its_other_ro
 
 
 @pytest.fixture
-def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
+def world_clock(clock: FakeClock) -> FakeClock:
+    """The API tests' world (conftest's ``world``) opens at ``NOON``."""
     clock.now = NOON
-    with open_world(engine, clock, database_url) as built:
-        yield built
+    return clock
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from api_world import World, open_world
+from api_world import World
 from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
@@ -1050,12 +1050,6 @@ def test_points_expire_by_hand(engine: Engine, clock: FakeClock, database_url: s
 
 
 # The finance listing ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def world(engine: Engine, clock: FakeClock, database_url: str) -> Iterator[World]:
-    with open_world(engine, clock, database_url) as built:
-        yield built
 
 
 def test_a_period_running_in_another_process_is_refused_by_hand(
