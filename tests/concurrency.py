@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 
@@ -60,3 +62,25 @@ class Waiting:
         self._thread.join(30)
         assert not self._thread.is_alive(), f"{self._thread.name} is stuck"
         return self._error
+
+
+def wait_for_lock_waiters(engine: Engine, expected: int, *, seconds: float = 20) -> None:
+    """PostgreSQL: until ``expected`` sessions of this database wait on a lock (SQLite: a pause,
+    since its waiters sleep in the busy handler where nothing can observe them)."""
+    if engine.dialect.name == "sqlite":
+        time.sleep(1.0)
+        return
+    deadline = time.monotonic() + seconds
+    waiting = 0
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            waiting = connection.execute(
+                sa.text(
+                    "SELECT COUNT(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        if waiting >= expected:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"only {waiting} of {expected} sessions wait on a lock")

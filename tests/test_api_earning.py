@@ -15,7 +15,6 @@ requests simply run one after the other.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,9 +25,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from api_world import Actor, World, assert_problem, unique
+from concurrency import wait_for_lock_waiters
 from conftest import FakeClock
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine
 
 from points.registry import StaffRole
 
@@ -840,15 +839,12 @@ def test_programs_and_allocations_that_make_no_sense_are_refused(world: World) -
         )
 
 
-def test_no_points_are_awarded_in_a_type_that_has_expired(world: World, clock: FakeClock) -> None:
+def funded_program_of_a_new_type(world: World, **point_type: Any) -> str:
+    """An active fixed-award program (10 pt) of department a, funded with 100 pt for FY2026,
+    in a new point type of this policy; its id."""
     client, admin = world.client, world.admin.headers
-    point_type = ok(
-        client.post(
-            f"{A}/point-types",
-            headers=admin,
-            json=new_point_type_body(expiry_rule="fixed_date", expiry_date="2026-04-02"),
-        ),
-        201,
+    created = ok(
+        client.post(f"{A}/point-types", headers=admin, json=new_point_type_body(**point_type)), 201
     )
     program = ok(
         client.post(
@@ -856,10 +852,10 @@ def test_no_points_are_awarded_in_a_type_that_has_expired(world: World, clock: F
             headers=admin,
             json={
                 "department_id": world.departments["a"],
-                "point_type_id": point_type["id"],
+                "point_type_id": created["id"],
                 "module": "fixed_award",
-                "name_ja": "短期",
-                "name_en": "Short",
+                "name_ja": "ポイント",
+                "name_en": "Points",
                 "amount": 10,
                 "valid_from": "2026-04-01",
             },
@@ -867,21 +863,27 @@ def test_no_points_are_awarded_in_a_type_that_has_expired(world: World, clock: F
         201,
     )
     set_status(world, program["id"], "active")
+    allocation = {"amount": 100, "reason": "FY2026"}
     ok(
         client.post(
-            f"{B}/{program['id']}/2026/allocations",
-            headers=keyed(world.finance),
-            json={"amount": 100, "reason": "FY2026"},
+            f"{B}/{program['id']}/2026/allocations", headers=keyed(world.finance), json=allocation
         ),
         201,
+    )
+    return str(program["id"])
+
+
+def test_no_points_are_awarded_in_a_type_that_has_expired(world: World, clock: FakeClock) -> None:
+    program_id = funded_program_of_a_new_type(
+        world, expiry_rule="fixed_date", expiry_date="2026-04-02"
     )
     resident = world.fresh_resident()
     # April 2 in Tokyo, its last day: awarded, valid until the end of the day.
     clock.now = utc(2026, 4, 1, 15)
-    assert awarded(world, program["id"], resident.id)["valid_until"] == "2026-04-02"
+    assert awarded(world, program_id, resident.id)["valid_until"] == "2026-04-02"
     clock.now = utc(2026, 4, 2, 15)
-    with nothing_written(world, program["id"]):
-        body = assert_problem(award(world, program["id"], resident.id), 409, "conflict")
+    with nothing_written(world, program_id):
+        body = assert_problem(award(world, program_id, resident.id), 409, "conflict")
         assert "expired on 2026-04-02" in body["detail"]
 
 
@@ -1125,42 +1127,9 @@ def test_points_of_a_fixed_date_type_are_noticed_from_the_start(world: World) ->
 def test_points_that_never_expire_have_no_expiry_date_and_no_notice(
     world: World, clock: FakeClock
 ) -> None:
-    client, admin = world.client, world.admin.headers
-    point_type = ok(
-        client.post(
-            f"{A}/point-types",
-            headers=admin,
-            json=new_point_type_body(code="eien", expiry_rule="none"),
-        ),
-        201,
-    )
-    program = ok(
-        client.post(
-            f"{A}/programs",
-            headers=admin,
-            json={
-                "department_id": world.departments["a"],
-                "point_type_id": point_type["id"],
-                "module": "fixed_award",
-                "name_ja": "永久",
-                "name_en": "Forever",
-                "amount": 10,
-                "valid_from": "2026-04-01",
-            },
-        ),
-        201,
-    )
-    set_status(world, program["id"], "active")
-    ok(
-        client.post(
-            f"{B}/{program['id']}/2026/allocations",
-            headers=keyed(world.finance),
-            json={"amount": 100, "reason": "FY2026"},
-        ),
-        201,
-    )
+    program_id = funded_program_of_a_new_type(world, code="eien", expiry_rule="none")
     resident = world.fresh_resident(with_token=True)
-    awarded(world, program["id"], resident.id)
+    awarded(world, program_id, resident.id)
     expected = {"balance": 10, "by_expiry": [{"valid_until": None, "amount": 10}], **EMPTY_NOTICE}
     wallet = wallet_of(world, resident, "eien")
     assert wallet == {**wallet, **expected}
@@ -1671,24 +1640,6 @@ def test_concurrent_year_end_decisions_decide_once(world: World) -> None:
             assert_problem(response, 409, "budget_closed")
     carried = decided["status"] == "carried_over"
     assert budget(world, program_id)["allocated"] == (500 if carried else 0)
-
-
-def wait_for_lock_waiters(engine: Engine, expected: int) -> None:
-    """PostgreSQL: until ``expected`` sessions of this database wait on a lock."""
-    deadline = time.monotonic() + 20
-    waiting = 0
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            waiting = connection.execute(
-                sa.text(
-                    "SELECT COUNT(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        if waiting >= expected:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"only {waiting} of {expected} sessions wait on a lock")
 
 
 def budget_account_of(world: World, program_id: str, year: int) -> int:

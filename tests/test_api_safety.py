@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from api_world import assert_problem, unique, unique_address_number, world_settings
+from concurrency import wait_for_lock_waiters
 from conftest import FakeClock
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -417,28 +417,6 @@ def test_domain_refusal_is_stored_and_replayed(env: Env) -> None:
     fresh = env.transfer(body, str(uuid.uuid4()))
     assert fresh.status_code == 201, fresh.text
     assert env.posted(env.wallet) == 450
-
-
-def wait_for_lock_waiters(engine: Engine, expected: int) -> None:
-    """PostgreSQL: until ``expected`` sessions of this database wait on a lock (SQLite: a pause,
-    since its waiters sleep in the busy handler where nothing can observe them)."""
-    if engine.dialect.name == "sqlite":
-        time.sleep(1.0)
-        return
-    deadline = time.monotonic() + 20
-    waiting = 0
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            waiting = connection.execute(
-                sa.text(
-                    "SELECT COUNT(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        if waiting >= expected:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"only {waiting} of {expected} requests reached the claim")
 
 
 def test_concurrent_requests_with_one_key_post_once(

@@ -10,14 +10,13 @@ UTC and the tests say which Tokyo date that is.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from concurrency import run_together
+from concurrency import run_together, wait_for_lock_waiters
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
@@ -1606,10 +1605,7 @@ def second_waits_for_first(
     threads[0].start()
     assert written.wait(30)
     threads[1].start()
-    if backend == "postgresql":
-        assert wait_for_lock_waiters(earning, 1)
-    else:
-        time.sleep(0.2)
+    wait_for_lock_waiters(earning.engine, 1)
     release.set()
     for thread in threads:
         thread.join(30)
@@ -1696,21 +1692,6 @@ def test_a_late_award_waiting_on_the_year_end_lapse_is_budget_closed(
     assert earning.buckets(point_type, resident) == []
     assert earning.balance(point_type.city_account_id).credits_posted == 1_000
     assert_ledger_ok(earning)
-
-
-def wait_for_lock_waiters(earning: Earning, waiters: int, seconds: float = 10) -> bool:
-    """Wait until ``waiters`` sessions of this PostgreSQL database wait on a lock."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = earning.read(lambda s: s.connection().exec_driver_sql(query).scalar_one())
-        if found >= waiters:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_concurrent_awards_never_beat_the_daily_cap(engine: Engine, clock: FakeClock) -> None:
