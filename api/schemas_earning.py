@@ -15,7 +15,7 @@ from issuers.modules import MODULES
 from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
 from points.calendar import NEVER
 from points.pointtypes import CODE_PATTERN, ExpiryRule, Funding, IssuerKind
-from points.wallets import LineState
+from points.wallet_views import LineState
 
 #: Amounts of points: positive integers that fit the ledger's 64-bit totals.
 Points = Annotated[int, Field(ge=1, le=10**15)]

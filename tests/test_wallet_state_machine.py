@@ -1,8 +1,8 @@
-"""A stateful property test of wallets (``points.wallets``): random awards, spends, holds,
-captures, voids, refunds, closures and clock moves, checked against a small model.
+"""A stateful property test of wallets (``points.wallets``, ``points.spending``): random awards,
+spends, holds, captures, voids, refunds, closures and clock moves, checked against a small model.
 
 A Hypothesis ``RuleBasedStateMachine`` drives the real services (programs, budgets and awards
-from ``issuers``; ``wallets.spend``, ``capture_hold``, ``refund``, ``close_wallet``; the
+from ``issuers``; ``spending.spend``, ``capture_hold``, ``refund``, ``close_wallet``; the
 ledger's ``void_pending`` and hold-timeout job) on a migrated database: SQLite always,
 PostgreSQL when ``POINTS_TEST_POSTGRES_URL`` is set. Each example has a point type of its own
 with a one- or two-month expiry (with one, points earned in May are valid until June 30), two
@@ -67,10 +67,11 @@ from issuers import programs
 from issuers.programs import Program, ProgramStatus
 from ledger import Entry, LedgerTx, Phase, Side
 from ledger.errors import HoldExpired, IdempotencyConflict
-from points import wallets
+from points import spending, wallet_views, wallets
 from points.errors import Conflict, InvalidInput
 from points.pointtypes import ExpiryRule, PointType
-from points.wallets import Bucket, InsufficientPoints, Spend, WalletClosed
+from points.spending import Spend
+from points.wallets import Bucket, InsufficientPoints, WalletClosed
 
 T = TypeVar("T")
 
@@ -278,7 +279,7 @@ class Snapshot:
     buckets: dict[str, list[Bucket]]
     ledger_posted: dict[int, int]
     recomputed: dict[int, tuple[int, int]]
-    views: dict[str, wallets.WalletView]
+    views: dict[str, wallet_views.WalletView]
     expired: int
     merchant: int
 
@@ -605,7 +606,7 @@ class WalletStateMachine(RuleBasedStateMachine):
 
         def capture() -> Entry:
             return self.earning.write(
-                lambda s: wallets.capture_hold(s, hold.id, self.clock(), amount=amount)
+                lambda s: spending.capture_hold(s, hold.id, self.clock(), amount=amount)
             )
 
         if now >= hold.timeout:
@@ -668,7 +669,7 @@ class WalletStateMachine(RuleBasedStateMachine):
 
         def refund() -> Entry:
             return self.earning.write(
-                lambda s: wallets.refund(s, self._fresh(s), spend.id, amount, self.clock())
+                lambda s: spending.refund(s, self._fresh(s), spend.id, amount, self.clock())
             )
 
         if amount > returnable:
@@ -888,7 +889,7 @@ class WalletStateMachine(RuleBasedStateMachine):
             ledger_posted={a: tx.balance(a).posted for a in account_ids},
             recomputed=recomputed,
             views={
-                r: wallets.wallet_view(session, point_type, r, self.clock(), 31)
+                r: wallet_views.wallet_view(session, point_type, r, self.clock(), 31)
                 for r in self.residents
             },
             expired=tx.balance(self.pt.expired_account_id).posted,

@@ -1,5 +1,6 @@
-"""Wallets as expiry buckets (``points.wallets``): spending order, holds, refunds, closing,
-reading, idempotency and concurrency, on SQLite and (when configured) PostgreSQL.
+"""Wallets as expiry buckets (``points.wallets``, ``points.spending``, ``points.wallet_views``):
+spending order, holds, refunds, closing, reading, idempotency and concurrency, on SQLite and
+(when configured) PostgreSQL.
 
 Points get into wallets the real way (programs, budgets, awards: ``issuers``); a wallet's
 buckets are read back from the ledger. Dates are Tokyo dates: a Tokyo day starts at 15:00 UTC
@@ -32,12 +33,14 @@ from ledger.errors import (
     HoldNotPending,
     IdempotencyConflict,
 )
-from points import wallets
+from points import spending, wallet_views, wallets
 from points.audit import AuditEvent
 from points.calendar import NEVER, TOKYO
 from points.errors import Conflict, InvalidInput
 from points.pointtypes import ExpiryRule, PointType
-from points.wallets import Bucket, InsufficientPoints, LineState, Spend, WalletClosed
+from points.spending import Spend
+from points.wallet_views import LineState
+from points.wallets import Bucket, InsufficientPoints, WalletClosed
 
 MERCHANT_CODE = 400
 #: Enough budget for every test here.
@@ -136,7 +139,7 @@ class World:
 
     def capture(self, hold_id: int, amount: int | None = None) -> Entry:
         return self.earning.write(
-            lambda s: wallets.capture_hold(s, hold_id, self.clock(), amount=amount)
+            lambda s: spending.capture_hold(s, hold_id, self.clock(), amount=amount)
         )
 
     def void(self, hold_id: int) -> Entry:
@@ -146,7 +149,7 @@ class World:
 
     def refund(self, entry_id: int, amount: int, **options: Any) -> Entry:
         return self.earning.write(
-            lambda s: wallets.refund(s, self.fresh(s), entry_id, amount, self.clock(), **options)
+            lambda s: spending.refund(s, self.fresh(s), entry_id, amount, self.clock(), **options)
         )
 
     def close(self, resident_id: str, reason: str = "moved out") -> tuple[Any, int, list[int]]:
@@ -175,16 +178,18 @@ class World:
     def expired(self) -> int:
         return self.balance(self.pt.expired_account_id).posted
 
-    def view(self, resident_id: str, notice_days: int = 30) -> wallets.WalletView:
+    def view(self, resident_id: str, notice_days: int = 30) -> wallet_views.WalletView:
         return self.earning.read(
-            lambda s: wallets.wallet_view(s, self.fresh(s), resident_id, self.clock(), notice_days)
+            lambda s: wallet_views.wallet_view(
+                s, self.fresh(s), resident_id, self.clock(), notice_days
+            )
         )
 
     def history(
         self, resident_id: str, *, before: int | None = None, limit: int = 50
-    ) -> list[wallets.HistoryItem]:
+    ) -> list[wallet_views.HistoryItem]:
         return self.earning.read(
-            lambda s: wallets.wallet_history(
+            lambda s: wallet_views.wallet_history(
                 s, self.fresh(s), resident_id, before=before, limit=limit
             )
         )
@@ -635,6 +640,8 @@ def test_a_spend_from_more_buckets_than_an_entry_holds_is_refused_and_a_closure_
     """With at most 2 buckets per entry (the ledger's 64 postings, made small): a payment that
     would draw on 3 is refused (nothing written); closing moves 5 buckets in 3 entries."""
     ladder = Ladder(world)
+    # Spending and closing each read the limit from their own module.
+    monkeypatch.setattr(spending, "BUCKETS_PER_SPEND_MAX", 2)
     monkeypatch.setattr(wallets, "BUCKETS_PER_SPEND_MAX", 2)
     entries = world.count("ledger_entry")
     with pytest.raises(InvalidInput) as refused:
@@ -744,20 +751,20 @@ def test_wallet_view_counts_unexpired_points_by_expiry_date(world: World) -> Non
         (date(2026, 8, 31), 10),
         (date(2026, 9, 30), 20),
     ]
-    assert view.expiring_soon == wallets.ExpiryLine(date(2026, 7, 31), 30)
+    assert view.expiring_soon == wallet_views.ExpiryLine(date(2026, 7, 31), 30)
     # July 1 + 29 days is July 30: the nearest expiry is outside the window.
     assert world.view(ladder.resident, notice_days=29).expiring_soon is None
     assert world.view(ladder.resident, notice_days=0).expiring_soon is None
     # On the last day, in Tokyo, a window of 0 days shows it.
     world.clock.now = last_instant_of(date(2026, 7, 31))
-    assert world.view(ladder.resident, notice_days=0).expiring_soon == wallets.ExpiryLine(
+    assert world.view(ladder.resident, notice_days=0).expiring_soon == wallet_views.ExpiryLine(
         date(2026, 7, 31), 30
     )
     world.clock.now += timedelta(microseconds=1)
     view = world.view(ladder.resident, notice_days=0)
     assert view.balance == 30
     assert view.expiring_soon is None
-    assert world.view(ladder.resident, notice_days=30).expiring_soon == wallets.ExpiryLine(
+    assert world.view(ladder.resident, notice_days=30).expiring_soon == wallet_views.ExpiryLine(
         date(2026, 8, 31), 10
     )
 
@@ -771,7 +778,7 @@ def test_wallet_view_leaves_out_what_is_held_and_empty_dates(world: World) -> No
         (date(2026, 8, 31), 5),
         (date(2026, 9, 30), 20),
     ]
-    assert view.expiring_soon == wallets.ExpiryLine(date(2026, 8, 31), 5)
+    assert view.expiring_soon == wallet_views.ExpiryLine(date(2026, 8, 31), 5)
     assert world.view(ladder.resident, notice_days=60).expiring_soon is None
     world.spend(ladder.resident, 25)
     view = world.view(ladder.resident, notice_days=61)
@@ -787,7 +794,7 @@ def test_wallet_view_of_points_that_never_expire(engine: Engine, clock: FakeCloc
     clock.now = datetime(2040, 1, 1, tzinfo=UTC)
     view = world.view(resident, notice_days=10_000)
     assert view.balance == 15
-    assert view.by_expiry == [wallets.ExpiryLine(NEVER, 15)]
+    assert view.by_expiry == [wallet_views.ExpiryLine(NEVER, 15)]
     assert view.expiring_soon is None
     assert debits(world.spend(resident, 15)) == [(bucket, 15)]
 
@@ -1031,7 +1038,7 @@ def test_an_idempotent_spend_retried_while_the_first_is_in_flight_replays(
 
     first = OpenTransaction(engine)
     try:
-        entry = wallets.spend(first.session, world.pt, request_, clock())
+        entry = spending.spend(first.session, world.pt, request_, clock())
         retry, outcome = start(lambda: world.earning.spend(world.pt, request_))
         wait_until_blocked(engine, backend)
         first.commit()
@@ -1089,7 +1096,7 @@ def test_a_refund_retried_while_the_first_is_in_flight_replays(
     spend = world.spend(resident, 10)
 
     def refund(session: Session) -> Entry:
-        return wallets.refund(
+        return spending.refund(
             session, world.pt, spend.id, amount, clock(), namespace="ret", idempotency_key="r-1"
         )
 
