@@ -1,11 +1,13 @@
-"""The spending service: taking points from a wallet, holds, and refunds (DESIGN §4).
+"""The spending service: payments, holds, refunds, and the orders they draw and return in
+(DESIGN §4).
 
 **Spending** takes N points from a wallet to one account in *one* entry, drawing the
 earliest-expiring buckets first (ties by program id, then account id). A bucket valid until D
 can be spent until the end of D in Tokyo (``points.calendar.usable_at``): the spend checks that
 itself, so when the expiry job runs never decides what can be spent. A **hold** (a pending entry,
 for a payment the merchant confirms later) draws only from buckets still valid at the hold's
-timeout, so the expiry job never meets a bucket with points held on it.
+timeout, so the expiry job never meets a bucket with points held on it. A hold is then *posted*
+(in full, or in part) or *voided* (by the merchant through the ledger, or by the timeout job).
 
 **Returning points** goes back to the buckets they came from, latest expiry first:
 
@@ -16,16 +18,24 @@ timeout, so the expiry job never meets a bucket with points held on it.
   earlier refunds), latest expiry first; the share of a bucket that has expired since (or of a
   closed wallet) goes to the point type's expired-points account instead.
 
-Every path that moves points locks the wallet's row first (``points.wallets.lock_wallet``) and
-then checks its idempotency key, so a retry that waited for the first attempt returns its entry.
+The orders are pure functions at the end of this module, written once: ``draw`` for a payment, a
+hold and a hold's partial post alike, ``return_latest_first`` for refunds
+(``tests/test_draw_order.py`` holds them to their rules without a database).
+
+Concurrency and retries: a spend and a refund lock the wallet's row first
+(``points.wallets.lock_wallet``), so they plan on balances no one else is moving, and only then
+check their idempotency key, so a retry that waited for the first attempt returns its entry.
+Posting a hold plans only on what the hold keeps, which nothing else can take, and the ledger
+resolves a hold at most once (a unique key on the resolved entry). Every path writes one entry
+(and, for a refund, its ``spend_return`` row) in the caller's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from sqlmodel import Session, select
 
@@ -36,7 +46,6 @@ from points.errors import InvalidInput
 from points.pointtypes import PointType
 from points.wallets import (
     BUCKETS_PER_SPEND_MAX,
-    Bucket,
     InsufficientPoints,
     SpendReturn,
     WalletBucket,
@@ -81,15 +90,15 @@ def spend(session: Session, point_type: PointType, request: Spend, now: datetime
         raise InvalidInput("a hold's timeout is in the future", field="hold_until")
     if wallet is not None and wallet.status == WalletStatus.CLOSED:
         raise WalletClosed(f"the wallet of resident {request.resident_id} is closed")
+    # A hold draws on what will still be valid at its timeout, so the expiry job never meets
+    # points held on an expired bucket.
     horizon = request.hold_until or now
-    usable = (
-        [b for b in buckets(session, request.resident_id, point_type.id) if b.usable_at(horizon)]
-        if wallet is not None
-        else []
+    wallet_buckets = (
+        buckets(session, request.resident_id, point_type.id) if wallet is not None else []
     )
-    draws = draw_earliest_first(usable, request.amount)
+    draws = draw(wallet_buckets, request.amount, at=horizon)
     if draws is None:
-        available = sum(b.available for b in usable if b.available > 0)
+        available = available_at(wallet_buckets, horizon)
         raise InsufficientPoints(
             f"the wallet holds {available} {point_type.unit} that can be spent"
             + (" before the hold's timeout" if request.hold_until is not None else "")
@@ -116,21 +125,6 @@ def spend(session: Session, point_type: PointType, request: Spend, now: datetime
             timeout_at=request.hold_until,
         )
     )
-
-
-def draw_earliest_first(ordered: Sequence[Bucket], amount: int) -> list[tuple[int, int]] | None:
-    """(account id, amount) draws from ``ordered`` buckets, in order, until ``amount`` is
-    covered; ``None`` when they hold too little."""
-    draws: list[tuple[int, int]] = []
-    left = amount
-    for bucket in ordered:
-        if left == 0:
-            break
-        take = min(bucket.available, left)
-        if take > 0:
-            draws.append((bucket.account_id, take))
-            left -= take
-    return None if left else draws
 
 
 def _replayed(earlier: Entry, request: Spend) -> Entry:
@@ -173,26 +167,23 @@ def capture_hold(
     held = sum(p.amount for p in hold.postings if p.side is Side.CREDIT)
     if type(amount) is not int or not 0 < amount <= held:
         raise InvalidInput(f"the amount to post is 1 to {held}", field="amount")
-    expiry = {
-        account_id: valid_until
-        for account_id, (valid_until, _program) in bucket_keys(
-            session, [p.account_id for p in hold.postings]
-        ).items()
-    }
-    order = sorted(
-        (index for index, p in enumerate(hold.postings) if p.account_id in expiry),
-        key=lambda index: (expiry[hold.postings[index].account_id], index),
-    )
-    amounts = [p.amount if p.account_id not in expiry else 0 for p in hold.postings]
-    credits = [i for i, p in enumerate(hold.postings) if p.account_id not in expiry]
-    if len(credits) != 1 or hold.postings[credits[0]].side is not Side.CREDIT:
+    keys = bucket_keys(session, [p.account_id for p in hold.postings])
+    receiving = [p for p in hold.postings if p.account_id not in keys]
+    if len(receiving) != 1 or receiving[0].side is not Side.CREDIT:
         raise InvalidInput(f"entry {hold_id} is not a hold on a wallet")
-    amounts[credits[0]] = amount
-    left = amount
-    for index in order:
-        take = min(hold.postings[index].amount, left)
-        amounts[index] = take
-        left -= take
+    shares = [
+        Share(p.account_id, keys[p.account_id][1], keys[p.account_id][0], p.amount)
+        for p in hold.postings
+        if p.account_id in keys
+    ]
+    # The hold drew only on buckets valid at its timeout, so drawing on its shares as at that
+    # instant always covers the amount; a post after the timeout is the ledger's to refuse.
+    draws = draw(shares, amount, at=hold.timeout_at or now)
+    assert draws is not None
+    taken = dict(draws)
+    amounts = [
+        taken.get(p.account_id, 0) if p.account_id in keys else amount for p in hold.postings
+    ]
     return tx.post_pending(
         hold_id,
         amounts=amounts,
@@ -258,15 +249,13 @@ def refund(
     closed_accounts = {
         b.account_id for b in buckets(session, resident_id, point_type.id) if b.closed
     }
-    shares: list[tuple[int, int]] = []
-    left = amount
-    for posting in sorted(drawn, key=lambda p: (*expiry[p.account_id], p.account_id), reverse=True):
-        room = posting.amount - returned.get(posting.account_id, 0)
-        take = min(room, left)
-        if take > 0:
-            shares.append((posting.account_id, take))
-            left -= take
-    assert left == 0
+    given = [
+        Share(p.account_id, expiry[p.account_id][1], expiry[p.account_id][0], p.amount)
+        for p in drawn
+    ]
+    # The limit above counts the refunds' amounts, this the shares they list: they agree.
+    shares = return_latest_first(given, returned, amount)
+    assert shares is not None
     to_buckets: dict[int, int] = {}
     to_expired = 0
     for account_id, share in shares:
@@ -303,3 +292,91 @@ def _owner_of(session: Session, account_id: int) -> str:
     bucket = session.get(WalletBucket, account_id)
     assert bucket is not None
     return bucket.resident_id
+
+
+# The draw and return orders: pure, the only place they are written -------------------------
+
+
+class Drawable(Protocol):
+    """A bucket as a draw sees it: its place in the order and the points it can give."""
+
+    @property
+    def account_id(self) -> int: ...
+
+    @property
+    def program_id(self) -> str: ...
+
+    @property
+    def valid_until(self) -> date: ...
+
+    @property
+    def available(self) -> int: ...
+
+    def usable_at(self, instant: datetime) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """The points one entry moved on one bucket: what a hold keeps there (a partial post draws
+    on these) or what a posted spend took (a refund returns to these)."""
+
+    account_id: int
+    program_id: str
+    valid_until: date
+    amount: int
+
+    @property
+    def available(self) -> int:
+        return self.amount
+
+    def usable_at(self, instant: datetime) -> bool:
+        return usable_at(self.valid_until, instant)
+
+
+def draw_order(bucket: Drawable) -> tuple[date, str, int]:
+    """The spending order: earliest expiry first, ties by program id, then account id."""
+    return (bucket.valid_until, bucket.program_id, bucket.account_id)
+
+
+def available_at(candidates: Iterable[Drawable], instant: datetime) -> int:
+    """The points a draw at ``instant`` could take from ``candidates`` in all."""
+    return sum(b.available for b in candidates if b.usable_at(instant) and b.available > 0)
+
+
+def draw(
+    candidates: Iterable[Drawable], amount: int, *, at: datetime
+) -> list[tuple[int, int]] | None:
+    """(account id, points) taking ``amount`` from the ``candidates`` usable at ``at`` (a payment:
+    now; a hold: its timeout) in the spending order (``draw_order``), each no more than it has
+    available; ``None`` when they have less than ``amount`` between them."""
+    assert amount > 0
+    draws: list[tuple[int, int]] = []
+    left = amount
+    for bucket in sorted((b for b in candidates if b.usable_at(at)), key=draw_order):
+        if left == 0:
+            break
+        take = min(bucket.available, left)
+        if take > 0:
+            draws.append((bucket.account_id, take))
+            left -= take
+    return None if left else draws
+
+
+def return_latest_first(
+    given: Iterable[Share], returned: Mapping[int, int], amount: int
+) -> list[tuple[int, int]] | None:
+    """(account id, points) giving ``amount`` back to the buckets a spend took ``given`` from,
+    latest expiry first (the spending order reversed), none more than it gave less what earlier
+    returns gave it back (``returned``: account id to points); ``None`` when that room is less
+    than ``amount`` in all."""
+    assert amount > 0
+    shares: list[tuple[int, int]] = []
+    left = amount
+    for share in sorted(given, key=draw_order, reverse=True):
+        if left == 0:
+            break
+        take = min(share.amount - returned.get(share.account_id, 0), left)
+        if take > 0:
+            shares.append((share.account_id, take))
+            left -= take
+    return None if left else shares
