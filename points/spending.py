@@ -139,19 +139,20 @@ def _replayed(earlier: Entry, request: Spend) -> Entry:
     return earlier
 
 
-def capture_hold(
+def post_hold(
     session: Session,
     hold_id: int,
     now: datetime,
     *,
     amount: int | None = None,
-    kind: str = "payment_capture",
+    kind: str = "payment_post",
     description: str = "",
     namespace: str | None = None,
     idempotency_key: str | None = None,
 ) -> Entry:
-    """Post a spend's hold: in full, or ``amount`` of it taken from its earliest-expiring buckets
-    (so what is released goes back to the latest-expiring, as returns do)."""
+    """Post a spend's hold: in full, or ``amount`` of it drawn from its earliest-expiring buckets
+    (so what is released goes back to the latest-expiring, as returns do). The entry's kind is
+    ``payment_post`` unless the caller names another."""
     tx = LedgerTx(session.connection(), lambda: now)
     hold = tx.get_entry(hold_id)
     if hold.phase is not Phase.PENDING:

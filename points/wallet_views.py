@@ -71,6 +71,7 @@ def wallet_view(
 KIND_WORDS: dict[str, tuple[str, str]] = {
     "award": ("付与", "awarded"),
     "payment": ("支払い", "payment"),
+    "payment_post": ("支払い", "payment"),
     "payment_capture": ("支払い", "payment"),
     "void_pending": ("支払い取消", "payment cancelled"),
     "hold_timeout": ("支払い期限切れ", "payment timed out"),

@@ -137,9 +137,9 @@ class World:
     def hold(self, resident_id: str, amount: int, until: datetime, **options: Any) -> Entry:
         return self.spend(resident_id, amount, hold_until=until, **options)
 
-    def capture(self, hold_id: int, amount: int | None = None) -> Entry:
+    def post_hold(self, hold_id: int, amount: int | None = None) -> Entry:
         return self.earning.write(
-            lambda s: spending.capture_hold(s, hold_id, self.clock(), amount=amount)
+            lambda s: spending.post_hold(s, hold_id, self.clock(), amount=amount)
         )
 
     def void(self, hold_id: int) -> Entry:
@@ -434,11 +434,11 @@ def test_a_hold_keeps_points_and_a_void_gives_them_back(world: World) -> None:
     assert world.view(ladder.resident).balance == 54
     assert world.balance(world.merchant).posted == 6
     with pytest.raises(HoldAlreadyResolved):
-        world.capture(hold.id)
+        world.post_hold(hold.id)
     world.verify()
 
 
-def test_partial_capture_posts_from_the_earliest_buckets_and_releases_the_rest(
+def test_a_partial_post_takes_the_earliest_buckets_and_releases_the_rest(
     world: World,
 ) -> None:
     ladder = Ladder(world)
@@ -449,11 +449,11 @@ def test_partial_capture_posts_from_the_earliest_buckets_and_releases_the_rest(
         (ladder.mid, 10),
         (ladder.new, 5),
     ]
-    capture = world.capture(hold.id, amount=25)
-    assert capture.phase is Phase.POST_PENDING and capture.pending_id == hold.id
-    assert capture.kind == "payment_capture"
-    assert debits(capture) == [(ladder.tie_lo, 20), (ladder.tie_hi, 5)]
-    assert credits(capture) == [(world.merchant, 25)]
+    post_entry = world.post_hold(hold.id, amount=25)
+    assert post_entry.phase is Phase.POST_PENDING and post_entry.pending_id == hold.id
+    assert post_entry.kind == "payment_post"
+    assert debits(post_entry) == [(ladder.tie_lo, 20), (ladder.tie_hi, 5)]
+    assert credits(post_entry) == [(world.merchant, 25)]
     assert posted(world, ladder.resident) == {
         ladder.old: 20,
         ladder.tie_lo: 0,
@@ -467,46 +467,46 @@ def test_partial_capture_posts_from_the_earliest_buckets_and_releases_the_rest(
     world.verify()
 
 
-def test_partial_capture_across_three_buckets(world: World) -> None:
+def test_a_partial_post_across_three_buckets(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 35, world.clock() + timedelta(days=1))
-    capture = world.capture(hold.id, amount=31)
-    assert debits(capture) == [(ladder.tie_lo, 20), (ladder.tie_hi, 10), (ladder.mid, 1)]
+    post_entry = world.post_hold(hold.id, amount=31)
+    assert debits(post_entry) == [(ladder.tie_lo, 20), (ladder.tie_hi, 10), (ladder.mid, 1)]
     assert world.bucket(ladder.resident, ladder.mid).available == 9
     assert world.bucket(ladder.resident, ladder.new).available == 20
 
 
-def test_full_capture_posts_everything_held(world: World) -> None:
+def test_a_post_in_full_posts_everything_held(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 35, world.clock() + timedelta(hours=1))
-    capture = world.capture(hold.id)
-    assert capture.phase is Phase.POST_PENDING
-    assert sorted(capture.postings, key=lambda p: (p.side, p.account_id)) == sorted(
+    post_entry = world.post_hold(hold.id)
+    assert post_entry.phase is Phase.POST_PENDING
+    assert sorted(post_entry.postings, key=lambda p: (p.side, p.account_id)) == sorted(
         hold.postings, key=lambda p: (p.side, p.account_id)
     )
     assert world.balance(world.merchant).posted == 35
     assert sum(b.posted for b in world.buckets(ladder.resident)) == 20 + 25  # old + the rest
     with pytest.raises(HoldAlreadyResolved):
-        world.capture(hold.id, amount=1)
+        world.post_hold(hold.id, amount=1)
     with pytest.raises(HoldNotPending):
-        world.capture(capture.id)
+        world.post_hold(post_entry.id)
     world.verify()
 
 
-def test_capture_refuses_more_than_held_and_a_timed_out_hold(world: World) -> None:
+def test_a_post_refuses_more_than_held_and_a_timed_out_hold(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 30, world.clock() + timedelta(hours=1))
     for amount in (0, 31, -1):
         with pytest.raises(InvalidInput):
-            world.capture(hold.id, amount=amount)
+            world.post_hold(hold.id, amount=amount)
     payment = world.spend(ladder.resident, 1)
     with pytest.raises(HoldNotPending):
-        world.capture(payment.id, amount=1)
+        world.post_hold(payment.id, amount=1)
     world.clock.advance(hours=1)
     with pytest.raises(HoldExpired):
-        world.capture(hold.id, amount=10)
+        world.post_hold(hold.id, amount=10)
     with pytest.raises(HoldExpired):
-        world.capture(hold.id)
+        world.post_hold(hold.id)
     # Still voidable after its timeout.
     world.void(hold.id)
     assert world.view(ladder.resident).balance == 59
@@ -588,15 +588,15 @@ def test_a_refund_after_the_wallet_was_closed_goes_to_expired_points(world: Worl
     world.verify()
 
 
-def test_refund_of_a_capture_returns_to_the_captured_buckets(world: World) -> None:
+def test_a_refund_of_a_posted_hold_returns_to_the_buckets_it_was_posted_from(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 45, world.clock() + timedelta(days=1))
-    capture = world.capture(hold.id, amount=25)  # tie_lo 20, tie_hi 5
+    post_entry = world.post_hold(hold.id, amount=25)  # tie_lo 20, tie_hi 5
     with pytest.raises(InvalidInput):
         world.refund(hold.id, 5)  # a hold is not a posted spend
     with pytest.raises(InvalidInput):
-        world.refund(capture.id, 26)
-    refund = world.refund(capture.id, 25)
+        world.refund(post_entry.id, 26)
+    refund = world.refund(post_entry.id, 25)
     assert sorted(credits(refund)) == sorted([(ladder.tie_lo, 20), (ladder.tie_hi, 5)])
     assert world.view(ladder.resident).balance == 60
     world.verify()
@@ -842,10 +842,10 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
     world.void(hold.id)  # the void has no postings: the hold's own line shows it
     refund = world.refund(payment.id, 5)
     second_hold = world.hold(resident, 7, world.clock() + timedelta(hours=1))
-    capture = world.capture(second_hold.id, amount=4)
+    post_entry = world.post_hold(second_hold.id, amount=4)
     items = world.history(resident)
     assert [(i.entry_id, i.kind, i.amount, i.state) for i in items] == [
-        (capture.id, "payment_capture", -4, LineState.POSTED),
+        (post_entry.id, "payment_post", -4, LineState.POSTED),
         (second_hold.id, "payment", -7, LineState.RELEASED),
         (refund.id, "refund", 5, LineState.POSTED),
         (hold.id, "payment", -10, LineState.RELEASED),
@@ -915,11 +915,11 @@ def test_an_idempotency_key_reused_for_another_spend_is_a_conflict(world: World)
     assert world.view(ladder.resident).balance == 35
 
 
-def test_an_idempotent_hold_replays_after_its_capture(world: World) -> None:
+def test_an_idempotent_hold_replays_after_it_is_posted(world: World) -> None:
     ladder = Ladder(world)
     until = world.clock() + timedelta(hours=1)
     hold = world.hold(ladder.resident, 10, until, namespace="mer_x", idempotency_key="h-1")
-    world.capture(hold.id)
+    world.post_hold(hold.id)
     assert world.hold(ladder.resident, 10, until, namespace="mer_x", idempotency_key="h-1") == hold
     assert world.view(ladder.resident).balance == 50
 
