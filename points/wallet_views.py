@@ -2,8 +2,14 @@
 
 Read models only; nothing here writes. ``wallet_view`` counts what can be spent now (unexpired
 buckets, less what holds keep) by expiry date, with the nearest expiry inside the notice window
-("N pt expire on D"). ``wallet_history`` lists the entries that touched the wallet, newest first,
-with the net change to the wallet and words for the resident in Japanese and English.
+("N pt expire on D").
+
+``wallet_history`` lists the entries that touched the wallet, newest first, each with the net
+change to the wallet, a state (``LineState``: posted, pending, voided) and words in Japanese and
+English after the glossary (DESIGN §10). Each payment is one line and no points are shown twice:
+a hold that was posted is left out, the entry that posted it being the payment; a hold voided
+(by the merchant, or by the timeout job) stays, marked voided. Stored entries keep the kinds they
+were written with (the ledger seals them); a former kind is read as today's (``FORMER_KINDS``).
 """
 
 from __future__ import annotations
@@ -67,34 +73,49 @@ def wallet_view(
     )
 
 
-#: Readable words for the kinds of entry a resident sees: (Japanese, English).
+# The history -----------------------------------------------------------------------------------
+
+#: The words a resident sees for each kind of entry, (Japanese, English), after DESIGN §10.
 KIND_WORDS: dict[str, tuple[str, str]] = {
     "award": ("付与", "awarded"),
     "payment": ("支払い", "payment"),
     "payment_post": ("支払い", "payment"),
-    "payment_capture": ("支払い", "payment"),
-    "void_pending": ("支払い取消", "payment cancelled"),
-    "hold_timeout": ("支払い期限切れ", "payment timed out"),
-    "refund": ("返金", "refund"),
-    "reversal": ("取消", "reversed"),
-    "expiry": ("期限切れ", "expired"),
+    "refund": ("返還", "refund"),
+    "reversal": ("訂正", "reversed"),
+    "expiry": ("失効", "expired"),
     "wallet_closed": ("ウォレット閉鎖", "wallet closed"),
 }
 
+#: Kinds entries were once stored with, and the kind each is read as now. A stored entry is never
+#: rewritten: its kind is part of the bytes the ledger's hash chain seals.
+FORMER_KINDS: dict[str, str] = {"payment_capture": "payment_post"}
+
+#: What the words of a voided hold end with, by the kind of the entry that voided it: the timeout
+#: job's ``hold_timeout``, or anything else (the ledger's ``void_pending``, a merchant declining).
+VOIDED_WORDS: dict[str, tuple[str, str]] = {
+    "hold_timeout": ("取消（時間切れ）", " voided (timed out)")
+}
+VOIDED_WORDS_OTHERWISE = ("取消", " voided")
+
 
 class LineState(enum.StrEnum):
+    """What a line of the history stands for: ``posted``, the entry moved points; ``pending``, a
+    hold awaiting the merchant's confirmation (its points cannot be spent meanwhile);
+    ``voided``, a hold released in full, declined or timed out (its amount counts no longer).
+    A hold that was posted is not a line of its own: the entry posting it is the payment."""
+
     POSTED = "posted"
-    #: Points held for a payment awaiting the merchant's confirmation.
-    HELD = "held"
-    #: A hold that is over: confirmed (a separate line shows what was taken) or released.
-    RELEASED = "released"
+    PENDING = "pending"
+    VOIDED = "voided"
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
     entry_id: int
+    #: The entry's kind, a former kind read as today's (``FORMER_KINDS``).
     kind: str
-    #: The net change to the wallet: positive when points came in.
+    #: The net change to the wallet: positive when points came in. A pending or voided hold's
+    #: is what it keeps or kept.
     amount: int
     state: LineState
     at: datetime
@@ -110,8 +131,11 @@ def wallet_history(
     before: int | None,
     limit: int,
 ) -> list[HistoryItem]:
-    """Entries touching the wallet, newest first, ``limit`` of them before entry ``before``."""
+    """Entries touching the wallet, newest first, ``limit`` of them before entry ``before``; a
+    posted hold is left out (its posting entry is the payment's line), so each payment is one
+    line and no points are shown twice."""
     posting, entry = ledger_schema.posting, ledger_schema.entry
+    resolution = entry.alias("resolution")
     bucket = WalletBucket.__table__  # type: ignore[attr-defined]
     signed = sa.case(
         (posting.c.side == int(Side.CREDIT), posting.c.amount), else_=-posting.c.amount
@@ -122,18 +146,27 @@ def wallet_history(
         entry.c.phase,
         entry.c["metadata"],
         entry.c.effective_at_us,
+        resolution.c.phase.label("resolution_phase"),
+        resolution.c.kind.label("resolution_kind"),
     )
     query = (
         sa.select(*columns, sa.func.sum(signed).label("net"))
         .select_from(posting)
         .join(entry, entry.c.id == posting.c.entry_id)
+        # The entry that resolved a hold, if any (at most one: ``pending_id`` is unique).
+        .outerjoin(resolution, resolution.c.pending_id == entry.c.id)
         .where(
             posting.c.account_id.in_(
                 sa.select(bucket.c.account_id).where(
                     bucket.c.resident_id == resident_id,
                     bucket.c.point_type_id == point_type.id,
                 )
-            )
+            ),
+            # Left out here, not after the query, so that ``limit`` and ``before`` page exactly.
+            sa.or_(
+                resolution.c.phase.is_(None),
+                resolution.c.phase != int(Phase.POST_PENDING),
+            ),
         )
         .group_by(*columns)
         .order_by(entry.c.id.desc())
@@ -141,32 +174,24 @@ def wallet_history(
     )
     if before is not None:
         query = query.where(entry.c.id < before)
-    connection = session.connection()
-    rows = list(connection.execute(query))
-    holds = [row.id for row in rows if row.phase == int(Phase.PENDING)]
-    resolved = (
-        set(
-            connection.execute(
-                sa.select(entry.c.pending_id).where(entry.c.pending_id.in_(holds))
-            ).scalars()
-        )
-        if holds
-        else set()
-    )
     items = []
-    for row in rows:
+    for row in session.connection().execute(query):
+        kind = FORMER_KINDS.get(row.kind, row.kind)
         metadata = json.loads(row.metadata) if row.metadata else {}
-        ja, en = KIND_WORDS.get(row.kind, (row.kind, row.kind))
-        if row.kind == "award":
+        ja, en = KIND_WORDS.get(kind, (kind, kind))
+        if kind == "award":
             ja = f"{metadata.get('program_ja', '')} {ja}".strip()
             en = f"{metadata.get('program_en', '')}: {en}".strip(": ")
         state = LineState.POSTED
         if row.phase == int(Phase.PENDING):
-            state = LineState.RELEASED if row.id in resolved else LineState.HELD
+            state = LineState.PENDING if row.resolution_phase is None else LineState.VOIDED
+        if state is LineState.VOIDED:
+            ja_end, en_end = VOIDED_WORDS.get(row.resolution_kind, VOIDED_WORDS_OTHERWISE)
+            ja, en = ja + ja_end, en + en_end
         items.append(
             HistoryItem(
                 entry_id=row.id,
-                kind=row.kind,
+                kind=kind,
                 amount=int(row.net),
                 state=state,
                 at=from_us(row.effective_at_us),

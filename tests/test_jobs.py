@@ -606,7 +606,7 @@ def test_expiry_moves_the_remainders_of_expired_buckets_in_chunks(
         "expiry",
         -70,
         "expired",
-        "期限切れ",
+        "失効",
     )
     view = city.view(pairs[0], EXPIRES)
     assert view.balance == 100
@@ -773,7 +773,12 @@ def test_the_hold_timeout_job_voids_holds_past_their_timeout(
     assert void.pending_id == hold.id
     assert city.view(other, clock()).held == 10  # its timeout has not come yet
     latest = city.history(resident)[0]
-    assert (latest.entry_id, latest.state) == (hold.id, wallet_views.LineState.RELEASED)
+    assert (latest.entry_id, latest.state, latest.text_ja, latest.text_en) == (
+        hold.id,
+        wallet_views.LineState.VOIDED,
+        "支払い取消（時間切れ）",
+        "payment voided (timed out)",
+    )
     assert run_job(engine, "hold_timeouts", as_of=timeout, clock=clock).status == "already_done"
     assert run_job(
         engine, "hold_timeouts", as_of=timeout + timedelta(minutes=5), clock=clock

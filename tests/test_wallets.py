@@ -828,7 +828,7 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
 
     items = world.history(resident)
     assert [(i.entry_id, i.kind, i.amount, i.state) for i in items] == [
-        (hold.id, "payment", -10, LineState.HELD),
+        (hold.id, "payment", -10, LineState.PENDING),
         (payment.id, "payment", -12, LineState.POSTED),
         (a2, "award", 20, LineState.POSTED),
         (a1, "award", 30, LineState.POSTED),
@@ -836,6 +836,7 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
     assert (items[2].text_ja, items[2].text_en) == ("清掃活動 付与", "Park cleanup: awarded")
     assert (items[3].text_ja, items[3].text_en) == ("特定健診 付与", "Health checkup: awarded")
     assert (items[1].text_ja, items[1].text_en) == ("支払い", "payment")
+    assert (items[0].text_ja, items[0].text_en) == ("支払い", "payment")
     assert items[3].at == tokyo(2026, 4, 1, 9)
     assert items[0].at == world.clock()
 
@@ -844,16 +845,20 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
     second_hold = world.hold(resident, 7, world.clock() + timedelta(hours=1))
     post_entry = world.post_hold(second_hold.id, amount=4)
     items = world.history(resident)
+    # The posted hold is not listed: its posting is the payment, with the amount posted.
     assert [(i.entry_id, i.kind, i.amount, i.state) for i in items] == [
         (post_entry.id, "payment_post", -4, LineState.POSTED),
-        (second_hold.id, "payment", -7, LineState.RELEASED),
         (refund.id, "refund", 5, LineState.POSTED),
-        (hold.id, "payment", -10, LineState.RELEASED),
+        (hold.id, "payment", -10, LineState.VOIDED),
         (payment.id, "payment", -12, LineState.POSTED),
         (a2, "award", 20, LineState.POSTED),
         (a1, "award", 30, LineState.POSTED),
     ]
-    assert (items[2].text_ja, items[2].text_en) == ("返金", "refund")
+    assert [(i.text_ja, i.text_en) for i in items[:3]] == [
+        ("支払い", "payment"),
+        ("返還", "refund"),
+        ("支払い取消", "payment voided"),
+    ]
 
     _, _, closing = world.close(resident)
     newest = world.history(resident, limit=1)
@@ -861,6 +866,121 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
         (closing[0], "wallet_closed", -(50 - 12 + 5 - 4))
     ]
     assert newest[0].text_en == "wallet closed"
+
+
+def test_history_shows_a_hold_pending_then_voided_by_the_merchant_or_the_timeout(
+    world: World,
+) -> None:
+    program = world.program(50)
+    resident = world.resident()
+    world.award(program, resident)
+    declined = world.hold(resident, 10, world.clock() + timedelta(hours=1))
+    timed_out = world.hold(resident, 15, world.clock() + timedelta(minutes=30))
+
+    def lines() -> list[tuple[int, int, LineState, str, str]]:
+        return [
+            (i.entry_id, i.amount, i.state, i.text_ja, i.text_en)
+            for i in world.history(resident)
+            if i.kind == "payment"
+        ]
+
+    assert lines() == [
+        (timed_out.id, -15, LineState.PENDING, "支払い", "payment"),
+        (declined.id, -10, LineState.PENDING, "支払い", "payment"),
+    ]
+    assert world.view(resident).held == 25
+
+    world.void(declined.id)
+    world.clock.advance(minutes=30)
+    # Past its timeout but not yet voided by the job, a hold is still pending.
+    assert lines()[0][2] is LineState.PENDING
+    assert ledger.Ledger(world.engine, clock=world.clock).void_expired_holds(world.clock()) == 1
+    timed_out_words = ("支払い取消（時間切れ）", "payment voided (timed out)")
+    assert lines() == [
+        (timed_out.id, -15, LineState.VOIDED, *timed_out_words),
+        (declined.id, -10, LineState.VOIDED, "支払い取消", "payment voided"),
+    ]
+    view = world.view(resident)
+    assert (view.balance, view.held) == (50, 0)
+
+
+def test_history_shows_a_posted_hold_once_as_its_payment(world: World) -> None:
+    program = world.program(50)
+    resident = world.resident()
+    award = world.award(program, resident).entry_id
+    until = world.clock() + timedelta(hours=1)
+    in_full = world.hold(resident, 10, until)
+    in_part = world.hold(resident, 20, until)
+    full_post = world.post_hold(in_full.id)
+    part_post = world.post_hold(in_part.id, amount=12)
+
+    items = world.history(resident)
+    assert [(i.entry_id, i.kind, i.amount, i.state, i.text_en) for i in items] == [
+        (part_post.id, "payment_post", -12, LineState.POSTED, "payment"),
+        (full_post.id, "payment_post", -10, LineState.POSTED, "payment"),
+        (award, "award", 50, LineState.POSTED, "Checkup: awarded"),
+    ]
+    assert items[0].text_ja == "支払い"
+    # The lines add up to the balance: no payment counted twice.
+    assert sum(i.amount for i in items) == world.view(resident).balance == 28
+
+
+def test_an_entry_stored_with_a_former_kind_reads_with_todays_words(world: World) -> None:
+    """Holds posted before the glossary settled were stored as ``payment_capture``; the entry
+    stays as sealed, and the history reads it as a ``payment_post``."""
+    program = world.program(50)
+    resident = world.resident()
+    world.award(program, resident)
+    hold = world.hold(resident, 20, world.clock() + timedelta(hours=1))
+    stored = world.earning.write(
+        lambda s: spending.post_hold(s, hold.id, world.clock(), amount=8, kind="payment_capture")
+    )
+    assert world.get_entry(stored.id).kind == "payment_capture"
+    newest = world.history(resident)[0]
+    assert (newest.entry_id, newest.kind, newest.amount, newest.state) == (
+        stored.id,
+        "payment_post",
+        -8,
+        LineState.POSTED,
+    )
+    assert (newest.text_ja, newest.text_en) == ("支払い", "payment")
+    assert hold.id not in {i.entry_id for i in world.history(resident)}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+def test_history_pages_over_posted_and_voided_holds_list_every_line_once(
+    world: World, limit: int
+) -> None:
+    program = world.program(100)
+    resident = world.resident()
+    world.award(program, resident)
+    until = world.clock() + timedelta(hours=1)
+    posted_holds = []
+    for number in range(4):
+        hold = world.hold(resident, 5 + number, until)
+        if number % 2 == 0:
+            world.post_hold(hold.id, amount=2 if number == 0 else None)
+            posted_holds.append(hold.id)
+        else:
+            world.void(hold.id)
+        world.spend(resident, 1)
+    world.hold(resident, 3, until)  # still pending
+
+    every = world.history(resident)
+    # The award, two posts, two voided holds, four payments and the pending hold.
+    assert len(every) == 1 + 2 + 2 + 4 + 1
+    assert not {i.entry_id for i in every} & set(posted_holds)
+    seen: list[wallet_views.HistoryItem] = []
+    before = None
+    while True:
+        page = world.history(resident, before=before, limit=limit)
+        assert len(page) <= limit
+        seen += page
+        if len(page) < limit:
+            break
+        before = page[-1].entry_id
+    assert seen == every
+    assert len({i.entry_id for i in seen}) == len(seen)
 
 
 def test_wallet_history_pages_with_before(world: World) -> None:
