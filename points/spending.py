@@ -254,20 +254,20 @@ def refund(
         Share(p.account_id, expiry[p.account_id][1], expiry[p.account_id][0], p.amount)
         for p in drawn
     ]
-    # The limit above counts the refunds' amounts, this the shares they list: they agree.
-    shares = return_latest_first(given, returned, amount)
-    assert shares is not None
+    # The limit above counts the refunds' amounts, this what they list per bucket: they agree.
+    returns = return_latest_first(given, returned, amount)
+    assert returns is not None
     to_buckets: dict[int, int] = {}
     to_expired = 0
-    for account_id, share in shares:
+    for account_id, points in returns:
         if (
             open_wallet_
             and account_id not in closed_accounts
             and usable_at(expiry[account_id][0], now)
         ):
-            to_buckets[account_id] = to_buckets.get(account_id, 0) + share
+            to_buckets[account_id] = to_buckets.get(account_id, 0) + points
         else:
-            to_expired += share
+            to_expired += points
     postings = [Posting(paid[0].account_id, Side.DEBIT, amount)]
     postings += [
         Posting(account_id, Side.CREDIT, share) for account_id, share in to_buckets.items()
@@ -279,7 +279,7 @@ def refund(
             postings,
             kind=kind,
             description=description,
-            metadata={"refund_of": spend_entry_id, "buckets": [list(s) for s in shares]},
+            metadata={"refund_of": spend_entry_id, "buckets": [list(r) for r in returns]},
             namespace=namespace,
             idempotency_key=idempotency_key,
         )
@@ -371,13 +371,13 @@ def return_latest_first(
     returns gave it back (``returned``: account id to points); ``None`` when that room is less
     than ``amount`` in all."""
     assert amount > 0
-    shares: list[tuple[int, int]] = []
+    returns: list[tuple[int, int]] = []
     left = amount
     for share in sorted(given, key=draw_order, reverse=True):
         if left == 0:
             break
         take = min(share.amount - returned.get(share.account_id, 0), left)
         if take > 0:
-            shares.append((share.account_id, take))
+            returns.append((share.account_id, take))
             left -= take
-    return None if left else shares
+    return None if left else returns
