@@ -15,7 +15,7 @@ from issuers.modules import MODULES
 from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
 from points.calendar import NEVER
 from points.pointtypes import CODE_PATTERN, ExpiryRule, Funding, IssuerKind
-from points.wallets import LineState
+from points.wallet_views import LineState
 
 #: Amounts of points: positive integers that fit the ledger's 64-bit totals.
 Points = Annotated[int, Field(ge=1, le=10**15)]
@@ -202,9 +202,15 @@ class WalletPublic(Output):
 
 
 class WalletHistoryLine(Output):
+    """One entry that touched the wallet. Each payment is one line: a hold that was posted is
+    not listed, the entry that posted it (kind ``payment_post``) is."""
+
     entry_id: int
     kind: str
-    amount: int
+    amount: int = Field(
+        description="The net change to the wallet, positive when points came in; for a pending "
+        "or voided hold, what it keeps or kept"
+    )
     state: LineState
     at: datetime
     text_ja: str

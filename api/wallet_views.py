@@ -7,19 +7,19 @@ from datetime import datetime
 from sqlmodel import Session
 
 from api.schemas_earning import ExpiryLinePublic, WalletHistoryLine, WalletPublic
-from points import pointtypes, wallets
+from points import pointtypes, wallet_views
 from points.calendar import NEVER
 from points.people import get
 from points.registry import Resident
 
 
-def _line(line: wallets.ExpiryLine) -> ExpiryLinePublic:
+def _line(line: wallet_views.ExpiryLine) -> ExpiryLinePublic:
     return ExpiryLinePublic(
         valid_until=None if line.valid_until == NEVER else line.valid_until, amount=line.amount
     )
 
 
-def wallet_public(view: wallets.WalletView) -> WalletPublic:
+def wallet_public(view: wallet_views.WalletView) -> WalletPublic:
     point_type, soon = view.point_type, view.expiring_soon
     notice_ja = notice_en = None
     if soon is not None:
@@ -49,7 +49,7 @@ def resident_wallets(
     """Every point type's wallet of the resident (an empty one where nothing was earned yet)."""
     get(session, Resident, resident_id)
     return [
-        wallet_public(wallets.wallet_view(session, point_type, resident_id, now, notice_days))
+        wallet_public(wallet_views.wallet_view(session, point_type, resident_id, now, notice_days))
         for point_type in pointtypes.list_point_types(session)
     ]
 
@@ -58,7 +58,8 @@ def resident_wallet(
     session: Session, resident_id: str, code: str, now: datetime, notice_days: int
 ) -> WalletPublic:
     point_type = pointtypes.find_point_type(session, code)
-    return wallet_public(wallets.wallet_view(session, point_type, resident_id, now, notice_days))
+    view = wallet_views.wallet_view(session, point_type, resident_id, now, notice_days)
+    return wallet_public(view)
 
 
 def resident_history(
@@ -67,7 +68,7 @@ def resident_history(
     point_type = pointtypes.find_point_type(session, code)
     return [
         WalletHistoryLine.model_validate(item)
-        for item in wallets.wallet_history(
+        for item in wallet_views.wallet_history(
             session, point_type, resident_id, before=before, limit=limit
         )
     ]

@@ -1,6 +1,6 @@
 """Expiry notices: who has points expiring soon, for the letters residents without a phone get.
 
-The wallet shows its own banner ("N pt expire on D", ``points.wallets.wallet_view``). For
+The wallet shows its own banner ("N pt expire on D", ``points.wallet_views.wallet_view``). For
 residents who use a printed card instead, counter staff and admins download a mail-merge list:
 one row per resident with points expiring within N days — the city's resident address number
 (宛名番号, which the city's own systems turn into a postal address), the name, how many points

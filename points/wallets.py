@@ -1,56 +1,46 @@
-"""Resident wallets as expiry buckets, and the spending service (DESIGN §4).
+"""Resident wallets as expiry buckets, and closing a wallet (DESIGN §4).
 
 A resident's wallet for a point type is the set of its **bucket accounts**: one ledger account
 per (program, valid-until date), created on demand, flagged *debits must not exceed credits* so
 none can go negative whatever the caller does. ``wallet_bucket`` maps each bucket account to its
 key; it holds no amounts (the ledger is the only source of truth, no lot table to drift from it).
+A bucket valid until D can be spent until the end of D in Tokyo (``points.calendar.usable_at``).
 
-**Spending** takes N points from a wallet to one account in *one* entry, drawing the
-earliest-expiring buckets first (ties by program id, then account id). A bucket valid until D
-can be spent until the end of D in Tokyo (``points.calendar.usable_at``): the spend checks that
-itself, so when the expiry job runs never decides what can be spent. A **hold** (a pending entry,
-for a payment the merchant confirms later) draws only from buckets still valid at the hold's
-timeout, so the expiry job never meets a bucket with points held on it.
+This module holds the wallet's tables (``Wallet``, ``WalletBucket``, and ``SpendReturn``, which
+records ``points.spending``'s refunds), the buckets as the ledger has them (``Bucket``,
+``buckets``), the wallet's errors, and its life: opened on first use, closed by counter staff.
+Spending, holds and refunds are ``points.spending``; what a resident sees (balance by expiry
+date, history) is ``points.wallet_views``.
 
-**Returning points** goes back to the buckets they came from, latest expiry first:
-
-* voiding a hold releases what it held (the ledger does that);
-* posting a hold partly posts from the earliest-expiring of its buckets, so the part released is
-  the latest-expiring;
-* a refund of a posted spend credits the buckets it drew from (never more than each gave, less
-  earlier refunds), latest expiry first; the share of a bucket that has expired since (or of a
-  closed wallet) goes to the point type's expired-points account instead.
-
-Concurrency: a spend, a refund or a closure first locks the wallet's row (``FOR UPDATE``; SQLite
-writes are serialised by ``BEGIN IMMEDIATE``), so it plans on balances no one else is spending
-from; awards only credit buckets and take a shared lock (``FOR SHARE``), so they never wait for
-each other but cannot land in a wallet being closed. The ledger's flag is the last word.
+Concurrency: a spend, a refund or a closure first locks the wallet's row (``lock_wallet``:
+``FOR UPDATE``; SQLite writes are serialised by ``BEGIN IMMEDIATE``), so it plans on balances no
+one else is spending from; awards only credit buckets and take a shared lock (``FOR SHARE``, in
+``open_wallet``), so they never wait for each other but cannot land in a wallet being closed.
+The ledger's flag is the last word.
 
 A wallet is **closed** (a resident moved out or died) by counter staff: its balance goes to
-expired points in one entry recorded with the reason, the bucket accounts are closed in the
-ledger, and nothing can be awarded to or spent from it again.
+expired points in one entry per ``BUCKETS_PER_SPEND_MAX`` buckets, recorded with the reason, the
+bucket accounts are closed in the ledger, and nothing can be awarded to or spent from it again.
+A wallet with a hold pending is not closed: the hold is posted or voided first.
 """
 
 from __future__ import annotations
 
 import enum
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from ledger import Entry, LedgerTx, NewEntry, Phase, Posting, Side
+from ledger import LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
-from ledger.errors import HoldNotPending, IdempotencyConflict
-from ledger.model import POSTINGS_PER_ENTRY_MAX, from_us
+from ledger.model import POSTINGS_PER_ENTRY_MAX
 from points import audit
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
-from points.calendar import NEVER, tokyo_date, usable_at
+from points.calendar import usable_at
 from points.errors import Conflict, InvalidInput, NotFound
 from points.pointtypes import PointType
 from points.registry import Resident, ResidentStatus
@@ -276,7 +266,9 @@ def buckets(session: Session, resident_id: str, point_type_id: str) -> list[Buck
     ]
 
 
-def _lock_wallet(session: Session, point_type: PointType, resident_id: str) -> Wallet | None:
+def lock_wallet(session: Session, point_type: PointType, resident_id: str) -> Wallet | None:
+    """The wallet's row, locked for update (``None`` when it was never opened): whoever spends
+    from or closes the wallet takes this lock first, so they plan on balances no one else moves."""
     return session.exec(
         select(Wallet)
         .where(Wallet.resident_id == resident_id, Wallet.point_type_id == point_type.id)
@@ -284,261 +276,7 @@ def _lock_wallet(session: Session, point_type: PointType, resident_id: str) -> W
     ).first()
 
 
-# Spending ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """What to take from a wallet and where it goes."""
-
-    resident_id: str
-    amount: int
-    to_account_id: int
-    kind: str = "payment"
-    description: str = ""
-    metadata: Mapping[str, Any] | None = None
-    #: The caller's idempotency namespace and key for the entry (a retry returns the entry).
-    namespace: str | None = None
-    idempotency_key: str | None = None
-    #: A hold (pending entry) that times out then; ``None`` spends at once.
-    hold_until: datetime | None = None
-
-
-def spend(session: Session, point_type: PointType, request: Spend, now: datetime) -> Entry:
-    """Take ``request.amount`` from the wallet, earliest-expiring buckets first, in one entry."""
-    if type(request.amount) is not int or request.amount <= 0:
-        raise InvalidInput("amount is a positive integer", field="amount")
-    tx = LedgerTx(session.connection(), lambda: now)
-    # The key is checked after the wallet's lock: a retry that waited for the first attempt
-    # then sees its entry (under READ COMMITTED each statement sees what committed before it).
-    wallet = _lock_wallet(session, point_type, request.resident_id)
-    if request.namespace is not None and request.idempotency_key is not None:
-        earlier = tx.find_entry(request.namespace, request.idempotency_key)
-        if earlier is not None:
-            return _replayed(earlier, request)
-    if request.hold_until is not None and request.hold_until <= now:
-        raise InvalidInput("a hold's timeout is in the future", field="hold_until")
-    if wallet is not None and wallet.status == WalletStatus.CLOSED:
-        raise WalletClosed(f"the wallet of resident {request.resident_id} is closed")
-    horizon = request.hold_until or now
-    usable = (
-        [b for b in buckets(session, request.resident_id, point_type.id) if b.usable_at(horizon)]
-        if wallet is not None
-        else []
-    )
-    draws = draw_earliest_first(usable, request.amount)
-    if draws is None:
-        available = sum(b.available for b in usable if b.available > 0)
-        raise InsufficientPoints(
-            f"the wallet holds {available} {point_type.unit} that can be spent"
-            + (" before the hold's timeout" if request.hold_until is not None else "")
-            + f"; {request.amount} asked",
-            available=available,
-            requested=request.amount,
-        )
-    if len(draws) > BUCKETS_PER_SPEND_MAX:
-        raise InvalidInput(
-            f"this spend would draw from {len(draws)} buckets; at most "
-            f"{BUCKETS_PER_SPEND_MAX} per payment: split it"
-        )
-    postings = [Posting(account_id, Side.DEBIT, amount) for account_id, amount in draws]
-    postings.append(Posting(request.to_account_id, Side.CREDIT, request.amount))
-    return tx.post(
-        NewEntry(
-            postings,
-            kind=request.kind,
-            description=request.description,
-            metadata=dict(request.metadata or {}),
-            namespace=request.namespace,
-            idempotency_key=request.idempotency_key,
-            pending=request.hold_until is not None,
-            timeout_at=request.hold_until,
-        )
-    )
-
-
-def draw_earliest_first(ordered: Sequence[Bucket], amount: int) -> list[tuple[int, int]] | None:
-    """(account id, amount) draws from ``ordered`` buckets, in order, until ``amount`` is
-    covered; ``None`` when they hold too little."""
-    draws: list[tuple[int, int]] = []
-    left = amount
-    for bucket in ordered:
-        if left == 0:
-            break
-        take = min(bucket.available, left)
-        if take > 0:
-            draws.append((bucket.account_id, take))
-            left -= take
-    return None if left else draws
-
-
-def _replayed(earlier: Entry, request: Spend) -> Entry:
-    received = sum(
-        p.amount
-        for p in earlier.postings
-        if p.account_id == request.to_account_id and p.side is Side.CREDIT
-    )
-    if received != request.amount:
-        assert request.namespace is not None and request.idempotency_key is not None
-        raise IdempotencyConflict(request.namespace, request.idempotency_key, earlier.id)
-    return earlier
-
-
-def capture_hold(
-    session: Session,
-    hold_id: int,
-    now: datetime,
-    *,
-    amount: int | None = None,
-    kind: str = "payment_capture",
-    description: str = "",
-    namespace: str | None = None,
-    idempotency_key: str | None = None,
-) -> Entry:
-    """Post a spend's hold: in full, or ``amount`` of it taken from its earliest-expiring buckets
-    (so what is released goes back to the latest-expiring, as returns do)."""
-    tx = LedgerTx(session.connection(), lambda: now)
-    hold = tx.get_entry(hold_id)
-    if hold.phase is not Phase.PENDING:
-        raise HoldNotPending(f"entry {hold_id} is not a hold", entry_id=hold_id)
-    if amount is None:
-        return tx.post_pending(
-            hold_id,
-            kind=kind,
-            description=description,
-            namespace=namespace,
-            idempotency_key=idempotency_key,
-        )
-    held = sum(p.amount for p in hold.postings if p.side is Side.CREDIT)
-    if type(amount) is not int or not 0 < amount <= held:
-        raise InvalidInput(f"the amount to post is 1 to {held}", field="amount")
-    expiry = {
-        account_id: valid_until
-        for account_id, (valid_until, _program) in _bucket_keys(
-            session, [p.account_id for p in hold.postings]
-        ).items()
-    }
-    order = sorted(
-        (index for index, p in enumerate(hold.postings) if p.account_id in expiry),
-        key=lambda index: (expiry[hold.postings[index].account_id], index),
-    )
-    amounts = [p.amount if p.account_id not in expiry else 0 for p in hold.postings]
-    credits = [i for i, p in enumerate(hold.postings) if p.account_id not in expiry]
-    if len(credits) != 1 or hold.postings[credits[0]].side is not Side.CREDIT:
-        raise InvalidInput(f"entry {hold_id} is not a hold on a wallet")
-    amounts[credits[0]] = amount
-    left = amount
-    for index in order:
-        take = min(hold.postings[index].amount, left)
-        amounts[index] = take
-        left -= take
-    return tx.post_pending(
-        hold_id,
-        amounts=amounts,
-        kind=kind,
-        description=description,
-        namespace=namespace,
-        idempotency_key=idempotency_key,
-    )
-
-
-def refund(
-    session: Session,
-    point_type: PointType,
-    spend_entry_id: int,
-    amount: int,
-    now: datetime,
-    *,
-    kind: str = "refund",
-    description: str = "",
-    namespace: str | None = None,
-    idempotency_key: str | None = None,
-) -> Entry:
-    """Return ``amount`` of a posted spend from the account it paid, to the buckets it drew
-    from, latest expiry first; a bucket expired since (or a closed wallet's) gets nothing and
-    its share goes to expired points."""
-    if type(amount) is not int or amount <= 0:
-        raise InvalidInput("amount is a positive integer", field="amount")
-    tx = LedgerTx(session.connection(), lambda: now)
-    original = tx.get_entry(spend_entry_id)
-    if original.phase not in (Phase.POSTED, Phase.POST_PENDING):
-        raise InvalidInput(f"entry {spend_entry_id} is not a posted spend")
-    expiry = _bucket_keys(session, [p.account_id for p in original.postings])
-    drawn = [p for p in original.postings if p.account_id in expiry and p.side is Side.DEBIT]
-    paid = [p for p in original.postings if p.account_id not in expiry and p.side is Side.CREDIT]
-    if not drawn or len(paid) != 1:
-        raise InvalidInput(f"entry {spend_entry_id} is not a spend from a wallet")
-    resident_id = _owner_of(session, drawn[0].account_id)
-    wallet = _lock_wallet(session, point_type, resident_id)
-    assert wallet is not None
-    # After the lock, as for spends: a retry that waited for the first attempt sees its entry.
-    if namespace is not None and idempotency_key is not None:
-        earlier = tx.find_entry(namespace, idempotency_key)
-        if earlier is not None:
-            debited = sum(p.amount for p in earlier.postings if p.side is Side.DEBIT)
-            if earlier.metadata.get("refund_of") != spend_entry_id or debited != amount:
-                raise IdempotencyConflict(namespace, idempotency_key, earlier.id)
-            return earlier
-    earlier_returns = list(
-        session.exec(select(SpendReturn).where(SpendReturn.spend_entry_id == spend_entry_id))
-    )
-    returned: dict[int, int] = {}
-    for entry in tx.get_entries(r.entry_id for r in earlier_returns):
-        for account_id, share in entry.metadata.get("buckets", []):
-            returned[account_id] = returned.get(account_id, 0) + share
-    returnable = sum(p.amount for p in drawn) - sum(r.amount for r in earlier_returns)
-    if amount > returnable:
-        raise InvalidInput(
-            f"at most {returnable} of entry {spend_entry_id} can still be refunded",
-            field="amount",
-            returnable=returnable,
-        )
-    open_wallet_ = wallet.status == WalletStatus.OPEN
-    closed_accounts = {
-        b.account_id for b in buckets(session, resident_id, point_type.id) if b.closed
-    }
-    shares: list[tuple[int, int]] = []
-    left = amount
-    for posting in sorted(drawn, key=lambda p: (*expiry[p.account_id], p.account_id), reverse=True):
-        room = posting.amount - returned.get(posting.account_id, 0)
-        take = min(room, left)
-        if take > 0:
-            shares.append((posting.account_id, take))
-            left -= take
-    assert left == 0
-    to_buckets: dict[int, int] = {}
-    to_expired = 0
-    for account_id, share in shares:
-        if (
-            open_wallet_
-            and account_id not in closed_accounts
-            and usable_at(expiry[account_id][0], now)
-        ):
-            to_buckets[account_id] = to_buckets.get(account_id, 0) + share
-        else:
-            to_expired += share
-    postings = [Posting(paid[0].account_id, Side.DEBIT, amount)]
-    postings += [
-        Posting(account_id, Side.CREDIT, share) for account_id, share in to_buckets.items()
-    ]
-    if to_expired:
-        postings.append(Posting(point_type.expired_account_id, Side.CREDIT, to_expired))
-    entry = tx.post(
-        NewEntry(
-            postings,
-            kind=kind,
-            description=description,
-            metadata={"refund_of": spend_entry_id, "buckets": [list(s) for s in shares]},
-            namespace=namespace,
-            idempotency_key=idempotency_key,
-        )
-    )
-    session.add(SpendReturn(entry_id=entry.id, spend_entry_id=spend_entry_id, amount=amount))
-    session.flush()
-    return entry
-
-
-def _bucket_keys(session: Session, account_ids: Sequence[int]) -> dict[int, tuple[date, str]]:
+def bucket_keys(session: Session, account_ids: Sequence[int]) -> dict[int, tuple[date, str]]:
     """(valid until, program) of each of these accounts that is a wallet bucket."""
     rows = session.exec(
         select(
@@ -548,12 +286,6 @@ def _bucket_keys(session: Session, account_ids: Sequence[int]) -> dict[int, tupl
         ).where(col(WalletBucket.account_id).in_(list(account_ids)))
     )
     return {int(account_id): (valid_until, program) for account_id, valid_until, program in rows}
-
-
-def _owner_of(session: Session, account_id: int) -> str:
-    bucket = session.get(WalletBucket, account_id)
-    assert bucket is not None
-    return bucket.resident_id
 
 
 # Closing ----------------------------------------------------------------------------------
@@ -574,7 +306,7 @@ def close_wallet(
         raise InvalidInput("a reason is required", field="reason")
     if session.get(Resident, resident_id) is None:
         raise NotFound(f"no resident {resident_id}", object_id=resident_id)
-    wallet = _lock_wallet(session, point_type, resident_id)
+    wallet = lock_wallet(session, point_type, resident_id)
     if wallet is None:
         # Never used: record the closure so nothing can be awarded to it later.
         wallet = Wallet(resident_id=resident_id, point_type_id=point_type.id, created_at=now)
@@ -625,158 +357,3 @@ def close_wallet(
     )
     session.flush()
     return wallet, moved, entry_ids
-
-
-# Reading ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryLine:
-    valid_until: date
-    amount: int
-
-
-@dataclass(frozen=True, slots=True)
-class WalletView:
-    point_type: PointType
-    status: str
-    #: Points that can be spent now (unexpired buckets, less what holds keep).
-    balance: int
-    #: Points held by payments awaiting the merchant's confirmation.
-    held: int
-    #: Unexpired points by expiry date, earliest first (``NEVER`` last).
-    by_expiry: list[ExpiryLine]
-    #: The nearest expiry within the notice window, if any.
-    expiring_soon: ExpiryLine | None
-
-
-def wallet_view(
-    session: Session, point_type: PointType, resident_id: str, now: datetime, notice_days: int
-) -> WalletView:
-    wallet = session.get(Wallet, (resident_id, point_type.id))
-    status = wallet.status if wallet is not None else WalletStatus.OPEN
-    live = [b for b in buckets(session, resident_id, point_type.id) if b.usable_at(now)]
-    by_date: dict[date, int] = {}
-    for bucket in live:
-        if bucket.available > 0:
-            by_date[bucket.valid_until] = by_date.get(bucket.valid_until, 0) + bucket.available
-    lines = [ExpiryLine(day, amount) for day, amount in sorted(by_date.items())]
-    horizon = tokyo_date(now) + timedelta(days=notice_days)
-    soon = next((line for line in lines if line.valid_until != NEVER), None)
-    return WalletView(
-        point_type=point_type,
-        status=status,
-        balance=sum(line.amount for line in lines),
-        held=sum(b.held for b in live),
-        by_expiry=lines,
-        expiring_soon=soon if soon is not None and soon.valid_until <= horizon else None,
-    )
-
-
-#: Readable words for the kinds of entry a resident sees: (Japanese, English).
-KIND_WORDS: dict[str, tuple[str, str]] = {
-    "award": ("付与", "awarded"),
-    "payment": ("支払い", "payment"),
-    "payment_capture": ("支払い", "payment"),
-    "void_pending": ("支払い取消", "payment cancelled"),
-    "hold_timeout": ("支払い期限切れ", "payment timed out"),
-    "refund": ("返金", "refund"),
-    "reversal": ("取消", "reversed"),
-    "expiry": ("期限切れ", "expired"),
-    "wallet_closed": ("ウォレット閉鎖", "wallet closed"),
-}
-
-
-class LineState(enum.StrEnum):
-    POSTED = "posted"
-    #: Points held for a payment awaiting the merchant's confirmation.
-    HELD = "held"
-    #: A hold that is over: confirmed (a separate line shows what was taken) or released.
-    RELEASED = "released"
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryItem:
-    entry_id: int
-    kind: str
-    #: The net change to the wallet: positive when points came in.
-    amount: int
-    state: LineState
-    at: datetime
-    text_ja: str
-    text_en: str
-
-
-def wallet_history(
-    session: Session,
-    point_type: PointType,
-    resident_id: str,
-    *,
-    before: int | None,
-    limit: int,
-) -> list[HistoryItem]:
-    """Entries touching the wallet, newest first, ``limit`` of them before entry ``before``."""
-    posting, entry = ledger_schema.posting, ledger_schema.entry
-    bucket = WalletBucket.__table__  # type: ignore[attr-defined]
-    signed = sa.case(
-        (posting.c.side == int(Side.CREDIT), posting.c.amount), else_=-posting.c.amount
-    )
-    columns = (
-        entry.c.id,
-        entry.c.kind,
-        entry.c.phase,
-        entry.c["metadata"],
-        entry.c.effective_at_us,
-    )
-    query = (
-        sa.select(*columns, sa.func.sum(signed).label("net"))
-        .select_from(posting)
-        .join(entry, entry.c.id == posting.c.entry_id)
-        .where(
-            posting.c.account_id.in_(
-                sa.select(bucket.c.account_id).where(
-                    bucket.c.resident_id == resident_id,
-                    bucket.c.point_type_id == point_type.id,
-                )
-            )
-        )
-        .group_by(*columns)
-        .order_by(entry.c.id.desc())
-        .limit(limit)
-    )
-    if before is not None:
-        query = query.where(entry.c.id < before)
-    connection = session.connection()
-    rows = list(connection.execute(query))
-    holds = [row.id for row in rows if row.phase == int(Phase.PENDING)]
-    resolved = (
-        set(
-            connection.execute(
-                sa.select(entry.c.pending_id).where(entry.c.pending_id.in_(holds))
-            ).scalars()
-        )
-        if holds
-        else set()
-    )
-    items = []
-    for row in rows:
-        metadata = json.loads(row.metadata) if row.metadata else {}
-        ja, en = KIND_WORDS.get(row.kind, (row.kind, row.kind))
-        if row.kind == "award":
-            ja = f"{metadata.get('program_ja', '')} {ja}".strip()
-            en = f"{metadata.get('program_en', '')}: {en}".strip(": ")
-        state = LineState.POSTED
-        if row.phase == int(Phase.PENDING):
-            state = LineState.RELEASED if row.id in resolved else LineState.HELD
-        items.append(
-            HistoryItem(
-                entry_id=row.id,
-                kind=row.kind,
-                amount=int(row.net),
-                state=state,
-                at=from_us(row.effective_at_us),
-                text_ja=ja,
-                text_en=en,
-            )
-        )
-    return items

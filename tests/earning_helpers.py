@@ -26,7 +26,7 @@ from issuers import awards, programs
 from issuers.programs import Program, ProgramStatus
 from ledger import Balance, Entry, Ledger, LedgerTx, Report
 from ledger import schema as ledger_schema
-from points import access, people, pointtypes, wallets
+from points import access, people, pointtypes, spending, wallets
 from points.pointtypes import NewPointType, PointType
 from points.registry import Department, ResidentStatus
 from points.uow import unit_of_work
@@ -154,8 +154,8 @@ class Earning:
             )
         )
 
-    def spend(self, point_type: PointType, request: wallets.Spend) -> Entry:
-        return self.write(lambda s: wallets.spend(s, _fresh(s, point_type), request, self.clock()))
+    def spend(self, point_type: PointType, request: spending.Spend) -> Entry:
+        return self.write(lambda s: spending.spend(s, _fresh(s, point_type), request, self.clock()))
 
     # Reading ---------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,8 +28,13 @@ from api_world import Actor, World, assert_problem, unique
 from concurrency import wait_for_lock_waiters
 from conftest import FakeClock
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
+from ledger import Entry, LedgerTx, Side
+from points import spending
+from points.pointtypes import find_point_type
 from points.registry import StaffRole
+from points.uow import unit_of_work
 
 A = "/api/v1/admin"
 B = "/api/v1/budgets"
@@ -1136,6 +1141,52 @@ def test_points_that_never_expire_have_no_expiry_date_and_no_notice(
     clock.now = utc(2027, 5, 1)  # a year on: still there, still no notice
     wallet = wallet_of(world, resident, "eien")
     assert wallet == {**wallet, **expected}
+
+
+def test_history_shows_holds_pending_voided_and_posted_once(world: World) -> None:
+    """Holds made by the spending service, read through HTTP: a pending hold, a hold the
+    merchant declined (voided) and a hold posted in part, which is one line: its payment."""
+    resident = world.fresh_resident(with_token=True)
+    award_id = awarded(world, world.programs["a"], resident.id)["entry_id"]
+
+    def write(work: Callable[[Session], Any]) -> Any:
+        return unit_of_work(world.engine, work)
+
+    merchant = write(
+        lambda s: (
+            LedgerTx(s.connection(), world.clock)
+            .create_account(
+                ledger_id=find_point_type(s, "pt").ledger_id,
+                code=400,
+                normal_side=Side.CREDIT,
+                owner_ref="mer_x",
+            )
+            .id
+        )
+    )
+
+    def hold(amount: int) -> Entry:
+        request = spending.Spend(
+            resident.id, amount, merchant, hold_until=world.clock() + timedelta(hours=1)
+        )
+        return write(lambda s: spending.spend(s, find_point_type(s, "pt"), request, world.clock()))
+
+    pending, declined, confirmed = hold(10), hold(20), hold(30)
+    write(lambda s: LedgerTx(s.connection(), world.clock).void_pending(declined.id))
+    post = write(lambda s: spending.post_hold(s, confirmed.id, world.clock(), amount=25))
+
+    items = history(world, resident)["items"]
+    assert [
+        (i["entry_id"], i["kind"], i["amount"], i["state"], i["text_ja"], i["text_en"])
+        for i in items
+    ] == [
+        (post.id, "payment_post", -25, "posted", "支払い", "payment"),
+        (declined.id, "payment", -20, "voided", "支払い取消", "payment voided"),
+        (pending.id, "payment", -10, "pending", "支払い", "payment"),
+        (award_id, "award", 100, "posted", "ボランティア 付与", "Volunteering: awarded"),
+    ]
+    wallet = ok(world.client.get(f"{ME}/wallets/pt", headers=resident.headers))
+    assert (wallet["balance"], wallet["held"]) == (100 - 25 - 10, 10)
 
 
 def test_history_pages_newest_first(world: World, clock: FakeClock) -> None:

@@ -38,7 +38,7 @@ from issuers.programs import Program
 from ledger import Entry, LedgerTx, Side
 from ledger.database import READ_ONLY
 from ledger.service import system_clock
-from points import expiry, idempotency, maintenance, people, wallets
+from points import expiry, idempotency, maintenance, people, spending, wallet_views
 from points.calendar import TOKYO, start_of_day
 from points.errors import InvalidInput, LeaseLost
 from points.idempotency import IdempotencyRecord
@@ -159,7 +159,7 @@ class City:
 
     def spend(self, resident: str, amount: int, **options: Any) -> Entry:
         return self.earning.spend(
-            self.pt, wallets.Spend(resident, amount, to_account_id=self.merchant, **options)
+            self.pt, spending.Spend(resident, amount, to_account_id=self.merchant, **options)
         )
 
     def posted(self, account_id: int) -> int:
@@ -168,14 +168,16 @@ class City:
     def expired(self) -> int:
         return self.posted(self.pt.expired_account_id)
 
-    def view(self, resident: str, now: datetime) -> wallets.WalletView:
+    def view(self, resident: str, now: datetime) -> wallet_views.WalletView:
         return self.earning.read(
-            lambda s: wallets.wallet_view(s, _fresh(s, self.pt), resident, now, 30)
+            lambda s: wallet_views.wallet_view(s, _fresh(s, self.pt), resident, now, 30)
         )
 
-    def history(self, resident: str) -> list[wallets.HistoryItem]:
+    def history(self, resident: str) -> list[wallet_views.HistoryItem]:
         return self.earning.read(
-            lambda s: wallets.wallet_history(s, _fresh(s, self.pt), resident, before=None, limit=50)
+            lambda s: wallet_views.wallet_history(
+                s, _fresh(s, self.pt), resident, before=None, limit=50
+            )
         )
 
 
@@ -603,7 +605,7 @@ def test_expiry_moves_the_remainders_of_expired_buckets_in_chunks(
         "expiry",
         -70,
         "expired",
-        "期限切れ",
+        "失効",
     )
     view = city.view(pairs[0], EXPIRES)
     assert view.balance == 100
@@ -770,7 +772,12 @@ def test_the_hold_timeout_job_voids_holds_past_their_timeout(
     assert void.pending_id == hold.id
     assert city.view(other, clock()).held == 10  # its timeout has not come yet
     latest = city.history(resident)[0]
-    assert (latest.entry_id, latest.state) == (hold.id, wallets.LineState.RELEASED)
+    assert (latest.entry_id, latest.state, latest.text_ja, latest.text_en) == (
+        hold.id,
+        wallet_views.LineState.VOIDED,
+        "支払い取消（時間切れ）",
+        "payment voided (timed out)",
+    )
     assert run_job(engine, "hold_timeouts", as_of=timeout, clock=clock).status == "already_done"
     assert run_job(
         engine, "hold_timeouts", as_of=timeout + timedelta(minutes=5), clock=clock

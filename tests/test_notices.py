@@ -36,7 +36,7 @@ from api.logs import JsonFormatter
 from issuers import awards
 from issuers.programs import Program
 from ledger import LedgerTx, Side
-from points import notices, people, wallets
+from points import notices, people, spending, wallets
 from points.calendar import TOKYO
 from points.notices import HEADER, Notice
 from points.pointtypes import ExpiryRule, PointType
@@ -104,7 +104,7 @@ class Town:
 
     def spend(self, resident: str, amount: int, **options: Any) -> None:
         self.earning.spend(
-            self.pt, wallets.Spend(resident, amount, to_account_id=self.merchant, **options)
+            self.pt, spending.Spend(resident, amount, to_account_id=self.merchant, **options)
         )
 
     def expiring(

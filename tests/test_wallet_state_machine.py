@@ -1,8 +1,9 @@
-"""A stateful property test of wallets (``points.wallets``): random awards, spends, holds,
-captures, voids, refunds, closures and clock moves, checked against a small model.
+"""A stateful property test of wallets (``points.wallets``, ``points.spending``): random awards,
+spends, holds posted or voided, refunds, closures and clock moves, checked against a small
+model.
 
 A Hypothesis ``RuleBasedStateMachine`` drives the real services (programs, budgets and awards
-from ``issuers``; ``wallets.spend``, ``capture_hold``, ``refund``, ``close_wallet``; the
+from ``issuers``; ``spending.spend``, ``post_hold``, ``refund``, ``close_wallet``; the
 ledger's ``void_pending`` and hold-timeout job) on a migrated database: SQLite always,
 PostgreSQL when ``POINTS_TEST_POSTGRES_URL`` is set. Each example has a point type of its own
 with a one- or two-month expiry (with one, points earned in May are valid until June 30), two
@@ -10,13 +11,13 @@ programs with random amounts and two residents; the clock moves by hours, days, 
 just before or exactly at Tokyo midnights and month ends, so buckets expire during a run.
 
 The model keeps every bucket's posted and held points, the open holds, the posted spends (and
-what was refunded of each, bucket by bucket) and per wallet the totals awarded, spent,
-captured, refunded to buckets and moved out by a closure. After every step, from the database:
+what was refunded of each, bucket by bucket) and per wallet the totals awarded, spent, posted
+from holds, refunded to buckets and moved out by a closure. After every step, from the database:
 
 1. no bucket is negative (posted >= 0, available >= 0) and each equals the model's;
 2. the buckets' sum equals the ledger's balance of the bucket accounts, the sum recomputed from
-   the postings, and awards - spends - captures + refunds to buckets - closures of the model;
-3. (in the spend, hold and capture rules, on balances read just before) an entry never takes
+   the postings, and awards - spends - posted holds + refunds to buckets - closures of the model;
+3. (in the spend, hold and post rules, on balances read just before) an entry never takes
    from a bucket while a bucket earlier in the order (expiry, program id, account id) usable
    at that instant, or at the hold's timeout, still had points available;
 4. no bucket is spent from once expired (the debits' valid-until dates against the clock);
@@ -67,10 +68,11 @@ from issuers import programs
 from issuers.programs import Program, ProgramStatus
 from ledger import Entry, LedgerTx, Phase, Side
 from ledger.errors import HoldExpired, IdempotencyConflict
-from points import wallets
+from points import spending, wallet_views, wallets
 from points.errors import Conflict, InvalidInput
 from points.pointtypes import ExpiryRule, PointType
-from points.wallets import Bucket, InsufficientPoints, Spend, WalletClosed
+from points.spending import Spend
+from points.wallets import Bucket, InsufficientPoints, WalletClosed
 
 T = TypeVar("T")
 
@@ -182,7 +184,7 @@ class ModelHold:
 
 @dataclass
 class ModelSpend:
-    """A posted spend (a payment, or a hold's capture) that can be refunded."""
+    """A posted spend (a payment, or a posted hold) that can be refunded."""
 
     id: int
     resident: str
@@ -198,14 +200,14 @@ class ModelSpend:
 class ModelWallet:
     awarded: int = 0
     spent: int = 0
-    captured: int = 0
+    posted_holds: int = 0
     refunded: int = 0
     closed_out: int = 0
     closed: bool = False
 
     @property
     def expected_posted(self) -> int:
-        return self.awarded - self.spent - self.captured + self.refunded - self.closed_out
+        return self.awarded - self.spent - self.posted_holds + self.refunded - self.closed_out
 
 
 def debits_of(entry: Entry) -> list[tuple[int, int]]:
@@ -278,7 +280,7 @@ class Snapshot:
     buckets: dict[str, list[Bucket]]
     ledger_posted: dict[int, int]
     recomputed: dict[int, tuple[int, int]]
-    views: dict[str, wallets.WalletView]
+    views: dict[str, wallet_views.WalletView]
     expired: int
     merchant: int
 
@@ -596,23 +598,23 @@ class WalletStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.holds)
     @rule(data=st.data())
     @step
-    def capture(self, data: st.DataObject) -> None:
+    def post_hold(self, data: st.DataObject) -> None:
         hold = self.holds[data.draw(st.sampled_from(sorted(self.holds)), label="hold")]
         amount = None
         if data.draw(st.booleans(), label="partial"):
             amount = data.draw(st.integers(1, hold.amount), label="amount")
         now = self.clock()
 
-        def capture() -> Entry:
+        def post() -> Entry:
             return self.earning.write(
-                lambda s: wallets.capture_hold(s, hold.id, self.clock(), amount=amount)
+                lambda s: spending.post_hold(s, hold.id, self.clock(), amount=amount)
             )
 
         if now >= hold.timeout:
-            self._refused(capture, HoldExpired)
+            self._refused(post, HoldExpired)
             return
         before = self._read(lambda s: wallets.buckets(s, hold.resident, self.pt.id))
-        entry = capture()
+        entry = post()
         assert (entry.phase, entry.pending_id) == (Phase.POST_PENDING, hold.id)
         posted = hold.amount if amount is None else amount
         # From the earliest-expiring of the hold's buckets (ties: the hold's own order).
@@ -626,21 +628,21 @@ class WalletStateMachine(RuleBasedStateMachine):
                 expected[account_id] = take
                 left -= take
         taken = dict(debits_of(entry))
-        assert taken == expected, f"captured {taken}, expected {expected}"
+        assert taken == expected, f"posted {taken}, expected {expected}"
         assert credits_of(entry) == [(self.merchant, posted)]
         by_id = {b.account_id: b for b in before}
         for account_id in taken:
             bucket = by_id[account_id]
             assert not bucket.closed and spendable(bucket.valid_until, now), (
-                f"a capture at {now} took from {bucket}"
+                f"a post at {now} took from {bucket}"
             )
         self._release(hold)
         for account_id, amount_taken in taken.items():
             self.buckets[account_id].posted -= amount_taken
-        self.wallets[hold.resident].captured += posted
+        self.wallets[hold.resident].posted_holds += posted
         self.merchant_posted += posted
         self.spends[entry.id] = ModelSpend(entry.id, hold.resident, taken)
-        self.ctx.counts["captures" if amount is None else "partial captures"] += 1
+        self.ctx.counts["posts" if amount is None else "partial posts"] += 1
 
     @rule()
     @step
@@ -668,7 +670,7 @@ class WalletStateMachine(RuleBasedStateMachine):
 
         def refund() -> Entry:
             return self.earning.write(
-                lambda s: wallets.refund(s, self._fresh(s), spend.id, amount, self.clock())
+                lambda s: spending.refund(s, self._fresh(s), spend.id, amount, self.clock())
             )
 
         if amount > returnable:
@@ -850,8 +852,8 @@ class WalletStateMachine(RuleBasedStateMachine):
             wallet = self.wallets[resident]
             assert sum(b.posted for b in found) == wallet.expected_posted, (
                 f"buckets hold {sum(b.posted for b in found)}; awards {wallet.awarded} - spends "
-                f"{wallet.spent} - captures {wallet.captured} + refunds {wallet.refunded} - "
-                f"closed {wallet.closed_out} = {wallet.expected_posted}"
+                f"{wallet.spent} - posted holds {wallet.posted_holds} + refunds "
+                f"{wallet.refunded} - closed {wallet.closed_out} = {wallet.expected_posted}"
             )
             # The resident's view: unexpired points by date, less what holds keep.
             live = [b for b in mine if not b.closed and spendable(b.valid_until, now)]
@@ -888,7 +890,7 @@ class WalletStateMachine(RuleBasedStateMachine):
             ledger_posted={a: tx.balance(a).posted for a in account_ids},
             recomputed=recomputed,
             views={
-                r: wallets.wallet_view(session, point_type, r, self.clock(), 31)
+                r: wallet_views.wallet_view(session, point_type, r, self.clock(), 31)
                 for r in self.residents
             },
             expired=tx.balance(self.pt.expired_account_id).posted,

@@ -1,5 +1,6 @@
-"""Wallets as expiry buckets (``points.wallets``): spending order, holds, refunds, closing,
-reading, idempotency and concurrency, on SQLite and (when configured) PostgreSQL.
+"""Wallets as expiry buckets (``points.wallets``, ``points.spending``, ``points.wallet_views``):
+spending order, holds, refunds, closing, reading, idempotency and concurrency, on SQLite and
+(when configured) PostgreSQL.
 
 Points get into wallets the real way (programs, budgets, awards: ``issuers``); a wallet's
 buckets are read back from the ledger. Dates are Tokyo dates: a Tokyo day starts at 15:00 UTC
@@ -32,12 +33,14 @@ from ledger.errors import (
     HoldNotPending,
     IdempotencyConflict,
 )
-from points import wallets
+from points import spending, wallet_views, wallets
 from points.audit import AuditEvent
 from points.calendar import NEVER, TOKYO
 from points.errors import Conflict, InvalidInput
 from points.pointtypes import ExpiryRule, PointType
-from points.wallets import Bucket, InsufficientPoints, LineState, Spend, WalletClosed
+from points.spending import Spend
+from points.wallet_views import LineState
+from points.wallets import Bucket, InsufficientPoints, WalletClosed
 
 MERCHANT_CODE = 400
 #: Enough budget for every test here.
@@ -134,9 +137,9 @@ class World:
     def hold(self, resident_id: str, amount: int, until: datetime, **options: Any) -> Entry:
         return self.spend(resident_id, amount, hold_until=until, **options)
 
-    def capture(self, hold_id: int, amount: int | None = None) -> Entry:
+    def post_hold(self, hold_id: int, amount: int | None = None) -> Entry:
         return self.earning.write(
-            lambda s: wallets.capture_hold(s, hold_id, self.clock(), amount=amount)
+            lambda s: spending.post_hold(s, hold_id, self.clock(), amount=amount)
         )
 
     def void(self, hold_id: int) -> Entry:
@@ -146,7 +149,7 @@ class World:
 
     def refund(self, entry_id: int, amount: int, **options: Any) -> Entry:
         return self.earning.write(
-            lambda s: wallets.refund(s, self.fresh(s), entry_id, amount, self.clock(), **options)
+            lambda s: spending.refund(s, self.fresh(s), entry_id, amount, self.clock(), **options)
         )
 
     def close(self, resident_id: str, reason: str = "moved out") -> tuple[Any, int, list[int]]:
@@ -175,16 +178,18 @@ class World:
     def expired(self) -> int:
         return self.balance(self.pt.expired_account_id).posted
 
-    def view(self, resident_id: str, notice_days: int = 30) -> wallets.WalletView:
+    def view(self, resident_id: str, notice_days: int = 30) -> wallet_views.WalletView:
         return self.earning.read(
-            lambda s: wallets.wallet_view(s, self.fresh(s), resident_id, self.clock(), notice_days)
+            lambda s: wallet_views.wallet_view(
+                s, self.fresh(s), resident_id, self.clock(), notice_days
+            )
         )
 
     def history(
         self, resident_id: str, *, before: int | None = None, limit: int = 50
-    ) -> list[wallets.HistoryItem]:
+    ) -> list[wallet_views.HistoryItem]:
         return self.earning.read(
-            lambda s: wallets.wallet_history(
+            lambda s: wallet_views.wallet_history(
                 s, self.fresh(s), resident_id, before=before, limit=limit
             )
         )
@@ -429,11 +434,11 @@ def test_a_hold_keeps_points_and_a_void_gives_them_back(world: World) -> None:
     assert world.view(ladder.resident).balance == 54
     assert world.balance(world.merchant).posted == 6
     with pytest.raises(HoldAlreadyResolved):
-        world.capture(hold.id)
+        world.post_hold(hold.id)
     world.verify()
 
 
-def test_partial_capture_posts_from_the_earliest_buckets_and_releases_the_rest(
+def test_a_partial_post_takes_the_earliest_buckets_and_releases_the_rest(
     world: World,
 ) -> None:
     ladder = Ladder(world)
@@ -444,11 +449,11 @@ def test_partial_capture_posts_from_the_earliest_buckets_and_releases_the_rest(
         (ladder.mid, 10),
         (ladder.new, 5),
     ]
-    capture = world.capture(hold.id, amount=25)
-    assert capture.phase is Phase.POST_PENDING and capture.pending_id == hold.id
-    assert capture.kind == "payment_capture"
-    assert debits(capture) == [(ladder.tie_lo, 20), (ladder.tie_hi, 5)]
-    assert credits(capture) == [(world.merchant, 25)]
+    post_entry = world.post_hold(hold.id, amount=25)
+    assert post_entry.phase is Phase.POST_PENDING and post_entry.pending_id == hold.id
+    assert post_entry.kind == "payment_post"
+    assert debits(post_entry) == [(ladder.tie_lo, 20), (ladder.tie_hi, 5)]
+    assert credits(post_entry) == [(world.merchant, 25)]
     assert posted(world, ladder.resident) == {
         ladder.old: 20,
         ladder.tie_lo: 0,
@@ -462,46 +467,46 @@ def test_partial_capture_posts_from_the_earliest_buckets_and_releases_the_rest(
     world.verify()
 
 
-def test_partial_capture_across_three_buckets(world: World) -> None:
+def test_a_partial_post_across_three_buckets(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 35, world.clock() + timedelta(days=1))
-    capture = world.capture(hold.id, amount=31)
-    assert debits(capture) == [(ladder.tie_lo, 20), (ladder.tie_hi, 10), (ladder.mid, 1)]
+    post_entry = world.post_hold(hold.id, amount=31)
+    assert debits(post_entry) == [(ladder.tie_lo, 20), (ladder.tie_hi, 10), (ladder.mid, 1)]
     assert world.bucket(ladder.resident, ladder.mid).available == 9
     assert world.bucket(ladder.resident, ladder.new).available == 20
 
 
-def test_full_capture_posts_everything_held(world: World) -> None:
+def test_a_post_in_full_posts_everything_held(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 35, world.clock() + timedelta(hours=1))
-    capture = world.capture(hold.id)
-    assert capture.phase is Phase.POST_PENDING
-    assert sorted(capture.postings, key=lambda p: (p.side, p.account_id)) == sorted(
+    post_entry = world.post_hold(hold.id)
+    assert post_entry.phase is Phase.POST_PENDING
+    assert sorted(post_entry.postings, key=lambda p: (p.side, p.account_id)) == sorted(
         hold.postings, key=lambda p: (p.side, p.account_id)
     )
     assert world.balance(world.merchant).posted == 35
     assert sum(b.posted for b in world.buckets(ladder.resident)) == 20 + 25  # old + the rest
     with pytest.raises(HoldAlreadyResolved):
-        world.capture(hold.id, amount=1)
+        world.post_hold(hold.id, amount=1)
     with pytest.raises(HoldNotPending):
-        world.capture(capture.id)
+        world.post_hold(post_entry.id)
     world.verify()
 
 
-def test_capture_refuses_more_than_held_and_a_timed_out_hold(world: World) -> None:
+def test_a_post_refuses_more_than_held_and_a_timed_out_hold(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 30, world.clock() + timedelta(hours=1))
     for amount in (0, 31, -1):
         with pytest.raises(InvalidInput):
-            world.capture(hold.id, amount=amount)
+            world.post_hold(hold.id, amount=amount)
     payment = world.spend(ladder.resident, 1)
     with pytest.raises(HoldNotPending):
-        world.capture(payment.id, amount=1)
+        world.post_hold(payment.id, amount=1)
     world.clock.advance(hours=1)
     with pytest.raises(HoldExpired):
-        world.capture(hold.id, amount=10)
+        world.post_hold(hold.id, amount=10)
     with pytest.raises(HoldExpired):
-        world.capture(hold.id)
+        world.post_hold(hold.id)
     # Still voidable after its timeout.
     world.void(hold.id)
     assert world.view(ladder.resident).balance == 59
@@ -583,15 +588,15 @@ def test_a_refund_after_the_wallet_was_closed_goes_to_expired_points(world: Worl
     world.verify()
 
 
-def test_refund_of_a_capture_returns_to_the_captured_buckets(world: World) -> None:
+def test_a_refund_of_a_posted_hold_returns_to_the_buckets_it_was_posted_from(world: World) -> None:
     ladder = Ladder(world)
     hold = world.hold(ladder.resident, 45, world.clock() + timedelta(days=1))
-    capture = world.capture(hold.id, amount=25)  # tie_lo 20, tie_hi 5
+    post_entry = world.post_hold(hold.id, amount=25)  # tie_lo 20, tie_hi 5
     with pytest.raises(InvalidInput):
         world.refund(hold.id, 5)  # a hold is not a posted spend
     with pytest.raises(InvalidInput):
-        world.refund(capture.id, 26)
-    refund = world.refund(capture.id, 25)
+        world.refund(post_entry.id, 26)
+    refund = world.refund(post_entry.id, 25)
     assert sorted(credits(refund)) == sorted([(ladder.tie_lo, 20), (ladder.tie_hi, 5)])
     assert world.view(ladder.resident).balance == 60
     world.verify()
@@ -635,6 +640,8 @@ def test_a_spend_from_more_buckets_than_an_entry_holds_is_refused_and_a_closure_
     """With at most 2 buckets per entry (the ledger's 64 postings, made small): a payment that
     would draw on 3 is refused (nothing written); closing moves 5 buckets in 3 entries."""
     ladder = Ladder(world)
+    # Spending and closing each read the limit from their own module.
+    monkeypatch.setattr(spending, "BUCKETS_PER_SPEND_MAX", 2)
     monkeypatch.setattr(wallets, "BUCKETS_PER_SPEND_MAX", 2)
     entries = world.count("ledger_entry")
     with pytest.raises(InvalidInput) as refused:
@@ -744,20 +751,20 @@ def test_wallet_view_counts_unexpired_points_by_expiry_date(world: World) -> Non
         (date(2026, 8, 31), 10),
         (date(2026, 9, 30), 20),
     ]
-    assert view.expiring_soon == wallets.ExpiryLine(date(2026, 7, 31), 30)
+    assert view.expiring_soon == wallet_views.ExpiryLine(date(2026, 7, 31), 30)
     # July 1 + 29 days is July 30: the nearest expiry is outside the window.
     assert world.view(ladder.resident, notice_days=29).expiring_soon is None
     assert world.view(ladder.resident, notice_days=0).expiring_soon is None
     # On the last day, in Tokyo, a window of 0 days shows it.
     world.clock.now = last_instant_of(date(2026, 7, 31))
-    assert world.view(ladder.resident, notice_days=0).expiring_soon == wallets.ExpiryLine(
+    assert world.view(ladder.resident, notice_days=0).expiring_soon == wallet_views.ExpiryLine(
         date(2026, 7, 31), 30
     )
     world.clock.now += timedelta(microseconds=1)
     view = world.view(ladder.resident, notice_days=0)
     assert view.balance == 30
     assert view.expiring_soon is None
-    assert world.view(ladder.resident, notice_days=30).expiring_soon == wallets.ExpiryLine(
+    assert world.view(ladder.resident, notice_days=30).expiring_soon == wallet_views.ExpiryLine(
         date(2026, 8, 31), 10
     )
 
@@ -771,7 +778,7 @@ def test_wallet_view_leaves_out_what_is_held_and_empty_dates(world: World) -> No
         (date(2026, 8, 31), 5),
         (date(2026, 9, 30), 20),
     ]
-    assert view.expiring_soon == wallets.ExpiryLine(date(2026, 8, 31), 5)
+    assert view.expiring_soon == wallet_views.ExpiryLine(date(2026, 8, 31), 5)
     assert world.view(ladder.resident, notice_days=60).expiring_soon is None
     world.spend(ladder.resident, 25)
     view = world.view(ladder.resident, notice_days=61)
@@ -787,7 +794,7 @@ def test_wallet_view_of_points_that_never_expire(engine: Engine, clock: FakeCloc
     clock.now = datetime(2040, 1, 1, tzinfo=UTC)
     view = world.view(resident, notice_days=10_000)
     assert view.balance == 15
-    assert view.by_expiry == [wallets.ExpiryLine(NEVER, 15)]
+    assert view.by_expiry == [wallet_views.ExpiryLine(NEVER, 15)]
     assert view.expiring_soon is None
     assert debits(world.spend(resident, 15)) == [(bucket, 15)]
 
@@ -821,7 +828,7 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
 
     items = world.history(resident)
     assert [(i.entry_id, i.kind, i.amount, i.state) for i in items] == [
-        (hold.id, "payment", -10, LineState.HELD),
+        (hold.id, "payment", -10, LineState.PENDING),
         (payment.id, "payment", -12, LineState.POSTED),
         (a2, "award", 20, LineState.POSTED),
         (a1, "award", 30, LineState.POSTED),
@@ -829,24 +836,29 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
     assert (items[2].text_ja, items[2].text_en) == ("清掃活動 付与", "Park cleanup: awarded")
     assert (items[3].text_ja, items[3].text_en) == ("特定健診 付与", "Health checkup: awarded")
     assert (items[1].text_ja, items[1].text_en) == ("支払い", "payment")
+    assert (items[0].text_ja, items[0].text_en) == ("支払い", "payment")
     assert items[3].at == tokyo(2026, 4, 1, 9)
     assert items[0].at == world.clock()
 
     world.void(hold.id)  # the void has no postings: the hold's own line shows it
     refund = world.refund(payment.id, 5)
     second_hold = world.hold(resident, 7, world.clock() + timedelta(hours=1))
-    capture = world.capture(second_hold.id, amount=4)
+    post_entry = world.post_hold(second_hold.id, amount=4)
     items = world.history(resident)
+    # The posted hold is not listed: its posting is the payment, with the amount posted.
     assert [(i.entry_id, i.kind, i.amount, i.state) for i in items] == [
-        (capture.id, "payment_capture", -4, LineState.POSTED),
-        (second_hold.id, "payment", -7, LineState.RELEASED),
+        (post_entry.id, "payment_post", -4, LineState.POSTED),
         (refund.id, "refund", 5, LineState.POSTED),
-        (hold.id, "payment", -10, LineState.RELEASED),
+        (hold.id, "payment", -10, LineState.VOIDED),
         (payment.id, "payment", -12, LineState.POSTED),
         (a2, "award", 20, LineState.POSTED),
         (a1, "award", 30, LineState.POSTED),
     ]
-    assert (items[2].text_ja, items[2].text_en) == ("返金", "refund")
+    assert [(i.text_ja, i.text_en) for i in items[:3]] == [
+        ("支払い", "payment"),
+        ("返還", "refund"),
+        ("支払い取消", "payment voided"),
+    ]
 
     _, _, closing = world.close(resident)
     newest = world.history(resident, limit=1)
@@ -854,6 +866,121 @@ def test_wallet_history_newest_first_with_signed_amounts_and_states(world: World
         (closing[0], "wallet_closed", -(50 - 12 + 5 - 4))
     ]
     assert newest[0].text_en == "wallet closed"
+
+
+def test_history_shows_a_hold_pending_then_voided_by_the_merchant_or_the_timeout(
+    world: World,
+) -> None:
+    program = world.program(50)
+    resident = world.resident()
+    world.award(program, resident)
+    declined = world.hold(resident, 10, world.clock() + timedelta(hours=1))
+    timed_out = world.hold(resident, 15, world.clock() + timedelta(minutes=30))
+
+    def lines() -> list[tuple[int, int, LineState, str, str]]:
+        return [
+            (i.entry_id, i.amount, i.state, i.text_ja, i.text_en)
+            for i in world.history(resident)
+            if i.kind == "payment"
+        ]
+
+    assert lines() == [
+        (timed_out.id, -15, LineState.PENDING, "支払い", "payment"),
+        (declined.id, -10, LineState.PENDING, "支払い", "payment"),
+    ]
+    assert world.view(resident).held == 25
+
+    world.void(declined.id)
+    world.clock.advance(minutes=30)
+    # Past its timeout but not yet voided by the job, a hold is still pending.
+    assert lines()[0][2] is LineState.PENDING
+    assert ledger.Ledger(world.engine, clock=world.clock).void_expired_holds(world.clock()) == 1
+    timed_out_words = ("支払い取消（時間切れ）", "payment voided (timed out)")
+    assert lines() == [
+        (timed_out.id, -15, LineState.VOIDED, *timed_out_words),
+        (declined.id, -10, LineState.VOIDED, "支払い取消", "payment voided"),
+    ]
+    view = world.view(resident)
+    assert (view.balance, view.held) == (50, 0)
+
+
+def test_history_shows_a_posted_hold_once_as_its_payment(world: World) -> None:
+    program = world.program(50)
+    resident = world.resident()
+    award = world.award(program, resident).entry_id
+    until = world.clock() + timedelta(hours=1)
+    in_full = world.hold(resident, 10, until)
+    in_part = world.hold(resident, 20, until)
+    full_post = world.post_hold(in_full.id)
+    part_post = world.post_hold(in_part.id, amount=12)
+
+    items = world.history(resident)
+    assert [(i.entry_id, i.kind, i.amount, i.state, i.text_en) for i in items] == [
+        (part_post.id, "payment_post", -12, LineState.POSTED, "payment"),
+        (full_post.id, "payment_post", -10, LineState.POSTED, "payment"),
+        (award, "award", 50, LineState.POSTED, "Checkup: awarded"),
+    ]
+    assert items[0].text_ja == "支払い"
+    # The lines add up to the balance: no payment counted twice.
+    assert sum(i.amount for i in items) == world.view(resident).balance == 28
+
+
+def test_an_entry_stored_with_a_former_kind_reads_with_todays_words(world: World) -> None:
+    """Holds posted before the glossary settled were stored as ``payment_capture``; the entry
+    stays as sealed, and the history reads it as a ``payment_post``."""
+    program = world.program(50)
+    resident = world.resident()
+    world.award(program, resident)
+    hold = world.hold(resident, 20, world.clock() + timedelta(hours=1))
+    stored = world.earning.write(
+        lambda s: spending.post_hold(s, hold.id, world.clock(), amount=8, kind="payment_capture")
+    )
+    assert world.get_entry(stored.id).kind == "payment_capture"
+    newest = world.history(resident)[0]
+    assert (newest.entry_id, newest.kind, newest.amount, newest.state) == (
+        stored.id,
+        "payment_post",
+        -8,
+        LineState.POSTED,
+    )
+    assert (newest.text_ja, newest.text_en) == ("支払い", "payment")
+    assert hold.id not in {i.entry_id for i in world.history(resident)}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+def test_history_pages_over_posted_and_voided_holds_list_every_line_once(
+    world: World, limit: int
+) -> None:
+    program = world.program(100)
+    resident = world.resident()
+    world.award(program, resident)
+    until = world.clock() + timedelta(hours=1)
+    posted_holds = []
+    for number in range(4):
+        hold = world.hold(resident, 5 + number, until)
+        if number % 2 == 0:
+            world.post_hold(hold.id, amount=2 if number == 0 else None)
+            posted_holds.append(hold.id)
+        else:
+            world.void(hold.id)
+        world.spend(resident, 1)
+    world.hold(resident, 3, until)  # still pending
+
+    every = world.history(resident)
+    # The award, two posts, two voided holds, four payments and the pending hold.
+    assert len(every) == 1 + 2 + 2 + 4 + 1
+    assert not {i.entry_id for i in every} & set(posted_holds)
+    seen: list[wallet_views.HistoryItem] = []
+    before = None
+    while True:
+        page = world.history(resident, before=before, limit=limit)
+        assert len(page) <= limit
+        seen += page
+        if len(page) < limit:
+            break
+        before = page[-1].entry_id
+    assert seen == every
+    assert len({i.entry_id for i in seen}) == len(seen)
 
 
 def test_wallet_history_pages_with_before(world: World) -> None:
@@ -908,11 +1035,11 @@ def test_an_idempotency_key_reused_for_another_spend_is_a_conflict(world: World)
     assert world.view(ladder.resident).balance == 35
 
 
-def test_an_idempotent_hold_replays_after_its_capture(world: World) -> None:
+def test_an_idempotent_hold_replays_after_it_is_posted(world: World) -> None:
     ladder = Ladder(world)
     until = world.clock() + timedelta(hours=1)
     hold = world.hold(ladder.resident, 10, until, namespace="mer_x", idempotency_key="h-1")
-    world.capture(hold.id)
+    world.post_hold(hold.id)
     assert world.hold(ladder.resident, 10, until, namespace="mer_x", idempotency_key="h-1") == hold
     assert world.view(ladder.resident).balance == 50
 
@@ -1031,7 +1158,7 @@ def test_an_idempotent_spend_retried_while_the_first_is_in_flight_replays(
 
     first = OpenTransaction(engine)
     try:
-        entry = wallets.spend(first.session, world.pt, request_, clock())
+        entry = spending.spend(first.session, world.pt, request_, clock())
         retry, outcome = start(lambda: world.earning.spend(world.pt, request_))
         wait_until_blocked(engine, backend)
         first.commit()
@@ -1089,7 +1216,7 @@ def test_a_refund_retried_while_the_first_is_in_flight_replays(
     spend = world.spend(resident, 10)
 
     def refund(session: Session) -> Entry:
-        return wallets.refund(
+        return spending.refund(
             session, world.pt, spend.id, amount, clock(), namespace="ret", idempotency_key="r-1"
         )
 

@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from issuers import awards, programs
 from issuers.programs import Program, ProgramStatus
 from ledger import Ledger, LedgerTx
-from points import access, people, pointtypes, wallets
+from points import access, people, pointtypes, spending, wallet_views
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Role
 from points.calendar import fiscal_year, tokyo_date
@@ -101,10 +101,10 @@ def run_seed(
             )
         )
     write(
-        lambda s: wallets.spend(
+        lambda s: spending.spend(
             s,
             _get_point_type(s, point_type),
-            wallets.Spend(
+            spending.Spend(
                 residents[0],
                 600,
                 merchant_account,
@@ -133,7 +133,7 @@ def run_seed(
     for resident_id, number in zip(residents, RESIDENTS, strict=True):
         view_ = unit_of_work(
             engine,
-            lambda s, resident_id=resident_id: wallets.wallet_view(  # type: ignore[misc]
+            lambda s, resident_id=resident_id: wallet_views.wallet_view(  # type: ignore[misc]
                 s, _get_point_type(s, point_type), resident_id, now, 60
             ),
             read_only=True,
