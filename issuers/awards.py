@@ -59,10 +59,10 @@ from ledger import schema as ledger_schema
 from ledger.errors import AccountClosed, InsufficientFunds
 from points.auth import Principal
 from points.calendar import tokyo_date
-from points.errors import InvalidInput
+from points.errors import InvalidInput, WalletClosed
 from points.pointtypes import get_point_type
 from points.sqlbase import UTCDateTime
-from points.wallets import WalletClosed, bucket_for, create_wallet, receiving_wallet
+from points.wallets import bucket_for, create_wallet, receiving_wallet
 
 RECORD_ID_MAX_LENGTH = 128
 

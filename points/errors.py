@@ -139,3 +139,22 @@ class LeaseLost(Conflict):
     work so far stands, being idempotent; the other run finishes it)."""
 
     code = "job_lease_lost"
+
+
+# Wallets and spending (points.wallets, points.spending) -----------------------------------
+
+
+class InsufficientPoints(Conflict):
+    code = "insufficient_balance"
+
+
+class WalletClosed(Conflict):
+    code = "wallet_closed"
+
+
+class WalletHasPending(Conflict):
+    code = "wallet_has_pending"
+
+
+class ResidentNotActive(Conflict):
+    code = "resident_not_active"

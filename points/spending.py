@@ -42,14 +42,12 @@ from sqlmodel import Session, select
 from ledger import Entry, LedgerTx, NewEntry, Phase, Posting, Side
 from ledger.errors import HoldNotPending, IdempotencyConflict
 from points.calendar import usable_at
-from points.errors import InvalidInput
+from points.errors import InsufficientPoints, InvalidInput, WalletClosed
 from points.pointtypes import PointType
 from points.wallets import (
     BUCKETS_PER_SPEND_MAX,
-    InsufficientPoints,
     SpendReturn,
     WalletBucket,
-    WalletClosed,
     WalletStatus,
     bucket_keys,
     buckets,

@@ -41,7 +41,13 @@ from points import audit
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
 from points.calendar import usable_at
-from points.errors import Conflict, InvalidInput, NotFound
+from points.errors import (
+    InvalidInput,
+    NotFound,
+    ResidentNotActive,
+    WalletClosed,
+    WalletHasPending,
+)
 from points.pointtypes import PointType
 from points.registry import Resident, ResidentStatus
 from points.sqlbase import UTCDateTime
@@ -108,22 +114,6 @@ class SpendReturn(SQLModel, table=True):
         )
     )
     amount: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
-
-
-class InsufficientPoints(Conflict):
-    code = "insufficient_balance"
-
-
-class WalletClosed(Conflict):
-    code = "wallet_closed"
-
-
-class WalletHasPending(Conflict):
-    code = "wallet_has_pending"
-
-
-class ResidentNotActive(Conflict):
-    code = "resident_not_active"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from issuers.eligibility import (
 from issuers.errors import AlreadyAwarded, CapExceeded, OutsideProgramWindow, ProgramNotActive
 from issuers.modules import module_for, parse_config, parse_details
 from issuers.programs import Program
-from points.errors import Conflict, NotFound
+from points.errors import Conflict, NotFound, ResidentNotActive, WalletClosed
 from points.registry import ResidentStatus
-from points.wallets import ResidentNotActive, WalletClosed, WalletStatus
+from points.wallets import WalletStatus
 
 TODAY = date(2026, 5, 10)
 NOW = datetime(2026, 5, 10, 3, 0, tzinfo=UTC)

@@ -46,10 +46,12 @@ from points.errors import (
     PaymentServicesActRefused,
     PointsError,
     PointTypeInUse,
+    ResidentNotActive,
+    WalletClosed,
 )
 from points.pointtypes import PointType
 from points.registry import ResidentStatus
-from points.wallets import Bucket, ResidentNotActive, WalletClosed
+from points.wallets import Bucket
 
 #: 2026-05-10 12:00 in Tokyo.
 NOON = datetime(2026, 5, 10, 3, 0, tzinfo=UTC)

@@ -69,10 +69,10 @@ from issuers.programs import Program, ProgramStatus
 from ledger import Entry, LedgerTx, Phase, Side
 from ledger.errors import HoldExpired, IdempotencyConflict
 from points import spending, wallet_views, wallets
-from points.errors import Conflict, InvalidInput
+from points.errors import Conflict, InsufficientPoints, InvalidInput, WalletClosed
 from points.pointtypes import ExpiryRule, PointType
 from points.spending import Spend
-from points.wallets import Bucket, InsufficientPoints, WalletClosed
+from points.wallets import Bucket
 
 T = TypeVar("T")
 

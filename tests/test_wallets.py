@@ -36,11 +36,11 @@ from ledger.errors import (
 from points import spending, wallet_views, wallets
 from points.audit import AuditEvent
 from points.calendar import NEVER, TOKYO
-from points.errors import Conflict, InvalidInput
+from points.errors import Conflict, InsufficientPoints, InvalidInput, WalletClosed
 from points.pointtypes import ExpiryRule, PointType
 from points.spending import Spend
 from points.wallet_views import LineState
-from points.wallets import Bucket, InsufficientPoints, WalletClosed
+from points.wallets import Bucket
 
 MERCHANT_CODE = 400
 #: Enough budget for every test here.

@@ -37,11 +37,11 @@ from issuers.errors import AlreadyAwarded, CapExceeded, CsvInvalid, RowError
 from issuers.modules import module_for, parse_config, parse_details
 from issuers.programs import Program, get_program
 from points.calendar import tokyo_date
-from points.errors import PointsError
+from points.errors import PointsError, ResidentNotActive, WalletClosed
 from points.pointtypes import get_point_type
 from points.registry import Resident
 from points.uow import unit_of_work
-from points.wallets import ResidentNotActive, Wallet, WalletClosed
+from points.wallets import Wallet
 
 
 @dataclass
