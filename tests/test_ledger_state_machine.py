@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 import sqlalchemy as sa
 from conftest import FakeClock, new_database_url
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -51,6 +49,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy.engine import Engine
+from state_machine_budgets import StateMachineBudgets
 
 import ledger
 from ledger import (
@@ -91,36 +90,16 @@ EXAMPLES_PER_DATABASE = {"sqlite": 50, "postgresql": 100}
 
 # Budgets --------------------------------------------------------------------------------------
 
-PROFILE_VARIABLE = "POINTS_HYPOTHESIS_PROFILE"
 #: (max_examples, steps per example) per profile and backend; Hypothesis counts the set-up as a
 #: step too, so ``stateful_step_count`` is one more.
-BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
-    "default": {"sqlite": (200, 50), "postgresql": (100, 30)},
-    "deep": {"sqlite": (2000, 100), "postgresql": (2000, 100)},
-    "quick": {"sqlite": (20, 20), "postgresql": (10, 20)},
-}
-for _profile, _per_backend in BUDGETS.items():
-    for _backend, (_examples, _steps) in _per_backend.items():
-        settings.register_profile(
-            f"ledger-state-machine-{_profile}-{_backend}",
-            max_examples=_examples,
-            stateful_step_count=_steps + 1,
-            deadline=None,
-            print_blob=True,
-            suppress_health_check=[
-                HealthCheck.too_slow,
-                HealthCheck.filter_too_much,
-                HealthCheck.data_too_large,
-            ],
-        )
-
-
-def machine_settings(backend: str) -> settings:
-    """The settings for ``backend`` under the profile named by ``POINTS_HYPOTHESIS_PROFILE``."""
-    profile = os.environ.get(PROFILE_VARIABLE, "default")
-    if profile not in BUDGETS:
-        profile = "default"
-    return settings.get_profile(f"ledger-state-machine-{profile}-{backend}")
+BUDGETS = StateMachineBudgets(
+    "ledger-state-machine",
+    {
+        "default": {"sqlite": (200, 50), "postgresql": (100, 30)},
+        "deep": {"sqlite": (2000, 100), "postgresql": (2000, 100)},
+        "quick": {"sqlite": (20, 20), "postgresql": (10, 20)},
+    },
+)
 
 
 # The model ------------------------------------------------------------------------------------
@@ -1639,7 +1618,7 @@ def test_ledger_state_machine(
             return engine
 
         context = Context(new_engine, clock, backend)
-        run_state_machine_as_test(bind(context), settings=machine_settings(backend))
+        run_state_machine_as_test(bind(context), settings=BUDGETS.settings_for(backend))
     print(
         f"{backend}: {context.examples} examples, {context.steps} steps, "
         f"{context.databases} databases, {context.entries} entries in examples without failures"

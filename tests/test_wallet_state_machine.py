@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import FakeClock, new_database_url
 from earning_helpers import ACTOR, Earning
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -62,6 +60,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from state_machine_budgets import StateMachineBudgets
 
 import ledger
 from issuers import programs
@@ -89,35 +88,15 @@ CLOSE_AFTER_STEPS = 12
 
 # Budgets --------------------------------------------------------------------------------------
 
-PROFILE_VARIABLE = "POINTS_HYPOTHESIS_PROFILE"
 #: (max_examples, steps per example) per profile and backend; the set-up is one step more.
-BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
-    "default": {"sqlite": (100, 30), "postgresql": (60, 25)},
-    "deep": {"sqlite": (1000, 50), "postgresql": (1000, 50)},
-    "quick": {"sqlite": (20, 15), "postgresql": (10, 15)},
-}
-for _profile, _per_backend in BUDGETS.items():
-    for _backend, (_examples, _steps) in _per_backend.items():
-        settings.register_profile(
-            f"wallet-state-machine-{_profile}-{_backend}",
-            max_examples=_examples,
-            stateful_step_count=_steps + 1,
-            deadline=None,
-            print_blob=True,
-            suppress_health_check=[
-                HealthCheck.too_slow,
-                HealthCheck.filter_too_much,
-                HealthCheck.data_too_large,
-            ],
-        )
-
-
-def machine_settings(backend: str) -> settings:
-    """The settings for ``backend`` under the profile named by ``POINTS_HYPOTHESIS_PROFILE``."""
-    profile = os.environ.get(PROFILE_VARIABLE, "default")
-    if profile not in BUDGETS:
-        profile = "default"
-    return settings.get_profile(f"wallet-state-machine-{profile}-{backend}")
+BUDGETS = StateMachineBudgets(
+    "wallet-state-machine",
+    {
+        "default": {"sqlite": (100, 30), "postgresql": (60, 25)},
+        "deep": {"sqlite": (1000, 50), "postgresql": (1000, 50)},
+        "quick": {"sqlite": (20, 15), "postgresql": (10, 15)},
+    },
+)
 
 
 # The calendar, independently ------------------------------------------------------------------
@@ -971,7 +950,7 @@ def test_wallet_state_machine(
             return engine
 
         context = Context(new_engine, clock, backend)
-        run_state_machine_as_test(bind(context), settings=machine_settings(backend))
+        run_state_machine_as_test(bind(context), settings=BUDGETS.settings_for(backend))
     counts = ", ".join(f"{count} {name}" for name, count in sorted(context.counts.items()))
     print(
         f"{backend}: {context.examples} examples, {context.steps} steps, "
