@@ -38,7 +38,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 import sqlalchemy as sa
-from conftest import FakeClock, new_database_url
+from conftest import FakeClock
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -46,12 +46,10 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 from sqlalchemy.engine import Engine
-from state_machine_budgets import StateMachineBudgets
+from state_machines import StateMachineBudgets, run_machine
 
-import ledger
 from ledger import (
     AccountFlags,
     BatchMode,
@@ -299,7 +297,7 @@ WHERE entry_id > {floor} ORDER BY id
 
 
 class LedgerStateMachine(RuleBasedStateMachine):
-    """Random ledger operations against a model; bind ``context`` before running (``bind``)."""
+    """Random ledger operations against a model; run it with ``state_machines.run_machine``."""
 
     context: ClassVar[Context]
 
@@ -1590,35 +1588,17 @@ def balanced_part(postings: Sequence[Posting], total: int) -> list[int]:
     return amounts
 
 
-def bind(context: Context) -> type[LedgerStateMachine]:
-    """A machine class bound to one test's database and clock."""
-
-    class BoundLedgerStateMachine(LedgerStateMachine):
-        pass
-
-    BoundLedgerStateMachine.context = context
-    return BoundLedgerStateMachine
-
-
 def test_ledger_state_machine(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> None:
-    with contextlib.ExitStack() as cleanup:
-
-        def new_engine() -> Engine:
-            """A fresh migrated database (conftest's helper), dropped when the test ends."""
-            directory = tmp_path / f"database-{context.databases + 1}"
-            directory.mkdir()
-            urls = new_database_url(backend, request, directory)
-            url = next(urls)
-            cleanup.callback(next, urls, None)  # runs the helper's clean-up (drops the database)
-            # Durability is not under test here: SQLite may skip fsync.
-            engine = ledger.create_engine(url, sqlite_synchronous="OFF")
-            cleanup.callback(engine.dispose)
-            return engine
-
-        context = Context(new_engine, clock, backend)
-        run_state_machine_as_test(bind(context), settings=BUDGETS.settings_for(backend))
+    context = run_machine(
+        LedgerStateMachine,
+        lambda new_engine: Context(new_engine, clock, backend),
+        BUDGETS,
+        backend=backend,
+        request=request,
+        tmp_path=tmp_path,
+    )
     print(
         f"{backend}: {context.examples} examples, {context.steps} steps, "
         f"{context.databases} databases, {context.entries} entries in examples without failures"

@@ -39,7 +39,7 @@ import dataclasses
 import functools
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -47,7 +47,7 @@ from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FakeClock, new_database_url
+from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -56,11 +56,10 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from state_machine_budgets import StateMachineBudgets
+from state_machines import StateMachineBudgets, run_machine
 
 import ledger
 from issuers import programs
@@ -265,7 +264,7 @@ class Snapshot:
 
 
 class WalletStateMachine(RuleBasedStateMachine):
-    """Random wallet operations against a model; bind ``context`` before running (``bind``)."""
+    """Random wallet operations against a model; run it with ``state_machines.run_machine``."""
 
     context: ClassVar[Context]
 
@@ -922,35 +921,17 @@ class WalletStateMachine(RuleBasedStateMachine):
         return raised.value
 
 
-def bind(context: Context) -> type[WalletStateMachine]:
-    """A machine class bound to one test's databases and clock."""
-
-    class BoundWalletStateMachine(WalletStateMachine):
-        pass
-
-    BoundWalletStateMachine.context = context
-    return BoundWalletStateMachine
-
-
 def test_wallet_state_machine(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> None:
-    with contextlib.ExitStack() as cleanup:
-
-        def new_engine() -> Engine:
-            """A fresh migrated database (conftest's helper), dropped when the test ends."""
-            directory = tmp_path / f"database-{context.databases + 1}"
-            directory.mkdir()
-            urls: Iterator[str] = new_database_url(backend, request, directory)
-            url = next(urls)
-            cleanup.callback(next, urls, None)  # runs the helper's clean-up (drops it)
-            # Durability is not under test here: SQLite may skip fsync.
-            engine = ledger.create_engine(url, sqlite_synchronous="OFF")
-            cleanup.callback(engine.dispose)
-            return engine
-
-        context = Context(new_engine, clock, backend)
-        run_state_machine_as_test(bind(context), settings=BUDGETS.settings_for(backend))
+    context = run_machine(
+        WalletStateMachine,
+        lambda new_engine: Context(new_engine, clock, backend),
+        BUDGETS,
+        backend=backend,
+        request=request,
+        tmp_path=tmp_path,
+    )
     counts = ", ".join(f"{count} {name}" for name, count in sorted(context.counts.items()))
     print(
         f"{backend}: {context.examples} examples, {context.steps} steps, "

@@ -1,18 +1,33 @@
-"""Hypothesis budgets for the stateful tests, chosen by ``POINTS_HYPOTHESIS_PROFILE``.
+"""The stateful tests' shared set-up: Hypothesis budgets, and a run on fresh databases.
 
 A state machine declares its budgets once, per profile and backend, as (examples, steps per
 example); ``machine_settings`` returns the settings of the profile the environment names
 (``deep`` for a long manual run, ``quick`` while editing a test, anything else or nothing: the
 ``default`` that ``make test`` runs). Hypothesis counts a machine's set-up as a step, so the
 step count asked of it is one more than the budget's.
+
+``run_machine`` runs a machine class bound to a context of the test's: the context is given a
+function that makes a fresh migrated database (conftest's ``new_database_url``) each time it
+is called, and every database is dropped when the run ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
 
+import pytest
+from conftest import new_database_url
 from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from sqlalchemy.engine import Engine
+
+import ledger
+
+C = TypeVar("C")
 
 PROFILE_VARIABLE = "POINTS_HYPOTHESIS_PROFILE"
 
@@ -49,3 +64,36 @@ class StateMachineBudgets:
         if profile not in self.budgets:
             profile = "default"
         return settings.get_profile(f"{self.name}-{profile}-{backend}")
+
+
+def run_machine(
+    machine: type[RuleBasedStateMachine],
+    new_context: Callable[[Callable[[], Engine]], C],
+    budgets: StateMachineBudgets,
+    *,
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> C:
+    """Run ``machine`` with ``machine.context = new_context(new_engine)``; return the context."""
+    databases = 0
+    with contextlib.ExitStack() as cleanup:
+
+        def new_engine() -> Engine:
+            """A fresh migrated database, dropped when the run ends."""
+            nonlocal databases
+            databases += 1
+            directory = tmp_path / f"database-{databases}"
+            directory.mkdir()
+            urls: Iterator[str] = new_database_url(backend, request, directory)
+            url = next(urls)
+            cleanup.callback(next, urls, None)  # runs the helper's clean-up (drops the database)
+            # Durability is not under test here: SQLite may skip fsync.
+            engine = ledger.create_engine(url, sqlite_synchronous="OFF")
+            cleanup.callback(engine.dispose)
+            return engine
+
+        context = new_context(new_engine)
+        bound: Any = type(f"Bound{machine.__name__}", (machine,), {"context": context})
+        run_state_machine_as_test(bound, settings=budgets.settings_for(backend))
+    return context
