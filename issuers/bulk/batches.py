@@ -33,7 +33,7 @@ from issuers.awards import (
     award,
     award_entry,
 )
-from issuers.bulk.check import lookup, select_in
+from issuers.bulk.check import NO_PARTIES, parties_of, select_in
 from issuers.bulk.reading import Row
 from issuers.programs import Program, get_program
 from ledger import BatchMode, LedgerTx
@@ -43,7 +43,6 @@ from points.auth import Principal
 from points.calendar import tokyo_date
 from points.errors import PointsError
 from points.pointtypes import get_point_type
-from points.registry import Resident
 from points.sqlbase import insert_many
 from points.wallets import Wallet, WalletBucket, WalletStatus
 
@@ -124,18 +123,8 @@ def _award_set_based(
     valid_until = point_type.valid_until(today)
     connection = session.connection()
     resident_ids = sorted({row.resident_id for row in rows})
-    residents = lookup(
-        session, Resident, col(Resident.id), resident_ids, columns=(col(Resident.status),)
-    )
-    wallets = lookup(
-        session,
-        Wallet,
-        col(Wallet.resident_id),
-        resident_ids,
-        Wallet.point_type_id == point_type.id,
-        columns=(col(Wallet.status),),
-        share_lock=True,  # as single awards do: a closure waits for this batch
-    )
+    # Wallets share-locked, as single awards lock them: a closure waits for this batch.
+    parties = parties_of(session, resident_ids, point_type.id, share_lock=True)
     # The rules ``decide`` applies to each row, applied once per distinct program, date and
     # resident; once-keys and caps are left to the database (below).
     try:
@@ -144,13 +133,7 @@ def _award_set_based(
         for day in {row.occurred_on or today for row in rows}:
             eligibility.fiscal_year_of(program, day, today)
         for resident_id in resident_ids:
-            resident, wallet = residents.get(resident_id), wallets.get(resident_id)
-            eligibility.check_parties(
-                eligibility.Parties(
-                    resident.status if resident is not None else None,
-                    wallet.status if wallet is not None else None,
-                )
-            )
+            eligibility.check_parties(parties.get(resident_id, NO_PARTIES))
     except PointsError as changed:
         raise _Changed(changed.message) from changed
     if any(row.fiscal_year not in paid_from for row in rows):
@@ -170,7 +153,11 @@ def _award_set_based(
             {"program_id": program_id},
         )
     _count_batch_towards_caps(connection, program, rows)
-    missing_wallets = [resident for resident in resident_ids if resident not in wallets]
+    missing_wallets = [
+        resident
+        for resident in resident_ids
+        if parties.get(resident, NO_PARTIES).wallet_status is None
+    ]
     if missing_wallets:
         insert_many(
             connection,

@@ -64,23 +64,7 @@ def validate(
     valid_until = get_point_type(session, program.point_type_id).valid_until(today)
     errors: list[RowError] = []
     resident_ids = [row.resident_id for row in rows]
-    residents = {
-        resident.id: resident.status
-        for resident in lookup(
-            session, Resident, col(Resident.id), resident_ids, columns=(col(Resident.status),)
-        ).values()
-    }
-    wallets = {
-        wallet.resident_id: wallet.status
-        for wallet in lookup(
-            session,
-            Wallet,
-            col(Wallet.resident_id),
-            resident_ids,
-            Wallet.point_type_id == program.point_type_id,
-            columns=(col(Wallet.status),),
-        ).values()
-    }
+    parties = parties_of(session, resident_ids, program.point_type_id)
     earlier = lookup(
         session,
         Award,
@@ -157,7 +141,7 @@ def validate(
                 occurred_on=row.occurred_on,
                 today=today,
                 valid_until=valid_until,
-                parties=Parties(residents.get(resident_id), wallets.get(resident_id)),
+                parties=parties.get(resident_id, NO_PARTIES),
                 claimed=claimed,
             )
         except PointsError as refused:
@@ -210,6 +194,38 @@ def _claimed_so_far(
         },
         counted={period: counted.get((resident_id, period), 0) for period, _cap in periods},
     )
+
+
+def parties_of(
+    session: Session, resident_ids: list[str], point_type_id: str, *, share_lock: bool = False
+) -> dict[str, Parties]:
+    """The residents among ``resident_ids`` and their wallets of ``point_type_id``, as
+    ``eligibility.Parties`` by resident (a resident the database does not know is missing:
+    ``NO_PARTIES``). ``share_lock`` locks the wallets, as a single award does, so that a
+    wallet's closure waits for the batch."""
+    residents = lookup(
+        session, Resident, col(Resident.id), resident_ids, columns=(col(Resident.status),)
+    )
+    wallets = lookup(
+        session,
+        Wallet,
+        col(Wallet.resident_id),
+        resident_ids,
+        Wallet.point_type_id == point_type_id,
+        columns=(col(Wallet.status),),
+        share_lock=share_lock,
+    )
+    return {
+        resident_id: Parties(
+            resident.status,
+            wallet.status if (wallet := wallets.get(resident_id)) is not None else None,
+        )
+        for resident_id, resident in residents.items()
+    }
+
+
+#: What ``parties_of`` says of a resident the database does not know.
+NO_PARTIES = Parties(None, None)
 
 
 def select_in(
