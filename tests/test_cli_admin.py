@@ -122,6 +122,10 @@ def test_create_token_prints_a_token_the_api_accepts(database_url: str, api: Tes
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     assert TOKEN.match(token), result.stdout
+    # The secret alone on stdout and the note on its own line of stderr, so that neither runs
+    # into the other on a terminal.
+    assert result.stdout == token + "\n"
+    assert result.stderr.startswith("(prefix ") and result.stderr.endswith(")\n")
     assert token[:11] in result.stderr
     assert "expires" in result.stderr
     assert token not in result.stderr

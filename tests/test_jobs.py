@@ -1044,15 +1044,31 @@ def test_points_expire_by_hand(engine: Engine, clock: FakeClock, database_url: s
 
     listed = invoke(database_url, "jobs", "list")
     assert listed.exit_code == 0, listed.output
-    lines = [line.split("\t") for line in listed.output.strip().splitlines()]
+    header, *lines = [line.split() for line in listed.output.strip().splitlines()]
+    assert header == [
+        "id",
+        "job",
+        "period",
+        "state",
+        "trigger",
+        "started_at",
+        "finished_at",
+        "counts",
+        "outcome",
+    ]
     assert [line[1] for line in lines] == ["seal", "expiry"]
-    seal_line, expiry_line = lines
-    assert expiry_line[2:5] == ["2026-06-01", "done", "cli"]
-    assert json.loads(expiry_line[7]) == {"buckets": 3, "entries": 1, "points": 230}
-    assert expiry_line[8] == "ok"
-    assert seal_line[3:5] == ["done", "cli"]
+    expiry_line = listed.output.strip().splitlines()[2]
+    assert expiry_line.split()[2:5] == ["2026-06-01", "done", "cli"]
+    assert expiry_line.endswith("buckets 3, entries 1, points 230  ok")
+    as_json = invoke(database_url, "jobs", "list", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    seal_run, expiry_run = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert (seal_run["job"], seal_run["state"], seal_run["trigger"]) == ("seal", "done", "cli")
+    assert expiry_run["period"] == "2026-06-01" and expiry_run["outcome"] == "ok"
+    assert expiry_run["counts"] == {"buckets": 3, "entries": 1, "points": 230}
+    assert set(expiry_run) == set(header)
     only = invoke(database_url, "jobs", "list", "--job", "expiry")
-    assert [line.split("\t")[1] for line in only.output.strip().splitlines()] == ["expiry"]
+    assert [line.split()[1] for line in only.output.strip().splitlines()] == ["job", "expiry"]
     verify_ok(engine)
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -287,6 +288,8 @@ def create_token(role: str, principal_id: str, label: str, days: int | None) -> 
         )
     )
     click.echo(new.secret)
+    # On its own line of stderr, so that ``$(points admin create-token ...)`` takes the secret
+    # alone and a terminal shows the two apart.
     click.echo(f"(prefix {new.token.prefix}, expires {new.token.expires_at.isoformat()})", err=True)
 
 
@@ -479,23 +482,79 @@ def jobs_run(name: str, as_of: datetime | None, force: bool) -> None:
     _run_by_hand(name, _as_of(as_of, force))
 
 
+JOB_RUN_COLUMNS = (
+    "id",
+    "job",
+    "period",
+    "state",
+    "trigger",
+    "started_at",
+    "finished_at",
+    "counts",
+    "outcome",
+)
+
+
 @jobs_group.command("list")
 @click.option("--job", type=click.Choice(sorted(JOBS)), default=None)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-def jobs_list(job: str | None, limit: int) -> None:
-    """The latest runs, newest first."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run, one per line.")
+def jobs_list(job: str | None, limit: int, as_json: bool) -> None:
+    """The latest runs, newest first: a table with a header, or JSON lines."""
     engine = _engine(_settings())
     runs = unit_of_work(
         engine,
         lambda session: list_runs(session, job=job, before=None, limit=limit),
         read_only=True,
     )
-    for run in runs:
-        finished = run.finished_at.isoformat() if run.finished_at else "-"
-        click.echo(
-            f"{run.id}\t{run.job}\t{run.period}\t{run.state}\t{run.trigger}\t"
-            f"{run.started_at.isoformat()}\t{finished}\t{run.counts}\t{run.outcome}"
-        )
+    rows = [
+        {
+            "id": run.id,
+            "job": run.job,
+            "period": run.period,
+            "state": run.state,
+            "trigger": run.trigger,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "counts": json.loads(run.counts),
+            "outcome": run.outcome,
+        }
+        for run in runs
+    ]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    click.echo(
+        _table(JOB_RUN_COLUMNS, [[_cell(row[name]) for name in JOB_RUN_COLUMNS] for row in rows])
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {count}" for key, count in sorted(value.items())) or "-"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell (East Asian wide characters count two)."""
+    widths = [
+        max([_width(name)] + [_width(row[index]) for row in rows])
+        for index, name in enumerate(header)
+    ]
+    lines = [list(header), *rows]
+    return "\n".join(
+        "  ".join(
+            cell + " " * (width - _width(cell)) for cell, width in zip(line, widths, strict=True)
+        ).rstrip()
+        for line in lines
+    )
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 @main.command("expire")
@@ -503,8 +562,9 @@ def jobs_list(job: str | None, limit: int) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say what would expire.")
 @click.option("--force", is_flag=True, help="Allow an --as-of in the future.")
 def expire_command(as_of: datetime | None, dry_run: bool, force: bool) -> None:
-    """Expire the buckets expired at the start of a date (today by default), Asia/Tokyo."""
-    instant = _as_of(as_of, force)
+    """Expire the buckets expired at the start of a date (today by default), Asia/Tokyo. A dry
+    run writes nothing, so it may look at any date without --force."""
+    instant = _as_of(as_of, force or dry_run)
     if dry_run:
         found = expiry.pending(_engine(_settings()), instant)
         click.echo(
