@@ -2,12 +2,15 @@
 # make test  - lint (ruff, import contracts), type-check and run every test (PostgreSQL too when POINTS_TEST_POSTGRES_URL is set)
 # make bench - python -m bench ledger (not part of the tests)
 #
-# Both create .venv when it is missing and install exactly the versions in constraints.txt.
+# Each creates .venv when it is missing and installs exactly the versions in constraints.txt: the
+# demo only what the system runs on; test and bench add their extras (pyproject.toml).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
+BENCHING := $(VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck unit fuzz bench clean
 
@@ -15,32 +18,40 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,bench]'
+$(RUNTIME): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable .
 	touch $@
 
-demo: $(INSTALLED)
+$(TESTING): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	touch $@
+
+$(BENCHING): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[bench]'
+	touch $@
+
+demo: $(RUNTIME)
 	$(BIN)/points db upgrade
 	$(BIN)/points demo
 
-lint: $(INSTALLED)
+lint: $(TESTING)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: $(INSTALLED)
+typecheck: $(TESTING)
 	$(BIN)/mypy
 
-unit: $(INSTALLED)
+unit: $(TESTING)
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
 # Schemathesis over every operation of the OpenAPI document, with each role's token and without.
-fuzz: $(INSTALLED)
+fuzz: $(TESTING)
 	$(BIN)/pytest -m fuzz tests/test_api_schemathesis.py
 
-bench: $(INSTALLED)
+bench: $(BENCHING)
 	$(BIN)/python -m bench ledger
 
 clean:
