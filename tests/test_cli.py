@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,13 +10,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
+from fastapi.testclient import TestClient
 from ledger_helpers import count, empty_database, tamper, transfer
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import ledger
+from api.app import create_app
 from ledger import Ledger
 from points import db
+from points.settings import Settings
 from points.shell.cli import main
 
 DEMO_BALANCES = {
@@ -208,19 +212,49 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
     assert "awarded 600 to 2 residents, remaining 299,400" in result.output
     # 狛江 花子: 500 + 500 (two checkup types) + 300 (clean-up) - 600 paid at the shop.
     assert "狛江 花子" in result.output and ": 700 pt" in result.output
+    # The output says where the 600 went.
+    assert "Paid at a shop: 狛江 花子 paid 600 pt at 狛江珈琲店 / Komae Coffee" in result.output
     assert "verify: no problems" in result.output
-    assert result.output.count("kp_") == 4  # admin, finance, issuer, resident tokens
+    first_tokens = re.findall(r"kp_\S+", result.output)
+    assert len(first_tokens) == 4  # admin, finance, issuer, resident tokens
 
     engine = ledger.create_engine(database_url)
+
+    def counts() -> tuple[int, ...]:
+        return tuple(
+            count(engine, table) for table in ("ledger_entry", "award", "program", "staff")
+        )
+
+    def live_tokens() -> int:
+        with engine.connect() as connection:
+            query = "SELECT count(*) FROM api_token WHERE revoked_at IS NULL"
+            return int(connection.exec_driver_sql(query).scalar_one())
+
     try:
-        before = (count(engine, "ledger_entry"), count(engine, "award"), count(engine, "program"))
+        before, live_before = counts(), live_tokens()
         again = invoke(database_url, "demo")
         assert again.exit_code == 0, again.output
-        after = (count(engine, "ledger_entry"), count(engine, "award"), count(engine, "program"))
+        # Nothing awarded or paid twice, no new staff, and the first run's tokens revoked: four
+        # demo tokens are live however often the demo runs.
+        assert (counts(), live_tokens()) == (before, live_before) == (before, 4)
     finally:
         engine.dispose()
-    assert after == before
     assert "sealed 0 entries" in again.output
+    second_tokens = re.findall(r"kp_\S+", again.output)
+    assert len(second_tokens) == 4 and not set(first_tokens) & set(second_tokens)
+    engine = ledger.create_engine(database_url)
+    try:
+        with TestClient(create_app(Settings(database_url=database_url), engine=engine)) as api:
+            for old, new in zip(first_tokens, second_tokens, strict=True):
+                # Revoked: 401. Live: the resident's wallets, or 403 for a member of staff.
+                answers = [
+                    api.get("/api/v1/me/wallets", headers={"Authorization": f"Bearer {token}"})
+                    for token in (old, new)
+                ]
+                assert [answer.status_code in (200, 403) for answer in answers] == [False, True]
+                assert answers[0].status_code == 401
+    finally:
+        engine.dispose()
     # The ledger demo runs beside it on the same database.
     assert invoke(database_url, "ledger", "demo").exit_code == 0
     assert invoke(database_url, "verify").exit_code == 0

@@ -7,7 +7,7 @@ each funded for the current fiscal year, a merchant, three residents, a few awar
 payment at the merchant. Then it prints each resident's wallet and tokens to try the API with.
 
 Safe to run again: everything is found by its code, name or record id, so a second run awards
-and pays nothing twice (it prints new tokens, which is harmless).
+and pays nothing twice. It prints new tokens and revokes the ones an earlier run printed.
 """
 
 from __future__ import annotations
@@ -17,20 +17,23 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from issuers import awards, programs
 from issuers.programs import Program, ProgramStatus
 from ledger import Ledger, LedgerTx
 from points import access, people, pointtypes, spending, wallet_views
 from points.accounts import ACCOUNT_RULES, AccountCode
-from points.auth import Role
+from points.auth import Role, Token
 from points.calendar import fiscal_year, tokyo_date
 from points.errors import NotFound
-from points.registry import Department, Merchant, Resident, StaffRole
+from points.registry import Department, Merchant, Resident, Staff, StaffRole
 from points.uow import unit_of_work
 
 T = TypeVar("T")
+#: The demo's payment: the first resident pays this at the merchant.
+PAYMENT_AMOUNT = 600
+PAYMENT_AT = "狛江珈琲店 / Komae Coffee"
 SYSTEM = access.SYSTEM
 
 RESIDENTS = {
@@ -106,9 +109,9 @@ def run_seed(
             _get_point_type(s, point_type),
             spending.Spend(
                 residents[0],
-                600,
+                PAYMENT_AMOUNT,
                 merchant_account,
-                description="狛江珈琲店 / Komae Coffee",
+                description=PAYMENT_AT,
                 namespace="demo",
                 idempotency_key="payment-1",
             ),
@@ -129,6 +132,8 @@ def run_seed(
             f"  {program.name_en} FY{year}: allocated {view.allocated:,}, awarded "
             f"{view.awarded:,} to {view.residents_awarded} residents, remaining {view.remaining:,}"
         )
+    payer = RESIDENTS[next(iter(RESIDENTS))][0]
+    echo(f"  Paid at a shop: {payer} paid {PAYMENT_AMOUNT:,} pt at {PAYMENT_AT}")
     echo("")
     for resident_id, number in zip(residents, RESIDENTS, strict=True):
         view_ = unit_of_work(
@@ -249,36 +254,55 @@ def _merchant_account(session: Session, now: datetime, point_type: pointtypes.Po
     ).id
 
 
+#: The label of the tokens ``points demo`` mints; a later run revokes them.
+DEMO_LABEL = "points demo"
+
+
 def _tokens(
     session: Session, now: datetime, department_id: str, resident_id: str
 ) -> list[tuple[str, str]]:
-    made = []
-    for role, staff_role in (
-        (Role.ADMIN, StaffRole.ADMIN),
-        (Role.FINANCE, StaffRole.FINANCE),
-        (Role.ISSUER, StaffRole.ISSUER),
-    ):
-        member = people.create_staff(
-            session,
-            SYSTEM,
-            now,
-            role=staff_role,
-            display_name=f"demo {role}",
-            department_id=department_id if staff_role is StaffRole.ISSUER else None,
+    """A token for a demo admin, finance auditor and issuer (staff found again by name, made
+    once) and for ``resident_id``. The demo tokens of an earlier run are revoked first, so that
+    however often the demo runs, four demo tokens are live."""
+    principals = [
+        (Role(staff_role.value), _demo_staff(session, now, staff_role, department_id))
+        for staff_role in (StaffRole.ADMIN, StaffRole.FINANCE, StaffRole.ISSUER)
+    ]
+    principals.append((Role.RESIDENT, resident_id))
+    earlier = session.exec(
+        select(Token).where(
+            col(Token.principal_id).in_([principal_id for _role, principal_id in principals]),
+            Token.label == DEMO_LABEL,
+            col(Token.revoked_at).is_(None),
         )
-        session.flush()
-        made.append(
-            (
-                str(role),
-                access.issue_token(session, SYSTEM, now, role=role, principal_id=member.id).secret,
-            )
-        )
-    made.append(
+    ).all()
+    for token in earlier:
+        access.revoke_token(session, SYSTEM, now, token.id, "a later run of points demo")
+    return [
         (
-            "resident",
+            str(role),
             access.issue_token(
-                session, SYSTEM, now, role=Role.RESIDENT, principal_id=resident_id
+                session, SYSTEM, now, role=role, principal_id=principal_id, label=DEMO_LABEL
             ).secret,
         )
+        for role, principal_id in principals
+    ]
+
+
+def _demo_staff(session: Session, now: datetime, staff_role: StaffRole, department_id: str) -> str:
+    display_name = f"demo {staff_role.value}"
+    existing = session.exec(
+        select(Staff).where(Staff.role == staff_role, Staff.display_name == display_name)
+    ).first()
+    if existing is not None:
+        return existing.id
+    member = people.create_staff(
+        session,
+        SYSTEM,
+        now,
+        role=staff_role,
+        display_name=display_name,
+        department_id=department_id if staff_role is StaffRole.ISSUER else None,
     )
-    return made
+    session.flush()
+    return member.id
