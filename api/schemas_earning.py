@@ -11,7 +11,7 @@ from pydantic import Field, StringConstraints, field_validator
 
 from api.schemas import ID_PATTERN, Input, Name, ObjectId, Output, PlainText, Reason
 from issuers.awards import RECORD_ID_MAX_LENGTH
-from issuers.modules import MODULES
+from issuers.modules import CHECKUP_TYPES, MODULES
 from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
 from points.calendar import NEVER
 from points.pointtypes import CODE_PATTERN, ExpiryRule, Funding, IssuerKind
@@ -88,7 +88,14 @@ class ProgramCreate(Input):
     cap_per_fiscal_year: Points | None = None
     #: The module's settings, e.g. ``{"checkup_types": ["specific_health_checkup"]}``.
     config: dict[str, list[DetailValue] | DetailValue] = Field(
-        default_factory=dict, max_length=20, examples=[{"checkup_types": ["specific"]}]
+        default_factory=dict,
+        max_length=20,
+        description=(
+            "The module's settings. health_checkup: `checkup_types`, a list of "
+            + ", ".join(f"`{code}` ({ja})" for code, (ja, _en) in CHECKUP_TYPES.items())
+            + "; volunteering and fixed_award: none."
+        ),
+        examples=[{"checkup_types": ["specific_health_checkup", "cancer_screening"]}],
     )
 
 
@@ -154,7 +161,7 @@ class AwardCreate(Input):
     #: The department's own id of the qualifying event (a checkup record, an attendance line):
     #: reporting the same record again awards nothing twice.
     record_id: RecordId = Field(examples=["HC-2026-000123"])
-    #: What the program's module needs, e.g. ``{"checkup_type": "specific"}``.
+    #: What the program's module needs, e.g. ``{"checkup_type": "specific_health_checkup"}``.
     details: dict[str, DetailValue] = Field(default_factory=dict, max_length=20)
     #: The day of the event (Asia/Tokyo); today when left out.
     occurred_on: date | None = None

@@ -147,7 +147,7 @@ def _program(engine: Engine, budget: int) -> tuple[pointtypes.PointType, program
                 name_en="Checkup",
                 amount=POINTS_PER_BUCKET,
                 valid_from=date(2026, 4, 1),
-                config={"checkup_types": ["basic"]},
+                config={"checkup_types": ["specific_health_checkup"]},
             ),
         )
         programs.change_status(
@@ -428,7 +428,7 @@ def _award_run(made: Any, size: int, rounds: int) -> dict[str, Any]:
     figures are each side's best round (the machine's speed drifts by a fifth from minute to
     minute here; alternating the two sides lets both meet the same drift)."""
     lines = ["resident_id,record_id,checkup_type"] + [
-        f"res_bench{n:012d},HC-{n:07d},basic" for n in range(size)
+        f"res_bench{n:012d},HC-{n:07d},specific_health_checkup" for n in range(size)
     ]
     data = ("\r\n".join(lines) + "\r\n").encode("utf-8")
     uploads: list[float] = []

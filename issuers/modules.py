@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from points.errors import InvalidInput
 
@@ -118,10 +118,22 @@ class FixedAward(ProgramModule):
         return AwardPlan(amount=terms.amount)
 
 
+#: The checkup types a health-checkup program may reward (a city's programs pick theirs from
+#: these): the code a department sends, and its names in Japanese and English. One list, used by
+#: the validation, the OpenAPI description and the README.
+CHECKUP_TYPES: dict[str, tuple[str, str]] = {
+    "specific_health_checkup": ("特定健康診査", "Specific health checkup (ages 40 to 74)"),
+    "elderly_health_checkup": ("後期高齢者健康診査", "Health checkup for ages 75 and over"),
+    "cancer_screening": ("がん検診", "Cancer screening"),
+    "dental_checkup": ("歯科健診", "Dental checkup"),
+    "comprehensive_checkup": ("人間ドック", "Comprehensive medical checkup"),
+}
+
+
 class HealthCheckup(ProgramModule):
     """One award per resident per checkup type per fiscal year (specific health checkups,
-    cancer screenings, ...). The department's record id of the checkup is the award's record
-    id, so reporting the same record twice awards once."""
+    cancer screenings, ...: ``CHECKUP_TYPES``). The department's record id of the checkup is
+    the award's record id, so reporting the same record twice awards once."""
 
     kind = "health_checkup"
     title_ja, title_en = "健診受診", "Health checkup"
@@ -129,12 +141,26 @@ class HealthCheckup(ProgramModule):
     class Config(ModuleInput):
         checkup_types: list[str] = Field(
             min_length=1,
-            max_length=50,
-            description="The checkup types this program rewards, e.g. specific_health_checkup",
+            max_length=len(CHECKUP_TYPES),
+            description="The checkup types this program rewards, of: " + ", ".join(CHECKUP_TYPES),
         )
 
+        @field_validator("checkup_types")
+        @classmethod
+        def _known(cls, checkup_types: list[str]) -> list[str]:
+            unknown = [name for name in checkup_types if name not in CHECKUP_TYPES]
+            if unknown:
+                raise ValueError(
+                    f"not a checkup type: {', '.join(unknown)} (one of {', '.join(CHECKUP_TYPES)})"
+                )
+            return checkup_types
+
     class Details(ModuleInput):
-        checkup_type: str = Field(min_length=1, max_length=64)
+        checkup_type: str = Field(
+            min_length=1,
+            max_length=64,
+            description="One of the program's checkup types, e.g. specific_health_checkup",
+        )
 
     def plan(self, terms: ProgramTerms, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
         if details.checkup_type not in config.checkup_types:

@@ -5,10 +5,12 @@ the services directly on a migrated database (``engine`` fixture from conftest).
 
     earning = Earning(engine, clock)
     pt = earning.point_type()
-    program = earning.program(pt, module="health_checkup", config={"checkup_types": ["basic"]})
+    program = earning.program(
+        pt, module="health_checkup", config={"checkup_types": ["specific_health_checkup"]}
+    )
     earning.allocate(program, 2026, 10_000)
     resident = earning.resident()
-    result = earning.award(program, resident, "REC-1", {"checkup_type": "basic"})
+    result = earning.award(program, resident, "REC-1", {"checkup_type": "specific_health_checkup"})
 """
 
 from __future__ import annotations

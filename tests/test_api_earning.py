@@ -213,7 +213,7 @@ def test_done_when_story_through_the_api_alone(world: World, clock: FakeClock) -
                 "name_en": "Specific health checkup",
                 "amount": 500,
                 "valid_from": "2026-04-01",
-                "config": {"checkup_types": ["specific"]},
+                "config": {"checkup_types": ["specific_health_checkup"]},
             },
         ),
         201,
@@ -232,12 +232,12 @@ def test_done_when_story_through_the_api_alone(world: World, clock: FakeClock) -
         "cap_per_month": None,
         "cap_per_fiscal_year": None,
         "status": "draft",
-        "config": {"checkup_types": ["specific"]},
+        "config": {"checkup_types": ["specific_health_checkup"]},
     }
     # A draft awards nothing.
     resident = world.fresh_resident(with_token=True)
     assert_problem(
-        award(world, program_id, resident.id, details={"checkup_type": "specific"}),
+        award(world, program_id, resident.id, details={"checkup_type": "specific_health_checkup"}),
         409,
         "program_not_active",
     )
@@ -287,7 +287,7 @@ def test_done_when_story_through_the_api_alone(world: World, clock: FakeClock) -
             program_id,
             resident.id,
             "HC-2026-000123",
-            details={"checkup_type": "specific"},
+            details={"checkup_type": "specific_health_checkup"},
         ),
         201,
     )
@@ -411,13 +411,17 @@ def test_unknown_programs_and_other_departments_programs_are_not_found(world: Wo
 def test_a_second_health_checkup_of_a_type_in_a_year_is_already_awarded(world: World) -> None:
     program_id = world.fresh_program(
         module="health_checkup",
-        config={"checkup_types": ["specific", "cancer"]},
+        config={"checkup_types": ["specific_health_checkup", "cancer_screening"]},
         amount=500,
         budget={2026: 10_000},
     )
     resident = world.fresh_resident()
     first = awarded(
-        world, program_id, resident.id, record_id="HC-1", details={"checkup_type": "specific"}
+        world,
+        program_id,
+        resident.id,
+        record_id="HC-1",
+        details={"checkup_type": "specific_health_checkup"},
     )
     with nothing_written(world, program_id):
         body = assert_problem(
@@ -426,28 +430,38 @@ def test_a_second_health_checkup_of_a_type_in_a_year_is_already_awarded(world: W
                 program_id,
                 resident.id,
                 "HC-2",
-                details={"checkup_type": "specific"},
+                details={"checkup_type": "specific_health_checkup"},
             ),
             409,
             "already_awarded",
         )
-        assert body["once_key"] == "FY2026:specific"
+        assert body["once_key"] == "FY2026:specific_health_checkup"
         assert body["record_id"] == "HC-1"
         # A type the program does not reward, and details the module does not know.
-        for details in ({"checkup_type": "dental"}, {}, {"checkup_type": "cancer", "x": "y"}):
+        for details in (
+            {"checkup_type": "dental_checkup"},
+            {},
+            {"checkup_type": "cancer_screening", "x": "y"},
+        ):
             assert_problem(
                 award(world, program_id, resident.id, "HC-3", details=details),
                 422,
                 "validation_error",
             )
     # Another type, and the same type for another resident, are awarded.
-    awarded(world, program_id, resident.id, record_id="HC-4", details={"checkup_type": "cancer"})
+    awarded(
+        world,
+        program_id,
+        resident.id,
+        record_id="HC-4",
+        details={"checkup_type": "cancer_screening"},
+    )
     awarded(
         world,
         program_id,
         world.fresh_resident().id,
         record_id="HC-5",
-        details={"checkup_type": "specific"},
+        details={"checkup_type": "specific_health_checkup"},
     )
     assert budget(world, program_id) == {
         **budget(world, program_id),
@@ -1619,7 +1633,9 @@ def test_two_reports_of_one_record_racing_award_once(world: World, backend: str)
 
 def test_concurrent_checkups_of_one_type_award_once(world: World) -> None:
     program_id = world.fresh_program(
-        module="health_checkup", config={"checkup_types": ["specific"]}, budget={2026: 10_000}
+        module="health_checkup",
+        config={"checkup_types": ["specific_health_checkup"]},
+        budget={2026: 10_000},
     )
     resident = world.fresh_resident()
 
@@ -1631,7 +1647,7 @@ def test_concurrent_checkups_of_one_type_award_once(world: World) -> None:
                 program_id,
                 resident.id,
                 f"HC-{index}",
-                details={"checkup_type": "specific"},
+                details={"checkup_type": "specific_health_checkup"},
                 client=client,
             )
         finally:

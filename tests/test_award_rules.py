@@ -47,7 +47,7 @@ def program(**fields: Any) -> Program:
         "amount": 500,
         "valid_from": date(2026, 4, 1),
         "status": "active",
-        "config": json.dumps({"checkup_types": ["basic", "dental"]}),
+        "config": json.dumps({"checkup_types": ["specific_health_checkup", "dental_checkup"]}),
         "created_at": NOW,
         "updated_at": NOW,
     }
@@ -58,7 +58,7 @@ def program(**fields: Any) -> Program:
 def decided(
     subject: Program,
     *,
-    checkup_type: str = "basic",
+    checkup_type: str = "specific_health_checkup",
     occurred_on: date | None = None,
     parties: Parties = ACTIVE,
     claimed: Claimed = NOTHING_CLAIMED,
@@ -100,7 +100,7 @@ def test_an_award_the_rules_allow_carries_its_year_amount_once_keys_and_cap_peri
     assert decision.fiscal_year == 2026
     assert decision.occurred_on == date(2026, 4, 1)
     assert decision.amount == 500
-    assert decision.once_keys == ("FY2026:basic",)
+    assert decision.once_keys == ("FY2026:specific_health_checkup",)
     assert decision.cap_periods == (("D2026-04-01", 500), ("M2026-04", 1_000), ("FY2026", 1_500))
     assert decided(subject).occurred_on == TODAY  # no date: today
     # March is the end of the fiscal year that began the April before.
@@ -152,19 +152,19 @@ def test_a_wallet_not_opened_yet_receives_points() -> None:
 
 
 def test_once_keys_claimed_by_an_award_or_an_earlier_line_are_refused() -> None:
-    by_award = Claimed(once={"FY2026:basic": OnceClaim("R-0")}, counted={})
-    by_line = Claimed(once={"FY2026:basic": OnceClaim("R-9", line=7)}, counted={})
+    by_award = Claimed(once={"FY2026:specific_health_checkup": OnceClaim("R-0")}, counted={})
+    by_line = Claimed(once={"FY2026:specific_health_checkup": OnceClaim("R-9", line=7)}, counted={})
 
     with pytest.raises(AlreadyAwarded) as first:
         decided(program(), claimed=by_award)
     with pytest.raises(AlreadyAwarded) as second:
         decided(program(), claimed=by_line)
 
-    assert first.value.message == "FY2026:basic was awarded already (record R-0)"
-    assert first.value.context == {"once_key": "FY2026:basic", "record_id": "R-0"}
-    assert second.value.message == "FY2026:basic is also on line 7"
+    assert first.value.message == "FY2026:specific_health_checkup was awarded already (record R-0)"
+    assert first.value.context == {"once_key": "FY2026:specific_health_checkup", "record_id": "R-0"}
+    assert second.value.message == "FY2026:specific_health_checkup is also on line 7"
     # Another checkup type is another key.
-    assert decided(program(), checkup_type="dental", claimed=by_award).amount == 500
+    assert decided(program(), checkup_type="dental_checkup", claimed=by_award).amount == 500
 
 
 def test_a_cap_refuses_an_award_that_passes_it_and_allows_one_that_reaches_it() -> None:
@@ -190,7 +190,9 @@ def test_the_rules_refuse_in_their_documented_order() -> None:
         "occurred_on": date(2026, 5, 11),
         "parties": Parties(None, None),
         "valid_until": date(2026, 5, 9),
-        "claimed": Claimed(once={"FY2026:basic": OnceClaim("R-0")}, counted={"D2026-05-10": 500}),
+        "claimed": Claimed(
+            once={"FY2026:specific_health_checkup": OnceClaim("R-0")}, counted={"D2026-05-10": 500}
+        ),
     }
     expected: list[tuple[str, type[Exception]]] = [
         ("status", ProgramNotActive),

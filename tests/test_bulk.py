@@ -43,8 +43,8 @@ from points.registry import ResidentStatus, StaffRole
 #: 2026-05-10 12:00 in Tokyo (FY2026).
 NOON = datetime(2026, 5, 10, 3, 0, tzinfo=UTC)
 AMOUNT = 500
-CHECKUP = {"checkup_types": ["basic"]}
-BASIC = {"checkup_type": "basic"}
+CHECKUP = {"checkup_types": ["specific_health_checkup"]}
+BASIC = {"checkup_type": "specific_health_checkup"}
 HEADER = "resident_id,record_id,checkup_type"
 COLUMNS = "resident_id, record_id, occurred_on, amount, checkup_type"
 BOM = b"\xef\xbb\xbf"
@@ -180,7 +180,7 @@ def desk(
 
 
 def checkup_file(residents: list[str], **encoding: Any) -> bytes:
-    lines = [HEADER] + [f"{r},REC-{n},basic" for n, r in enumerate(residents, 1)]
+    lines = [HEADER] + [f"{r},REC-{n},specific_health_checkup" for n, r in enumerate(residents, 1)]
     return encode(lines, **encoding)
 
 
@@ -224,7 +224,7 @@ def test_a_file_awards_every_row_from_the_budget_through_a_clearing_account(
         (f"REC-{n}", r) for n, r in enumerate(residents, 1)
     )
     assert {(a.amount, a.fiscal_year, a.occurred_on, a.details) for a in awarded} == {
-        (AMOUNT, 2026, date(2026, 5, 10), '{"checkup_type": "basic"}')
+        (AMOUNT, 2026, date(2026, 5, 10), '{"checkup_type": "specific_health_checkup"}')
     }
     assert {a.awarded_by for a in awarded} == {ACTOR.principal_id}
     assert d.earning.count("award_once", program_id=d.program.id) == 30
@@ -268,10 +268,10 @@ def test_optional_columns_dates_in_both_forms_and_the_programs_amount(
     data = encode(
         [
             " Resident_ID ,RECORD_ID,Occurred_On,Amount,Checkup_Type",  # case and spaces
-            f"{a},R-1,2026-05-01,500,basic",
-            f"{b},R-2,2026/05/02,,basic",
-            f"{c},R-3,,500,basic",
-            f"  {e} , R-4 ,2026-04-01 ,,  basic ",
+            f"{a},R-1,2026-05-01,500,specific_health_checkup",
+            f"{b},R-2,2026/05/02,,specific_health_checkup",
+            f"{c},R-3,,500,specific_health_checkup",
+            f"  {e} , R-4 ,2026-04-01 ,,  specific_health_checkup ",
         ]
     )
 
@@ -298,10 +298,10 @@ def test_a_file_spanning_two_fiscal_years_sets_each_years_total_aside(
     data = encode(
         [
             "resident_id,record_id,occurred_on,checkup_type",
-            f"{a},R-1,2026-03-31,basic",
-            f"{a},R-2,2026-04-01,basic",  # another fiscal year: another once-key
-            f"{b},R-3,2025-04-01,basic",
-            f"{c},R-4,2026-05-10,basic",
+            f"{a},R-1,2026-03-31,specific_health_checkup",
+            f"{a},R-2,2026-04-01,specific_health_checkup",  # another fiscal year: another once-key
+            f"{b},R-3,2025-04-01,specific_health_checkup",
+            f"{c},R-4,2026-05-10,specific_health_checkup",
         ]
     )
     plan, errors = d.check(data)
@@ -371,7 +371,9 @@ def test_a_utf16_file_is_refused_as_neither_utf8_nor_cp932(
 ) -> None:
     d = desk(engine, clock)
     resident = d.earning.resident()
-    data = f"{HEADER}\r\n{resident},R-1,basic\r\n".encode("utf-16")  # with its BOM
+    data = f"{HEADER}\r\n{resident},R-1,specific_health_checkup\r\n".encode(
+        "utf-16"
+    )  # with its BOM
 
     assert d.refused(data) == [RowError(1, "", NOT_UTF8)]
 
@@ -397,18 +399,18 @@ def test_an_empty_file_is_csv_invalid(
 def test_blank_lines_are_skipped_and_lines_are_counted_as_in_the_file(
     engine: Engine, clock: FakeClock
 ) -> None:
-    d = desk(engine, clock, config={"checkup_types": ["basic", "dental"]})
+    d = desk(engine, clock, config={"checkup_types": ["specific_health_checkup", "dental_checkup"]})
     a, b, c = d.residents(3)
     lines = [
         "",  # 1
         HEADER,  # 2
-        f"{a},R-1,basic",  # 3
+        f"{a},R-1,specific_health_checkup",  # 3
         "",  # 4
         "   \t ",  # 5
         f"{b},R-2,eye",  # 6: not one of the program's
         ",,",  # 7: only empty cells
         "",  # 8
-        f"{c},R-3,dental",  # 9
+        f"{c},R-3,dental_checkup",  # 9
         "  ",  # 10
     ]
 
@@ -416,10 +418,13 @@ def test_blank_lines_are_skipped_and_lines_are_counted_as_in_the_file(
 
     assert errors == [
         RowError(
-            6, "checkup_type", "checkup_type 'eye' is not one of this program's: basic, dental"
+            6,
+            "checkup_type",
+            "checkup_type 'eye' is not one of this program's: "
+            "specific_health_checkup, dental_checkup",
         )
     ]
-    lines[5] = f"{b},R-2,dental"
+    lines[5] = f"{b},R-2,dental_checkup"
     plan, errors = d.check(encode(lines))
     assert errors == [] and plan is not None
     assert (plan.rows, [row.line for row in plan.to_award]) == (3, [3, 6, 9])
@@ -465,7 +470,7 @@ def test_a_wrong_header_is_reported_on_its_line_and_nothing_else(
     d = desk(engine, clock)
     resident = d.earning.resident()
     # The rows are not looked at: a header that is wrong is the one problem reported.
-    data = encode(["", header, f"{resident},R-1,basic", "nonsense,,,,,"])
+    data = encode(["", header, f"{resident},R-1,specific_health_checkup", "nonsense,,,,,"])
 
     errors = d.refused(data)
 
@@ -475,7 +480,7 @@ def test_a_wrong_header_is_reported_on_its_line_and_nothing_else(
 def test_every_bad_row_is_reported_with_its_line_and_column_sorted_by_line(
     engine: Engine, clock: FakeClock
 ) -> None:
-    d = desk(engine, clock, config={"checkup_types": ["basic", "dental"]})
+    d = desk(engine, clock, config={"checkup_types": ["specific_health_checkup", "dental_checkup"]})
     ok, ok2, ok3, ok4, other, before = d.residents(6)
     moved_out, closed = d.residents(2)
     d.earning.set_resident_status(moved_out, ResidentStatus.MOVED_OUT)
@@ -486,31 +491,32 @@ def test_every_bad_row_is_reported_with_its_line_and_column_sorted_by_line(
         )
     )
     d.earning.award(d.program, before, "R-BEFORE", BASIC, occurred_on=date(2026, 5, 1))
-    d.earning.award(d.program, before, "R-DENTAL", {"checkup_type": "dental"})
+    d.earning.award(d.program, before, "R-DENTAL", {"checkup_type": "dental_checkup"})
     lines = [
         "resident_id,record_id,occurred_on,amount,checkup_type",  # 1
-        f"{ok},R-1,2026-05-01,500,basic",  # 2: fine
-        "res_nosuchresident,R-2,,,basic",  # 3
-        f"{moved_out},R-3,,,basic",  # 4
-        f"{ok2},R-4,,0,basic",  # 5
-        f"{ok2},R-5,,-5,basic",  # 6
-        f"{ok2},R-6,,1.5,basic",  # 7
-        f"{ok2},R-7,,abc,basic",  # 8
-        f"{ok2},R-8,,100,basic",  # 9: not the program's amount
-        f"{ok2},R-9,2026-13-01,,basic",  # 10
-        f"{ok2},R-10,2026-05-11,,basic",  # 11: tomorrow in Tokyo
-        f"{ok3},R-1,,,dental",  # 12: the record id of line 2
-        f"{ok},R-11,2026-05-02,,basic",  # 13: the checkup of line 2 again
-        f"{other},R-BEFORE,2026-05-01,,basic",  # 14: awarded before, to another resident
-        f"{before},R-12,,,basic",  # 15: this checkup was awarded before
+        f"{ok},R-1,2026-05-01,500,specific_health_checkup",  # 2: fine
+        "res_nosuchresident,R-2,,,specific_health_checkup",  # 3
+        f"{moved_out},R-3,,,specific_health_checkup",  # 4
+        f"{ok2},R-4,,0,specific_health_checkup",  # 5
+        f"{ok2},R-5,,-5,specific_health_checkup",  # 6
+        f"{ok2},R-6,,1.5,specific_health_checkup",  # 7
+        f"{ok2},R-7,,abc,specific_health_checkup",  # 8
+        f"{ok2},R-8,,100,specific_health_checkup",  # 9: not the program's amount
+        f"{ok2},R-9,2026-13-01,,specific_health_checkup",  # 10
+        f"{ok2},R-10,2026-05-11,,specific_health_checkup",  # 11: tomorrow in Tokyo
+        f"{ok3},R-1,,,dental_checkup",  # 12: the record id of line 2
+        f"{ok},R-11,2026-05-02,,specific_health_checkup",  # 13: the checkup of line 2 again
+        # 14: awarded before, to another resident
+        f"{other},R-BEFORE,2026-05-01,,specific_health_checkup",
+        f"{before},R-12,,,specific_health_checkup",  # 15: this checkup was awarded before
         f"{ok4},R-13,,,",  # 16: no checkup type
         f"{ok4},R-14,,,eye",  # 17
-        f"{ok4},R-15,basic",  # 18: too few fields
-        "not-a-resident,R 16,,,basic",  # 19: two problems
-        f"{ok4},R-17,2026-03-31,,basic",  # 20: before the program began
-        f"{closed},R-18,,,dental",  # 21
-        f"{before},R-DENTAL,,,dental",  # 22: a replay, fine
-        f"{ok2},R-19,,,basic",  # 23: fine
+        f"{ok4},R-15,specific_health_checkup",  # 18: too few fields
+        "not-a-resident,R 16,,,specific_health_checkup",  # 19: two problems
+        f"{ok4},R-17,2026-03-31,,specific_health_checkup",  # 20: before the program began
+        f"{closed},R-18,,,dental_checkup",  # 21
+        f"{before},R-DENTAL,,,dental_checkup",  # 22: a replay, fine
+        f"{ok2},R-19,,,specific_health_checkup",  # 23: fine
     ]
     before_residents = d.posted(before)
 
@@ -527,16 +533,21 @@ def test_every_bad_row_is_reported_with_its_line_and_column_sorted_by_line(
         RowError(10, "occurred_on", "not a date (YYYY-MM-DD): '2026-13-01'"),
         RowError(11, "occurred_on", "occurred_on 2026-05-11 is in the future"),
         RowError(12, "record_id", "the same record_id is on line 2"),
-        RowError(13, "record_id", "FY2026:basic is also on line 2"),
+        RowError(13, "record_id", "FY2026:specific_health_checkup is also on line 2"),
         RowError(
             14,
             "record_id",
             "this record id was awarded for a different event (record_id_reused)",
         ),
-        RowError(15, "record_id", "FY2026:basic was awarded already (record R-BEFORE)"),
+        RowError(
+            15, "record_id", "FY2026:specific_health_checkup was awarded already (record R-BEFORE)"
+        ),
         RowError(16, "checkup_type", "details.checkup_type: Field required"),
         RowError(
-            17, "checkup_type", "checkup_type 'eye' is not one of this program's: basic, dental"
+            17,
+            "checkup_type",
+            "checkup_type 'eye' is not one of this program's: "
+            "specific_health_checkup, dental_checkup",
         ),
         RowError(18, "", "3 fields where the header has 5"),
         RowError(19, "record_id", "record_id is 1 to 128 printable ASCII characters, no spaces"),
@@ -561,7 +572,7 @@ def test_only_the_first_thousand_problems_travel_with_the_refusal(
     engine: Engine, clock: FakeClock
 ) -> None:
     d = desk(engine, clock)
-    lines = [HEADER] + [f"bad-{n},R-{n},basic" for n in range(1_200)]
+    lines = [HEADER] + [f"bad-{n},R-{n},specific_health_checkup" for n in range(1_200)]
 
     errors = d.refused(encode(lines))
 
@@ -599,7 +610,9 @@ def test_a_stray_quote_that_swallows_the_rest_of_a_big_file_is_reported(
 ) -> None:
     d = desk(engine, clock)
     resident = d.earning.resident()
-    lines = [HEADER, f'{resident},"R-0,basic'] + [f"{resident},R-{n},basic" for n in range(8_000)]
+    lines = [HEADER, f'{resident},"R-0,specific_health_checkup'] + [
+        f"{resident},R-{n},specific_health_checkup" for n in range(8_000)
+    ]
 
     errors = d.refused(encode(lines))
 
@@ -726,8 +739,8 @@ def test_a_year_without_a_budget_refuses_the_file(engine: Engine, clock: FakeClo
     data = encode(
         [
             "resident_id,record_id,occurred_on,checkup_type",
-            f"{a},R-1,2026-05-01,basic",
-            f"{b},R-2,2026-03-01,basic",
+            f"{a},R-1,2026-05-01,specific_health_checkup",
+            f"{b},R-2,2026-03-01,specific_health_checkup",
         ]
     )
     before = d.snapshot()
@@ -1054,7 +1067,10 @@ def test_a_row_a_single_award_made_invalid_meanwhile_is_reported_and_its_points_
         (6, "already_awarded"),
         (11, "resident_not_active"),
     ]
-    assert "FY2026:basic" in failures[0]["reason"] and "BY-HAND" in failures[0]["reason"]
+    assert (
+        "FY2026:specific_health_checkup" in failures[0]["reason"]
+        and "BY-HAND" in failures[0]["reason"]
+    )
     assert d.posted(taken) == [AMOUNT]
     assert d.posted(gone) == []
     for resident in residents:
@@ -1162,12 +1178,13 @@ def test_a_100000_row_file_is_checked_and_uploaded(
         clock,
         module="health_checkup",
         amount=10,
-        config={"checkup_types": ["basic", "dental"]},
+        config={"checkup_types": ["specific_health_checkup", "dental_checkup"]},
         budget=BIG * 10,
     )
     residents = many_residents(d, BIG // 2)
     lines = [HEADER] + [
-        f"{residents[k % len(residents)]},R-{k},{'basic' if k < len(residents) else 'dental'}"
+        f"{residents[k % len(residents)]},R-{k},"
+        + ("specific_health_checkup" if k < len(residents) else "dental_checkup")
         for k in range(BIG)
     ]
 
@@ -1205,7 +1222,7 @@ def test_a_100000_row_file_is_checked_and_uploaded(
 
 def test_a_file_of_more_than_65535_residents_is_checked(engine: Engine, clock: FakeClock) -> None:
     d = desk(engine, clock)
-    lines = [HEADER] + [f"res_nobody{n:06d},R-{n},basic" for n in range(70_000)]
+    lines = [HEADER] + [f"res_nobody{n:06d},R-{n},specific_health_checkup" for n in range(70_000)]
 
     plan, errors = d.check(encode(lines))
 
@@ -1229,7 +1246,10 @@ def test_points_award_checks_reports_and_awards_a_file(
         encode(
             [
                 "resident_id,record_id,occurred_on,checkup_type",
-                *(f"{r},R-{n},2026-05-01,basic" for n, r in enumerate((a, b, c), 1)),
+                *(
+                    f"{r},R-{n},2026-05-01,specific_health_checkup"
+                    for n, r in enumerate((a, b, c), 1)
+                ),
             ]
         )
     )
@@ -1239,7 +1259,7 @@ def test_points_award_checks_reports_and_awards_a_file(
             [
                 "resident_id,record_id,occurred_on,checkup_type",
                 f"{a},R-1,2026-05-01,eye",
-                "res_nosuchresident,R-2,2026-05-01,basic",
+                "res_nosuchresident,R-2,2026-05-01,specific_health_checkup",
             ],
             bom=False,
             encoding="cp932",
@@ -1266,7 +1286,8 @@ def test_points_award_checks_reports_and_awards_a_file(
     assert refused.exit_code == 1, refused.output
     assert refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        "line 2, checkup_type: checkup_type 'eye' is not one of this program's: basic",
+        "line 2, checkup_type: "
+        "checkup_type 'eye' is not one of this program's: specific_health_checkup",
         "line 3, resident_id: no such resident",
         "Error: 2 problem(s) in bad.csv; nothing awarded",
     ]
@@ -1274,7 +1295,7 @@ def test_points_award_checks_reports_and_awards_a_file(
         {
             "line": 2,
             "column": "checkup_type",
-            "reason": "checkup_type 'eye' is not one of this program's: basic",
+            "reason": "checkup_type 'eye' is not one of this program's: specific_health_checkup",
         },
         {"line": 3, "column": "resident_id", "reason": "no such resident"},
     ]
@@ -1322,7 +1343,10 @@ def test_points_award_explains_an_unknown_program_and_an_exhausted_budget(
         encode(
             [
                 "resident_id,record_id,occurred_on,checkup_type",
-                *(f"{r},R-{n},2026-05-01,basic" for n, r in enumerate(d.residents(2))),
+                *(
+                    f"{r},R-{n},2026-05-01,specific_health_checkup"
+                    for n, r in enumerate(d.residents(2))
+                ),
             ]
         )
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ RESIDENT = "res_AAAAAAAAAAAAAAAA"
 
 
 def program(module: str = "health_checkup", **fields: Any) -> Program:
-    config = {"checkup_types": ["basic"]} if module == "health_checkup" else {}
+    config = {"checkup_types": ["specific_health_checkup"]} if module == "health_checkup" else {}
     return Program(
         id="prg_reading",
         department_id="dep_reading",
@@ -48,7 +49,7 @@ def read(text: str, subject: Program | None = None) -> tuple[list[reading.Row], 
 
 
 def test_utf8_with_or_without_a_bom_and_cp932_are_read() -> None:
-    text = "resident_id,record_id,checkup_type\r\nres_狛江,R-1,basic\r\n"
+    text = "resident_id,record_id,checkup_type\r\nres_狛江,R-1,specific_health_checkup\r\n"
     assert decode(b"\xef\xbb\xbf" + text.encode("utf-8")) == text
     assert decode(text.encode("utf-8")) == text
     assert decode(text.encode("cp932")) == text
@@ -75,7 +76,7 @@ def test_a_file_that_is_not_text_we_read_is_refused_at_line_1(data: bytes, reaso
 def test_the_header_names_required_optional_and_the_modules_columns() -> None:
     rows, errors = read(
         "Resident_ID , record_id,occurred_on,amount,checkup_type\n"
-        f"{RESIDENT},R-1,2026/5/1,500,basic\n"
+        f"{RESIDENT},R-1,2026/5/1,500,specific_health_checkup\n"
     )
     assert errors == []
     (row,) = rows
@@ -84,7 +85,7 @@ def test_the_header_names_required_optional_and_the_modules_columns() -> None:
         RESIDENT,
         "R-1",
         date(2026, 5, 1),
-        {"checkup_type": "basic"},
+        {"checkup_type": "specific_health_checkup"},
     )
 
 
@@ -109,11 +110,11 @@ def test_a_file_of_blank_lines_has_no_header() -> None:
 def test_every_problem_of_a_row_is_reported_with_its_line_and_column() -> None:
     rows, errors = read(
         "resident_id,record_id,occurred_on,amount,checkup_type\n"
-        f"{RESIDENT},R-1,,,basic\n"  # 2: fine
+        f"{RESIDENT},R-1,,,specific_health_checkup\n"  # 2: fine
         "\n"  # 3: blank, skipped
-        "someone,R 2,2026-02-30,abc,basic\n"  # 4
-        f"{RESIDENT},R-1,,,basic\n"  # 5: the record id of line 2
-        f"{RESIDENT},R-3,,100,basic\n"  # 6: not the program's amount
+        "someone,R 2,2026-02-30,abc,specific_health_checkup\n"  # 4
+        f"{RESIDENT},R-1,,,specific_health_checkup\n"  # 5: the record id of line 2
+        f"{RESIDENT},R-3,,100,specific_health_checkup\n"  # 6: not the program's amount
         f"{RESIDENT},R-4,,,\n"  # 7: no checkup type
         f"{RESIDENT},R-5\n"  # 8: too few fields
     )
@@ -131,8 +132,11 @@ def test_every_problem_of_a_row_is_reported_with_its_line_and_column() -> None:
 
 
 def test_a_stray_quote_is_reported_where_the_broken_row_starts() -> None:
-    text = f'resident_id,record_id,checkup_type\n{RESIDENT},R-1,basic\n{RESIDENT},"R-2,basic\n'
-    rows, errors = read(text + f"{RESIDENT},R-3,basic\n" * 3)
+    text = (
+        f"resident_id,record_id,checkup_type\n{RESIDENT},R-1,specific_health_checkup\n"
+        f'{RESIDENT},"R-2,specific_health_checkup\n'
+    )
+    rows, errors = read(text + f"{RESIDENT},R-3,specific_health_checkup\n" * 3)
     assert [row.line for row in rows] == [2]
     assert errors == [
         RowError(
@@ -175,3 +179,29 @@ def test_good_rows_are_read_back_as_written(record_ids: list[str], newline: str)
     assert [(row.line, row.record_id) for row in rows] == [
         (line, record_id) for line, record_id in enumerate(record_ids, start=2)
     ]
+
+
+# The samples the README points at -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "module", "config"),
+    [
+        (
+            "health_checkup_awards.csv",
+            "health_checkup",
+            {"checkup_types": ["specific_health_checkup", "cancer_screening"]},
+        ),
+        ("volunteering_awards.csv", "volunteering", {}),
+    ],
+)
+def test_the_documented_sample_files_read_without_a_problem(
+    sample: str, module: str, config: dict[str, Any]
+) -> None:
+    data = (Path(__file__).resolve().parent.parent / "docs" / "samples" / sample).read_bytes()
+    subject = program(module)
+    subject.config = json.dumps(config)
+    rows, errors = parse(decode(data), subject)
+    assert errors == []
+    assert len(rows) == data.count(b"\n") - 1 >= 2
+    assert all(row.resident_id.startswith("res_") and row.record_id for row in rows)

@@ -499,6 +499,15 @@ def test_a_program_that_makes_no_sense_is_refused(engine: Engine, clock: FakeClo
         ({"module": "health_checkup"}, "config.checkup_types"),
         ({"module": "health_checkup", "config": {"checkup_types": []}}, "config.checkup_types"),
         ({"module": "health_checkup", "config": {**CHECKUPS, "extra": 1}}, "config.extra"),
+        # Checkup types come from one list (issuers.modules.CHECKUP_TYPES).
+        (
+            {"module": "health_checkup", "config": {"checkup_types": ["cancer_screening", "x"]}},
+            "config.checkup_types",
+        ),
+        (
+            {"module": "health_checkup", "config": {"checkup_types": ["specific"]}},
+            "config.checkup_types",
+        ),
         ({"module": "fixed_award", "config": {"checkup_types": ["x"]}}, "config.checkup_types"),
         ({"module": "volunteering", "config": {"event_id": "x"}}, "config.event_id"),
         ({"amount": 100, "cap_per_day": 99}, "cap_per_day"),
@@ -1196,7 +1205,7 @@ def test_a_health_checkup_is_awarded_once_per_type_per_fiscal_year(
         earning,
         InvalidInput,
         "validation_error",
-        lambda: earning.award(program, resident, "R-5", {"checkup_type": "dental"}),
+        lambda: earning.award(program, resident, "R-5", {"checkup_type": "dental_checkup"}),
     )
     assert earning.budget(program, 2026).remaining == 10_000 - 1_500
 
@@ -1223,7 +1232,7 @@ def test_a_checkup_type_not_in_the_program_is_refused(engine: Engine, clock: Fak
     resident = earning.resident()
 
     for details, field in [
-        ({"checkup_type": "dental"}, "details.checkup_type"),
+        ({"checkup_type": "dental_checkup"}, "details.checkup_type"),
         ({}, "details.checkup_type"),
         ({**SPECIFIC, "extra": 1}, "details.extra"),
     ]:

@@ -47,11 +47,11 @@ def world(engine: Engine) -> World:
     earning = Earning(engine, clock)
     point_type = earning.point_type()
     program = earning.program(
-        point_type, module="health_checkup", config={"checkup_types": ["basic"]}
+        point_type, module="health_checkup", config={"checkup_types": ["specific_health_checkup"]}
     )
     allocation = earning.allocate(program, 2026, 10_000)
     resident, other = earning.resident(), earning.resident()
-    earning.award(program, resident, "REC-1", {"checkup_type": "basic"})
+    earning.award(program, resident, "REC-1", {"checkup_type": "specific_health_checkup"})
     with engine.connect() as connection:
         award_id, bucket = connection.exec_driver_sql(
             "SELECT id, bucket_account_id FROM award"
