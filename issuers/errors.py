@@ -15,6 +15,7 @@ every HTTP status, by the base class)::
     └── UploadInProgress       another run is awarding the same file (upload_in_progress)
     InvalidInput
     ├── OutsideProgramWindow   the event's date is outside the program's window, or future
+    ├── FiscalYearOutsideProgram  an allocation for a year the program does not run in
     └── CsvInvalid             an uploaded file has bad rows (csv_invalid, every row's problem)
 """
 
@@ -81,6 +82,12 @@ class UploadInProgress(Conflict):
 
 class OutsideProgramWindow(InvalidInput):
     code = "outside_program_window"
+
+
+class FiscalYearOutsideProgram(InvalidInput):
+    """A budget for a fiscal year the program's dates do not reach, or beyond next year."""
+
+    code = "fiscal_year_outside_program"
 
 
 class CsvInvalid(InvalidInput):

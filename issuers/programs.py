@@ -30,6 +30,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from issuers.errors import (
     BudgetClosed,
     FiscalYearNotEnded,
+    FiscalYearOutsideProgram,
     ProgramNotActive,
     StatusChangeRefused,
 )
@@ -39,7 +40,7 @@ from ledger import schema as ledger_schema
 from points import audit
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
-from points.calendar import fiscal_year_end, tokyo_date
+from points.calendar import fiscal_year, fiscal_year_end, tokyo_date
 from points.errors import Conflict, InvalidInput, NotFound
 from points.pointtypes import PointType, get_point_type
 from points.registry import Department, new_id
@@ -294,6 +295,34 @@ def check_fiscal_year(fiscal_year: int) -> int:
     return fiscal_year
 
 
+def years_of_program(program: Program, now: datetime) -> range:
+    """The fiscal years a budget may be allocated for: from the year the program starts to the
+    year it ends, and no later than next year (a budget is planned a year ahead at most)."""
+    first = fiscal_year(program.valid_from)
+    last = fiscal_year(tokyo_date(now)) + 1
+    if program.valid_until is not None:
+        last = min(last, fiscal_year(program.valid_until))
+    return range(first, last + 1)
+
+
+def check_year_of_program(program: Program, year: int, now: datetime) -> None:
+    years = years_of_program(program, now)
+    if year not in years:
+        span = (
+            "none yet"
+            if not years
+            else f"FY{years.start}"
+            if len(years) == 1
+            else f"FY{years.start} to FY{years[-1]}"
+        )
+        raise FiscalYearOutsideProgram(
+            f"FY{year} is outside the program's years ({span})",
+            field="fiscal_year",
+            first_year=years.start if years else None,
+            last_year=years[-1] if years else None,
+        )
+
+
 def allocate(
     session: Session,
     actor: Principal,
@@ -311,6 +340,7 @@ def allocate(
     program = get_program(session, program_id)
     if program.status == ProgramStatus.CLOSED:
         raise ProgramNotActive(f"program {program_id} is closed", status=program.status)
+    check_year_of_program(program, fiscal_year, now)
     point_type = get_point_type(session, program.point_type_id)
     tx = LedgerTx(session.connection(), lambda: now)
     budget = budget_account(session, tx, program, fiscal_year, now)

@@ -428,7 +428,9 @@ def _program(
         "name_ja": "ボランティア",
         "name_en": "Volunteering",
         "amount": WORLD_AWARD,
-        "valid_from": date(2026, 4, 1),
+        # From FY2026, or from the first year it is funded for (a budget is allocated only for
+        # the fiscal years of the program's dates).
+        "valid_from": date(min([2026, *budget]), 4, 1),
     }
     fields.update(options)
     program = programs.create_program(

@@ -768,6 +768,36 @@ def test_awards_to_a_resident_who_is_not_active_are_refused(world: World) -> Non
             assert_problem(award(world, program_id, who.id), 409, "resident_not_active")
 
 
+def test_a_budget_is_allocated_only_for_the_years_of_the_program(world: World) -> None:
+    """A program from 2026-04-01 (the world's clock is in FY2026) is funded for FY2026 and, a
+    year ahead, FY2027; not for a year before it starts, after it ends, or years ahead."""
+    open_ended = world.fresh_program()
+    ending = world.fresh_program(valid_until=date(2026, 12, 31))
+
+    def allocate(program_id: str, year: int) -> Reply:
+        return world.client.post(
+            f"{B}/{program_id}/{year}/allocations",
+            headers=keyed(world.finance),
+            json={"amount": 100, "reason": "plan"},
+        )
+
+    with nothing_written(world, open_ended, ending):
+        for program_id, year, years in [
+            (open_ended, 2020, (2026, 2027)),
+            (open_ended, 2025, (2026, 2027)),
+            (open_ended, 2028, (2026, 2027)),
+            (open_ended, 2999, (2026, 2027)),
+            (ending, 2027, (2026, 2026)),
+        ]:
+            body = assert_problem(allocate(program_id, year), 422, "fiscal_year_outside_program")
+            assert body["field"] == "fiscal_year", body
+            assert (body["first_year"], body["last_year"]) == years, body
+            assert f"FY{year} is outside the program's years" in body["detail"]
+    for program_id, year in [(open_ended, 2026), (open_ended, 2027), (ending, 2026)]:
+        ok(allocate(program_id, year), 201)
+        assert budget(world, program_id, year)["allocated"] == 100
+
+
 def test_programs_and_allocations_that_make_no_sense_are_refused(world: World) -> None:
     client, admin = world.client, world.admin.headers
     base = {
