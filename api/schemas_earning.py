@@ -286,12 +286,13 @@ class RowProblem(Output):
 
 
 class UploadCheck(Output):
-    """What an upload of the file would do; nothing is written."""
+    """What an upload of the file would do; nothing is written. A file with bad rows is still
+    counted: ``rows`` is every data row, ``to_award`` and ``totals`` what its good rows would
+    award once the bad ones are mended (all zero when the file cannot be read at all)."""
 
     ok: bool
-    rows: int
-    to_award: int
-    replays: int
-    #: Points the file needs, per fiscal year.
-    totals: dict[str, int]
+    rows: int = Field(description="The file's data rows, good or bad (blank lines not counted)")
+    to_award: int = Field(description="Good rows not awarded before")
+    replays: int = Field(description="Good rows awarded before, by an earlier upload or one by one")
+    totals: dict[str, int] = Field(description="Points the good rows need, per fiscal year")
     errors: list[RowProblem]

@@ -128,6 +128,7 @@ CHECKUP_TYPES: dict[str, tuple[str, str]] = {
     "dental_checkup": ("歯科健診", "Dental checkup"),
     "comprehensive_checkup": ("人間ドック", "Comprehensive medical checkup"),
 }
+CHECKUP_CODE_OF_NAME: dict[str, str] = {ja: code for code, (ja, _en) in CHECKUP_TYPES.items()}
 
 
 class HealthCheckup(ProgramModule):
@@ -159,8 +160,15 @@ class HealthCheckup(ProgramModule):
         checkup_type: str = Field(
             min_length=1,
             max_length=64,
-            description="One of the program's checkup types, e.g. specific_health_checkup",
+            description="One of the program's checkup types, e.g. specific_health_checkup; "
+            "its Japanese name (特定健康診査, がん検診, ...) is read as its code, so a "
+            "department's spreadsheet may use either",
         )
+
+        @field_validator("checkup_type", mode="before")
+        @classmethod
+        def _code_of_japanese_name(cls, value: Any) -> Any:
+            return CHECKUP_CODE_OF_NAME.get(value, value) if isinstance(value, str) else value
 
     def plan(self, terms: ProgramTerms, config: Any, details: Any, event: AwardEvent) -> AwardPlan:
         if details.checkup_type not in config.checkup_types:

@@ -102,8 +102,8 @@ class Desk:
     def refusal(self, data: bytes) -> CsvInvalid:
         """As ``refused``; the refusal itself."""
         before = self.snapshot()
-        plan, checked = self.check(data)
-        assert plan is None and checked
+        _plan, checked = self.check(data)
+        assert checked
         with pytest.raises(CsvInvalid) as raised:
             self.upload(data)
         assert self.snapshot() == before
@@ -324,11 +324,14 @@ def test_a_file_spanning_two_fiscal_years_sets_each_years_total_aside(
 
 
 def test_utf8_without_a_bom_and_cp932_files_are_read(engine: Engine, clock: FakeClock) -> None:
-    d = desk(engine, clock, config={"checkup_types": ["特定健診", "がん検診"]})
+    d = desk(
+        engine, clock, config={"checkup_types": ["specific_health_checkup", "cancer_screening"]}
+    )
     residents = d.residents(4)
-    lines = [HEADER, f"{residents[0]},R-1,特定健診", f"{residents[1]},R-2,がん検診"]
+    # A department's spreadsheet names checkup types in Japanese: they are read as their codes.
+    lines = [HEADER, f"{residents[0]},R-1,特定健康診査", f"{residents[1]},R-2,cancer_screening"]
     utf8 = encode(lines, bom=False)
-    cp932_lines = [HEADER, f"{residents[2]},R-3,特定健診", f"{residents[3]},R-4,がん検診"]
+    cp932_lines = [HEADER, f"{residents[2]},R-3,特定健康診査", f"{residents[3]},R-4,がん検診"]
     cp932 = encode(cp932_lines, bom=False, encoding="cp932")
     with pytest.raises(UnicodeDecodeError):
         cp932.decode("utf-8")
@@ -340,17 +343,17 @@ def test_utf8_without_a_bom_and_cp932_files_are_read(engine: Engine, clock: Fake
     assert second.upload.filename == "健診受診者一覧.csv"
     details = {a.record_id: json.loads(a.details) for a in d.earning.awards_of(d.program)}
     assert details == {
-        "R-1": {"checkup_type": "特定健診"},
-        "R-2": {"checkup_type": "がん検診"},
-        "R-3": {"checkup_type": "特定健診"},
-        "R-4": {"checkup_type": "がん検診"},
+        "R-1": {"checkup_type": "specific_health_checkup"},
+        "R-2": {"checkup_type": "cancer_screening"},
+        "R-3": {"checkup_type": "specific_health_checkup"},
+        "R-4": {"checkup_type": "cancer_screening"},
     }
     # A CP932 value not in the program is reported in Japanese, as the department wrote it.
     (error,) = d.refused(
-        encode([HEADER, f"{residents[0]},R-9,人間ドック"], bom=False, encoding="cp932")
+        encode([HEADER, f"{residents[0]},R-9,脳ドック"], bom=False, encoding="cp932")
     )
     assert (error.line, error.column) == (2, "checkup_type")
-    assert "人間ドック" in error.reason
+    assert "脳ドック" in error.reason
 
 
 @pytest.mark.parametrize(
@@ -1226,7 +1229,7 @@ def test_a_file_of_more_than_65535_residents_is_checked(engine: Engine, clock: F
 
     plan, errors = d.check(encode(lines))
 
-    assert plan is None
+    assert plan is not None and (plan.rows, plan.to_award, plan.totals) == (70_000, [], {})
     assert len(errors) == 70_000
     assert errors[0] == RowError(2, "resident_id", "no such resident")
     assert errors[-1] == RowError(70_001, "resident_id", "no such resident")
@@ -1554,6 +1557,10 @@ def test_checking_a_file_writes_nothing_and_answers_json_or_csv(world: World) ->
     program = world.programs["a"]
     good = world_file(world, 3)
     bad = encode(["resident_id,record_id", "res_nosuchresident,C-1", "nonsense,C 2"])
+    # Four rows, one bad: the report counts them all and plans the three good ones.
+    mixed_rows = world_file(world, 4).decode("utf-8-sig").splitlines()
+    mixed_rows[3] = "res_nosuchresident,W-3"
+    mixed = encode(mixed_rows)
     snapshot = world.snapshot()
 
     ok = post_file(world, "issuer_a", program, good, key=None, path="award-uploads/check")
@@ -1574,10 +1581,20 @@ def test_checking_a_file_writes_nothing_and_answers_json_or_csv(world: World) ->
         "totals": {"2026": 300},
         "errors": [],
     }
+    partly = post_file(world, "issuer_a", program, mixed, key=None, path="award-uploads/check")
+    assert partly.status_code == 200, partly.text
+    assert partly.json() == {
+        "ok": False,
+        "rows": 4,
+        "to_award": 3,
+        "replays": 0,
+        "totals": {"2026": 300},
+        "errors": [{"line": 4, "column": "resident_id", "reason": "no such resident"}],
+    }
     assert problems.status_code == 200, problems.text
     assert problems.json() == {
         "ok": False,
-        "rows": 0,
+        "rows": 2,
         "to_award": 0,
         "replays": 0,
         "totals": {},

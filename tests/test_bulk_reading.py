@@ -42,7 +42,8 @@ def program(module: str = "health_checkup", **fields: Any) -> Program:
 
 
 def read(text: str, subject: Program | None = None) -> tuple[list[reading.Row], list[RowError]]:
-    return parse(text, subject or program())
+    rows, errors, _data_rows = parse(text, subject or program())
+    return rows, errors
 
 
 # Encodings ----------------------------------------------------------------------------------
@@ -201,7 +202,8 @@ def test_the_documented_sample_files_read_without_a_problem(
     data = (Path(__file__).resolve().parent.parent / "docs" / "samples" / sample).read_bytes()
     subject = program(module)
     subject.config = json.dumps(config)
-    rows, errors = parse(decode(data), subject)
+    rows, errors, data_rows = parse(decode(data), subject)
+    assert data_rows == len(rows)
     assert errors == []
     assert len(rows) == data.count(b"\n") - 1 >= 2
     assert all(row.resident_id.startswith("res_") and row.record_id for row in rows)

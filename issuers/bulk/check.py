@@ -46,9 +46,13 @@ from points.wallets import Wallet
 
 @dataclass
 class Plan:
+    #: The file's data rows, good or bad.
     rows: int
+    #: The good rows not awarded before, in the file's order.
     to_award: list[Row]
+    #: Good rows awarded before (by an earlier upload of the file, or one by one).
     replays: int
+    #: Points ``to_award`` needs, per fiscal year.
     totals: dict[int, int] = field(default_factory=dict)
 
 
@@ -287,7 +291,10 @@ def lookup(
 def check_file(
     engine: Engine, program_id: str, department_id: str | None, data: bytes, now: datetime
 ) -> tuple[Plan | None, list[RowError]]:
-    """Validate only: the plan and every problem (nothing is written)."""
+    """Validate only: the plan and every problem (nothing is written). The plan counts every
+    data row of the file in ``rows`` and plans the good ones, also when others are bad (a report
+    says what the file would award once they are mended); there is none for a file that could
+    not be read at all (its encoding, its header, its size)."""
 
     def work(session: Session) -> tuple[Plan | None, list[RowError]]:
         program = get_program(session, program_id, department_id=department_id)
@@ -295,9 +302,15 @@ def check_file(
             text = decode(data)
         except CsvInvalid as invalid:
             return None, invalid.errors
-        rows, errors = parse(text, program)
-        plan, found = validate(session, program, rows, now)
-        errors = sorted([*errors, *found], key=lambda error: (error.line, error.column))
-        return (None if errors else plan), errors
+        parsed = parse(text, program)
+        if parsed.errors and not parsed.data_rows:
+            return None, sorted(parsed.errors, key=_place)
+        plan, found = validate(session, program, parsed.rows, now)
+        plan.rows = parsed.data_rows
+        return plan, sorted([*parsed.errors, *found], key=_place)
 
     return unit_of_work(engine, work, read_only=True)
+
+
+def _place(error: RowError) -> tuple[int, str]:
+    return error.line, error.column

@@ -18,7 +18,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from issuers.awards import check_record_id
 from issuers.errors import CsvInvalid, RowError
@@ -71,7 +71,16 @@ def decode(data: bytes) -> str:
     raise CsvInvalid([RowError(1, "", UNKNOWN_ENCODING)])
 
 
-def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
+class Parsed(NamedTuple):
+    """What ``parse`` read: the good rows, every problem, and how many data rows the file has
+    (good or bad, blank lines not counted; up to where the reading stopped)."""
+
+    rows: list[Row]
+    errors: list[RowError]
+    data_rows: int
+
+
+def parse(text: str, program: Program) -> Parsed:
     """Rows and the problems found without the database."""
     module = module_for(program.module)
     detail_columns = list(module.Details.model_fields)
@@ -101,13 +110,13 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
             header = [cell.strip().lower() for cell in cells]
             errors += _check_header(header, detail_columns, line)
             if errors:
-                return [], errors
+                return Parsed([], errors, 0)
             continue
         data_rows += 1
         if data_rows > ROWS_MAX:
             # Counted whether the rows are good or not; the file must be split, so its other
             # problems are left for the parts (and cannot push this one out of the report).
-            return [], [RowError(line, "", f"a file holds at most {ROWS_MAX} rows")]
+            return Parsed([], [RowError(line, "", f"a file holds at most {ROWS_MAX} rows")], 0)
         if len(cells) != len(header):
             runs_on = f" (the row runs on to line {last_line}: a stray quote?)"
             errors.append(
@@ -131,7 +140,7 @@ def parse(text: str, program: Program) -> tuple[list[Row], list[RowError]]:
         errors += row_errors
     if header is None:
         errors.append(RowError(1, "", "the file has no header row"))
-    return rows, errors
+    return Parsed(rows, errors, data_rows)
 
 
 def _check_header(header: list[str], detail_columns: list[str], line: int) -> list[RowError]:
