@@ -11,6 +11,7 @@ from points import pointtypes, wallet_views
 from points.calendar import NEVER
 from points.people import get
 from points.registry import Resident
+from points.wallets import point_types_of_resident
 
 
 def _line(line: wallet_views.ExpiryLine) -> ExpiryLinePublic:
@@ -46,11 +47,14 @@ def wallet_public(view: wallet_views.WalletView) -> WalletPublic:
 def resident_wallets(
     session: Session, resident_id: str, now: datetime, notice_days: int
 ) -> list[WalletPublic]:
-    """Every point type's wallet of the resident (an empty one where nothing was earned yet)."""
+    """The resident's wallets: one per point type the resident holds or held points of (or
+    whose wallet was closed), by type code; none for the city's other types. A resident who
+    has earned nothing yet has none; ``GET /me/wallets/{point_type}`` still answers an empty
+    wallet of any type."""
     get(session, Resident, resident_id)
     return [
         wallet_public(wallet_views.wallet_view(session, point_type, resident_id, now, notice_days))
-        for point_type in pointtypes.list_point_types(session)
+        for point_type in point_types_of_resident(session, resident_id)
     ]
 
 

@@ -401,6 +401,17 @@ class LedgerTx:
         )
         return self.get_account(account_id)
 
+    def reopen_account(self, account_id: int) -> Account:
+        """Open a closed account again (a wallet reopened when its resident returns); what it
+        recorded stays as it was. Opening an open account changes nothing."""
+        row = self._fetch_accounts([account_id], lock=True).get(account_id)
+        if row is None:
+            raise AccountNotFound(account_id)
+        self.connection.execute(
+            schema.account.update().where(schema.account.c.id == account_id).values(closed=False)
+        )
+        return self.get_account(account_id)
+
     def balance(self, account_id: int) -> Balance:
         """An account's balance: one primary-key read, whatever the number of postings."""
         return self.get_account(account_id).balance

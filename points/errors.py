@@ -21,6 +21,7 @@
     │   ├── LeaseLost              another process took a job's period over (job_lease_lost)
     │   ├── InsufficientPoints     the wallet holds too little (insufficient_balance)
     │   ├── WalletClosed           the wallet was closed (moved out, deceased)
+    │   ├── WalletNotClosed        only a closed wallet can be reopened
     │   ├── WalletHasPending       a wallet with a payment in progress cannot be closed
     │   └── ResidentNotActive      the resident is not active
     ├── RateLimited                too many attempts; retry after ``retry_after_seconds``
@@ -150,6 +151,10 @@ class InsufficientPoints(Conflict):
 
 class WalletClosed(Conflict):
     code = "wallet_closed"
+
+
+class WalletNotClosed(Conflict):
+    code = "wallet_not_closed"
 
 
 class WalletHasPending(Conflict):

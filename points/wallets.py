@@ -20,7 +20,8 @@ The ledger's flag is the last word.
 
 A wallet is **closed** (a resident moved out or died) by counter staff: its balance goes to
 expired points in one entry per ``BUCKETS_PER_SPEND_MAX`` buckets, recorded with the reason, the
-bucket accounts are closed in the ledger, and nothing can be awarded to or spent from it again.
+bucket accounts are closed in the ledger, and nothing can be awarded to or spent from it again
+until counter staff reopen it (``reopen_wallet``: the resident came back).
 A wallet with a hold pending is not closed: the hold is posted or voided first.
 """
 
@@ -47,6 +48,7 @@ from points.errors import (
     ResidentNotActive,
     WalletClosed,
     WalletHasPending,
+    WalletNotClosed,
 )
 from points.pointtypes import PointType
 from points.registry import Resident, ResidentStatus
@@ -256,6 +258,19 @@ def buckets(session: Session, resident_id: str, point_type_id: str) -> list[Buck
     ]
 
 
+def point_types_of_resident(session: Session, resident_id: str) -> list[PointType]:
+    """The point types of the resident's wallets (opened on the first points received, or
+    closed), by code: what the wallet app and the counter list."""
+    return list(
+        session.exec(
+            select(PointType)
+            .join(Wallet, col(Wallet.point_type_id) == col(PointType.id))
+            .where(Wallet.resident_id == resident_id)
+            .order_by(col(PointType.code))
+        )
+    )
+
+
 def lock_wallet(session: Session, point_type: PointType, resident_id: str) -> Wallet | None:
     """The wallet's row, locked for update (``None`` when it was never opened): whoever spends
     from or closes the wallet takes this lock first, so they plan on balances no one else moves."""
@@ -347,3 +362,49 @@ def close_wallet(
     )
     session.flush()
     return wallet, moved, entry_ids
+
+
+def reopen_wallet(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    point_type: PointType,
+    resident_id: str,
+    *,
+    reason: str,
+) -> Wallet:
+    """Open a closed wallet again (the resident came back), audited with the reason and the
+    closure it undoes. The points moved to expired at the closure stay expired: what the
+    resident receives from now on is theirs. Its bucket accounts are opened again, so an award
+    to a bucket of the same program and expiry day lands where it did before."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required", field="reason")
+    if session.get(Resident, resident_id) is None:
+        raise NotFound(f"no resident {resident_id}", object_id=resident_id)
+    wallet = lock_wallet(session, point_type, resident_id)
+    if wallet is None or wallet.status != WalletStatus.CLOSED:
+        raise WalletNotClosed(f"the wallet of resident {resident_id} is not closed")
+    tx = LedgerTx(session.connection(), lambda: now)
+    for bucket in buckets(session, resident_id, point_type.id):
+        if bucket.closed:
+            tx.reopen_account(bucket.account_id)
+    closure = {
+        "closed_at": wallet.closed_at.isoformat() if wallet.closed_at else None,
+        "closed_reason": wallet.closed_reason,
+        "closed_by": wallet.closed_by,
+    }
+    wallet.status = WalletStatus.OPEN
+    wallet.closed_at = wallet.closed_reason = wallet.closed_by = None
+    session.add(wallet)
+    audit.record(
+        session,
+        actor=actor,
+        action="wallet.reopen",
+        object_type="resident",
+        object_id=resident_id,
+        at=now,
+        reason=reason,
+        details={"point_type": point_type.code, **closure},
+    )
+    session.flush()
+    return wallet

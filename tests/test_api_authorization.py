@@ -161,6 +161,17 @@ def fresh_resident_with_token(world: World) -> dict[str, Any]:
     return {"resident_id": world.fresh_resident(with_token=True).id}
 
 
+def fresh_closed_wallet(world: World) -> dict[str, Any]:
+    resident_id = world.fresh_resident().id
+    closed = world.client.post(
+        f"{C}/residents/{resident_id}/wallets/{POINT_TYPE_CODE}/close",
+        headers={**world.counter.headers, "Idempotency-Key": str(uuid.uuid4())},
+        json={"reason": "moved out"},
+    )
+    assert closed.status_code == 200, closed.text
+    return {"resident_id": resident_id, "point_type": POINT_TYPE_CODE}
+
+
 def fresh_merchant(world: World) -> dict[str, Any]:
     return {"merchant_id": world.fresh_merchant()}
 
@@ -331,6 +342,8 @@ TABLE: list[Row] = [
     Row("POST", f"{C}/residents/{{resident_id}}/wallets/{{point_type}}/close", COUNTER,
         params=lambda w: {**fresh_resident(w), "point_type": POINT_TYPE_CODE}, body=reason,
         audited=True, value_moving=True),
+    Row("POST", f"{C}/residents/{{resident_id}}/wallets/{{point_type}}/reopen", COUNTER,
+        params=fresh_closed_wallet, body=reason, audited=True, value_moving=True),
     Row("GET", f"{C}/expiry-notices", "401 403 403 403 200 403 200", media_type="text/csv"),
     # Budgets: finance and admins.
     Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),

@@ -14,6 +14,7 @@ requests simply run one after the other.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter
@@ -345,7 +346,8 @@ def test_done_when_story_through_the_api_alone(world: World, clock: FakeClock) -
         **EMPTY_NOTICE,
     }
     every = ok(client.get(f"{ME}/wallets", headers=resident.headers))
-    assert {item["point_type"]: item["balance"] for item in every} == {"kenko": 500, "pt": 0}
+    # Only the types the resident holds points of: no empty wallet of the city's other type.
+    assert {item["point_type"]: item["balance"] for item in every} == {"kenko": 500}
     assert wallet in every
     assert history(world, resident, "kenko") == {
         "items": [
@@ -1333,6 +1335,77 @@ def test_the_counter_closes_a_wallet_and_nothing_is_awarded_to_it_again(world: W
         assert_problem(again, 409, "wallet_closed")
     # The budget still shows what was awarded: closing does not give points back to it.
     assert budget(world, program_id)["awarded"] == 300  # the world's award and these two
+
+
+def test_a_closed_wallet_is_reopened_at_the_counter_and_receives_again(world: World) -> None:
+    program_id = world.programs["a"]
+    counter = world.counter
+    resident = world.fresh_resident(with_token=True)
+    # Nothing earned yet: no wallet listed, for the resident or at the counter.
+    assert ok(world.client.get(f"{ME}/wallets", headers=resident.headers)) == []
+    at_counter = f"{C}/residents/{resident.id}/wallets"
+    assert ok(world.client.get(at_counter, headers=counter.headers)) == []
+    awarded(world, program_id, resident.id, record_id="before-moving")
+    close = f"{C}/residents/{resident.id}/wallets/pt/close"
+    reopen = f"{C}/residents/{resident.id}/wallets/pt/reopen"
+    assert_problem(
+        world.client.post(reopen, headers=keyed(counter), json={"reason": "not closed"}),
+        409,
+        "wallet_not_closed",
+    )
+    ok(world.client.post(close, headers=keyed(counter), json={"reason": "moved out"}))
+    with nothing_written(world, program_id):
+        assert_problem(
+            world.client.post(reopen, headers=keyed(counter), json={"reason": " "}),
+            422,
+            "validation_error",
+        )
+        assert_problem(
+            world.client.post(
+                f"{C}/residents/res_doesnotexist00000000/wallets/pt/reopen",
+                headers=keyed(counter),
+                json={"reason": "came back"},
+            ),
+            404,
+            "not_found",
+        )
+
+    key = new_key()
+    response = world.client.post(reopen, headers=keyed(counter, key), json={"reason": "came back"})
+    reopened = ok(response)
+    # The points moved to expired at the closure stay expired.
+    assert reopened == {**reopened, "point_type": "pt", "status": "open", "balance": 0}
+    replay = world.client.post(reopen, headers=keyed(counter, key), json={"reason": "came back"})
+    assert ok(replay) == reopened
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert_problem(
+        world.client.post(reopen, headers=keyed(counter), json={"reason": "again"}),
+        409,
+        "wallet_not_closed",
+    )
+
+    # Awards reach it again, also into the bucket of the same program and expiry day.
+    awarded(world, program_id, resident.id, record_id="after-returning")
+    assert wallet_of(world, resident) == {
+        **reopened,
+        "balance": 100,
+        "by_expiry": [{"valid_until": "2027-04-30", "amount": 100}],
+    }
+    assert ok(world.client.get(at_counter, headers=counter.headers)) == [wallet_of(world, resident)]
+    assert [line["kind"] for line in history(world, resident)["items"]] == [
+        "award",
+        "wallet_closed",
+        "award",
+    ]
+    with world.engine.connect() as connection:
+        ((reason, details),) = connection.execute(
+            sa.text(
+                "SELECT reason, details FROM audit_event"
+                " WHERE action = 'wallet.reopen' AND object_id = :resident"
+            ),
+            {"resident": resident.id},
+        ).all()
+    assert (reason, json.loads(details)["closed_reason"]) == ("came back", "moved out")
 
 
 def test_closing_a_wallet_never_used_keeps_it_closed(world: World) -> None:

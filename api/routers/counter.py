@@ -31,7 +31,7 @@ from api.schemas import (
     RevokedCount,
 )
 from api.schemas_earning import PointTypeCode, WalletClosedPublic, WalletPublic
-from api.wallet_views import resident_wallets
+from api.wallet_views import resident_wallet, resident_wallets
 from points import access, notices, people, pointtypes, wallets
 from points.auth import Principal, Role
 from points.calendar import tokyo_date
@@ -222,6 +222,35 @@ def close_wallet(
             closed_reason=wallet.closed_reason,
         )
         return 200, closed.model_dump(mode="json")
+
+    return idempotency.run(caller, body, work)
+
+
+@router.post(
+    "/residents/{resident_id}/wallets/{point_type}/reopen",
+    response_model=WalletPublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Reopen a closed wallet (the resident came back)",
+    description="Opens a wallet closed at the counter again, audited with the reason, so that "
+    "awards reach it again. The points moved to expired when it was closed stay expired. Only a "
+    "closed wallet can be reopened (409 `wallet_not_closed`); a resident who is not active "
+    "still receives nothing until their status is active again. Needs an `Idempotency-Key`.",
+)
+def reopen_wallet(
+    resident_id: PathId,
+    point_type: PointTypeCode,
+    body: ReasonInput,
+    caller: CounterDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    now, days = services.clock(), services.settings.expiry_notice_days
+
+    def work(session: Session) -> tuple[int, Any]:
+        found = pointtypes.find_point_type(session, point_type)
+        wallets.reopen_wallet(session, caller, now, found, resident_id, reason=body.reason)
+        reopened = resident_wallet(session, resident_id, found.code, now, days)
+        return 200, reopened.model_dump(mode="json")
 
     return idempotency.run(caller, body, work)
 

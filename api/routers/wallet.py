@@ -1,8 +1,9 @@
 """The resident's own wallet endpoints: only ever the caller's own data.
 
-``/me/wallets`` shows every point type's wallet: the balance that can be spent now, what is
-held for payments awaiting confirmation, the balance by expiry date, and a notice ("N pt expire
-on D") for the nearest expiry within the notice window (``POINTS_EXPIRY_NOTICE_DAYS``, 60 by
+``/me/wallets`` shows a wallet for each point type the resident holds or held points of (none
+of the city's other types): the balance that can be spent now, what is held for payments
+awaiting confirmation, the balance by expiry date, and a notice ("N pt expire on D") for the
+nearest expiry within the notice window (``POINTS_EXPIRY_NOTICE_DAYS``, 60 by
 default). The history lists the entries touching the wallet, newest first, with a line in
 Japanese and English.
 """
