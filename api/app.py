@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from api import errors
 from api.deps import Services
-from api.logs import request_context
+from api.logs import configure_logging, request_context
 from api.routers import (
     admin,
     budgets,
@@ -157,5 +157,9 @@ def _as_problem(response: Response) -> Response:
 
 
 def app_from_environment() -> FastAPI:
-    """The factory ``points serve`` gives uvicorn (``--factory``), one per worker."""
-    return create_app(Settings())
+    """The factory ``points serve`` gives uvicorn (``--factory``), one per worker. A worker is
+    a process of its own (spawned, not forked): it sets up the JSON log lines itself, at
+    ``POINTS_LOG_LEVEL``, or its requests would be logged nowhere."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

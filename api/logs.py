@@ -35,6 +35,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": request_id_var.get(),
+            "pid": record.process,
         }
         for key in ("method", "route", "status", "duration_ms"):
             if hasattr(record, key):

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POINTS_", env_file=".env", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
+    #: The level of the JSON log lines (``points serve --log-level`` sets it for its workers).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     database_url: str = "sqlite:///points.db"
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     #: Keys the hashes of short secrets (enrolment codes) so a stolen database cannot be

@@ -283,7 +283,9 @@ SEAL_EVERY_SECOND = json.dumps({"seal": {"trigger": "interval", "seconds": 1}})
 
 
 @contextmanager
-def serving(tmp_path: Path, **settings: str) -> Iterator[tuple[Engine, subprocess.Popen[bytes]]]:
+def serving(
+    tmp_path: Path, *arguments: str, **settings: str
+) -> Iterator[tuple[Engine, subprocess.Popen[bytes]]]:
     """A fresh SQLite file migrated with ``points db upgrade``, a few ledger entries on it (not
     sealed yet), and ``points serve`` on it until its health endpoint answers. Yields an engine
     on the file and the server process; the server is stopped (killed if need be) afterwards."""
@@ -307,7 +309,7 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[tuple[Engine, subproces
         port = free_port()
         with (tmp_path / "serve.out").open("wb") as out, (tmp_path / "serve.err").open("wb") as e:
             process = subprocess.Popen(
-                [str(POINTS_COMMAND), "serve", "--port", str(port)],
+                [str(POINTS_COMMAND), "serve", "--port", str(port), *arguments],
                 env=env,
                 cwd=tmp_path,
                 stdout=out,
@@ -324,6 +326,7 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[tuple[Engine, subproces
                 pass
             assert time.monotonic() < deadline, "points serve did not come up in 15 seconds"
             time.sleep(0.1)
+        process.port = port  # type: ignore[attr-defined]
         yield engine, process
     finally:
         if process is not None and process.poll() is None:
@@ -668,3 +671,29 @@ def test_points_expire_a_future_date_as_a_dry_run(engine: Engine, database_url: 
         "points": 230,
         "entries": 1,
     }
+
+
+def test_every_worker_of_points_serve_logs_its_requests(tmp_path: Path) -> None:
+    request_ids = [f"trace-{number:04d}" for number in range(24)]
+    with serving(tmp_path, "--workers", "2", jobs_enabled="false") as (_engine, process):
+        port = process.port  # type: ignore[attr-defined]
+        for request_id in request_ids:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": request_id}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.headers["X-Request-ID"] == request_id
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    text = (tmp_path / "serve.err").read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    logged = {
+        line["request_id"]: line
+        for line in lines
+        if (line.get("request_id") or "").startswith("trace-")
+    }
+    # Each request's access line, written by the worker that served it (not the parent).
+    assert sorted(logged) == request_ids, text
+    assert {(line["route"], line["status"]) for line in logged.values()} == {("/healthz", 200)}
+    assert process.pid not in {line["pid"] for line in logged.values()}
+    assert "Traceback" not in text

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import unicodedata
@@ -196,6 +197,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     The scheduled jobs run in this process (one scheduler however many workers serve requests)
     unless POINTS_JOBS_ENABLED=false."""
     configure_logging(log_level.upper())
+    # Each worker process reads the level from its environment (api.app.app_from_environment).
+    os.environ["POINTS_LOG_LEVEL"] = log_level.upper()
     settings = _settings()
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
     # that was installed before it; with the default one the process died there, before the
