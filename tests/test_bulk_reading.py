@@ -237,6 +237,11 @@ def test_good_rows_are_read_back_as_written(record_ids: list[str], newline: str)
             {"checkup_types": ["specific_health_checkup", "cancer_screening"]},
         ),
         ("volunteering_awards.csv", "volunteering", {}),
+        (
+            "health_checkup_awards_by_address_number.csv",
+            "health_checkup",
+            {"checkup_types": ["specific_health_checkup", "cancer_screening"]},
+        ),
     ],
 )
 def test_the_documented_sample_files_read_without_a_problem(
@@ -254,3 +259,5 @@ def test_the_documented_sample_files_read_without_a_problem(
     assert all(
         row.resident_id.startswith("res_") != (row.address_number is not None) for row in rows
     )
+    if "address_number" in sample:
+        assert all(row.address_number and row.address_number.isdigit() for row in rows)
