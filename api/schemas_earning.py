@@ -157,8 +157,8 @@ class AllocationPublic(Output):
 
 
 class AwardCreate(Input):
-    """One qualifying event of one resident, named by ``resident_id`` or ``address_number``:
-    exactly one of the two."""
+    """One qualifying event of one resident, who is named by `resident_id` or by
+    `address_number`: exactly one of the two (both or neither is `validation_error`)."""
 
     resident_id: ObjectId | None = Field(
         default=None,
@@ -198,8 +198,8 @@ class ResidentLookupPublic(Output):
     )
     wallet_open: bool = Field(
         description="True when the resident has a wallet open, of any point type. False: no "
-        "wallet yet (their first award opens one) or every wallet closed (moved out, deceased: "
-        "an award is then refused)."
+        "open wallet, either none yet (their first award opens one) or every one closed "
+        "(moved out, deceased)."
     )
 
 
