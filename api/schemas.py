@@ -9,7 +9,13 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from points.auth import Role
-from points.registry import MerchantStatus, ResidentStatus, StaffRole, StaffStatus
+from points.registry import (
+    ADDRESS_NUMBER_PATTERN,
+    MerchantStatus,
+    ResidentStatus,
+    StaffRole,
+    StaffStatus,
+)
 
 ItemT = TypeVar("ItemT")
 
@@ -35,7 +41,7 @@ Reason = Annotated[
 #: The id pattern of every registry object (``res_...``, ``stf_...``), for paths and cursors.
 ID_PATTERN = r"^[a-z]{3}_[A-Za-z0-9_-]{1,28}$"
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-AddressNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+AddressNumber = Annotated[str, StringConstraints(pattern=ADDRESS_NUMBER_PATTERN)]
 ObjectId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 PathId = Annotated[str, Path(pattern=ID_PATTERN)]
 

@@ -7,9 +7,9 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Path, Query
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from api.schemas import ID_PATTERN, Input, Name, ObjectId, Output, PlainText, Reason
+from api.schemas import ID_PATTERN, AddressNumber, Input, Name, ObjectId, Output, PlainText, Reason
 from issuers.awards import RECORD_ID_MAX_LENGTH
 from issuers.modules import CHECKUP_TYPES, MODULES
 from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
@@ -157,7 +157,23 @@ class AllocationPublic(Output):
 
 
 class AwardCreate(Input):
-    resident_id: ObjectId
+    """One qualifying event of one resident, who is named by `resident_id` or by
+    `address_number`: exactly one of the two (both or neither is `validation_error`)."""
+
+    resident_id: ObjectId | None = Field(
+        default=None,
+        description="The resident's pseudonymous id (`res_...`). Give this or "
+        "`address_number`, not both.",
+        examples=["res_5MHn8rJVS31B37_j"],
+    )
+    address_number: AddressNumber | None = Field(
+        default=None,
+        description="Instead of `resident_id`: the resident's address number (宛名番号), 1 to "
+        "20 digits, as the department's own records know them. It is looked up and not stored: "
+        "the award names the resident by `resident_id`. An unknown number is `not_found`; a "
+        "number two residents share is `conflict`.",
+        examples=["1234567890"],
+    )
     #: The department's own id of the qualifying event (a checkup record, an attendance line):
     #: reporting the same record again awards nothing twice.
     record_id: RecordId = Field(examples=["HC-2026-000123"])
@@ -165,6 +181,26 @@ class AwardCreate(Input):
     details: dict[str, DetailValue] = Field(default_factory=dict, max_length=20)
     #: The day of the event (Asia/Tokyo); today when left out.
     occurred_on: date | None = None
+
+    @model_validator(mode="after")
+    def _one_resident(self) -> AwardCreate:
+        if (self.resident_id is None) == (self.address_number is None):
+            raise ValueError("give exactly one of resident_id and address_number")
+        return self
+
+
+class ResidentLookupPublic(Output):
+    """The resident a department knows by address number, as the department may see them:
+    nothing personal."""
+
+    resident_id: str = Field(
+        description="The resident's pseudonymous id, to award them by", examples=["res_..."]
+    )
+    wallet_open: bool = Field(
+        description="True when the resident has a wallet open, of any point type. False: no "
+        "open wallet, either none yet (their first award opens one) or every one closed "
+        "(moved out, deceased)."
+    )
 
 
 class AwardPublic(Output):

@@ -3,8 +3,10 @@ the resident's wallet, in one transaction with everything that limits them.
 
 One award, in order (all in the caller's unit of work, so all or nothing):
 
-1. The program must be the department's (else not found); the record id is printable ASCII;
-   the module checks the details the department sent.
+1. The program must be the department's (else not found); the resident is named by their
+   pseudonymous id or by their address number (宛名番号, looked up: ``points.people``), and
+   only the id is stored; the record id is printable ASCII; the module checks the details the
+   department sent.
 2. The department's ``record_id`` names the award: the same record again returns the first award
    (``replayed``); the same record for another resident or other details is
    ``record_id_reused``. A unique (program, record) constraint holds that against races.
@@ -60,6 +62,7 @@ from ledger.errors import AccountClosed, InsufficientFunds
 from points.auth import Principal
 from points.calendar import tokyo_date
 from points.errors import InvalidInput, WalletClosed
+from points.people import resident_id_of
 from points.pointtypes import get_point_type
 from points.sqlbase import UTCDateTime
 from points.wallets import bucket_for, create_wallet, receiving_wallet
@@ -122,10 +125,13 @@ class AwardCounter(SQLModel, table=True):
 @dataclass(frozen=True, slots=True)
 class AwardRequest:
     program_id: str
-    resident_id: str
+    #: The resident, by pseudonymous id or (instead) by ``address_number``: exactly one.
+    resident_id: str | None
     record_id: str
     details: dict[str, Any]
     occurred_on: date | None = None
+    #: The resident's address number (宛名番号), when the department names them by it.
+    address_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,9 @@ def award(
     budget: the clearing accounts a bulk upload set its file's total aside in (``issuers.bulk``).
     """
     program = get_program(session, request.program_id, department_id=department_id)
+    resident_id = resident_id_of(
+        session, resident_id=request.resident_id, address_number=request.address_number
+    )
     check_record_id(request.record_id)
     module = module_for(program.module)
     details = parse_details(module, request.details)
@@ -158,7 +167,7 @@ def award(
         select(Award).where(Award.program_id == program.id, Award.record_id == request.record_id)
     ).first()
     if earlier is not None:
-        if not same_event(earlier, request.resident_id, details_json, request.occurred_on):
+        if not same_event(earlier, resident_id, details_json, request.occurred_on):
             raise RecordIdReused(
                 f"record {request.record_id!r} was awarded for a different event; "
                 "each qualifying event has its own record id",
@@ -167,24 +176,22 @@ def award(
         return AwardResult(earlier, replayed=True)
     today = tokyo_date(now)
     point_type = get_point_type(session, program.point_type_id)
-    resident_status, wallet = receiving_wallet(session, point_type, request.resident_id)
+    resident_status, wallet = receiving_wallet(session, point_type, resident_id)
     decision = decide(
         program,
         module,
         parse_config(module, program.config),
         details,
-        resident_id=request.resident_id,
+        resident_id=resident_id,
         record_id=request.record_id,
         occurred_on=request.occurred_on,
         today=today,
         valid_until=point_type.valid_until(today),
         parties=Parties(resident_status, wallet.status if wallet is not None else None),
-        claimed=lambda once, periods: _claimed(
-            session, program.id, request.resident_id, once, periods
-        ),
+        claimed=lambda once, periods: _claimed(session, program.id, resident_id, once, periods),
     )
     if wallet is None:
-        create_wallet(session, point_type, request.resident_id, now)
+        create_wallet(session, point_type, resident_id, now)
     year = decision.fiscal_year
     if paid_from is not None:
         if year not in paid_from:
@@ -200,11 +207,11 @@ def award(
             raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed")
         source = budget.account_id
     for once_key in decision.once_keys:
-        _claim_once(session, program.id, request.resident_id, once_key, request.record_id)
-    _count_towards_caps(session, program.id, request.resident_id, decision)
+        _claim_once(session, program.id, resident_id, once_key, request.record_id)
+    _count_towards_caps(session, program.id, resident_id, decision)
     valid_until = point_type.valid_until(today)
     tx = LedgerTx(session.connection(), lambda: now)
-    bucket = bucket_for(session, tx, point_type, request.resident_id, program.id, valid_until)
+    bucket = bucket_for(session, tx, point_type, resident_id, program.id, valid_until)
     try:
         entry = tx.post(
             award_entry(program, request.record_id, year, decision.amount, source, bucket)
@@ -220,11 +227,11 @@ def award(
         if closed.account_id == source:
             raise BudgetClosed(f"the FY{year} budget of program {program.id} is closed") from None
         # The bucket: counter staff closed the wallet while this award was on its way.
-        raise WalletClosed(f"the wallet of resident {request.resident_id} was closed") from None
+        raise WalletClosed(f"the wallet of resident {resident_id} was closed") from None
     created = Award(
         program_id=program.id,
         record_id=request.record_id,
-        resident_id=request.resident_id,
+        resident_id=resident_id,
         amount=decision.amount,
         fiscal_year=year,
         occurred_on=decision.occurred_on,

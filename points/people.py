@@ -9,6 +9,7 @@ are given, but record it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -177,6 +178,41 @@ def correct_resident(
         details={"fields": sorted(changes)},
     )
     return resident
+
+
+def resident_id_of(session: Session, *, resident_id: str | None, address_number: str | None) -> str:
+    """The pseudonymous id of the resident a department names, by ``resident_id`` or by
+    ``address_number`` (宛名番号), exactly one of them. A resident id is returned as it is (the
+    award rules refuse one that does not exist); an address number is looked up
+    (``one_resident``). Departments know residents by their address number; nothing they
+    are told or that is stored for them (awards, the ledger) carries it."""
+    if (resident_id is None) == (address_number is None):
+        raise InvalidInput(
+            "give exactly one of resident_id and address_number", field="resident_id"
+        )
+    if resident_id is not None:
+        return resident_id
+    assert address_number is not None
+    found = session.exec(
+        select(Resident.id).where(Resident.address_number == address_number).limit(2)
+    ).all()
+    return one_resident(address_number, found)
+
+
+def one_resident(address_number: str, resident_ids: Sequence[str]) -> str:
+    """The one resident among ``resident_ids``, those found with ``address_number``: none is
+    not found, several (a number registered twice) is a conflict to mend at the counter; the
+    one rule of single awards, bulk uploads and the departments' lookup. The messages name
+    only the number the caller gave."""
+    if not resident_ids:
+        raise NotFound(f"no resident has address number {address_number}", field="address_number")
+    if len(resident_ids) > 1:
+        raise Conflict(
+            f"more than one resident has address number {address_number}; "
+            "name the resident by resident_id, or have the counter correct the registry",
+            field="address_number",
+        )
+    return resident_ids[0]
 
 
 def erase_resident(

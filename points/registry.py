@@ -21,6 +21,8 @@ from sqlmodel import Field, SQLModel
 from points.sqlbase import UTCDateTime
 
 ID_RANDOM_BYTES = 12
+#: A resident address number (宛名番号) as the city's systems write it: 1 to 20 ASCII digits.
+ADDRESS_NUMBER_PATTERN = r"^[0-9]{1,20}$"
 
 
 def new_id(prefix: str) -> str:

@@ -38,7 +38,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from ledger import LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
 from ledger.model import POSTINGS_PER_ENTRY_MAX
-from points import audit
+from points import audit, people
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
 from points.calendar import usable_at
@@ -186,6 +186,29 @@ def check_can_receive(resident_status: str | None, wallet_status: str | None) ->
         raise WalletClosed("the resident's wallet is closed")
     if resident_status != ResidentStatus.ACTIVE:
         raise ResidentNotActive(f"the resident is {resident_status}")
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentLookup:
+    """What a department may learn of a resident it knows by address number: nothing personal."""
+
+    resident_id: str
+    #: The resident has a wallet open, of any point type.
+    wallet_open: bool
+
+
+def look_up_resident(session: Session, address_number: str) -> ResidentLookup:
+    """The resident with this address number (宛名番号), for a department: their pseudonymous
+    id and whether they have any open wallet (a resident without one has no wallet yet, which
+    their first award opens, or had theirs closed: moved out, deceased). Unknown and shared
+    numbers are refused as for an award by number (``people.one_resident``)."""
+    resident_id = people.resident_id_of(session, resident_id=None, address_number=address_number)
+    open_wallet = session.exec(
+        select(Wallet.point_type_id)
+        .where(Wallet.resident_id == resident_id, Wallet.status == WalletStatus.OPEN)
+        .limit(1)
+    ).first()
+    return ResidentLookup(resident_id, wallet_open=open_wallet is not None)
 
 
 def bucket_for(

@@ -242,6 +242,11 @@ def finds_the_resident(world: World, _actor: Actor, body: Any) -> None:
     assert body["id"] == world.resident.id
 
 
+def learns_only_the_id(world: World, _actor: Actor, body: Any) -> None:
+    """A department looking a resident up by number learns nothing personal."""
+    assert body == {"resident_id": world.resident.id, "wallet_open": True}
+
+
 def pseudonymous(_world: World, _actor: Actor, body: Any) -> None:
     assert body["items"]
     for item in body["items"]:
@@ -325,6 +330,8 @@ TABLE: list[Row] = [
     Row("POST", f"{ISS}/programs/{{program_id}}/award-uploads/check", ISSUER,
         per_caller=own_program, csv=awards_file),
     Row("GET", f"{ISS}/award-uploads/{{upload_id}}", ISSUER, per_caller=own_upload),
+    Row("GET", f"{ISS}/residents", ISSUER, query="?address_number={address_number}",
+        owned=learns_only_the_id),
     # Counter staff.
     Row("POST", f"{C}/residents", COUNTER_201, body=new_resident_body, audited=True),
     Row("GET", f"{C}/residents", COUNTER, query="?address_number={address_number}",

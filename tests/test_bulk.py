@@ -46,7 +46,7 @@ AMOUNT = 500
 CHECKUP = {"checkup_types": ["specific_health_checkup"]}
 BASIC = {"checkup_type": "specific_health_checkup"}
 HEADER = "resident_id,record_id,checkup_type"
-COLUMNS = "resident_id, record_id, occurred_on, amount, checkup_type"
+COLUMNS = "resident_id, address_number, record_id, occurred_on, amount, checkup_type"
 BOM = b"\xef\xbb\xbf"
 NOT_UTF8 = "the file is neither UTF-8 nor Shift_JIS (CP932); save it as CSV UTF-8"
 
@@ -461,7 +461,11 @@ def test_blank_lines_are_skipped_and_lines_are_counted_as_in_the_file(
             "record_id,checkup_type,",  # a trailing empty column, and no resident_id
             [
                 RowError(1, "", f"unknown column ''; columns: {COLUMNS}"),
-                RowError(1, "resident_id", f"missing column 'resident_id'; columns: {COLUMNS}"),
+                RowError(
+                    1,
+                    "resident_id",
+                    f"missing column 'resident_id' or 'address_number'; columns: {COLUMNS}",
+                ),
             ],
         ),
     ],

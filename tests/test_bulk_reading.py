@@ -92,13 +92,56 @@ def test_the_header_names_required_optional_and_the_modules_columns() -> None:
 
 def test_a_bad_header_is_reported_and_no_row_is_read() -> None:
     rows, errors = read("record_id,colour,record_id\nR-1,red,R-2\n")
-    columns = "resident_id, record_id, occurred_on, amount, checkup_type"
+    columns = "resident_id, address_number, record_id, occurred_on, amount, checkup_type"
     assert rows == []
     assert sorted(errors, key=lambda e: e.column) == [
         RowError(1, "colour", f"unknown column 'colour'; columns: {columns}"),
         RowError(1, "record_id", "column 'record_id' appears twice"),
-        RowError(1, "resident_id", f"missing column 'resident_id'; columns: {columns}"),
+        RowError(
+            1,
+            "resident_id",
+            f"missing column 'resident_id' or 'address_number'; columns: {columns}",
+        ),
     ]
+
+
+def test_residents_are_named_by_id_or_address_number_exactly_one_a_row() -> None:
+    rows, errors = read(
+        "record_id,address_number,resident_id,checkup_type\n"
+        "R-1,0012345678,,specific_health_checkup\n"  # 2: by number (leading zeros kept)
+        f"R-2,,{RESIDENT},specific_health_checkup\n"  # 3: by id
+        f"R-3,0012345678,{RESIDENT},specific_health_checkup\n"  # 4: both
+        "R-4,,,specific_health_checkup\n"  # 5: neither
+        "R-5,12-34,,specific_health_checkup\n"  # 6: not a number
+        "R-6,１２３,,specific_health_checkup\n"  # 7: full-width digits
+        "R-7,123456789012345678901,,specific_health_checkup\n"  # 8: 21 digits
+    )
+    assert [(row.line, row.resident_id, row.address_number) for row in rows] == [
+        (2, "", "0012345678"),
+        (3, RESIDENT, None),
+    ]
+    assert errors == [
+        RowError(4, "address_number", "give resident_id or address_number, not both"),
+        RowError(5, "resident_id", "give resident_id or address_number"),
+        RowError(6, "address_number", "not an address number (1 to 20 digits): '12-34'"),
+        RowError(7, "address_number", "not an address number (1 to 20 digits): '１２３'"),
+        RowError(
+            8,
+            "address_number",
+            "not an address number (1 to 20 digits): '123456789012345678901'",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("column", ["resident_id", "address_number"])
+def test_a_header_with_one_of_the_resident_columns_reports_it_blank(column: str) -> None:
+    rows, errors = read(f"{column},record_id\n,R-1\n", program("fixed_award"))
+    assert rows == []
+    reasons = {
+        "resident_id": "not a resident id: ''",
+        "address_number": "not an address number (1 to 20 digits): ''",
+    }
+    assert errors == [RowError(2, column, reasons[column])]
 
 
 def test_a_file_of_blank_lines_has_no_header() -> None:
@@ -194,6 +237,11 @@ def test_good_rows_are_read_back_as_written(record_ids: list[str], newline: str)
             {"checkup_types": ["specific_health_checkup", "cancer_screening"]},
         ),
         ("volunteering_awards.csv", "volunteering", {}),
+        (
+            "health_checkup_awards_by_address_number.csv",
+            "health_checkup",
+            {"checkup_types": ["specific_health_checkup", "cancer_screening"]},
+        ),
     ],
 )
 def test_the_documented_sample_files_read_without_a_problem(
@@ -206,4 +254,10 @@ def test_the_documented_sample_files_read_without_a_problem(
     assert data_rows == len(rows)
     assert errors == []
     assert len(rows) == data.count(b"\n") - 1 >= 2
-    assert all(row.resident_id.startswith("res_") and row.record_id for row in rows)
+    assert all(row.record_id for row in rows)
+    # Each row names its resident one way: by id, or by address number (found by the check).
+    assert all(
+        row.resident_id.startswith("res_") != (row.address_number is not None) for row in rows
+    )
+    if "address_number" in sample:
+        assert all(row.address_number and row.address_number.isdigit() for row in rows)

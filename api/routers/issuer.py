@@ -6,6 +6,11 @@ department (two officers of one department retrying the same call share it), and
 ``record_id`` — the department's own id of the event — makes a record award at most once even
 across keys. A CSV file of awards is checked (``.../award-uploads/check``, nothing written) or
 uploaded (``.../award-uploads``): validated whole, then awarded in batches (``issuers.bulk``).
+
+Departments know residents by their address number (宛名番号): an award, a CSV row and the
+lookup ``/residents?address_number=...`` take it instead of the pseudonymous resident id, which
+is all they are answered and all that is stored. The lookup is a read and, like the counter's
+lookup by number, not written to the audit trail.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlmodel import Session
 from api.deps import IssuerDep, ServicesDep
 from api.routers.budgets import budget_public
 from api.safety import VALUE_MOVING, IdempotencyDep
-from api.schemas import PROTECTED_ERRORS, DepartmentPublic, Page, PathId
+from api.schemas import PROTECTED_ERRORS, AddressNumber, DepartmentPublic, Page, PathId
 from api.schemas_earning import (
     AwardCreate,
     AwardPublic,
@@ -32,12 +37,13 @@ from api.schemas_earning import (
     IdCursor,
     NumericCursor,
     ProgramPublic,
+    ResidentLookupPublic,
     RowProblem,
     UploadCheck,
     UploadPublic,
 )
 from issuers import awards, bulk, programs
-from points import people
+from points import people, wallets
 from points.auth import Principal
 from points.people import get
 from points.registry import Department
@@ -108,6 +114,32 @@ def my_program_budget(
     return services.read(work)
 
 
+@router.get(
+    "/residents",
+    response_model=ResidentLookupPublic,
+    summary="The resident with this exact address number: their id and whether a wallet is open",
+    description="A department knows residents by their address number (宛名番号); this "
+    "answers only the resident's pseudonymous id and `wallet_open`: whether the resident has "
+    "any open wallet, of any point type (one flag, not a list per point type, so that a "
+    "department learns no more than it needs to award). Never a name, a birth year or "
+    "anything else. An unknown number is `not_found`, a number two residents share "
+    "`conflict`. Awards and uploads take the address number directly too.",
+)
+def find_resident(
+    caller: IssuerDep,
+    services: ServicesDep,
+    address_number: Annotated[
+        AddressNumber,
+        Query(description="The resident's address number (宛名番号), 1 to 20 digits"),
+    ],
+) -> ResidentLookupPublic:
+    return services.read(
+        lambda session: ResidentLookupPublic.model_validate(
+            wallets.look_up_resident(session, address_number)
+        )
+    )
+
+
 @router.post(
     "/programs/{program_id}/awards",
     status_code=201,
@@ -131,6 +163,7 @@ def award(
         record_id=body.record_id,
         details=dict(body.details),
         occurred_on=body.occurred_on,
+        address_number=body.address_number,
     )
 
     def work(session: Session) -> tuple[int, Any]:
@@ -181,8 +214,8 @@ CSV_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The CSV file: UTF-8 (with or without BOM) or Shift_JIS (CP932); a header "
-        "row with resident_id, record_id, and optionally occurred_on, amount and the module's "
-        "detail columns.",
+        "row with resident_id or address_number (or both: each row then fills exactly one), "
+        "record_id, and optionally occurred_on, amount and the module's detail columns.",
         "content": {"text/csv": {"schema": {"type": "string"}}},
     }
 }

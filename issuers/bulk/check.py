@@ -38,6 +38,7 @@ from issuers.modules import module_for, parse_config, parse_details
 from issuers.programs import Program, get_program
 from points.calendar import tokyo_date
 from points.errors import PointsError, ResidentNotActive, WalletClosed
+from points.people import one_resident
 from points.pointtypes import get_point_type
 from points.registry import Resident
 from points.uow import unit_of_work
@@ -66,7 +67,8 @@ def validate(
     config = parse_config(module, program.config)
     today = tokyo_date(now)
     valid_until = get_point_type(session, program.point_type_id).valid_until(today)
-    errors: list[RowError] = []
+    data_rows = len(rows)
+    rows, errors = find_residents(session, rows)
     resident_ids = [row.resident_id for row in rows]
     parties = parties_of(session, resident_ids, program.point_type_id)
     earlier = lookup(
@@ -106,7 +108,7 @@ def validate(
             ),
         )
     }
-    plan = Plan(rows=len(rows), to_award=[], replays=0)
+    plan = Plan(rows=data_rows, to_award=[], replays=0)
     # A file repeats a few detail values (checkup types) on every row: parse each once.
     parsed: dict[tuple[tuple[str, Any], ...], tuple[Any, str]] = {}
     for row in rows:
@@ -165,6 +167,38 @@ def validate(
             plan.totals.get(decision.fiscal_year, 0) + decision.amount
         )
     return plan, errors
+
+
+def find_residents(session: Session, rows: list[Row]) -> tuple[list[Row], list[RowError]]:
+    """Fill in the resident id of the rows that give an address number instead, all numbers
+    looked up in one statement (``select_in``), each by the rule of single awards
+    (``people.one_resident``). The rows whose number names no resident, or more than one, are
+    left out and reported."""
+    numbers = list({row.address_number for row in rows if row.address_number is not None})
+    if not numbers:
+        return rows, []
+    found: dict[str, list[str]] = {}
+    for resident in select_in(
+        session,
+        Resident,
+        col(Resident.address_number),
+        numbers,
+        columns=(col(Resident.address_number), col(Resident.id)),
+    ):
+        found.setdefault(resident.address_number, []).append(resident.id)
+    kept: list[Row] = []
+    errors: list[RowError] = []
+    for row in rows:
+        if row.address_number is not None:
+            try:
+                row.resident_id = one_resident(
+                    row.address_number, found.get(row.address_number, [])
+                )
+            except PointsError as refused:
+                errors.append(RowError(row.line, "address_number", refused.message))
+                continue
+        kept.append(row)
+    return kept, errors
 
 
 #: The column a refusal points at when the error does not name a field itself.

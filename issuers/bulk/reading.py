@@ -1,10 +1,12 @@
 """Reading an uploaded CSV file of awards: pure (no database), so it is tested on its own.
 
 The file, as Excel in Japan saves it: UTF-8 with or without a byte order mark, or Shift_JIS
-(CP932); blank lines are skipped. A header row names the columns: ``resident_id`` and
-``record_id`` (required), ``occurred_on`` (YYYY-MM-DD or YYYY/MM/DD; today when blank) and
-``amount`` (optional; when given it must be the program's amount), and the program module's
-detail columns (``checkup_type`` for health checkups, ``event_id`` for volunteering).
+(CP932); blank lines are skipped. A header row names the columns: the resident, by
+``resident_id`` or by ``address_number`` (宛名番号; the header may have both columns, and each
+row then fills exactly one), ``record_id`` (required), ``occurred_on`` (YYYY-MM-DD or
+YYYY/MM/DD; today when blank) and ``amount`` (optional; when given it must be the program's
+amount), and the program module's detail columns (``checkup_type`` for health checkups,
+``event_id`` for volunteering). Address numbers are looked up by the check, all at once.
 
 ``parse`` reports every problem it can see without the database (line, column, reason), at
 most ``ROWS_MAX`` data rows; ``issuers.bulk.check`` checks the rows it returns against the
@@ -25,12 +27,16 @@ from issuers.errors import CsvInvalid, RowError
 from issuers.modules import ProgramModule, module_for, parse_details
 from issuers.programs import Program
 from points.errors import PointsError
+from points.registry import ADDRESS_NUMBER_PATTERN
 from points.spreadsheet import csv_text
 
 UNKNOWN_ENCODING = "the file is neither UTF-8 nor Shift_JIS (CP932); save it as CSV UTF-8"
-REQUIRED = ("resident_id", "record_id")
+#: The columns that name the resident: at least one in the header, exactly one filled a row.
+RESIDENT_COLUMNS = ("resident_id", "address_number")
+REQUIRED = ("record_id",)
 OPTIONAL = ("occurred_on", "amount")
 RESIDENT_ID = re.compile(r"^res_[A-Za-z0-9_-]{1,28}$")
+ADDRESS_NUMBER = re.compile(ADDRESS_NUMBER_PATTERN)
 #: 2026-05-01, or 2026/5/1 as Excel in Japan shows dates.
 DATE = re.compile(r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})")
 ROWS_MAX = 200_000
@@ -39,10 +45,13 @@ ROWS_MAX = 200_000
 @dataclass
 class Row:
     line: int
+    #: Blank when the row names the resident by ``address_number``, until the check finds them.
     resident_id: str
     record_id: str
     occurred_on: date | None
     details: dict[str, Any]
+    #: The resident's address number, when the row gives it instead of the resident id.
+    address_number: str | None = None
     # Filled in by the check, for the batches (which award a row as it was checked):
     amount: int = 0
     fiscal_year: int = 0
@@ -145,8 +154,16 @@ def parse(text: str, program: Program) -> Parsed:
 
 def _check_header(header: list[str], detail_columns: list[str], line: int) -> list[RowError]:
     errors = []
-    allowed = set(REQUIRED) | set(OPTIONAL) | set(detail_columns)
-    expected = ", ".join([*REQUIRED, *OPTIONAL, *detail_columns])
+    allowed = set(RESIDENT_COLUMNS) | set(REQUIRED) | set(OPTIONAL) | set(detail_columns)
+    expected = ", ".join([*RESIDENT_COLUMNS, *REQUIRED, *OPTIONAL, *detail_columns])
+    if not set(RESIDENT_COLUMNS) & set(header):
+        errors.append(
+            RowError(
+                line,
+                "resident_id",
+                f"missing column 'resident_id' or 'address_number'; columns: {expected}",
+            )
+        )
     for name in REQUIRED:
         if name not in header:
             errors.append(RowError(line, name, f"missing column {name!r}; columns: {expected}"))
@@ -167,9 +184,8 @@ def _parse_row(
     details_checked: dict[tuple[tuple[str, str], ...], RowError | None],
 ) -> tuple[Row | None, list[RowError]]:
     errors: list[RowError] = []
-    resident_id, record_id = values["resident_id"], values["record_id"]
-    if not RESIDENT_ID.match(resident_id):
-        errors.append(RowError(line, "resident_id", f"not a resident id: {resident_id!r}"))
+    record_id = values["record_id"]
+    resident_id, address_number = _resident_of(line, values, errors)
     try:
         check_record_id(record_id)
     except PointsError as bad:
@@ -207,4 +223,31 @@ def _parse_row(
         errors.append(RowError(line, refused.column, refused.reason))
     if errors:
         return None, errors
-    return Row(line, resident_id, record_id, occurred_on, details), []
+    return Row(line, resident_id, record_id, occurred_on, details, address_number), []
+
+
+def _resident_of(
+    line: int, values: dict[str, str], errors: list[RowError]
+) -> tuple[str, str | None]:
+    """The row's resident id (blank when named by number) and address number (``None`` when
+    named by id); exactly one of the two columns is filled (both are checked as given)."""
+    resident_id, address_number = values.get("resident_id", ""), values.get("address_number", "")
+    if resident_id and address_number:
+        errors.append(
+            RowError(line, "address_number", "give resident_id or address_number, not both")
+        )
+    elif not resident_id and not address_number and len(set(RESIDENT_COLUMNS) & set(values)) > 1:
+        errors.append(RowError(line, "resident_id", "give resident_id or address_number"))
+    elif address_number or "resident_id" not in values:
+        if not ADDRESS_NUMBER.fullmatch(address_number):
+            errors.append(
+                RowError(
+                    line,
+                    "address_number",
+                    f"not an address number (1 to 20 digits): {address_number!r}",
+                )
+            )
+        return "", address_number
+    elif not RESIDENT_ID.match(resident_id):
+        errors.append(RowError(line, "resident_id", f"not a resident id: {resident_id!r}"))
+    return resident_id, None
