@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
+from api.bodies import StrictRoute
 from api.deps import AdminDep, ServicesDep
 from api.schemas import (
     ID_PATTERN,
@@ -39,7 +40,9 @@ from points.auth import Token
 from points.registry import Department, Merchant, Resident, Staff
 from points.verification import verify_and_record
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Cursor = Annotated[
     str | None, Query(pattern=ID_PATTERN, description="next_cursor of the page before")

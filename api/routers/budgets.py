@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import AuditorDep, ServicesDep
 from api.safety import VALUE_MOVING, IdempotencyDep
 from api.schemas import PROTECTED_ERRORS, PathId
@@ -26,7 +27,9 @@ from api.schemas_earning import (
 )
 from issuers import awards, programs
 
-router = APIRouter(prefix="/api/v1/budgets", tags=["budgets"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/budgets", tags=["budgets"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 
 def budget_public(

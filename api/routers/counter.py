@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
+from api.bodies import StrictRoute
 from api.deps import CounterDep, ServicesDep, require
 from api.safety import VALUE_MOVING, IdempotencyDep, rate_limited
 from api.schemas import (
@@ -42,7 +43,9 @@ from points.registry import Resident
 #: The mail-merge list carries personal data in bulk: counter staff and admins only.
 NoticeStaffDep = Annotated[Principal, require(Role.COUNTER, Role.ADMIN)]
 
-router = APIRouter(prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 
 @router.post(

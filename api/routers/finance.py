@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from sqlmodel import Session, col, select
 
+from api.bodies import StrictRoute
 from api.deps import AuditorDep, ServicesDep
 from api.schemas import (
     ID_PATTERN,
@@ -34,7 +35,9 @@ from points.jobs import list_runs
 from points.registry import Resident
 from points.verification import last_run
 
-router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 # 18 digits stay below 2**63 - 1, the largest id either database holds.

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import IssuerDep, ServicesDep
 from api.routers.budgets import budget_public
 from api.safety import VALUE_MOVING, IdempotencyDep
@@ -42,7 +43,9 @@ from points.auth import Principal
 from points.people import get
 from points.registry import Department
 
-router = APIRouter(prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import MerchantDep, ServicesDep
 from api.schemas import PROTECTED_ERRORS, MerchantPublic
 from points.people import get
 from points.registry import Merchant
 
-router = APIRouter(prefix="/api/v1/merchant", tags=["merchant"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/merchant",
+    tags=["merchant"],
+    responses=PROTECTED_ERRORS,
+    route_class=StrictRoute,
+)
 
 
 @router.get("", response_model=MerchantPublic, summary="The merchant I work for")

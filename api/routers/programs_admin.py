@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import AdminDep, ServicesDep
 from api.schemas import PROTECTED_ERRORS, ObjectId, Page, PathId
 from api.schemas_earning import (
@@ -25,7 +26,9 @@ from api.schemas_earning import (
 from issuers import programs
 from points import people, pointtypes
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 DEFAULT_EXPIRY_MONTHS = 12
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]

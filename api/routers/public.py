@@ -6,13 +6,14 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import ServicesDep
 from api.errors import problem
 from api.safety import rate_limited
 from api.schemas import EnrolmentRedeem, Health, WalletEnrolled, error_responses
 from points import access, db
 
-router = APIRouter(tags=["public"])
+router = APIRouter(tags=["public"], route_class=StrictRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")

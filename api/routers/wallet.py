@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import ResidentDep, ServicesDep
 from api.schemas import PROTECTED_ERRORS, Page, ResidentPublic
 from api.schemas_earning import NumericCursor, PointTypeCode, WalletHistoryLine, WalletPublic
@@ -22,7 +23,9 @@ from points import people
 from points.people import get
 from points.registry import Resident
 
-router = APIRouter(prefix="/api/v1/me", tags=["resident"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/me", tags=["resident"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 
