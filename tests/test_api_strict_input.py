@@ -514,3 +514,37 @@ def test_every_input_takes_days_and_enumerations_as_json_sends_them() -> None:
                         adapter.validate_python("2026/5/12")
                     checked += 1
     assert checked >= 14
+
+
+# A 404 names only what the caller gave ----------------------------------------------------
+
+
+def test_another_departments_upload_is_not_found_without_naming_its_program(
+    world: World,
+) -> None:
+    path, headers = csv_upload(world, check=False)
+    created = world.client.post(
+        path, headers={**headers, "Content-Type": "text/csv"}, content=awards_file(world)
+    )
+    assert created.status_code == 201, created.text
+    upload_id = created.json()["id"]
+
+    theirs = world.client.get(
+        f"{ISS}/award-uploads/{upload_id}", headers=world.actors["issuer_b"].headers
+    )
+    unknown = world.client.get(
+        f"{ISS}/award-uploads/upl_nosuchupload", headers=world.actors["issuer_b"].headers
+    )
+    own = world.client.get(
+        f"{ISS}/award-uploads/{upload_id}", headers=world.actors["issuer_a"].headers
+    )
+
+    body = assert_problem(theirs, 404, "not_found")
+    assert body["detail"] == f"no upload {upload_id}"
+    assert world.programs["a"] not in theirs.text
+    assert assert_problem(unknown, 404, "not_found")["detail"] == "no upload upl_nosuchupload"
+    # The same refusal, word for word, whether the upload exists or not.
+    assert {k: v for k, v in body.items() if k not in ("detail", "request_id", "object_id")} == {
+        k: v for k, v in unknown.json().items() if k not in ("detail", "request_id", "object_id")
+    }
+    assert own.status_code == 200 and own.json()["program_id"] == world.programs["a"]
