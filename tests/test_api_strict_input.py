@@ -548,3 +548,39 @@ def test_another_departments_upload_is_not_found_without_naming_its_program(
         k: v for k, v in unknown.json().items() if k not in ("detail", "request_id", "object_id")
     }
     assert own.status_code == 200 and own.json()["program_id"] == world.programs["a"]
+
+
+# The OpenAPI document describes every operation -------------------------------------------
+
+
+def test_every_operation_has_a_description(world: World) -> None:
+    document = world.app.openapi()
+    operations = [
+        (f"{method.upper()} {path}", operation)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+    assert len(operations) > 60
+    missing = [name for name, operation in operations if not operation.get("description")]
+    assert missing == []
+    # A description says more than the summary does.
+    same = [name for name, op in operations if op["description"].strip() == op.get("summary")]
+    assert same == []
+    # Every operation that takes a body documents what a wrong body gets.
+    for name, operation in operations:
+        if "requestBody" in operation:
+            assert {"415", "422"} <= set(operation["responses"]), name
+
+
+@pytest.mark.parametrize("suffix", ["", "/check"], ids=["upload", "check"])
+def test_the_csv_operations_document_the_files_columns(world: World, suffix: str) -> None:
+    path = "/api/v1/issuer/programs/{program_id}/award-uploads" + suffix
+    operation = world.app.openapi()["paths"][path]["post"]
+    text = operation["description"] + operation["requestBody"]["description"]
+
+    for column in ("resident_id", "record_id", "occurred_on", "amount", "checkup_type", "event_id"):
+        assert f"`{column}`" in text, column
+    for words in ("UTF-8", "BOM", "CP932", "header row", "text/csv"):
+        assert words in text, words
+    assert list(operation["requestBody"]["content"]) == ["text/csv"]

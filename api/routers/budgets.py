@@ -48,6 +48,8 @@ def budget_public(
 def get_budget(
     program_id: PathId, fiscal_year: FiscalYear, caller: AuditorDep, services: ServicesDep
 ) -> BudgetPublic:
+    """A program's budget for a fiscal year (April to March): allocated, awarded, awards, residents
+    awarded and what remains; `none` when nothing was allocated."""
     now = services.clock()
     return services.read(lambda session: budget_public(session, program_id, fiscal_year, now))
 
@@ -67,6 +69,10 @@ def allocate(
     services: ServicesDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    """Allocates points from city funding to a program's budget for a fiscal year. `amount` is a
+    JSON integer of at least 1; requires an `Idempotency-Key`. Only for the fiscal years the
+    program's dates reach, at most a year ahead (`fiscal_year_outside_program`); a decided year
+    is `budget_closed`."""
     now = services.clock()
 
     def work(session: Session) -> tuple[int, Any]:
@@ -93,6 +99,9 @@ def year_end(
     services: ServicesDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    """The year-end decision for a finished fiscal year: the remainder lapses to city funding or
+    carries over into the next year's budget. Only after the year ended in Tokyo
+    (`fiscal_year_not_ended`), and once (`budget_closed`). Requires an `Idempotency-Key`."""
     now = services.clock()
 
     def work(session: Session) -> tuple[int, Any]:

@@ -21,6 +21,7 @@ router = APIRouter(
 
 @router.get("", response_model=MerchantPublic, summary="The merchant I work for")
 def my_merchant(caller: MerchantDep, services: ServicesDep) -> MerchantPublic:
+    """The merchant the calling member of merchant staff works for; no other merchant is visible."""
     assert caller.merchant_id is not None
     merchant_id = caller.merchant_id
 
