@@ -64,7 +64,7 @@ class Route:
     #: A field the tests fill with wrong shapes: an integer or a string (an id, a reason).
     field: str
     value_moving: bool = False
-    #: The status of the valid body (None: not sent, it would spend a shared object).
+    #: The status of the valid body (None: sent by a test of its own).
     accepted: int | None = 201
 
     def headers(self, world: World, media_type: str | None = "application/json") -> dict[str, str]:
@@ -203,6 +203,18 @@ def test_each_route_accepts_its_valid_body(world: World, route: Route) -> None:
     response = route.send(world, json.dumps(route.body(world)).encode())
 
     assert response.status_code == route.accepted, response.text
+
+
+def test_the_wallet_closure_accepts_its_valid_body(world: World) -> None:
+    resident = world.fresh_resident().id
+
+    response = world.client.post(
+        f"{C}/residents/{resident}/wallets/pt/close",
+        headers=CLOSE_WALLET.headers(world),
+        content=json.dumps(CLOSE_WALLET.body(world)).encode(),
+    )
+
+    assert (response.status_code, response.json()["status"]) == (200, "closed"), response.text
 
 
 def test_an_allocation_of_true_allocates_nothing(world: World) -> None:
