@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from api.bodies import BODYLESS_METHODS
 from api.deps import CallerDep, Services, ServicesDep
 from api.errors import describe_refusal, problem
 from points import ratelimit
@@ -182,7 +183,7 @@ class BodyGuard:
         self.upload_suffixes = upload_suffixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope["type"] != "http" or scope["method"] in BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

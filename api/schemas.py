@@ -1,12 +1,28 @@
-"""Request and response models. Input models refuse unknown fields."""
+"""Request and response models.
+
+Input models refuse unknown fields and validate in pydantic's strict mode: a JSON body's values
+are taken as they are, never coerced (``true``, ``"100"``, ``100.0`` and ``1e2`` are not the
+integer 100; ``5`` is not the id ``"5"``). JSON has no dates nor enumerations, so the two are
+let through by what JSON sends for them: a ``Day`` is exactly a ``YYYY-MM-DD`` string, and an
+enumeration field annotated ``ByValue`` takes its string values (and nothing else).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 from points.auth import Role
 from points.registry import (
@@ -32,6 +48,23 @@ def _plain_text(value: str) -> str:
 
 
 PlainText = AfterValidator(_plain_text)
+_ISO_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _iso_day(value: Any) -> Any:
+    """A day from JSON: exactly ``YYYY-MM-DD`` (not a number, not ``20260512``, not a time)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.match(value):
+        raise ValueError("a day is a string YYYY-MM-DD")
+    return date.fromisoformat(value)  # a ValueError for a day that does not exist
+
+
+#: A calendar day in a JSON body.
+Day = Annotated[date, BeforeValidator(_iso_day)]
+#: An enumeration in a JSON body: one of its string values (the only non-strict validation of
+#: an input; pydantic's lax enum validator accepts the values and nothing else).
+ByValue = Strict(False)
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), PlainText
 ]
@@ -47,7 +80,9 @@ PathId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, nothing coerced (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Output(BaseModel):
@@ -90,7 +125,7 @@ class MerchantPublic(Output):
 
 
 class MerchantStatusChange(Input):
-    status: MerchantStatus
+    status: Annotated[MerchantStatus, ByValue]
     reason: Reason
 
 
@@ -141,7 +176,7 @@ class ResidentCorrection(Input):
 
 
 class ResidentStatusChange(Input):
-    status: ResidentStatus
+    status: Annotated[ResidentStatus, ByValue]
     reason: Reason
 
 
@@ -150,7 +185,7 @@ class ReasonInput(Input):
 
 
 class StaffCreate(Input):
-    role: StaffRole
+    role: Annotated[StaffRole, ByValue]
     display_name: Name = Field(examples=["窓口 一郎"])
     merchant_id: ObjectId | None = None
     department_id: ObjectId | None = None
@@ -167,12 +202,12 @@ class StaffPublic(Output):
 
 
 class StaffStatusChange(Input):
-    status: StaffStatus
+    status: Annotated[StaffStatus, ByValue]
     reason: Reason
 
 
 class TokenCreate(Input):
-    role: Role
+    role: Annotated[Role, ByValue]
     principal_id: ObjectId
     label: Annotated[str, StringConstraints(max_length=200), PlainText] = ""
     lifetime_days: int | None = Field(default=None, ge=1, le=400)
@@ -340,6 +375,7 @@ _ERROR_DESCRIPTIONS = {
     404: "No such object, or not one the caller may see (code `not_found`)",
     409: "The object's state refuses this (for example `enrolment_code_used`)",
     413: "The request body is too large (code `request_too_large`)",
+    415: "The body is not of the media type the operation takes (code `unsupported_media_type`)",
     422: "The request is not valid (code `validation_error`)",
     429: "Too many requests; see Retry-After (code `rate_limited`)",
     503: "The database is not available (code `unavailable`)",

@@ -9,7 +9,18 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import Path, Query
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from api.schemas import ID_PATTERN, AddressNumber, Input, Name, ObjectId, Output, PlainText, Reason
+from api.schemas import (
+    ID_PATTERN,
+    AddressNumber,
+    ByValue,
+    Day,
+    Input,
+    Name,
+    ObjectId,
+    Output,
+    PlainText,
+    Reason,
+)
 from issuers.awards import RECORD_ID_MAX_LENGTH
 from issuers.modules import CHECKUP_TYPES, MODULES
 from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
@@ -43,15 +54,15 @@ class PointTypeCreate(Input):
     name_ja: Name = Field(examples=["狛江ポイント"])
     name_en: Name = Field(examples=["Komae points"])
     unit: Annotated[str, StringConstraints(min_length=1, max_length=16), PlainText] = "pt"
-    expiry_rule: ExpiryRule = ExpiryRule.MONTHS
+    expiry_rule: Annotated[ExpiryRule, ByValue] = ExpiryRule.MONTHS
     #: For the ``months`` rule (1 to 120; 12 when left out): valid until the end of the month
     #: N months after the month earned.
     expiry_months: int | None = None
     #: For the ``fixed_date`` rule: the last day the points can be spent.
-    expiry_date: date | None = None
+    expiry_date: Day | None = None
     transferable: bool = False
-    issuer: IssuerKind = IssuerKind.CITY
-    funding: Funding = Funding.FREE
+    issuer: Annotated[IssuerKind, ByValue] = IssuerKind.CITY
+    funding: Annotated[Funding, ByValue] = Funding.FREE
     #: Required for operator-sold points valid for more than 6 months (Payment Services Act).
     psa_override_reason: Reason | None = None
 
@@ -81,8 +92,8 @@ class ProgramCreate(Input):
     name_en: Name = Field(examples=["Specific health checkup"])
     #: Points per qualifying event.
     amount: Points = Field(examples=[500])
-    valid_from: date
-    valid_until: date | None = None
+    valid_from: Day
+    valid_until: Day | None = None
     cap_per_day: Points | None = None
     cap_per_month: Points | None = None
     cap_per_fiscal_year: Points | None = None
@@ -124,7 +135,7 @@ class ProgramPublic(Output):
 
 
 class ProgramStatusChange(Input):
-    status: ProgramStatus
+    status: Annotated[ProgramStatus, ByValue]
     reason: Reason
 
 
@@ -134,7 +145,7 @@ class AllocationCreate(Input):
 
 
 class YearEndCreate(Input):
-    decision: YearEndDecision
+    decision: Annotated[YearEndDecision, ByValue]
     reason: Reason
 
 
@@ -180,7 +191,7 @@ class AwardCreate(Input):
     #: What the program's module needs, e.g. ``{"checkup_type": "specific_health_checkup"}``.
     details: dict[str, DetailValue] = Field(default_factory=dict, max_length=20)
     #: The day of the event (Asia/Tokyo); today when left out.
-    occurred_on: date | None = None
+    occurred_on: Day | None = None
 
     @model_validator(mode="after")
     def _one_resident(self) -> AwardCreate:

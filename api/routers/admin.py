@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
+from api.bodies import StrictRoute
 from api.deps import AdminDep, ServicesDep
 from api.schemas import (
     ID_PATTERN,
@@ -39,7 +40,9 @@ from points.auth import Token
 from points.registry import Department, Merchant, Resident, Staff
 from points.verification import verify_and_record
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Cursor = Annotated[
     str | None, Query(pattern=ID_PATTERN, description="next_cursor of the page before")
@@ -60,6 +63,8 @@ def _next(items: list[str], limit: int) -> str | None:
 def create_department(
     body: DepartmentCreate, caller: AdminDep, services: ServicesDep
 ) -> DepartmentPublic:
+    """Creates a city department (a program owner) with a unique code and its Japanese and English
+    names."""
     now = services.clock()
     return services.write(
         lambda session: DepartmentPublic.model_validate(
@@ -74,6 +79,8 @@ def create_department(
 def list_departments(
     caller: AdminDep, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[DepartmentPublic]:
+    """Every department, by id, paged."""
+
     def work(session: Session) -> Page[DepartmentPublic]:
         rows = people.page(session, Department, after=cursor, limit=limit)
         return Page(
@@ -90,6 +97,7 @@ def list_departments(
 def get_department(
     department_id: PathId, caller: AdminDep, services: ServicesDep
 ) -> DepartmentPublic:
+    """One department by id."""
     return services.read(
         lambda session: DepartmentPublic.model_validate(
             people.get(session, Department, department_id)
@@ -106,6 +114,7 @@ def get_department(
 def create_merchant(
     body: MerchantCreate, caller: AdminDep, services: ServicesDep
 ) -> MerchantPublic:
+    """Registers a local merchant (shop) where residents will spend points."""
     now = services.clock()
     return services.write(
         lambda session: MerchantPublic.model_validate(
@@ -125,6 +134,8 @@ def create_merchant(
 def list_merchants(
     caller: AdminDep, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[MerchantPublic]:
+    """Every merchant, by id, paged."""
+
     def work(session: Session) -> Page[MerchantPublic]:
         rows = people.page(session, Merchant, after=cursor, limit=limit)
         return Page(
@@ -137,6 +148,7 @@ def list_merchants(
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantPublic, summary="One merchant")
 def get_merchant(merchant_id: PathId, caller: AdminDep, services: ServicesDep) -> MerchantPublic:
+    """One merchant by id."""
     return services.read(
         lambda session: MerchantPublic.model_validate(people.get(session, Merchant, merchant_id))
     )
@@ -150,6 +162,7 @@ def get_merchant(merchant_id: PathId, caller: AdminDep, services: ServicesDep) -
 def set_merchant_status(
     merchant_id: PathId, body: MerchantStatusChange, caller: AdminDep, services: ServicesDep
 ) -> MerchantPublic:
+    """Suspends, reactivates or closes a merchant; the reason is recorded in the audit trail."""
     now = services.clock()
     return services.write(
         lambda session: MerchantPublic.model_validate(
@@ -169,6 +182,7 @@ def set_merchant_status(
 def create_resident(
     body: ResidentCreate, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Registers a resident, with or without personal data; `verified` when identity was checked."""
     now = services.clock()
     return services.write(
         lambda session: ResidentPublic.model_validate(
@@ -189,6 +203,8 @@ def create_resident(
 def list_residents(
     caller: AdminDep, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[ResidentPublic]:
+    """Every resident, with personal data, by id, paged."""
+
     def work(session: Session) -> Page[ResidentPublic]:
         rows = people.page(session, Resident, after=cursor, limit=limit)
         return Page(
@@ -201,6 +217,7 @@ def list_residents(
 
 @router.get("/residents/{resident_id}", response_model=ResidentPublic, summary="One resident")
 def get_resident(resident_id: PathId, caller: AdminDep, services: ServicesDep) -> ResidentPublic:
+    """One resident by id, with personal data."""
     return services.read(
         lambda session: ResidentPublic.model_validate(people.get(session, Resident, resident_id))
     )
@@ -214,6 +231,8 @@ def get_resident(resident_id: PathId, caller: AdminDep, services: ServicesDep) -
 def correct_resident(
     resident_id: PathId, body: ResidentCorrection, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Corrects a resident's name, resident address number or birth year; the reason is recorded in
+    the audit trail."""
     now = services.clock()
     changes = {name: getattr(body, name) for name in body.model_fields_set if name != "reason"}
     return services.write(
@@ -233,6 +252,8 @@ def correct_resident(
 def set_resident_status(
     resident_id: PathId, body: ResidentStatusChange, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Changes a resident's status (moved out, deceased, blocked, active again); the reason is
+    recorded. A resident who is not active receives no points."""
     now = services.clock()
     return services.write(
         lambda session: ResidentPublic.model_validate(
@@ -251,6 +272,8 @@ def set_resident_status(
 def erase_resident(
     resident_id: PathId, body: ReasonInput, caller: AdminDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Erases a resident's personal data (APPI): name, address number and birth year are blanked;
+    the pseudonymous id and the ledger stay. The reason is recorded."""
     now = services.clock()
     return services.write(
         lambda session: ResidentPublic.model_validate(
@@ -264,6 +287,8 @@ def erase_resident(
 
 @router.post("/staff", response_model=StaffPublic, status_code=201, summary="Add staff")
 def create_staff(body: StaffCreate, caller: AdminDep, services: ServicesDep) -> StaffPublic:
+    """Adds a member of staff in one role; merchant staff belong to a merchant and issuers to a
+    department."""
     now = services.clock()
     return services.write(
         lambda session: StaffPublic.model_validate(
@@ -284,6 +309,8 @@ def create_staff(body: StaffCreate, caller: AdminDep, services: ServicesDep) -> 
 def list_staff(
     caller: AdminDep, services: ServicesDep, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[StaffPublic]:
+    """Every member of staff, by id, paged."""
+
     def work(session: Session) -> Page[StaffPublic]:
         rows = people.page(session, Staff, after=cursor, limit=limit)
         return Page(
@@ -296,6 +323,7 @@ def list_staff(
 
 @router.get("/staff/{staff_id}", response_model=StaffPublic, summary="One member of staff")
 def get_staff(staff_id: PathId, caller: AdminDep, services: ServicesDep) -> StaffPublic:
+    """One member of staff by id."""
     return services.read(
         lambda session: StaffPublic.model_validate(people.get(session, Staff, staff_id))
     )
@@ -307,6 +335,8 @@ def get_staff(staff_id: PathId, caller: AdminDep, services: ServicesDep) -> Staf
 def set_staff_status(
     staff_id: PathId, body: StaffStatusChange, caller: AdminDep, services: ServicesDep
 ) -> StaffPublic:
+    """Disables or re-enables a member of staff; the reason is recorded. A disabled member's tokens
+    stop working."""
     now = services.clock()
     return services.write(
         lambda session: StaffPublic.model_validate(
@@ -324,6 +354,8 @@ def set_staff_status(
     "/tokens", response_model=TokenCreated, status_code=201, summary="Issue a token (shown once)"
 )
 def issue_token(body: TokenCreate, caller: AdminDep, services: ServicesDep) -> TokenCreated:
+    """Issues a bearer token for a principal in its role, with an optional label and lifetime (1 to
+    400 days). The token is in this answer only: only its hash is stored."""
     now = services.clock()
     lifetime = timedelta(days=body.lifetime_days) if body.lifetime_days else None
 
@@ -362,6 +394,9 @@ def list_tokens(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[TokenPublic]:
+    """Tokens (never their secrets), by id, paged; optionally of one principal or with one visible
+    prefix (`kp_xxxxxxxx`), to find a leaked token."""
+
     def work(session: Session) -> Page[TokenPublic]:
         query = select(Token).order_by(col(Token.id)).limit(limit)
         if principal_id is not None:
@@ -383,6 +418,7 @@ def list_tokens(
 def revoke_token(
     token_id: PathId, body: ReasonInput, caller: AdminDep, services: ServicesDep
 ) -> TokenPublic:
+    """Revokes a token at once; the reason is recorded. Revoking a revoked token changes nothing."""
     now = services.clock()
     return services.write(
         lambda session: TokenPublic.model_validate(
@@ -401,6 +437,8 @@ def revoke_token(
     summary="Verify the whole ledger now and record the result",
 )
 def run_verify(caller: AdminDep, services: ServicesDep) -> VerifyResultPublic:
+    """Verifies the whole ledger now (totals, balanced entries, the seal chain, the schema's
+    guards), records the result and returns it. Takes no body (or `{}`)."""
     _report, run = verify_and_record(
         services.ledger, unsealed_grace_seconds=services.settings.unsealed_grace_seconds
     )

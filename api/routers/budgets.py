@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import AuditorDep, ServicesDep
 from api.safety import VALUE_MOVING, IdempotencyDep
 from api.schemas import PROTECTED_ERRORS, PathId
@@ -26,7 +27,9 @@ from api.schemas_earning import (
 )
 from issuers import awards, programs
 
-router = APIRouter(prefix="/api/v1/budgets", tags=["budgets"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/budgets", tags=["budgets"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 
 def budget_public(
@@ -45,6 +48,8 @@ def budget_public(
 def get_budget(
     program_id: PathId, fiscal_year: FiscalYear, caller: AuditorDep, services: ServicesDep
 ) -> BudgetPublic:
+    """A program's budget for a fiscal year (April to March): allocated, awarded, awards, residents
+    awarded and what remains; `none` when nothing was allocated."""
     now = services.clock()
     return services.read(lambda session: budget_public(session, program_id, fiscal_year, now))
 
@@ -64,6 +69,10 @@ def allocate(
     services: ServicesDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    """Allocates points from city funding to a program's budget for a fiscal year. `amount` is a
+    JSON integer of at least 1; requires an `Idempotency-Key`. Only for the fiscal years the
+    program's dates reach, at most a year ahead (`fiscal_year_outside_program`); a decided year
+    is `budget_closed`."""
     now = services.clock()
 
     def work(session: Session) -> tuple[int, Any]:
@@ -90,6 +99,9 @@ def year_end(
     services: ServicesDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    """The year-end decision for a finished fiscal year: the remainder lapses to city funding or
+    carries over into the next year's budget. Only after the year ended in Tokyo
+    (`fiscal_year_not_ended`), and once (`budget_closed`). Requires an `Idempotency-Key`."""
     now = services.clock()
 
     def work(session: Session) -> tuple[int, Any]:

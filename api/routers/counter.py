@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
+from api.bodies import StrictRoute
 from api.deps import CounterDep, ServicesDep, require
 from api.safety import VALUE_MOVING, IdempotencyDep, rate_limited
 from api.schemas import (
@@ -42,7 +43,9 @@ from points.registry import Resident
 #: The mail-merge list carries personal data in bulk: counter staff and admins only.
 NoticeStaffDep = Annotated[Principal, require(Role.COUNTER, Role.ADMIN)]
 
-router = APIRouter(prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 
 @router.post(
@@ -54,6 +57,8 @@ router = APIRouter(prefix="/api/v1/counter", tags=["counter"], responses=PROTECT
 def register_resident(
     body: CounterResidentCreate, caller: CounterDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Registers a resident whose identity was checked at the counter: name and resident address
+    number are required, the birth year optional. The resident is verified."""
     now = services.clock()
 
     def work(session: Session) -> ResidentPublic:
@@ -81,6 +86,9 @@ def find_resident(
     services: ServicesDep,
     address_number: Annotated[AddressNumber, Query()],
 ) -> ResidentPublic:
+    """The resident with exactly this resident address number (宛名番号); there is no browsing or
+    partial search."""
+
     def work(session: Session) -> ResidentPublic:
         resident = session.exec(
             select(Resident).where(Resident.address_number == address_number)
@@ -94,6 +102,7 @@ def find_resident(
 
 @router.get("/residents/{resident_id}", response_model=ResidentPublic, summary="One resident")
 def get_resident(resident_id: PathId, caller: CounterDep, services: ServicesDep) -> ResidentPublic:
+    """One resident by id, with personal data, for the resident at the counter."""
     return services.read(
         lambda session: ResidentPublic.model_validate(people.get(session, Resident, resident_id))
     )
@@ -107,6 +116,8 @@ def get_resident(resident_id: PathId, caller: CounterDep, services: ServicesDep)
 def correct_resident(
     resident_id: PathId, body: ResidentCorrection, caller: CounterDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Corrects a resident's name, resident address number or birth year; the reason is recorded in
+    the audit trail. An erased resident cannot be corrected."""
     now = services.clock()
     changes = {name: getattr(body, name) for name in body.model_fields_set if name != "reason"}
 
@@ -127,6 +138,8 @@ def correct_resident(
 def verify_resident(
     resident_id: PathId, body: ReasonInput, caller: CounterDep, services: ServicesDep
 ) -> ResidentPublic:
+    """Marks a self-enrolled resident verified after counter staff checked their identity; the
+    reason is recorded."""
     now = services.clock()
 
     def work(session: Session) -> ResidentPublic:
@@ -148,6 +161,9 @@ def verify_resident(
 def create_enrolment_code(
     resident_id: PathId, caller: CounterDep, services: ServicesDep
 ) -> EnrolmentCodeCreated:
+    """A single-use enrolment code, valid for 15 minutes, that binds a phone to this verified
+    resident's wallet (`POST /api/v1/enrolments/code`). Takes no body (or `{}`). Rate-limited per
+    member of counter staff."""
     now = services.clock()
 
     def work(session: Session) -> EnrolmentCodeCreated:
@@ -169,6 +185,8 @@ def create_enrolment_code(
 def revoke_resident_tokens(
     resident_id: PathId, body: ReasonInput, caller: CounterDep, services: ServicesDep
 ) -> RevokedCount:
+    """Revokes every wallet token of a resident (a lost or replaced phone) and returns how many were
+    revoked; the reason is recorded. The resident enrols the new phone with a new code."""
     now = services.clock()
 
     def work(session: Session) -> RevokedCount:
@@ -187,6 +205,8 @@ def revoke_resident_tokens(
 def resident_wallets_at_counter(
     resident_id: PathId, caller: CounterDep, services: ServicesDep
 ) -> list[WalletPublic]:
+    """A resident's wallets (balance, held points, balance by expiry date, expiry notice), read to a
+    resident without a phone at the counter."""
     now, days = services.clock(), services.settings.expiry_notice_days
     return services.read(lambda session: resident_wallets(session, resident_id, now, days))
 
@@ -205,6 +225,9 @@ def close_wallet(
     services: ServicesDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    """Closes a resident's wallet of one point type when the resident moved out or died: its balance
+    goes to expired points with the reason, and the wallet takes no more points. Requires an
+    `Idempotency-Key`."""
     now = services.clock()
 
     def work(session: Session) -> tuple[int, Any]:
@@ -273,6 +296,9 @@ def expiry_notices(
     within_days: Annotated[int, Query(ge=1, le=366)] = 60,
     encoding: Annotated[Literal["utf-8", "cp932"], Query()] = "utf-8",
 ) -> Response:
+    """The residents with points expiring within N days, one CSV row each, for letters to residents
+    without a phone (mail merge). UTF-8 with BOM by default, or CP932 (`encoding=cp932`). Counter
+    staff and admins only."""
     now = services.clock()
 
     def work(session: Session) -> bytes:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from sqlmodel import Session, col, select
 
+from api.bodies import StrictRoute
 from api.deps import AuditorDep, ServicesDep
 from api.schemas import (
     ID_PATTERN,
@@ -34,7 +35,9 @@ from points.jobs import list_runs
 from points.registry import Resident
 from points.verification import last_run
 
-router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 # 18 digits stay below 2**63 - 1, the largest id either database holds.
@@ -85,6 +88,7 @@ def entry_public(entry: Entry) -> EntryPublic:
 
 @router.get("/ledgers", response_model=list[LedgerPublic], summary="Every ledger")
 def list_ledgers(caller: AuditorDep, services: ServicesDep) -> list[LedgerPublic]:
+    """Every ledger (one per point type, a unit of value that entries never cross)."""
     ledgers = services.ledger.read(lambda tx: tx.list_ledgers())
     return [LedgerPublic(id=item.id, code=item.code, name=item.name) for item in ledgers]
 
@@ -101,6 +105,8 @@ def list_accounts(
     cursor: NumericCursor = None,
     limit: Limit = 50,
 ) -> Page[AccountPublic]:
+    """The accounts of a ledger with their posted and pending totals and available balance, paged by
+    id."""
     after = int(cursor) if cursor else None
     accounts = services.ledger.read(
         lambda tx: tx.list_accounts(ledger_id, after=after, limit=limit)
@@ -115,6 +121,8 @@ def list_accounts(
     "/accounts/{account_id}", response_model=AccountPublic, summary="One account and its balance"
 )
 def get_account(account_id: AccountId, caller: AuditorDep, services: ServicesDep) -> AccountPublic:
+    """One account: its code, owner, flags and totals (debits and credits, posted and pending) and
+    available balance."""
     return account_public(services.ledger.get_account(account_id))
 
 
@@ -130,6 +138,7 @@ def account_history(
     cursor: NumericCursor = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 50,
 ) -> Page[HistoryLinePublic]:
+    """An account's postings, newest first, paged: entry, phase, kind, side and amount."""
     page = services.ledger.history(account_id, limit=limit, cursor=cursor)
     return Page(
         items=[
@@ -151,6 +160,9 @@ def account_history(
 
 @router.get("/entries/{entry_id}", response_model=EntryPublic, summary="One entry")
 def get_entry(entry_id: EntryId, caller: AuditorDep, services: ServicesDep) -> EntryPublic:
+    """One ledger entry with its postings, phase (posted, pending, voided), kind, metadata and the
+    entries it resolves or reverses."""
+
     def work(tx: LedgerTx) -> Entry:
         return tx.get_entry(entry_id)
 
@@ -163,6 +175,9 @@ def get_entry(entry_id: EntryId, caller: AuditorDep, services: ServicesDep) -> E
     summary="The last recorded verification of the ledger",
 )
 def last_verify(caller: AuditorDep, services: ServicesDep) -> VerifyResultPublic:
+    """The last recorded run of the ledger verification (totals recomputed, balance of every entry,
+    the seal chain, the schema's guards) and every problem it found; 404 when none ran yet."""
+
     def work(session: Session) -> VerifyResultPublic:
         run = last_run(session)
         if run is None:
@@ -183,6 +198,9 @@ def list_residents(
     cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Limit = 50,
 ) -> Page[ResidentPseudonymous]:
+    """Residents by pseudonymous id with their verification and status, paged; finance never sees
+    personal data."""
+
     def work(session: Session) -> Page[ResidentPseudonymous]:
         rows = people.page(session, Resident, after=cursor, limit=limit)
         return Page(
@@ -201,6 +219,8 @@ def list_residents(
 def audit_trail(
     caller: AuditorDep, services: ServicesDep, cursor: NumericCursor = None, limit: Limit = 50
 ) -> Page[AuditEventPublic]:
+    """The audit trail of administrative acts (who did what to which object, and why), oldest first,
+    paged by sequence; each event carries its hash in the chain."""
     after = int(cursor) if cursor else 0
 
     def work(session: Session) -> Page[AuditEventPublic]:
@@ -246,6 +266,9 @@ def list_job_runs(
     cursor: NumericCursor = None,
     limit: Limit = 50,
 ) -> Page[JobRunPublic]:
+    """The runs of the scheduled jobs (expiry, hold timeouts, sealing, purge), newest first, paged,
+    optionally of one job: period, state, trigger, start, end, counts and outcome."""
+
     def work(session: Session) -> Page[JobRunPublic]:
         runs = list_runs(
             session, job=job, before=int(cursor) if cursor is not None else None, limit=limit

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import IssuerDep, ServicesDep
 from api.routers.budgets import budget_public
 from api.safety import VALUE_MOVING, IdempotencyDep
@@ -48,7 +49,9 @@ from points.auth import Principal
 from points.people import get
 from points.registry import Department
 
-router = APIRouter(prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 
@@ -60,6 +63,7 @@ def _department_of(caller: Principal) -> str:
 
 @router.get("/department", response_model=DepartmentPublic, summary="The department I work for")
 def my_department(caller: IssuerDep, services: ServicesDep) -> DepartmentPublic:
+    """The department the calling issuer works for."""
     department_id = _department_of(caller)
 
     def work(session: Session) -> DepartmentPublic:
@@ -72,6 +76,8 @@ def my_department(caller: IssuerDep, services: ServicesDep) -> DepartmentPublic:
 def my_programs(
     caller: IssuerDep, services: ServicesDep, cursor: IdCursor = None, limit: Limit = 50
 ) -> Page[ProgramPublic]:
+    """The programs of the caller's department, by id, paged; other departments' programs are never
+    listed."""
     department_id = _department_of(caller)
 
     def work(session: Session) -> Page[ProgramPublic]:
@@ -88,6 +94,7 @@ def my_programs(
 
 @router.get("/programs/{program_id}", response_model=ProgramPublic, summary="One of my programs")
 def my_program(program_id: PathId, caller: IssuerDep, services: ServicesDep) -> ProgramPublic:
+    """One program of the caller's department; another department's program is 404 `not_found`."""
     department_id = _department_of(caller)
     return services.read(
         lambda session: ProgramPublic.model_validate(
@@ -104,6 +111,8 @@ def my_program(program_id: PathId, caller: IssuerDep, services: ServicesDep) -> 
 def my_program_budget(
     program_id: PathId, fiscal_year: FiscalYear, caller: IssuerDep, services: ServicesDep
 ) -> BudgetPublic:
+    """What a program of the caller's department did in a fiscal year (April to March): allocated,
+    awarded, number of awards and of residents awarded, and what remains."""
     department_id = _department_of(caller)
     now = services.clock()
 
@@ -155,6 +164,12 @@ def award(
     services: ServicesDep,
     idempotency: IdempotencyDep,
 ) -> JSONResponse:
+    """Awards the program's amount to a resident for one qualifying event: `record_id` is the
+    department's own id of the event, and `details` what the module needs (`checkup_type` for
+    health checkups, `event_id` for volunteering). Requires an `Idempotency-Key`; a record
+    awarded before is answered 200 with `replayed: true` and awards nothing twice. Refusals:
+    `program_not_active`, `outside_program_window`, `budget_exhausted`, `cap_exceeded`,
+    `already_awarded`, `record_id_reused`, `resident_not_active`, `wallet_closed`."""
     department_id = _department_of(caller)
     now = services.clock()
     request = awards.AwardRequest(
@@ -189,6 +204,8 @@ def my_program_awards(
     cursor: NumericCursor = None,
     limit: Limit = 50,
 ) -> Page[AwardPublic]:
+    """The awards of a program of the caller's department, newest first, paged; optionally of one
+    fiscal year."""
     department_id = _department_of(caller)
 
     def work(session: Session) -> Page[AwardPublic]:
@@ -213,9 +230,11 @@ def my_program_awards(
 CSV_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The CSV file: UTF-8 (with or without BOM) or Shift_JIS (CP932); a header "
-        "row with resident_id or address_number (or both: each row then fills exactly one), "
-        "record_id, and optionally occurred_on, amount and the module's detail columns.",
+        "description": "The CSV file, sent as `text/csv`: UTF-8 (with or without BOM) or "
+        "Shift_JIS (CP932); a header row naming the columns in any order: `resident_id` or "
+        "`address_number` (or both: each row then fills exactly one), `record_id`, and "
+        "optionally `occurred_on`, `amount` and the module's detail column "
+        "(`checkup_type` | `event_id`); at most 200,000 rows.",
         "content": {"text/csv": {"schema": {"type": "string"}}},
     }
 }
@@ -247,6 +266,20 @@ async def upload_awards(
     idempotency: IdempotencyDep,
     filename: FileName = "",
 ) -> JSONResponse:
+    """Awards every row of a CSV file in the body (`Content-Type: text/csv`; `application/csv`,
+    `text/x-csv`, `text/comma-separated-values` and `application/vnd.ms-excel`, as browsers label
+    a `.csv` file, are taken too; anything else is 415 `unsupported_media_type`). The file is
+    UTF-8 with or without a byte order mark, or Shift_JIS (CP932) as Excel saves it, with a
+    header row naming the columns in any order: `resident_id` or `address_number` (宛名番号; or
+    both columns, each row then filling exactly one) and `record_id` (required),
+    `occurred_on` (`2026-05-12` or `2026/5/12`; today when blank), `amount` (when given, the
+    program's amount per event), and the module's detail column, `checkup_type` (health checkups,
+    by code or Japanese name) or `event_id` (volunteering). At most 200,000 rows; blank lines are
+    skipped. The whole file is checked first: one bad row refuses it (`csv_invalid`, every bad
+    row's line, column and reason) and nothing is awarded; then its total is set aside from the
+    budget and the rows are awarded in batches. Requires an `Idempotency-Key`; the same file
+    again (by its digest) awards nothing twice, and while another request is awarding it the
+    answer is 409 `upload_in_progress`."""
     department_id = _department_of(caller)
     data = await request.body()
     fingerprint = UploadFingerprint(sha256=hashlib.sha256(data).hexdigest(), filename=filename)
@@ -290,6 +323,13 @@ async def check_awards_file(
     services: ServicesDep,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response:
+    """Checks a CSV file of awards as `.../award-uploads` would, and writes nothing: the rows, those
+    to award, those awarded before, the points needed per fiscal year, and every bad row (line,
+    column, reason); `?format=csv` gives the bad rows as CSV. The body is the same file, with the
+    same media types: `text/csv` (or a browser's name for a `.csv` file); UTF-8 with or without
+    BOM or CP932; a header row with `resident_id` or `address_number`, `record_id`, optionally
+    `occurred_on`,
+    `amount` and `checkup_type` | `event_id`."""
     department_id = _department_of(caller)
     data = await request.body()
     plan, errors = await run_in_threadpool(
@@ -318,6 +358,9 @@ async def check_awards_file(
     summary="One upload of my department: its outcome and the rows refused while awarding",
 )
 def get_upload(upload_id: PathId, caller: IssuerDep, services: ServicesDep) -> UploadPublic:
+    """One upload of the caller's department: its status, rows, points awarded and replayed, and the
+    rows refused while awarding. Another department's upload is 404 `not_found`, naming only the
+    id asked for."""
     department_id = _department_of(caller)
     return services.read(
         lambda session: UploadPublic.model_validate(

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import AdminDep, ServicesDep
 from api.schemas import PROTECTED_ERRORS, ObjectId, Page, PathId
 from api.schemas_earning import (
@@ -25,7 +26,9 @@ from api.schemas_earning import (
 from issuers import programs
 from points import people, pointtypes
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 
 DEFAULT_EXPIRY_MONTHS = 12
 Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
@@ -40,6 +43,10 @@ Limit = Annotated[int, Query(ge=1, le=people.PAGE_LIMIT_MAX)]
 def create_point_type(
     body: PointTypeCreate, caller: AdminDep, services: ServicesDep
 ) -> PointTypePublic:
+    """Creates a point type (a ledger and its policy): its code, names, unit, expiry rule (`months`
+    after the month earned, a `fixed_date`, or `none`), who issues it and how it is funded.
+    Operator-sold points valid for more than 6 months need a Payment Services Act reason
+    (`payment_services_act`); a rule that makes no sense is `expiry_rule_invalid`."""
     now = services.clock()
     fields = body.model_dump()
     if body.expiry_rule is pointtypes.ExpiryRule.MONTHS and body.expiry_months is None:
@@ -54,6 +61,7 @@ def create_point_type(
 
 @router.get("/point-types", response_model=list[PointTypePublic], summary="Every point type")
 def list_point_types(caller: AdminDep, services: ServicesDep) -> list[PointTypePublic]:
+    """Every point type and its policy."""
     return services.read(
         lambda session: [
             PointTypePublic.model_validate(row) for row in pointtypes.list_point_types(session)
@@ -67,6 +75,7 @@ def list_point_types(caller: AdminDep, services: ServicesDep) -> list[PointTypeP
 def get_point_type(
     point_type_id: PathId, caller: AdminDep, services: ServicesDep
 ) -> PointTypePublic:
+    """One point type by id."""
     return services.read(
         lambda session: PointTypePublic.model_validate(
             pointtypes.get_point_type(session, point_type_id)
@@ -81,6 +90,8 @@ def get_point_type(
     summary="Delete a point type no program uses (409 point_type_in_use otherwise)",
 )
 def delete_point_type(point_type_id: PathId, caller: AdminDep, services: ServicesDep) -> Response:
+    """Deletes a point type that no program uses (409 `point_type_in_use` otherwise); the deletion
+    is recorded."""
     now = services.clock()
     services.write(
         lambda session: pointtypes.delete_point_type(
@@ -100,6 +111,9 @@ def delete_point_type(point_type_id: PathId, caller: AdminDep, services: Service
     summary="Create a program for a department (in draft)",
 )
 def create_program(body: ProgramCreate, caller: AdminDep, services: ServicesDep) -> ProgramPublic:
+    """Creates a department's program in draft: its module (`health_checkup`, `volunteering`,
+    `fixed_award`), point type, amount per event (a JSON integer), dates (`YYYY-MM-DD`), optional
+    caps per day, month and fiscal year, and the module's `config`."""
     now = services.clock()
     new = programs.NewProgram(**body.model_dump())
     return services.write(
@@ -117,6 +131,8 @@ def list_programs(
     cursor: IdCursor = None,
     limit: Limit = 50,
 ) -> Page[ProgramPublic]:
+    """Every program, by id, paged; optionally of one department."""
+
     def work(session: Session) -> Page[ProgramPublic]:
         rows = programs.list_programs(
             session, department_id=department_id, after=cursor, limit=limit
@@ -131,6 +147,7 @@ def list_programs(
 
 @router.get("/programs/{program_id}", response_model=ProgramPublic, summary="One program")
 def get_program(program_id: PathId, caller: AdminDep, services: ServicesDep) -> ProgramPublic:
+    """One program by id."""
     return services.read(
         lambda session: ProgramPublic.model_validate(programs.get_program(session, program_id))
     )
@@ -144,6 +161,9 @@ def get_program(program_id: PathId, caller: AdminDep, services: ServicesDep) -> 
 def change_program_status(
     program_id: PathId, body: ProgramStatusChange, caller: AdminDep, services: ServicesDep
 ) -> ProgramPublic:
+    """Activates, pauses or closes a program: a draft becomes active or closed, an active one
+    paused or closed, a paused one active or closed, and a closed one nothing
+    (`status_change_refused`). The reason is recorded in the audit trail."""
     now = services.clock()
     return services.write(
         lambda session: ProgramPublic.model_validate(

@@ -6,17 +6,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
+from api.bodies import StrictRoute
 from api.deps import ServicesDep
 from api.errors import problem
 from api.safety import rate_limited
 from api.schemas import EnrolmentRedeem, Health, WalletEnrolled, error_responses
 from points import access, db
 
-router = APIRouter(tags=["public"])
+router = APIRouter(tags=["public"], route_class=StrictRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
 def healthz() -> Health:
+    """Liveness: 200 as long as the process answers. It does not touch the database; use `/readyz`
+    for that."""
     return Health(status="ok")
 
 
@@ -27,6 +30,8 @@ def healthz() -> Health:
     responses=error_responses(503),
 )
 def readyz(services: ServicesDep) -> Health | JSONResponse:
+    """Readiness: 200 when the database is reachable and migrated to the latest schema (a load
+    balancer sends traffic only then), otherwise 503 `unavailable` saying why."""
     try:
         revision = db.current_revision(services.engine)
     except Exception:
@@ -50,6 +55,9 @@ def readyz(services: ServicesDep) -> Health | JSONResponse:
     dependencies=[rate_limited("self_enrolment")],
 )
 def self_enrol(services: ServicesDep) -> WalletEnrolled:
+    """Creates a new self-enrolled resident (no personal data) and returns a wallet token for this
+    phone, shown once. Takes no body (or `{}`). Rate-limited per client address (429 with
+    Retry-After); counter staff can verify the resident later."""
     now = services.clock()
 
     def work(session: Session) -> WalletEnrolled:
@@ -70,6 +78,10 @@ def self_enrol(services: ServicesDep) -> WalletEnrolled:
     dependencies=[rate_limited("enrolment_code_attempt")],
 )
 def enrol_with_code(body: EnrolmentRedeem, services: ServicesDep) -> WalletEnrolled:
+    """Redeems a single-use, 15-minute enrolment code that counter staff issued for a verified
+    resident, and returns a wallet token for this phone, shown once. A code works once
+    (`enrolment_code_used`), expires (`enrolment_code_expired`), and a wrong one is
+    `enrolment_code_invalid`; attempts are rate-limited per client address."""
     now = services.clock()
 
     def work(session: Session) -> WalletEnrolled:

@@ -430,8 +430,13 @@ def _settle(session: Session, now: datetime, upload_id: str, owner: str) -> Awar
 
 
 def get_upload(session: Session, upload_id: str, *, department_id: str | None) -> AwardUpload:
+    """The upload; with ``department_id``, only if it is to that department's program. Another
+    department's upload is not found, and the refusal names only the id the caller gave (not
+    the program it belongs to)."""
     found = session.get(AwardUpload, upload_id)
-    if found is not None:
-        get_program(session, found.program_id, department_id=department_id)
+    if found is not None and (
+        department_id is None
+        or get_program(session, found.program_id).department_id == department_id
+    ):
         return found
     raise NotFound(f"no upload {upload_id}", object_id=upload_id)
