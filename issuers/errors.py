@@ -73,8 +73,9 @@ class CapExceeded(Conflict):
 
 class UploadInProgress(Conflict):
     """Another run is awarding this file: look at the upload (``upload_id``) for its progress,
-    or upload the file again later. A refusal of the moment, not of the request: an idempotent
-    request that met it may be retried with the same key."""
+    or upload the file again later (its lease lapses in ``retry_after_seconds``, sent as
+    ``Retry-After``). A refusal of the moment, not of the request: an idempotent request that
+    met it may be retried with the same key."""
 
     code = "upload_in_progress"
     retry_later = True

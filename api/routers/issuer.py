@@ -11,6 +11,7 @@ uploaded (``.../award-uploads``): validated whole, then awarded in batches (``is
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -218,9 +219,10 @@ async def upload_awards(
     data = await request.body()
     fingerprint = UploadFingerprint(sha256=hashlib.sha256(data).hexdigest(), filename=filename)
 
-    def work(_session: None) -> tuple[int, Any]:
+    def work(renew_claim: Callable[[], None]) -> tuple[int, Any]:
         # The upload commits batch by batch in transactions of its own, and is idempotent by
-        # the file's digest (a retry resumes or replays it).
+        # the file's digest (a retry resumes or replays it). It renews the key's short claim
+        # between batches, as it renews its own lease: a dead process holds neither for long.
         result = bulk.upload(
             services.engine,
             caller,
@@ -229,6 +231,7 @@ async def upload_awards(
             data,
             department_id=department_id,
             filename=filename,
+            progress=lambda _done, _total: renew_claim(),
         )
         public = UploadPublic.model_validate(result.upload)
         return (200 if result.replayed else 201), public.model_dump(mode="json")

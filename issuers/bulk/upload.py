@@ -15,14 +15,16 @@ upload's outcome, or resumes it if it was interrupted (every row is protected by
 so a resumed upload awards each row at most once).
 
 One run at a time awards a file: the run takes a **lease** on the upload row (``owner``,
-``lease_expires_at``) for ``LEASE``, renewed by every batch. Another upload of the same file
-meanwhile (a retry from an impatient client, a second clerk) is refused with
-``upload_in_progress`` and may look at the upload's progress instead; it is not run alongside,
-where it would meet the first run's awards as replays and count them twice. A run that fails
-gives its lease up at once, so that the file can be uploaded again to resume it; a run whose
-process died keeps it until it lapses. The resuming run takes the lease *before* it checks the
-file again, so the check sees every row the old run awarded, and the old run, should it wake,
-stops at its next batch.
+``lease_expires_at``) for ``LEASE``, short (seconds) and renewed often: in a transaction of its
+own before every batch (so a live upload of any length keeps it), and again by the batch itself.
+Another upload of the same file meanwhile (a retry from an impatient client, a second clerk) is
+refused with ``upload_in_progress``, saying in ``retry_after_seconds`` when the lease lapses, and
+may look at the upload's progress instead; it is not run alongside, where it would meet the first
+run's awards as replays and count them twice. A run that fails gives its lease up at once, so
+that the file can be uploaded again to resume it; a run whose process died keeps it until it
+lapses, ``LEASE`` after its last renewal at most. The resuming run takes the lease *before* it
+checks the file again, so the check sees every row the old run awarded, and the old run, should
+it wake, stops at its next batch.
 """
 
 from __future__ import annotations
@@ -50,16 +52,19 @@ from issuers.programs import BudgetStatus, find_budget, get_program
 from ledger import LedgerTx, NewEntry, Posting, Side
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
-from points.errors import NotFound
+from points.errors import NotFound, seconds_until
 from points.jobs import frozen_heap
 from points.pointtypes import get_point_type
 from points.registry import new_id
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 
-#: How long a run's lease on its upload lasts after its last batch (or set-aside) before
-#: another upload of the file may take it over: many times a batch's duration.
-LEASE = timedelta(minutes=2)
+#: How long a run's lease on its upload lasts after its last renewal (before each batch, at the
+#: set-aside, when it resumes) before another upload of the file may take it over: what a dead
+#: process costs a retry. It covers the longest step between two renewals, with room for a busy
+#: machine: a batch of ``BATCH`` rows (a fraction of a second), checking a 100,000-row file when
+#: resuming (a few seconds).
+LEASE = timedelta(seconds=20)
 BATCH = 2000
 #: On PostgreSQL, refresh the planner's statistics every this many batches of an upload.
 ANALYZE_EVERY = 5
@@ -177,6 +182,8 @@ def upload(
             progress(0, len(plan.to_award))
         for start in range(0, len(plan.to_award), batch):
             part = plan.to_award[start : start + batch]
+            # Renewed and committed before the batch, so that the whole lease covers it.
+            unit_of_work(engine, lambda session: _renew_lease(session, upload_id, owner, clock()))
             unit_of_work(
                 engine,
                 lambda session, part=part: _award_batch(  # type: ignore[misc]
@@ -221,6 +228,7 @@ def _take_lease(session: Session, upload_id: str, owner: str, now: datetime) -> 
             upload_id=upload.id,
             awarded=upload.awarded,
             to_award=upload.to_award,
+            retry_after_seconds=seconds_until(upload.lease_expires_at, now),
         )
     upload.owner = owner
     upload.lease_expires_at = now + LEASE
@@ -391,6 +399,7 @@ def _renew_lease(session: Session, upload_id: str, owner: str, now: datetime) ->
             upload_id=upload.id,
             awarded=upload.awarded,
             to_award=upload.to_award,
+            retry_after_seconds=seconds_until(upload.lease_expires_at or now, now),
         )
     upload.lease_expires_at = now + LEASE
     session.add(upload)
