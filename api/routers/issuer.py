@@ -6,6 +6,8 @@ department (two officers of one department retrying the same call share it), and
 ``record_id`` — the department's own id of the event — makes a record award at most once even
 across keys. A CSV file of awards is checked (``.../award-uploads/check``, nothing written) or
 uploaded (``.../award-uploads``): validated whole, then awarded in batches (``issuers.bulk``).
+An upload that stopped before it finished may be cancelled (``.../award-uploads/{id}/cancel``):
+what it had not awarded goes back to the budget.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from api.schemas_earning import (
     NumericCursor,
     ProgramPublic,
     RowProblem,
+    UploadCancel,
     UploadCheck,
     UploadPublic,
 )
@@ -294,3 +297,31 @@ def get_upload(upload_id: PathId, caller: IssuerDep, services: ServicesDep) -> U
             bulk.get_upload(session, upload_id, department_id=department_id)
         )
     )
+
+
+@router.post(
+    "/award-uploads/{upload_id}/cancel",
+    response_model=UploadPublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Cancel an upload that stopped before it finished: the rest returns to the budget",
+)
+def cancel_upload(
+    upload_id: PathId,
+    body: UploadCancel,
+    caller: IssuerDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    """The awards made stand; what the upload set aside and did not award goes back to the
+    budget. Refused while a request is awarding it (``upload_in_progress``, with Retry-After)
+    and once it is finished (``upload_finished``)."""
+    department_id = _department_of(caller)
+    now = services.clock()
+
+    def work(session: Session) -> tuple[int, Any]:
+        upload = bulk.cancel(
+            session, caller, now, upload_id, department_id=department_id, reason=body.reason
+        )
+        return 200, UploadPublic.model_validate(upload).model_dump(mode="json")
+
+    return idempotency.run(caller, body, work, namespace=f"department:{department_id}")
