@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 import sqlalchemy as sa
 from api_world import World, assert_problem
+from concurrency import run_together
 from conftest import FakeClock
 from earning_helpers import ACTOR
 from sqlalchemy.engine import Engine
@@ -378,6 +379,35 @@ def test_the_handback_job_ends_only_uploads_nobody_resumed_fifteen_minutes_after
     budget = d.earning.budget(d.program, 2026)
     assert budget.awarded == (2 + 2 + 2 + 3) * AMOUNT
     assert budget.allocated - budget.awarded == budget.remaining == 100_000 - 9 * AMOUNT
+    assert d.earning.verify().ok
+
+
+def test_two_handbacks_at_once_end_each_upload_once_and_a_later_as_of_takes_no_live_one(
+    engine: Engine, clock: FakeClock
+) -> None:
+    d = desk(engine, clock)
+    stale = [dies_after_the_first_batch(d, d.residents(4), dead=False)[0] for _ in range(3)]
+    clock.advance(minutes=20)
+    live, _ = dies_after_the_first_batch(d, d.residents(4), dead=True)  # leased until now + 20 s
+    remaining = d.remaining()
+    now = clock()
+
+    outcomes = run_together([lambda: bulk.hand_back_stale(engine, now, now)] * 2)
+
+    assert [status for status, _ in outcomes] == ["ok", "ok"], outcomes
+    counts = [value for _, value in outcomes]
+    assert sum(c["uploads"] for c in counts) == 3
+    assert sum(c["points"] for c in counts) == 3 * 2 * AMOUNT
+    assert d.remaining() == remaining + 3 * 2 * AMOUNT
+    assert [upload_row(d, u.id).status for u in stale] == ["abandoned"] * 3
+    assert len(audit_events(engine, "award_upload.abandon")) == 3
+    # A run for an instant an hour ahead (by hand, --as-of): the live upload is not its to end.
+    ahead = bulk.hand_back_stale(engine, now + timedelta(hours=1), now)
+    assert ahead == {"uploads": 0, "points": 0}
+    assert upload_row(d, live.id).status == "issuing"
+    budget = d.earning.budget(d.program, 2026)
+    # What the live upload set aside is in neither awarded nor remaining until it ends.
+    assert budget.allocated - budget.awarded - budget.remaining == 2 * AMOUNT
     assert d.earning.verify().ok
 
 
