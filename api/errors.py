@@ -176,8 +176,11 @@ def install(app: FastAPI) -> None:
     async def points_error(_request: Request, error: points_errors.PointsError) -> JSONResponse:
         status, body = describe_refusal(error)
         headers = {}
-        if isinstance(error, points_errors.RateLimited):
-            headers["Retry-After"] = str(error.retry_after_seconds)
+        retry_after = error.context.get("retry_after_seconds")
+        if isinstance(retry_after, int):
+            # A refusal of the moment (a rate limit, a claim or lease another request holds)
+            # says how long to wait, in the body and as the standard header.
+            headers["Retry-After"] = str(max(1, retry_after))
         return problem(status, body.pop("code"), body.pop("detail"), headers=headers, **body)
 
     @app.exception_handler(ledger_errors.LedgerError)

@@ -313,6 +313,8 @@ class UploadPublic(Output):
     rows: int
     to_award: int
     total: int
+    #: What went back to the budget when the upload ended (done, cancelled or abandoned).
+    returned: int
     awarded: int
     replayed: int
     failed: int
@@ -324,6 +326,10 @@ class UploadPublic(Output):
     @classmethod
     def _parse_failures(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+
+class UploadCancel(Input):
+    reason: Reason = Field(examples=["the file had last year's list; a corrected one follows"])
 
 
 class RowProblem(Output):

@@ -49,6 +49,7 @@ from issuers.eligibility import (
 from issuers.errors import BudgetClosed, BudgetExhausted, RecordIdReused
 from issuers.modules import ModuleInput, module_for, parse_config, parse_details
 from issuers.programs import (
+    ALLOCATING_KINDS,
     BudgetStatus,
     Program,
     ProgramBudget,
@@ -404,7 +405,9 @@ def list_awards(
 class BudgetView:
     fiscal_year: int
     status: str
-    #: Credited to the budget: allocations and carry-over from the year before.
+    #: Credited to the budget by allocations and carry-over from the year before; not what bulk
+    #: uploads set aside and returned (so allocated - awarded == remaining once no upload is
+    #: in progress: what an upload has set aside and not yet awarded is in neither).
     allocated: int
     awarded: int
     awards: int
@@ -427,7 +430,8 @@ def budget_view(session: Session, program: Program, year: int, now: datetime) ->
     status = "none"
     if budget is not None:
         balance = LedgerTx(session.connection(), lambda: now).balance(budget.account_id)
-        allocated, remaining, status = balance.credits_posted, balance.available, budget.status
+        remaining, status = balance.available, budget.status
+        allocated = allocated_to(session, budget.account_id)
     return BudgetView(
         fiscal_year=year,
         status=status,
@@ -437,3 +441,20 @@ def budget_view(session: Session, program: Program, year: int, now: datetime) ->
         residents_awarded=int(totals[2]),
         remaining=remaining,
     )
+
+
+def allocated_to(session: Session, budget_account_id: int) -> int:
+    """What allocations credited the budget (``issuers.programs.ALLOCATING_KINDS``). Its
+    ``credits_posted`` counts more: the points a bulk upload set aside and handed back."""
+    posting, entry = ledger_schema.posting, ledger_schema.entry
+    total = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(posting.c.amount), 0))
+        .select_from(posting)
+        .join(entry, entry.c.id == posting.c.entry_id)
+        .where(
+            posting.c.account_id == budget_account_id,
+            posting.c.side == int(Side.CREDIT),
+            entry.c.kind.in_(ALLOCATING_KINDS),
+        )
+    ).scalar_one()
+    return int(total)

@@ -12,7 +12,8 @@ every HTTP status, by the base class)::
     ├── RecordIdReused         a record id awarded before for another event
     ├── AlreadyAwarded         a once-key claimed before (already_awarded)
     ├── CapExceeded            a cap per day, month or fiscal year (cap_exceeded)
-    └── UploadInProgress       another run is awarding the same file (upload_in_progress)
+    ├── UploadInProgress       another run is awarding the same file (upload_in_progress)
+    └── UploadFinished         the upload is done, cancelled or abandoned (upload_finished)
     InvalidInput
     ├── OutsideProgramWindow   the event's date is outside the program's window, or future
     ├── FiscalYearOutsideProgram  an allocation for a year the program does not run in
@@ -73,11 +74,19 @@ class CapExceeded(Conflict):
 
 class UploadInProgress(Conflict):
     """Another run is awarding this file: look at the upload (``upload_id``) for its progress,
-    or upload the file again later. A refusal of the moment, not of the request: an idempotent
-    request that met it may be retried with the same key."""
+    or upload the file again later (its lease lapses in ``retry_after_seconds``, sent as
+    ``Retry-After``). A refusal of the moment, not of the request: an idempotent request that
+    met it may be retried with the same key."""
 
     code = "upload_in_progress"
     retry_later = True
+
+
+class UploadFinished(Conflict):
+    """The upload has a final status (``upload_status``): it cannot be cancelled, and a cancelled or
+    abandoned one cannot be resumed (a file of the rows it did not award is a new upload)."""
+
+    code = "upload_finished"
 
 
 class OutsideProgramWindow(InvalidInput):

@@ -323,6 +323,13 @@ def check_year_of_program(program: Program, year: int, now: datetime) -> None:
         )
 
 
+#: The kinds of ledger entry that credit a budget with an allocation: finance's allocations and
+#: the carry-over of the year before. A budget is credited otherwise too (a bulk upload returns
+#: what its clearing account did not award: ``bulk_return``), but that is the budget's own
+#: points coming back, not an allocation (``issuers.awards.budget_view``).
+ALLOCATING_KINDS = ("allocation", "budget_carry_over")
+
+
 def allocate(
     session: Session,
     actor: Principal,

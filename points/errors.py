@@ -15,6 +15,7 @@
     │   ├── EnrolmentCodeUsed
     │   ├── EnrolmentCodeExpired
     │   ├── RequestInProgress      the first request with this Idempotency-Key is running
+    │   │                          (with ``retry_after_seconds``, sent as Retry-After)
     │   ├── PointTypeInUse         a point type a program uses cannot be deleted
     │   ├── AlreadyDone            a job's period is done already (job_period_done)
     │   ├── RunningElsewhere       another process runs the job's period (job_running)
@@ -36,6 +37,8 @@ status each kind of refusal is given is decided in one place, ``api.errors``.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
 
@@ -106,7 +109,20 @@ class IdempotencyKeyReused(InvalidInput):
 
 
 class RequestInProgress(Conflict):
+    """The first request with this key holds its claim for ``retry_after_seconds`` more (the
+    API sends it as ``Retry-After``): a retry after that runs or replays it."""
+
     code = "request_in_progress"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
+
+
+def seconds_until(instant: datetime, now: datetime) -> int:
+    """Whole seconds from ``now`` until ``instant`` (a lease lapsing), at least 1: what a
+    refusal of the moment tells the client to wait (``Retry-After``)."""
+    return max(1, math.ceil((instant - now).total_seconds()))
 
 
 # Point types (points.pointtypes) -----------------------------------------------------------

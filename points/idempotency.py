@@ -7,11 +7,18 @@ are namespaced by the calling principal, so two callers never collide.
    ``(namespace, key, request_hash, state='in_progress', lease_owner, lease_expires_at)`` is
    committed. A duplicate arriving while the lease holds is told ``request_in_progress`` (409).
    A lease that lapsed (the process that held it died) is taken over by a conditional update.
+   ``request_in_progress`` says how long the lease lasts (``retry_after_seconds``, and the API's
+   ``Retry-After`` header), so a client knows when a retry can take it over.
 2. **Work.** The work and its stored result (status and body) commit *together*, in one
    transaction with the ledger entries: the result row is updated only ``WHERE lease_owner =``
    this claim, so a claimant whose lease was taken over cannot also commit.
 3. **Replay.** The same key with the same request returns the stored result, also after a
    restart; the same key with a different request is ``idempotency_key_reused`` (422).
+
+Work that commits in transactions of its own (a bulk upload, batch by batch; ``own_transactions``)
+may run for minutes. Its claim is not given a lease that long, which a dead process would hold
+for as long: it is leased for ``RENEWED_LEASE`` and the work renews it as it proceeds (``renew``,
+called between batches), so a live upload keeps its claim and a dead one's lapses in seconds.
 
 A domain refusal (a 4xx the work raised) is stored as the result too: the same request always
 gets the same answer. An unexpected failure releases the claim, so a retry runs the work again.
@@ -33,12 +40,24 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from ledger.errors import ConstraintViolation, LedgerError, StorageError
-from points.errors import IdempotencyKeyReused, InvalidInput, PointsError, RequestInProgress
+from points.errors import (
+    IdempotencyKeyReused,
+    InvalidInput,
+    PointsError,
+    RequestInProgress,
+    seconds_until,
+)
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 
 KEY_MAX_LENGTH = 255
 LEASE_DEFAULT = timedelta(seconds=30)
+#: The lease of a claim whose work renews it as it proceeds (``own_transactions``): how long a
+#: retry waits for a claim whose process died. It covers the longest step between two renewals
+#: (checking a 100,000-row file takes a few seconds).
+RENEWED_LEASE = timedelta(seconds=20)
+#: Such work renews its claim at most this often (a renewal is a write).
+RENEW_EVERY = timedelta(seconds=5)
 RETENTION_DEFAULT = timedelta(hours=24)
 
 
@@ -111,12 +130,16 @@ def run_idempotent(
     it, and raised again; one marked ``retry_later`` (another run holds the object for the
     moment) is raised without being stored, and the key is released for a retry.
 
-    With ``own_transactions``, ``work`` is given no session and commits in transactions of its
-    own (a bulk upload, awarded batch by batch); the result is stored after it. Such work must
-    be idempotent itself: if its process dies before the result is stored, the request that
-    takes the lapsed lease over runs it again.
+    With ``own_transactions``, ``work`` is given no session but a ``renew`` function to call as
+    it proceeds, and commits in transactions of its own (a bulk upload, awarded batch by batch);
+    the claim is leased for ``RENEWED_LEASE`` (not ``lease``) and ``renew`` extends it (at most
+    every ``RENEW_EVERY``); the result is stored after the work. Such work must be idempotent
+    itself: if its process dies before the result is stored, the request that takes the lapsed
+    lease over runs it again.
     """
     owner = str(uuid.uuid4())
+    if own_transactions:
+        lease = min(lease, RENEWED_LEASE)
     stored = unit_of_work(
         engine, lambda session: _claim(session, clock(), namespace, key, fingerprint, owner, lease)
     )
@@ -128,8 +151,17 @@ def run_idempotent(
         _complete(session, clock(), namespace, key, owner, status, body)
         return status, body
 
+    renewed = clock()
+
+    def renew() -> None:
+        nonlocal renewed
+        now = clock()
+        if now - renewed >= RENEW_EVERY:
+            unit_of_work(engine, lambda session: _renew(session, now, namespace, key, owner, lease))
+            renewed = now
+
     def perform_outside() -> tuple[int, Any]:
-        status, body = work(None)  # type: ignore[arg-type]
+        status, body = work(renew)  # type: ignore[arg-type]
         unit_of_work(
             engine,
             lambda session: _complete(session, clock(), namespace, key, owner, status, body),
@@ -223,7 +255,8 @@ def _claim(
         )
     if record.lease_expires_at > now:
         raise RequestInProgress(
-            "a request with this Idempotency-Key is still being processed; retry shortly"
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            retry_after_seconds=seconds_until(record.lease_expires_at, now),
         )
     # The lease lapsed: its holder died. Take it over, conditionally on it being the same lease.
     taken = session.execute(
@@ -237,7 +270,10 @@ def _claim(
         .values(lease_owner=owner, lease_expires_at=now + lease)
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise RequestInProgress("another retry took this request over; retry shortly")
+        raise RequestInProgress(
+            "another retry took this request over; retry shortly",
+            retry_after_seconds=seconds_until(now + lease, now),
+        )
     return None
 
 
@@ -268,7 +304,27 @@ def _complete(
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         # Our lease lapsed and another request took over: it, not we, completes the work.
-        raise RequestInProgress("this request took too long and was taken over; retry it")
+        raise RequestInProgress(
+            "this request took too long and was taken over; retry it", retry_after_seconds=1
+        )
+
+
+def _renew(
+    session: Session, now: datetime, namespace: str, key: str, owner: str, lease: timedelta
+) -> None:
+    """Extend the claim of work in progress, if this request still holds it (if another took it
+    over, that one stores the result: ``_complete`` says so to this one)."""
+    table = _TABLE
+    session.execute(
+        sa.update(table)
+        .where(
+            table.c.namespace == namespace,
+            table.c.key == key,
+            table.c.lease_owner == owner,
+            table.c.state == "in_progress",
+        )
+        .values(lease_expires_at=now + lease)
+    )
 
 
 def _release(session: Session, namespace: str, key: str, owner: str) -> None:

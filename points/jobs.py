@@ -164,6 +164,8 @@ class Job:
     #: APScheduler trigger arguments: {"trigger": "cron", "hour": 0, "minute": 10} or
     #: {"trigger": "interval", "seconds": 5}.
     schedule: dict[str, Any]
+    #: Runs many times a day: its finished runs are kept a while, not forever (the purge job).
+    frequent: bool = False
 
 
 JOBS: dict[str, Job] = {}

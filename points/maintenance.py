@@ -9,6 +9,7 @@ hold_timeouts  every minute                void the holds whose timeout has pass
 seal           every 5 seconds             seal committed entries into the hash chain
 purge          daily at 03:00              idempotency records past retention, old
                                            rate-limit windows, old runs of frequent jobs
+                                           (``Job.frequent``: these two, ``upload_handback``)
 =============  ==========================  ===========================================
 
 Each is idempotent for its period and safe when two processes run it at once (``points.jobs``).
@@ -19,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ledger import Ledger
-from points import expiry, idempotency, ratelimit
+from points import expiry, idempotency, jobs, ratelimit
 from points.jobs import Job, JobContext, purge_runs, seconds_slot, tokyo_day, tokyo_minute
 from points.uow import unit_of_work
 
@@ -59,10 +60,11 @@ def _purge(context: JobContext) -> dict[str, int]:
     context.progress(1, 3)
     windows = ratelimit.purge(context.engine, before=context.as_of - timedelta(days=1))
     context.progress(2, 3)
+    frequent = sorted(name for name, job in jobs.JOBS.items() if job.frequent)
     runs = unit_of_work(
         context.engine,
         lambda session: purge_runs(
-            session, before=context.as_of - FREQUENT_RUNS_KEPT, jobs=["seal", "hold_timeouts"]
+            session, before=context.as_of - FREQUENT_RUNS_KEPT, jobs=frequent
         ),
     )
     context.progress(3, 3)
@@ -82,6 +84,7 @@ HOLD_TIMEOUTS = Job(
     tokyo_minute,
     _hold_timeouts,
     {"trigger": "cron", "minute": "*"},
+    frequent=True,
 )
 SEAL = Job(
     "seal",
@@ -89,6 +92,7 @@ SEAL = Job(
     seconds_slot(SEAL_SECONDS),
     _seal,
     {"trigger": "interval", "seconds": SEAL_SECONDS},
+    frequent=True,
 )
 PURGE = Job(
     "purge",

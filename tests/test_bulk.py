@@ -911,7 +911,13 @@ def test_the_same_file_while_a_run_awards_it_is_refused_and_counted_once(
 
     upload = d.the_upload()
     assert raised.value.code == "upload_in_progress"
-    assert raised.value.context == {"upload_id": upload.id, "awarded": 4, "to_award": 10}
+    assert raised.value.context == {
+        "upload_id": upload.id,
+        "awarded": 4,
+        "to_award": 10,
+        # The clock has not moved since the first run renewed its lease before the batch.
+        "retry_after_seconds": bulk.LEASE.total_seconds(),
+    }
     assert f"upload {upload.id} of this file is being awarded by another request" in str(
         raised.value
     )

@@ -202,6 +202,13 @@ def test_each_job_is_scheduled_on_its_trigger_in_tokyo_time(sqlite_engine: Engin
         assert seal.trigger.interval == timedelta(seconds=maintenance.SEAL_SECONDS)
         assert before < seal.next_run_time <= after + seal.trigger.interval
 
+        # upload handback: every five minutes, at second 0.
+        handback = scheduler.get_job("upload_handback")
+        assert str(handback.trigger.timezone) == "Asia/Tokyo"
+        assert cron_fields(handback.trigger) == {"minute": "*/5", "second": "0"}
+        assert before < handback.next_run_time <= after + timedelta(minutes=5)
+        assert handback.next_run_time.minute % 5 == 0
+
 
 def test_schedule_overrides_change_the_triggers(sqlite_engine: Engine) -> None:
     settings = job_settings(
@@ -236,7 +243,7 @@ def test_schedule_overrides_change_the_triggers(sqlite_engine: Engine) -> None:
 
     # The other way round: an interval job on a cron trigger, with only the cron's arguments.
     flipped = job_settings(
-        jobs_disabled=["expiry", "purge", "hold_timeouts"],
+        jobs_disabled=["expiry", "purge", "hold_timeouts", "upload_handback"],
         job_schedules={"seal": {"trigger": "cron", "second": "*/2"}},
     )
     with scheduler_running(sqlite_engine, flipped) as scheduler:
@@ -252,7 +259,11 @@ def test_disabled_jobs_are_not_scheduled(sqlite_engine: Engine) -> None:
     with scheduler_running(sqlite_engine, some) as scheduler:
         assert scheduler.get_job("expiry") is None
         assert scheduler.get_job("purge") is None
-        assert sorted(job.id for job in scheduler.get_jobs()) == ["hold_timeouts", "seal"]
+        assert sorted(job.id for job in scheduler.get_jobs()) == [
+            "hold_timeouts",
+            "seal",
+            "upload_handback",
+        ]
 
     # Jobs off: no scheduler at all, whatever else the settings say.
     off = job_settings(
@@ -539,7 +550,7 @@ def test_purge_runs_at_once_and_again_delete_each_row_once(
         # second day's, past neither.
         for job, period, started in (
             ("seal", "old-1", first - timedelta(days=8)),
-            ("seal", "old-2", first - timedelta(days=8)),
+            ("upload_handback", "old-2", first - timedelta(days=8)),
             ("hold_timeouts", "old-3", first - timedelta(days=8)),
             ("seal", "middle-1", first - timedelta(days=6, hours=12)),
             ("hold_timeouts", "middle-2", first - timedelta(days=6, hours=12)),

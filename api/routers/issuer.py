@@ -6,6 +6,8 @@ department (two officers of one department retrying the same call share it), and
 ``record_id`` — the department's own id of the event — makes a record award at most once even
 across keys. A CSV file of awards is checked (``.../award-uploads/check``, nothing written) or
 uploaded (``.../award-uploads``): validated whole, then awarded in batches (``issuers.bulk``).
+An upload that stopped before it finished may be cancelled (``.../award-uploads/{id}/cancel``):
+what it had not awarded goes back to the budget.
 
 Departments know residents by their address number (宛名番号): an award, a CSV row and the
 lookup ``/residents?address_number=...`` take it instead of the pseudonymous resident id, which
@@ -16,6 +18,7 @@ lookup by number, not written to the audit trail.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -40,6 +43,7 @@ from api.schemas_earning import (
     ProgramPublic,
     ResidentLookupPublic,
     RowProblem,
+    UploadCancel,
     UploadCheck,
     UploadPublic,
 )
@@ -284,9 +288,10 @@ async def upload_awards(
     data = await request.body()
     fingerprint = UploadFingerprint(sha256=hashlib.sha256(data).hexdigest(), filename=filename)
 
-    def work(_session: None) -> tuple[int, Any]:
+    def work(renew_claim: Callable[[], None]) -> tuple[int, Any]:
         # The upload commits batch by batch in transactions of its own, and is idempotent by
-        # the file's digest (a retry resumes or replays it).
+        # the file's digest (a retry resumes or replays it). It renews the key's short claim
+        # between batches, as it renews its own lease: a dead process holds neither for long.
         result = bulk.upload(
             services.engine,
             caller,
@@ -295,6 +300,7 @@ async def upload_awards(
             data,
             department_id=department_id,
             filename=filename,
+            progress=lambda _done, _total: renew_claim(),
         )
         public = UploadPublic.model_validate(result.upload)
         return (200 if result.replayed else 201), public.model_dump(mode="json")
@@ -367,3 +373,31 @@ def get_upload(upload_id: PathId, caller: IssuerDep, services: ServicesDep) -> U
             bulk.get_upload(session, upload_id, department_id=department_id)
         )
     )
+
+
+@router.post(
+    "/award-uploads/{upload_id}/cancel",
+    response_model=UploadPublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Cancel an upload that stopped before it finished: the rest returns to the budget",
+)
+def cancel_upload(
+    upload_id: PathId,
+    body: UploadCancel,
+    caller: IssuerDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    """The awards made stand; what the upload set aside and did not award goes back to the
+    budget. Refused while a request is awarding it (``upload_in_progress``, with Retry-After)
+    and once it is finished (``upload_finished``)."""
+    department_id = _department_of(caller)
+    now = services.clock()
+
+    def work(session: Session) -> tuple[int, Any]:
+        upload = bulk.cancel(
+            session, caller, now, upload_id, department_id=department_id, reason=body.reason
+        )
+        return 200, UploadPublic.model_validate(upload).model_dump(mode="json")
+
+    return idempotency.run(caller, body, work, namespace=f"department:{department_id}")

@@ -8,21 +8,32 @@
    award can no longer take the budget the file needs.
 3. **Award in batches** (``issuers.bulk.batches``), paid from the clearing accounts.
 4. **Settle**: return what is left in the clearing accounts to the budget (or, if the year was
-   closed meanwhile, to the city's funding), close them, and record the outcome on the upload.
+   closed meanwhile, to the city's funding), close them, and record the outcome on the upload
+   (``done``). The points returned are not an allocation: a budget's ``allocated`` leaves them
+   out (``issuers.awards.budget_view``).
+
+An upload that stops before it settles keeps its total set aside until it is resumed, or ended
+without finishing (``issuers.bulk.ending``): cancelled by its department (``cancelled``) or,
+when nobody resumes it, handed back by a job (``abandoned``). Both settle it the same way
+(``end_upload``), keeping the awards made. Every status but ``issuing`` is final.
 
 An upload is known by the SHA-256 of the file: uploading the same file again returns the first
 upload's outcome, or resumes it if it was interrupted (every row is protected by its record id,
-so a resumed upload awards each row at most once).
+so a resumed upload awards each row at most once). A cancelled or abandoned upload is not
+resumed (``upload_finished``): a file of the rows it did not award (other bytes) is a new upload,
+whose check finds the rows awarded before as replays.
 
 One run at a time awards a file: the run takes a **lease** on the upload row (``owner``,
-``lease_expires_at``) for ``LEASE``, renewed by every batch. Another upload of the same file
-meanwhile (a retry from an impatient client, a second clerk) is refused with
-``upload_in_progress`` and may look at the upload's progress instead; it is not run alongside,
-where it would meet the first run's awards as replays and count them twice. A run that fails
-gives its lease up at once, so that the file can be uploaded again to resume it; a run whose
-process died keeps it until it lapses. The resuming run takes the lease *before* it checks the
-file again, so the check sees every row the old run awarded, and the old run, should it wake,
-stops at its next batch.
+``lease_expires_at``) for ``LEASE``, short (seconds) and renewed often: in a transaction of its
+own before every batch (so a live upload of any length keeps it), and again by the batch itself.
+Another upload of the same file meanwhile (a retry from an impatient client, a second clerk) is
+refused with ``upload_in_progress``, saying in ``retry_after_seconds`` when the lease lapses, and
+may look at the upload's progress instead; it is not run alongside, where it would meet the first
+run's awards as replays and count them twice. A run that fails gives its lease up at once, so
+that the file can be uploaded again to resume it; a run whose process died keeps it until it
+lapses, ``LEASE`` after its last renewal at most. The resuming run takes the lease *before* it
+checks the file again, so the check sees every row the old run awarded, and the old run, should
+it wake, stops at its next batch.
 """
 
 from __future__ import annotations
@@ -45,21 +56,30 @@ from issuers.bulk.batches import award_batch
 from issuers.bulk.check import Plan, check_file
 from issuers.bulk.reading import Row
 from issuers.eligibility import check_program_active
-from issuers.errors import BudgetClosed, BudgetExhausted, CsvInvalid, UploadInProgress
+from issuers.errors import (
+    BudgetClosed,
+    BudgetExhausted,
+    CsvInvalid,
+    UploadFinished,
+    UploadInProgress,
+)
 from issuers.programs import BudgetStatus, find_budget, get_program
 from ledger import LedgerTx, NewEntry, Posting, Side
 from points.accounts import ACCOUNT_RULES, AccountCode
 from points.auth import Principal
-from points.errors import NotFound
+from points.errors import NotFound, seconds_until
 from points.jobs import frozen_heap
 from points.pointtypes import get_point_type
 from points.registry import new_id
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 
-#: How long a run's lease on its upload lasts after its last batch (or set-aside) before
-#: another upload of the file may take it over: many times a batch's duration.
-LEASE = timedelta(minutes=2)
+#: How long a run's lease on its upload lasts after its last renewal (before each batch, at the
+#: set-aside, when it resumes) before another upload of the file may take it over: what a dead
+#: process costs a retry. It covers the longest step between two renewals, with room for a busy
+#: machine: a batch of ``BATCH`` rows (a fraction of a second), checking a 100,000-row file when
+#: resuming (a few seconds).
+LEASE = timedelta(seconds=20)
 BATCH = 2000
 #: On PostgreSQL, refresh the planner's statistics every this many batches of an upload.
 ANALYZE_EVERY = 5
@@ -69,14 +89,21 @@ log = logging.getLogger("issuers.bulk")
 
 class UploadStatus(enum.StrEnum):
     ISSUING = "issuing"
+    #: Every row awarded or refused, the rest returned (final, like the two below).
     DONE = "done"
+    #: Ended by its department before it finished (``issuers.bulk.ending.cancel``).
+    CANCELLED = "cancelled"
+    #: Ended by the ``upload_handback`` job: nobody resumed it after its lease lapsed.
+    ABANDONED = "abandoned"
 
 
 class AwardUpload(SQLModel, table=True):
     __tablename__ = "award_upload"
     __table_args__ = (
         sa.UniqueConstraint("program_id", "sha256"),
-        sa.CheckConstraint("status IN ('issuing', 'done')", name="status"),
+        sa.CheckConstraint(
+            "status IN ('issuing', 'done', 'cancelled', 'abandoned')", name="status"
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -88,6 +115,10 @@ class AwardUpload(SQLModel, table=True):
     #: Rows to award when the upload started (the others were replays).
     to_award: int
     total: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    #: What went back from the clearing accounts when the upload ended (migration 0012).
+    returned: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
+    )
     awarded: int = 0
     replayed: int = 0
     failed: int = 0
@@ -98,8 +129,9 @@ class AwardUpload(SQLModel, table=True):
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     finished_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
-    #: The run awarding the file and until when its lease lasts (renewed by every batch); both
-    #: None when no run has the lease.
+    #: The run awarding the file and until when its lease lasts (renewed by every batch). No
+    #: owner when no run has the lease; ``lease_expires_at`` is then when the last run let go
+    #: (None once the upload ended, or for an upload of before migration 0012 let go).
     owner: str | None = Field(default=None, max_length=32)
     lease_expires_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
 
@@ -136,6 +168,8 @@ def upload(
     )
     if existing is not None and existing.status == UploadStatus.DONE:
         return UploadResult(existing, replayed=True)
+    if existing is not None and existing.status != UploadStatus.ISSUING:
+        raise finished_refusal(existing)
     leased: str | None = None
     try:
         if existing is not None:
@@ -177,6 +211,8 @@ def upload(
             progress(0, len(plan.to_award))
         for start in range(0, len(plan.to_award), batch):
             part = plan.to_award[start : start + batch]
+            # Renewed and committed before the batch, so that the whole lease covers it.
+            unit_of_work(engine, lambda session: _renew_lease(session, upload_id, owner, clock()))
             unit_of_work(
                 engine,
                 lambda session, part=part: _award_batch(  # type: ignore[misc]
@@ -195,7 +231,7 @@ def upload(
         finished = unit_of_work(engine, lambda session: _settle(session, clock(), upload_id, owner))
     except BaseException:
         if leased is not None:
-            _give_up_lease(engine, leased, owner)
+            _give_up_lease(engine, leased, owner, clock())
         raise
     return UploadResult(finished, replayed=False)
 
@@ -208,6 +244,8 @@ def _take_lease(session: Session, upload_id: str, owner: str, now: datetime) -> 
     ).one()
     if upload.status == UploadStatus.DONE:
         return upload
+    if upload.status != UploadStatus.ISSUING:
+        raise finished_refusal(upload)
     if (
         upload.owner is not None
         and upload.owner != owner
@@ -221,6 +259,7 @@ def _take_lease(session: Session, upload_id: str, owner: str, now: datetime) -> 
             upload_id=upload.id,
             awarded=upload.awarded,
             to_award=upload.to_award,
+            retry_after_seconds=seconds_until(upload.lease_expires_at, now),
         )
     upload.owner = owner
     upload.lease_expires_at = now + LEASE
@@ -229,15 +268,29 @@ def _take_lease(session: Session, upload_id: str, owner: str, now: datetime) -> 
     return upload
 
 
-def _give_up_lease(engine: Engine, upload_id: str, owner: str) -> None:
+def finished_refusal(upload: AwardUpload) -> UploadFinished:
+    """The refusal to resume or cancel an upload that has a final status."""
+    return UploadFinished(
+        f"upload {upload.id} is {upload.status}: {upload.awarded} of its {upload.to_award} rows "
+        f"were awarded and stand, {upload.returned} points went back to the budget; it can be "
+        "neither resumed nor cancelled. To award rows it did not, upload a file of them",
+        upload_id=upload.id,
+        upload_status=upload.status,
+        awarded=upload.awarded,
+        to_award=upload.to_award,
+    )
+
+
+def _give_up_lease(engine: Engine, upload_id: str, owner: str, now: datetime) -> None:
     """After a failed run: give the lease up at once (if this run still has it), so that
-    uploading the file again resumes it without waiting for the lease to lapse."""
+    uploading the file again resumes it without waiting for the lease to lapse. The lease
+    lapses now: the ``upload_handback`` job counts from here."""
 
     def work(session: Session) -> None:
         upload = session.get(AwardUpload, upload_id, with_for_update=True)
         if upload is not None and upload.owner == owner:
             upload.owner = None
-            upload.lease_expires_at = None
+            upload.lease_expires_at = now
             session.add(upload)
 
     try:
@@ -384,6 +437,8 @@ def _renew_lease(session: Session, upload_id: str, owner: str, now: datetime) ->
     upload = session.exec(
         select(AwardUpload).where(AwardUpload.id == upload_id).with_for_update()
     ).one()
+    if upload.status not in (UploadStatus.ISSUING, UploadStatus.DONE):
+        raise finished_refusal(upload)
     if upload.owner != owner or upload.status == UploadStatus.DONE:
         raise UploadInProgress(
             f"upload {upload.id}: another request took it over while this one was stalled; "
@@ -391,6 +446,7 @@ def _renew_lease(session: Session, upload_id: str, owner: str, now: datetime) ->
             upload_id=upload.id,
             awarded=upload.awarded,
             to_award=upload.to_award,
+            retry_after_seconds=seconds_until(upload.lease_expires_at or now, now),
         )
     upload.lease_expires_at = now + LEASE
     session.add(upload)
@@ -400,11 +456,22 @@ def _renew_lease(session: Session, upload_id: str, owner: str, now: datetime) ->
 def _settle(session: Session, now: datetime, upload_id: str, owner: str) -> AwardUpload:
     """Return what the clearing accounts still hold, close them, and finish the upload."""
     upload = _renew_lease(session, upload_id, owner, now)
+    end_upload(session, now, upload, UploadStatus.DONE)
+    return upload
+
+
+def end_upload(session: Session, now: datetime, upload: AwardUpload, status: UploadStatus) -> int:
+    """Return what the upload's clearing accounts still hold to their budgets (or, for a year
+    closed meanwhile, to the city's funding), close them, and give the upload its final
+    ``status``, held by no run; the points returned. The caller holds the upload's row lock."""
+    assert status != UploadStatus.ISSUING and upload.status == UploadStatus.ISSUING
     program = get_program(session, upload.program_id)
     point_type = get_point_type(session, program.point_type_id)
     tx = LedgerTx(session.connection(), lambda: now)
+    returned = 0
     for year, clearing_id in json.loads(upload.clearing_accounts).items():
         left = tx.lock_account(clearing_id).balance.available
+        returned += left
         if left > 0:
             budget = find_budget(session, program.id, int(year))
             open_budget = budget is not None and budget.status == BudgetStatus.OPEN
@@ -421,12 +488,13 @@ def _settle(session: Session, now: datetime, upload_id: str, owner: str) -> Awar
                 )
             )
         tx.close_account(clearing_id)
-    upload.status = UploadStatus.DONE
+    upload.status = status
+    upload.returned = returned
     upload.finished_at = now
     upload.owner = upload.lease_expires_at = None
     session.add(upload)
     session.flush()
-    return upload
+    return returned
 
 
 def get_upload(session: Session, upload_id: str, *, department_id: str | None) -> AwardUpload:

@@ -39,7 +39,7 @@ MODEL_MODULES = (
     jobs,
 )
 
-for _job in maintenance.JOBS:
+for _job in (*maintenance.JOBS, *bulk.JOBS):
     jobs.register(_job)
 
 
