@@ -330,6 +330,11 @@ TABLE: list[Row] = [
     Row("POST", f"{ISS}/programs/{{program_id}}/award-uploads/check", ISSUER,
         per_caller=own_program, csv=awards_file),
     Row("GET", f"{ISS}/award-uploads/{{upload_id}}", ISSUER, per_caller=own_upload),
+    # The issuer reaches the rule (a finished upload is not cancelled: 409); the cancelling of
+    # an unfinished one is tested in test_bulk_recovery.py.
+    Row("POST", f"{ISS}/award-uploads/{{upload_id}}/cancel", "401 403 403 409 403 403 403",
+        per_caller=own_upload, body=reason, value_moving=True,
+        media_type="application/problem+json"),
     Row("GET", f"{ISS}/residents", ISSUER, query="?address_number={address_number}",
         owned=learns_only_the_id),
     # Counter staff.
