@@ -115,6 +115,10 @@ class Recorder:
         self.cursor.execute(self.sql(statement), parameters or {})
         return self.cursor.fetchall()
 
+    def execute(self, statement: str, parameters: Any = None) -> None:
+        """Run ``statement`` (named parameters ``:name``), which returns no rows."""
+        self.cursor.execute(self.sql(statement), parameters or {})
+
     def sql(self, statement: str) -> str:
         """Named parameters ``:name`` as each driver wants them."""
         if self.sqlite:

@@ -30,8 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger import schema
-from ledger.database import DriverCursor, is_sqlite
+from ledger.database import DriverConnection, DriverCursor, is_sqlite
 from ledger.errors import (
     AccountHasPending,
     AccountNotFound,
@@ -77,37 +76,56 @@ Clock = Callable[[], datetime]
 class LedgerTx:
     """The ledger's operations on one open transaction; see the module docstring."""
 
-    def __init__(self, connection: sa.Connection, clock: Clock) -> None:
-        self.connection = connection
+    def __init__(self, connection: sa.Connection | DriverConnection, clock: Clock) -> None:
+        """On a SQLAlchemy ``Connection`` (a service's session sharing the transaction), or on
+        the pool's DBAPI connection (``Ledger.transaction``); every statement goes through the
+        driver's cursor either way."""
+        self._connection = connection
         self.clock = clock
-        self._sqlite = is_sqlite(connection)
+        if isinstance(connection, DriverConnection):
+            self._sqlite = connection.sqlite
+        else:
+            self._sqlite = is_sqlite(connection)
         self._recording: Recorder | None = None
+
+    @property
+    def connection(self) -> sa.Connection:
+        """The SQLAlchemy connection of this transaction, for a caller's own SQL. Not there when
+        ``Ledger.transaction`` runs the work on the driver's connection: use ``driver``."""
+        if isinstance(self._connection, DriverConnection):
+            raise TypeError(
+                "this LedgerTx runs on the driver's connection (Ledger.transaction); "
+                "use tx.driver, or run the work through a SQLAlchemy connection"
+            )
+        return self._connection
+
+    @property
+    def driver(self) -> Any:
+        """The driver's own connection of this transaction (``sqlite3.Connection`` or
+        ``psycopg.Connection``), whichever way the ``LedgerTx`` was made."""
+        if isinstance(self._connection, DriverConnection):
+            return self._connection.dbapi_connection
+        return self._connection.connection.dbapi_connection
 
     # Ledgers and accounts -------------------------------------------------------------------
 
     def create_ledger(self, code: str, name: str) -> LedgerInfo:
         check_text("ledger code", code, 32)
         check_text("ledger name", name, 200)
-        exists = self.connection.execute(
-            sa.select(schema.ledger.c.id).where(schema.ledger.c.code == code)
-        ).first()
-        if exists is not None:
+        if self._rows("SELECT id FROM ledger WHERE code = :code", {"code": code}):
             raise DuplicateLedger(f"ledger {code!r} exists already", code=code)
-        ledger_id = self.connection.execute(
-            schema.ledger.insert().values(code=code, name=name, created_at_us=self._now_us())
-        ).inserted_primary_key
-        assert ledger_id is not None
-        return LedgerInfo(int(ledger_id[0]), code, name)
+        (row,) = self._rows(
+            "INSERT INTO ledger (code, name, created_at_us) VALUES (:code, :name, :now) "
+            "RETURNING id",
+            {"code": code, "name": name, "now": self._now_us()},
+        )
+        return LedgerInfo(int(row[0]), code, name)
 
     def get_ledger(self, code: str) -> LedgerInfo:
-        row = self.connection.execute(
-            sa.select(schema.ledger.c.id, schema.ledger.c.code, schema.ledger.c.name).where(
-                schema.ledger.c.code == code
-            )
-        ).first()
-        if row is None:
+        rows = self._rows("SELECT id, code, name FROM ledger WHERE code = :code", {"code": code})
+        if not rows:
             raise LedgerNotFound(f"ledger {code!r} does not exist", code=code)
-        return LedgerInfo(int(row.id), row.code, row.name)
+        return LedgerInfo(int(rows[0][0]), rows[0][1], rows[0][2])
 
     def create_account(
         self,
@@ -125,28 +143,24 @@ class LedgerTx:
         if owner_ref is not None:
             check_text("owner_ref", owner_ref, OWNER_REF_MAX_LENGTH)
         flags = AccountFlags(flags)
-        exists = self.connection.execute(
-            sa.select(schema.ledger.c.id).where(schema.ledger.c.id == ledger_id)
-        ).first()
-        if exists is None:
+        if not self._rows("SELECT id FROM ledger WHERE id = :id", {"id": ledger_id}):
             raise LedgerNotFound(f"ledger {ledger_id} does not exist", ledger_id=ledger_id)
         now_us = self._now_us()
-        inserted = self.connection.execute(
-            schema.account.insert().values(
-                ledger_id=ledger_id,
-                code=code,
-                normal_side=int(normal_side),
-                owner_ref=owner_ref,
-                flags=int(flags),
-                closed=False,
-                debits_posted=0,
-                credits_posted=0,
-                debits_pending=0,
-                credits_pending=0,
-                created_at_us=now_us,
-            )
-        ).inserted_primary_key
-        assert inserted is not None
+        (inserted,) = self._rows(
+            "INSERT INTO ledger_account (ledger_id, code, normal_side, owner_ref, flags, closed, "
+            "debits_posted, credits_posted, debits_pending, credits_pending, created_at_us) "
+            "VALUES (:ledger_id, :code, :side, :owner_ref, :flags, :closed, 0, 0, 0, 0, :now) "
+            "RETURNING id",
+            {
+                "ledger_id": ledger_id,
+                "code": code,
+                "side": int(normal_side),
+                "owner_ref": owner_ref,
+                "flags": int(flags),
+                "closed": False,
+                "now": now_us,
+            },
+        )
         return Account(
             int(inserted[0]),
             ledger_id,
@@ -238,7 +252,7 @@ class LedgerTx:
         return _account(row)
 
     def list_ledgers(self) -> list[LedgerInfo]:
-        rows = self.connection.exec_driver_sql("SELECT id, code, name FROM ledger ORDER BY id")
+        rows = self._rows("SELECT id, code, name FROM ledger ORDER BY id")
         return [LedgerInfo(row[0], row[1], row[2]) for row in rows]
 
     def list_accounts(
@@ -249,25 +263,21 @@ class LedgerTx:
             raise InvalidField(f"limit is 1 .. {PAGE_LIMIT_MAX}", limit=repr(limit))
         if not self._rows("SELECT 1 FROM ledger WHERE id = :id", {"id": ledger_id}):
             raise LedgerNotFound(f"ledger {ledger_id} does not exist", ledger_id=ledger_id)
-        rows = self.connection.exec_driver_sql(
-            self._sql(
-                f"SELECT {ACCOUNT_COLUMNS} FROM ledger_account "
-                "WHERE ledger_id = :ledger_id AND id > :after ORDER BY id LIMIT :limit"
-            ),
+        rows = self._rows(
+            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_account "
+            "WHERE ledger_id = :ledger_id AND id > :after ORDER BY id LIMIT :limit",
             {"ledger_id": ledger_id, "after": after or 0, "limit": limit},
-        ).fetchall()
-        return [_account(row) for row in rows]
+        )
+        return [_account(AccountRow(*row)) for row in rows]
 
     def find_accounts(self, ledger_id: int, *, owner_ref: str) -> list[Account]:
         """The accounts of ``ledger_id`` with this owner reference, oldest first."""
-        rows = self.connection.exec_driver_sql(
-            self._sql(
-                f"SELECT {ACCOUNT_COLUMNS} FROM ledger_account "
-                "WHERE ledger_id = :ledger_id AND owner_ref = :owner_ref ORDER BY id"
-            ),
+        rows = self._rows(
+            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_account "
+            "WHERE ledger_id = :ledger_id AND owner_ref = :owner_ref ORDER BY id",
             {"ledger_id": ledger_id, "owner_ref": owner_ref},
-        ).fetchall()
-        return [_account(row) for row in rows]
+        )
+        return [_account(AccountRow(*row)) for row in rows]
 
     def close_account(self, account_id: int) -> Account:
         row = self._fetch_accounts([account_id], lock=True).get(account_id)
@@ -275,8 +285,9 @@ class LedgerTx:
             raise AccountNotFound(account_id)
         if row.debits_pending or row.credits_pending:
             raise AccountHasPending(account_id, row.debits_pending, row.credits_pending)
-        self.connection.execute(
-            schema.account.update().where(schema.account.c.id == account_id).values(closed=True)
+        self._recorder().execute(
+            "UPDATE ledger_account SET closed = :closed WHERE id = :id",
+            {"closed": True, "id": account_id},
         )
         return self.get_account(account_id)
 
@@ -438,11 +449,12 @@ class LedgerTx:
 
     def void_expired_holds(self, as_of: datetime, *, limit: int = 1000) -> list[Entry]:
         """Void up to ``limit`` holds whose timeout is at or before ``as_of``."""
-        rows = self.connection.exec_driver_sql(
-            "SELECT e.id FROM ledger_entry e WHERE e.phase = 1 AND e.timeout_at_us <= "
-            f"{to_us(as_of)} AND NOT EXISTS (SELECT 1 FROM ledger_entry r "
-            f"WHERE r.pending_id = e.id) ORDER BY e.id LIMIT {int(limit)}"
-        ).fetchall()
+        rows = self._rows(
+            "SELECT e.id FROM ledger_entry e WHERE e.phase = 1 AND e.timeout_at_us <= :as_of "
+            "AND NOT EXISTS (SELECT 1 FROM ledger_entry r WHERE r.pending_id = e.id) "
+            "ORDER BY e.id LIMIT :limit",
+            {"as_of": to_us(as_of), "limit": int(limit)},
+        )
         valid = [
             validate_entry(
                 NewEntry((), kind="hold_timeout", description="hold timed out"),
@@ -490,16 +502,14 @@ class LedgerTx:
             raise InvalidField(f"limit is 1 .. {PAGE_LIMIT_MAX}", limit=repr(limit))
         before = _parse_cursor(cursor)
         self.get_account(account_id)
-        rows = self.connection.exec_driver_sql(
-            self._sql(
-                "SELECT p.id, p.entry_id, e.phase, e.kind, e.description, p.side, p.amount, "
-                "e.effective_at_us, e.recorded_at_us FROM ledger_posting p "
-                "JOIN ledger_entry e ON e.id = p.entry_id "
-                "WHERE p.account_id = :account_id AND p.id < :before "
-                "ORDER BY p.id DESC LIMIT :limit"
-            ),
+        rows = self._rows(
+            "SELECT p.id, p.entry_id, e.phase, e.kind, e.description, p.side, p.amount, "
+            "e.effective_at_us, e.recorded_at_us FROM ledger_posting p "
+            "JOIN ledger_entry e ON e.id = p.entry_id "
+            "WHERE p.account_id = :account_id AND p.id < :before "
+            "ORDER BY p.id DESC LIMIT :limit",
             {"account_id": account_id, "before": before, "limit": limit + 1},
-        ).fetchall()
+        )
         items = [
             HistoryLine(
                 posting_id=row[0],
@@ -560,7 +570,7 @@ class LedgerTx:
 
     def _recorder(self) -> Recorder:
         if self._recording is None:
-            self._recording = Recorder(DriverCursor(self.connection), sqlite=self._sqlite)
+            self._recording = Recorder(DriverCursor(self._connection), sqlite=self._sqlite)
         return self._recording
 
     def _rows(self, statement: str, parameters: Any = None) -> list[Any]:
@@ -578,9 +588,6 @@ class LedgerTx:
     def _now_us(self) -> int:
         return to_us(self.clock())
 
-    def _sql(self, statement: str) -> str:
-        return self._recorder().sql(statement)
-
 
 def _parse_cursor(cursor: str | None) -> int:
     if cursor is None:
@@ -596,7 +603,7 @@ def _parse_cursor(cursor: str | None) -> int:
     return int(cursor)
 
 
-def _account(row: Any) -> Account:
+def _account(row: AccountRow) -> Account:
     return Account(
         id=row.id,
         ledger_id=row.ledger_id,
