@@ -10,6 +10,12 @@ execution option ``ledger_read_only``.
 PostgreSQL: READ COMMITTED (the server default, set explicitly). Deadlocks, serialization
 failures and a lost race on a unique idempotency key are *transient*: the whole unit of work is
 run again, a bounded number of times (``run_with_retries``).
+
+Two ways to run a unit of work, with the same transaction, retries and errors:
+``run_with_retries`` on a SQLAlchemy ``Connection`` (services with a ``Session``, reads), and
+``run_on_driver`` on the pool's DBAPI connection (``DriverConnection``: the ledger's own hot path,
+``Ledger.transaction``), where ``BEGIN IMMEDIATE``, ``COMMIT`` and ``ROLLBACK`` go straight to the
+driver and every driver error is wrapped as SQLAlchemy would wrap it.
 """
 
 from __future__ import annotations

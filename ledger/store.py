@@ -20,6 +20,9 @@ How a write works, for one entry or a batch, on both databases:
 A ``LedgerTx`` never commits: its caller owns the transaction, so that a service in ``points``
 can write its own rows (an award's cap counter, an API idempotency record) in the same
 transaction as the ledger entry. ``ledger.Ledger`` runs a unit of work with retries and commits.
+A ``LedgerTx`` is made on a SQLAlchemy ``Connection`` (a service's session) or, by
+``Ledger.transaction``, on the pool's DBAPI connection (``ledger.database.DriverConnection``);
+its statements go through the driver's cursor either way.
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ class LedgerTx:
             return [first.id]
         # Ids chosen first, so that one statement inserts them all in the order asked
         # (RETURNING would make SQLAlchemy run a statement per row on SQLite to keep the order).
-        ids = self._new_ids("ledger_account", len(rest))
+        ids = self._recorder().new_ids("ledger_account", len(rest))
         values = {
             "ledger": ledger_id,
             "code": code,
@@ -238,7 +241,7 @@ class LedgerTx:
         return [first.id, *ids]
 
     def get_account(self, account_id: int) -> Account:
-        row = self._fetch_accounts([account_id], lock=False).get(account_id)
+        row = self._recorder().fetch_accounts([account_id], lock=False).get(account_id)
         if row is None:
             raise AccountNotFound(account_id)
         return _account(row)
@@ -246,7 +249,7 @@ class LedgerTx:
     def lock_account(self, account_id: int) -> Account:
         """The account, locked until this transaction ends (``FOR UPDATE``; SQLite writers are
         serialised already): a balance read here stays true for a decision made on it."""
-        row = self._fetch_accounts([account_id], lock=True).get(account_id)
+        row = self._recorder().fetch_accounts([account_id], lock=True).get(account_id)
         if row is None:
             raise AccountNotFound(account_id)
         return _account(row)
@@ -280,7 +283,7 @@ class LedgerTx:
         return [_account(AccountRow(*row)) for row in rows]
 
     def close_account(self, account_id: int) -> Account:
-        row = self._fetch_accounts([account_id], lock=True).get(account_id)
+        row = self._recorder().fetch_accounts([account_id], lock=True).get(account_id)
         if row is None:
             raise AccountNotFound(account_id)
         if row.debits_pending or row.credits_pending:
@@ -479,7 +482,7 @@ class LedgerTx:
             "WHERE namespace = :namespace AND idempotency_key = :key",
             {"namespace": namespace, "key": idempotency_key},
         )
-        return self._entries_from_rows(rows)[0] if rows else None
+        return self._recorder().entries_from_rows(rows)[0] if rows else None
 
     def get_entry(self, entry_id: int) -> Entry:
         entries = self.get_entries([entry_id])
@@ -494,7 +497,7 @@ class LedgerTx:
         rows = self._rows(
             f"SELECT {ENTRY_COLUMNS} FROM ledger_entry WHERE id IN ({int_list(ids)}) ORDER BY id"
         )
-        return self._entries_from_rows(rows)
+        return self._recorder().entries_from_rows(rows)
 
     def history(self, account_id: int, *, limit: int = 100, cursor: str | None = None) -> Page:
         """An account's postings, newest first, a page at a time (cursor pagination)."""
@@ -575,15 +578,6 @@ class LedgerTx:
 
     def _rows(self, statement: str, parameters: Any = None) -> list[Any]:
         return self._recorder().rows(statement, parameters)
-
-    def _fetch_accounts(self, account_ids: Sequence[int], *, lock: bool) -> dict[int, AccountRow]:
-        return self._recorder().fetch_accounts(account_ids, lock=lock)
-
-    def _entries_from_rows(self, rows: Sequence[Any]) -> list[Entry]:
-        return self._recorder().entries_from_rows(rows)
-
-    def _new_ids(self, table: str, count: int) -> list[int]:
-        return self._recorder().new_ids(table, count)
 
     def _now_us(self) -> int:
         return to_us(self.clock())
