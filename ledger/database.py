@@ -10,10 +10,17 @@ execution option ``ledger_read_only``.
 PostgreSQL: READ COMMITTED (the server default, set explicitly). Deadlocks, serialization
 failures and a lost race on a unique idempotency key are *transient*: the whole unit of work is
 run again, a bounded number of times (``run_with_retries``).
+
+Two ways to run a unit of work, with the same transaction, retries and errors:
+``run_with_retries`` on a SQLAlchemy ``Connection`` (services with a ``Session``, reads), and
+``run_on_driver`` on the pool's DBAPI connection (``DriverConnection``: the ledger's own hot path,
+``Ledger.transaction``), where ``BEGIN IMMEDIATE``, ``COMMIT`` and ``ROLLBACK`` go straight to the
+driver and every driver error is wrapped as SQLAlchemy would wrap it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -21,7 +28,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from ledger.errors import ConstraintViolation, StorageError
 
@@ -130,11 +138,18 @@ class DriverCursor:
     retries a deadlock or a busy database met here, and names a refused constraint, exactly as
     for any other statement."""
 
-    __slots__ = ("_cursor", "_error")
+    __slots__ = ("_cursor", "_driver", "_error")
 
-    def __init__(self, connection: sa.Connection) -> None:
-        self._cursor = connection.connection.cursor()
-        self._error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    def __init__(self, connection: sa.Connection | DriverConnection) -> None:
+        self._driver: DriverConnection | None
+        if isinstance(connection, DriverConnection):
+            self._driver = connection
+            self._cursor = connection.dbapi_connection.cursor()
+            self._error: type[Exception] = connection.error
+        else:
+            self._driver = None
+            self._cursor = connection.connection.cursor()
+            self._error = connection.dialect.loaded_dbapi.Error
 
     def execute(self, statement: str, parameters: Any = None) -> DriverCursor:
         try:
@@ -169,9 +184,64 @@ class DriverCursor:
         self._cursor.close()
 
     def _wrap(self, statement: str, parameters: Any, error: Exception) -> sa.exc.StatementError:
+        if self._driver is not None:
+            return self._driver.wrap(statement, parameters, error)
         return sa.exc.DBAPIError.instance(
             statement, parameters, error, self._error, hide_parameters=True
         )
+
+
+class DriverConnection:
+    """One transaction on the pool's own DBAPI connection (sqlite3 or psycopg 3), without
+    SQLAlchemy's ``Connection``: the hot path of ``Ledger.transaction`` (``run_on_driver``).
+
+    The transaction is the same as on a ``Connection``: on SQLite ``BEGIN IMMEDIATE`` (the driver's
+    own transaction handling is off, see ``create_engine``), on PostgreSQL the one psycopg opens
+    with the first statement, at the engine's READ COMMITTED. Every driver error, from a statement
+    or from ``BEGIN``, ``COMMIT`` or ``ROLLBACK``, is wrapped as SQLAlchemy wraps it (with
+    ``connection_invalidated`` set when the connection died, which also drops it from the pool),
+    so that ``is_transient`` and ``constraint_violation`` read it as they read any other."""
+
+    __slots__ = ("_pooled", "dbapi_connection", "dialect", "error", "sqlite")
+
+    def __init__(self, pooled: PoolProxiedConnection, dialect: Dialect) -> None:
+        self._pooled = pooled
+        self.dbapi_connection: Any = pooled.dbapi_connection
+        self.dialect = dialect
+        self.error: type[Exception] = dialect.loaded_dbapi.Error
+        self.sqlite = dialect.name == "sqlite"
+
+    def cursor(self) -> DriverCursor:
+        return DriverCursor(self)
+
+    def begin(self) -> None:
+        if self.sqlite:
+            self._call("BEGIN IMMEDIATE", lambda: self.dbapi_connection.execute("BEGIN IMMEDIATE"))
+
+    def commit(self) -> None:
+        self._call("COMMIT", self.dbapi_connection.commit)
+
+    def rollback(self) -> None:
+        self._call("ROLLBACK", self.dbapi_connection.rollback)
+
+    def wrap(self, statement: str, parameters: Any, error: Exception) -> sa.exc.StatementError:
+        died = bool(self.dialect.is_disconnect(error, self.dbapi_connection, None))  # type: ignore[arg-type]
+        if died:
+            self._pooled.invalidate(error)
+        return sa.exc.DBAPIError.instance(
+            statement,
+            parameters,
+            error,
+            self.error,
+            hide_parameters=True,
+            connection_invalidated=died,
+        )
+
+    def _call(self, statement: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except self.error as error:
+            raise self.wrap(statement, None, error) from error
 
 
 def run_with_retries(
@@ -183,45 +253,101 @@ def run_with_retries(
     race_constraints: frozenset[str] = RACE_CONSTRAINTS,
 ) -> T:
     """Run ``work`` in one transaction; run it again on a transient failure; commit at the end."""
-    assert attempts >= 1
-    for attempt in range(1, attempts + 1):
-        committing = False
+
+    def attempt(progress: _Progress) -> T:
+        with engine.connect() as plain_connection:
+            connection = (
+                plain_connection.execution_options(**{READ_ONLY: True})
+                if read_only
+                else plain_connection
+            )
+            transaction = connection.begin()
+            try:
+                result = work(connection)
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
+            progress.committing = True
+            transaction.commit()
+            return result
+
+    return _retrying(attempt, attempts, race_constraints)
+
+
+def run_on_driver(
+    engine: Engine,
+    work: Callable[[DriverConnection], T],
+    *,
+    attempts: int = RETRY_ATTEMPTS_MAX,
+    race_constraints: frozenset[str] = RACE_CONSTRAINTS,
+) -> T:
+    """``run_with_retries`` for a unit of work that needs no SQLAlchemy ``Connection``: it runs on
+    the pool's DBAPI connection (``DriverConnection``), which saves SQLAlchemy's per-transaction
+    work (its ``Connection`` and ``begin`` event, result and transaction objects) on the hot path.
+    Same transaction, same retries, same errors."""
+
+    def attempt(progress: _Progress) -> T:
+        pooled = engine.raw_connection()
         try:
-            with engine.connect() as plain_connection:
-                connection = (
-                    plain_connection.execution_options(**{READ_ONLY: True})
-                    if read_only
-                    else plain_connection
-                )
-                transaction = connection.begin()
+            connection = DriverConnection(pooled, engine.dialect)
+            connection.begin()
+            try:
                 try:
                     result = work(connection)
-                except BaseException:
-                    if transaction.is_active:
-                        transaction.rollback()
-                    raise
-                committing = True
-                transaction.commit()
-                return result
+                except connection.error as error:
+                    # The work's own SQL on ``tx.driver``: retried and mapped like the ledger's.
+                    raise connection.wrap("(unit of work)", None, error) from error
+            except BaseException:
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    # A failed rollback (a dead connection) has dropped the connection already.
+                    connection.rollback()
+                raise
+            progress.committing = True
+            connection.commit()
+            return result
+        finally:
+            pooled.close()
+
+    return _retrying(attempt, attempts, race_constraints)
+
+
+class _Progress:
+    """How far an attempt got: a connection that dies during COMMIT is not retried."""
+
+    __slots__ = ("committing",)
+
+    def __init__(self) -> None:
+        self.committing = False
+
+
+def _retrying(
+    attempt: Callable[[_Progress], T], attempts: int, race_constraints: frozenset[str]
+) -> T:
+    assert attempts >= 1
+    for number in range(1, attempts + 1):
+        progress = _Progress()
+        try:
+            return attempt(progress)
         except sa.exc.IntegrityError as error:
-            if is_transient(error, race_constraints) and attempt < attempts:
-                time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
+            if is_transient(error, race_constraints) and number < attempts:
+                time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * number))
                 continue
             raise constraint_violation(error) from error
         except sa.exc.DBAPIError as error:
             if _is_constraint_error(error):
                 raise constraint_violation(error) from error
-            if error.connection_invalidated and not committing and attempt < attempts:
+            if error.connection_invalidated and not progress.committing and number < attempts:
                 # The connection died before COMMIT was sent: nothing was committed, so running
                 # the work again is safe. A death during COMMIT is not retried (the outcome is
                 # unknown; an idempotency key makes the caller's own retry safe).
                 continue
-            if not is_transient(error, race_constraints) or attempt == attempts:
+            if not is_transient(error, race_constraints) or number == attempts:
                 raise StorageError(
                     f"database error: {type(error.orig).__name__}: {_first_line(error.orig)}",
-                    attempts=attempt,
+                    attempts=number,
                 ) from error
-            time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
+            time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * number))
     raise AssertionError("unreachable")
 
 

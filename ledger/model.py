@@ -1,7 +1,8 @@
 """The ledger's value types and pure rules; no database, no I/O.
 
-These rules are exercised by unit tests without a database. The storage layer (``ledger.store``)
-applies them to rows it has locked, and the database's CHECK constraints and triggers hold the
+These rules are exercised by unit tests without a database. The write path's planning
+(``ledger.planning``) applies them to the rows the storage layer (``ledger.store``,
+``ledger.recording``) has locked, and the database's CHECK constraints and triggers hold the
 same rules once more, so that a bug here cannot write a wrong state.
 
 Instants: the application passes the clock in. An instant is an aware ``datetime``; it is stored

@@ -1,9 +1,16 @@
 """``Ledger``: the ledger's operations, each in its own transaction, retried when transient.
 
-Use ``Ledger.transaction(work)`` to run several operations (and your own SQL, on
-``tx.connection``) in one transaction; every other method is a one-operation transaction.
+Use ``Ledger.transaction(work)`` to run several operations (and your own SQL, on the driver's
+connection ``tx.driver``) in one transaction; every other method is a one-operation transaction.
 A unit of work may be run more than once (after a deadlock, a serialization failure, or a lost
 race on an idempotency key), so it must not have effects outside the database.
+
+The hot path: ``Ledger.transaction`` (and so every write shortcut here) runs on the pool's DBAPI
+connection (``ledger.database.run_on_driver``), not on a SQLAlchemy ``Connection``; the ledger's
+statements go through the driver's cursor either way, and the transaction, the retries and the
+errors are the same. A service that shares its transaction with a SQLAlchemy ``Session`` makes
+its own ``LedgerTx(session.connection(), clock)`` instead. ``Ledger.read`` stays on a
+``Connection`` (``tx.connection`` there), deferred on SQLite.
 
 After every committed write the ledger wakes its background sealer (when ``auto_seal`` is on);
 writers never wait for it. The sealer also wakes every ``seal_interval_seconds`` by itself.
@@ -20,7 +27,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ledger.database import is_sqlite, run_with_retries
+from ledger.database import is_sqlite, run_on_driver, run_with_retries
 from ledger.model import (
     Account,
     AccountFlags,
@@ -79,7 +86,7 @@ class Ledger:
 
     def transaction(self, work: Callable[[LedgerTx], T]) -> T:
         """Run ``work`` in one transaction with retries, commit, and wake the sealer."""
-        result = run_with_retries(
+        result = run_on_driver(
             self.engine, lambda connection: work(LedgerTx(connection, self.clock))
         )
         if self._sealer is not None:
