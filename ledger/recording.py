@@ -28,7 +28,7 @@ from typing import Any
 
 from ledger.database import DriverCursor
 from ledger.errors import InvalidField
-from ledger.model import Entry, Phase, Posting, Side, from_us
+from ledger.model import Account, AccountFlags, Entry, Phase, Posting, Side, from_us
 from ledger.planning import AccountRow, Hold, IdempotencyKey, PlannedEntry, WritePlan
 
 ACCOUNT_COLUMNS = (
@@ -399,3 +399,21 @@ def int_list(ids: Iterable[int]) -> str:
             raise InvalidField("ids are integers", id=repr(value))
         parts.append(str(value))
     return ", ".join(parts)
+
+
+def account_from_row(row: AccountRow) -> Account:
+    """The ``Account`` a row of ``ledger_account`` (read as ``AccountRow``) stands for."""
+    return Account(
+        id=row.id,
+        ledger_id=row.ledger_id,
+        code=row.code,
+        normal_side=Side(row.normal_side),
+        owner_ref=row.owner_ref,
+        flags=AccountFlags(row.flags),
+        closed=bool(row.closed),
+        debits_posted=row.debits_posted,
+        credits_posted=row.credits_posted,
+        debits_pending=row.debits_pending,
+        credits_pending=row.credits_pending,
+        created_at=from_us(row.created_at_us),
+    )

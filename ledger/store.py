@@ -71,7 +71,13 @@ from ledger.model import (
     validate_entry,
 )
 from ledger.planning import AccountRow, idempotency_keys, plan_write
-from ledger.recording import ACCOUNT_COLUMNS, ENTRY_COLUMNS, Recorder, int_list
+from ledger.recording import (
+    ACCOUNT_COLUMNS,
+    ENTRY_COLUMNS,
+    Recorder,
+    account_from_row,
+    int_list,
+)
 
 Clock = Callable[[], datetime]
 
@@ -244,7 +250,7 @@ class LedgerTx:
         row = self._recorder().fetch_accounts([account_id], lock=False).get(account_id)
         if row is None:
             raise AccountNotFound(account_id)
-        return _account(row)
+        return account_from_row(row)
 
     def lock_account(self, account_id: int) -> Account:
         """The account, locked until this transaction ends (``FOR UPDATE``; SQLite writers are
@@ -252,7 +258,7 @@ class LedgerTx:
         row = self._recorder().fetch_accounts([account_id], lock=True).get(account_id)
         if row is None:
             raise AccountNotFound(account_id)
-        return _account(row)
+        return account_from_row(row)
 
     def list_ledgers(self) -> list[LedgerInfo]:
         rows = self._rows("SELECT id, code, name FROM ledger ORDER BY id")
@@ -271,7 +277,7 @@ class LedgerTx:
             "WHERE ledger_id = :ledger_id AND id > :after ORDER BY id LIMIT :limit",
             {"ledger_id": ledger_id, "after": after or 0, "limit": limit},
         )
-        return [_account(AccountRow(*row)) for row in rows]
+        return [account_from_row(AccountRow(*row)) for row in rows]
 
     def find_accounts(self, ledger_id: int, *, owner_ref: str) -> list[Account]:
         """The accounts of ``ledger_id`` with this owner reference, oldest first."""
@@ -280,7 +286,7 @@ class LedgerTx:
             "WHERE ledger_id = :ledger_id AND owner_ref = :owner_ref ORDER BY id",
             {"ledger_id": ledger_id, "owner_ref": owner_ref},
         )
-        return [_account(AccountRow(*row)) for row in rows]
+        return [account_from_row(AccountRow(*row)) for row in rows]
 
     def close_account(self, account_id: int) -> Account:
         row = self._recorder().fetch_accounts([account_id], lock=True).get(account_id)
@@ -288,20 +294,19 @@ class LedgerTx:
             raise AccountNotFound(account_id)
         if row.debits_pending or row.credits_pending:
             raise AccountHasPending(account_id, row.debits_pending, row.credits_pending)
-        self._recorder().execute(
-            "UPDATE ledger_account SET closed = :closed WHERE id = :id",
-            {"closed": True, "id": account_id},
-        )
-        return self.get_account(account_id)
+        return self._set_closed(account_id, closed=True)
 
     def reopen_account(self, account_id: int) -> Account:
         """Open a closed account again (a wallet reopened when its resident returns); what it
         recorded stays as it was. Opening an open account changes nothing."""
-        row = self._fetch_accounts([account_id], lock=True).get(account_id)
-        if row is None:
+        if account_id not in self._recorder().fetch_accounts([account_id], lock=True):
             raise AccountNotFound(account_id)
-        self.connection.execute(
-            schema.account.update().where(schema.account.c.id == account_id).values(closed=False)
+        return self._set_closed(account_id, closed=False)
+
+    def _set_closed(self, account_id: int, *, closed: bool) -> Account:
+        self._recorder().execute(
+            "UPDATE ledger_account SET closed = :closed WHERE id = :id",
+            {"closed": closed, "id": account_id},
         )
         return self.get_account(account_id)
 
@@ -606,20 +611,3 @@ def _parse_cursor(cursor: str | None) -> int:
     ):
         raise InvalidField("cursor is not one this ledger gave out", cursor=repr(cursor))
     return int(cursor)
-
-
-def _account(row: AccountRow) -> Account:
-    return Account(
-        id=row.id,
-        ledger_id=row.ledger_id,
-        code=row.code,
-        normal_side=Side(row.normal_side),
-        owner_ref=row.owner_ref,
-        flags=AccountFlags(row.flags),
-        closed=bool(row.closed),
-        debits_posted=row.debits_posted,
-        credits_posted=row.credits_posted,
-        debits_pending=row.debits_pending,
-        credits_pending=row.credits_pending,
-        created_at=from_us(row.created_at_us),
-    )
