@@ -319,6 +319,14 @@ def bucket_keys(session: Session, account_ids: Sequence[int]) -> dict[int, tuple
 # Closing ----------------------------------------------------------------------------------
 
 
+def _check_counter_act(session: Session, resident_id: str, reason: str) -> None:
+    """What closing and reopening a wallet both need: a reason, and the resident."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required", field="reason")
+    if session.get(Resident, resident_id) is None:
+        raise NotFound(f"no resident {resident_id}", object_id=resident_id)
+
+
 def close_wallet(
     session: Session,
     actor: Principal,
@@ -330,10 +338,7 @@ def close_wallet(
 ) -> tuple[Wallet, int, list[int]]:
     """Close the wallet: its balance goes to expired points (recorded with the reason), its
     bucket accounts are closed. Returns the wallet, the points moved and the entry ids."""
-    if not reason.strip():
-        raise InvalidInput("a reason is required", field="reason")
-    if session.get(Resident, resident_id) is None:
-        raise NotFound(f"no resident {resident_id}", object_id=resident_id)
+    _check_counter_act(session, resident_id, reason)
     wallet = lock_wallet(session, point_type, resident_id)
     if wallet is None:
         # Never used: record the closure so nothing can be awarded to it later.
@@ -400,10 +405,7 @@ def reopen_wallet(
     closure it undoes. The points moved to expired at the closure stay expired: what the
     resident receives from now on is theirs. Its bucket accounts are opened again, so an award
     to a bucket of the same program and expiry day lands where it did before."""
-    if not reason.strip():
-        raise InvalidInput("a reason is required", field="reason")
-    if session.get(Resident, resident_id) is None:
-        raise NotFound(f"no resident {resident_id}", object_id=resident_id)
+    _check_counter_act(session, resident_id, reason)
     wallet = lock_wallet(session, point_type, resident_id)
     if wallet is None or wallet.status != WalletStatus.CLOSED:
         raise WalletNotClosed(f"the wallet of resident {resident_id} is not closed")
