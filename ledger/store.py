@@ -23,6 +23,8 @@ transaction as the ledger entry. ``ledger.Ledger`` runs a unit of work with retr
 A ``LedgerTx`` is made on a SQLAlchemy ``Connection`` (a service's session) or, by
 ``Ledger.transaction``, on the pool's DBAPI connection (``ledger.database.DriverConnection``);
 its statements go through the driver's cursor either way.
+
+About 600 lines: one method per ledger operation; planning and SQL live in their own modules.
 """
 
 from __future__ import annotations
