@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +17,13 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from api.app import create_app
 from points import keys
 from points.errors import (
     KeyActive,
@@ -422,3 +426,54 @@ def test_public_url_defaults_in_development_and_is_required_in_production() -> N
         Settings(environment="production", secret_key=secret, public_url="http://pay.example")
     assert Settings(environment="production", secret_key=secret, public_url="https://a.example")
     assert Settings().key_dir == Path("keys")
+
+
+# GET /api/v1/keys ----------------------------------------------------------------------------
+
+
+def test_public_keys_are_published_cacheable_and_without_secrets(
+    tmp_path: Path, engine: Engine
+) -> None:
+    key_dir = tmp_path / "keys"
+    settings = Settings(database_url=str(engine.url), key_dir=key_dir)
+    client = TestClient(create_app(settings, engine=engine))
+
+    empty = client.get("/api/v1/keys")
+    assert (empty.status_code, empty.json()) == (200, {"keys": []})
+
+    keys.init_keys(key_dir, NOW)
+    keys.rotate(key_dir, LATER)
+    keys.rotate(key_dir, LATER)
+    keys.retire(key_dir, 1, LATER, live_printed_tokens=0, force=False)
+    client = TestClient(create_app(settings, engine=engine))
+    response = client.get("/api/v1/keys", headers={"Authorization": "Bearer whatever"})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "public, max-age=300"
+    assert response.headers["content-type"] == "application/json"
+    published = response.json()["keys"]
+    expected = {info.kid: info for info in keys.list_keys(key_dir)}
+    assert [key["kid"] for key in published] == [2, 3]  # the retired key is not published
+    assert published == [
+        {
+            "kid": kid,
+            "algorithm": "Ed25519",
+            "public_key": expected[kid].public_key_text,
+            "status": status,
+            "valid_from": LATER.isoformat().replace("+00:00", "Z"),
+            "valid_until": None,
+        }
+        for kid, status in ((2, "verifying"), (3, "active"))
+    ]
+    # The published key verifies what the private key signs.
+    raw = base64.urlsafe_b64decode(published[1]["public_key"] + "=")
+    assert len(raw) == 32
+    _, private = KeyRing(key_dir).signing_key()
+    Ed25519PublicKey.from_public_bytes(raw).verify(private.sign(b"x"), b"x")
+    assert_no_private_key(response.text, key_dir)
+
+    os.chmod(key_dir / "key-00003.pem", 0o640)
+    broken = TestClient(create_app(settings, engine=engine)).get("/api/v1/keys")
+    assert broken.status_code == 503
+    assert broken.json()["code"] == "unavailable"
+    assert str(tmp_path) not in broken.text  # the reason is logged, not told to the world
+    assert_no_private_key(broken.text, key_dir)
