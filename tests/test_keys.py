@@ -417,7 +417,10 @@ def test_public_url_refuses_anything_but_an_origin(given: str) -> None:
         Settings(public_url=given)
 
 
-def test_public_url_defaults_in_development_and_is_required_in_production() -> None:
+def test_public_url_defaults_in_development_and_is_required_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POINTS_KEY_DIR")
     assert Settings().public_origin == "http://127.0.0.1:8000"
     secret = PRODUCTION["POINTS_SECRET_KEY"]
     with pytest.raises(ValidationError, match="POINTS_PUBLIC_URL must be set"):
