@@ -179,25 +179,33 @@ def read_keys(directory: Path) -> dict[int, _Key]:
 
 
 def _read_key(directory: Path, sidecar: Path) -> _Key:
-    meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    kid = int(meta["kid"])
-    status = KeyStatus(meta["status"])
-    public_key = Ed25519PublicKey.from_public_bytes(_unb64(meta["public_key"]))
-    info = PublicKeyInfo(
-        kid=kid,
-        status=status,
-        public_key=public_key,
-        created_at=datetime.fromisoformat(meta["created_at"]),
-        retired_at=datetime.fromisoformat(meta["retired_at"]) if meta["retired_at"] else None,
-    )
-    if status is KeyStatus.RETIRED:
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        kid = int(meta["kid"])
+        info = PublicKeyInfo(
+            kid=kid,
+            status=KeyStatus(meta["status"]),
+            public_key=Ed25519PublicKey.from_public_bytes(_unb64(meta["public_key"])),
+            created_at=datetime.fromisoformat(meta["created_at"]),
+            retired_at=datetime.fromisoformat(meta["retired_at"]) if meta["retired_at"] else None,
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise KeyFileUnsafe(f"{sidecar} cannot be read: {error}", path=str(sidecar)) from error
+    if sidecar.name != f"key-{kid:05d}.json" or not 1 <= kid <= MAX_KID:
+        raise KeyFileUnsafe(f"{sidecar} holds key {kid}, not its own", path=str(sidecar))
+    if info.status is KeyStatus.RETIRED:
         return _Key(info, None)
     pem = _pem_path(directory, kid)
+    if not pem.exists():
+        raise KeyFileUnsafe(f"{pem} is missing (key {kid} is {info.status})", path=str(pem))
     _check_file(pem)
-    private_key = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+    try:
+        private_key = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+    except (ValueError, TypeError) as error:
+        raise KeyFileUnsafe(f"{pem} is not a readable private key", path=str(pem)) from error
     if not isinstance(private_key, Ed25519PrivateKey):
         raise KeyFileUnsafe(f"{pem} is not an Ed25519 private key", path=str(pem))
-    if _raw(private_key.public_key()) != _raw(public_key):
+    if _raw(private_key.public_key()) != _raw(info.public_key):
         raise KeyFileUnsafe(f"{pem} does not match the public key in {sidecar}", path=str(pem))
     return _Key(info, private_key)
 

@@ -212,6 +212,37 @@ def test_key_files_others_may_read_are_refused(tmp_path: Path) -> None:
     assert KeyRing(key_dir).signing_key()[0] == 1
 
 
+def test_broken_key_files_are_refused_with_their_reason(tmp_path: Path) -> None:
+    key_dir = tmp_path / "keys"
+    keys.init_keys(key_dir, NOW)
+    sidecar = key_dir / "key-00001.json"
+    good = sidecar.read_text()
+    for broken, reason in [
+        ("{", "cannot be read"),
+        (good.replace('"status": "active"', '"status": "lost"'), "cannot be read"),
+        (good.replace('"kid": 1', '"kid": 7'), "not its own"),
+    ]:
+        sidecar.write_text(broken)
+        with pytest.raises(KeyFileUnsafe, match=reason):
+            KeyRing(key_dir).signing_key()
+    sidecar.write_text(good)
+    pem = key_dir / "key-00001.pem"
+    text = pem.read_text()
+    pem.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(KeyFileUnsafe, match="not a readable private key"):
+        KeyRing(key_dir).signing_key()
+    pem.unlink()
+    with pytest.raises(KeyFileUnsafe, match="is missing"):
+        KeyRing(key_dir).signing_key()
+    keys.init_keys(tmp_path / "other", NOW)
+    pem.write_text((tmp_path / "other" / "key-00001.pem").read_text())
+    pem.chmod(0o600)
+    with pytest.raises(KeyFileUnsafe, match="does not match the public key"):
+        KeyRing(key_dir).signing_key()
+    pem.write_text(text)
+    assert KeyRing(key_dir).signing_key()[0] == 1
+
+
 def test_a_writer_leaves_no_temporary_file(tmp_path: Path) -> None:
     key_dir = tmp_path / "keys"
     keys.init_keys(key_dir, NOW)
@@ -415,6 +446,17 @@ def test_public_url_takes_an_origin(given: str, kept: str) -> None:
 def test_public_url_refuses_anything_but_an_origin(given: str) -> None:
     with pytest.raises(ValidationError, match="POINTS_PUBLIC_URL"):
         Settings(public_url=given)
+
+
+def test_commands_explain_bad_settings_in_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path / "keys", "keys", "list", **{**PRODUCTION, "POINTS_PUBLIC_URL": ""})
+    assert result.exit_code == 1
+    assert "invalid settings: POINTS_PUBLIC_URL must be a scheme and host only" in result.output
+    assert "Traceback" not in result.output
+    without_url = {name: value for name, value in PRODUCTION.items() if name != "POINTS_PUBLIC_URL"}
+    result = run(tmp_path / "keys", "serve", **without_url)
+    assert result.exit_code == 1
+    assert "invalid settings: POINTS_PUBLIC_URL must be set in production" in result.output
 
 
 def test_public_url_defaults_in_development_and_is_required_in_production(

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import click
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -63,7 +64,14 @@ T = TypeVar("T")
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings; a bad value is a one-line message per problem and exit status 1."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            problem["msg"].removeprefix("Value error, ") for problem in error.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from error
 
 
 def _engine(settings: Settings) -> Engine:
