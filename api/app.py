@@ -1,7 +1,7 @@
 """The app factory: ``create_app(settings)`` wires services, errors, logging and routers.
 
 Nothing here holds state between requests except the ``Services`` built once per app (engine,
-ledger, clock), so the API scales out behind a load balancer.
+ledger, clock, the cache of the public signing keys), so the API scales out behind a load balancer.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from api.safety import API_CSP, SECURITY_HEADERS, BodyGuard
 from ledger import Ledger
 from ledger.service import system_clock
 from points import db
+from points.keys import KeyRing
 from points.settings import Settings
 
 log = logging.getLogger("api")
@@ -54,11 +55,16 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Callable[[], datetime] = system_clock,
+    keys: KeyRing | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     engine = engine or db.make_engine(settings)
     services = Services(
-        settings=settings, engine=engine, ledger=Ledger(engine, clock=clock), clock=clock
+        settings=settings,
+        engine=engine,
+        ledger=Ledger(engine, clock=clock),
+        clock=clock,
+        keys=keys or KeyRing(settings.key_dir),
     )
     app = FastAPI(
         title="Komae points API",

@@ -21,6 +21,7 @@ from ledger import Ledger
 from points import access
 from points.auth import Principal, Role
 from points.errors import Forbidden, Unauthenticated
+from points.keys import KeyRing
 from points.settings import Settings
 from points.uow import unit_of_work
 
@@ -35,6 +36,8 @@ class Services:
     engine: Engine
     ledger: Ledger
     clock: Callable[[], datetime]
+    #: The QR signing keys (``POINTS_KEY_DIR``), read lazily and cached.
+    keys: KeyRing
 
     def write(self, work: Callable[[Session], T]) -> T:
         """One unit of work that commits (retried when transient)."""

@@ -351,6 +351,22 @@ class Health(Output):
     schema_revision: str | None = None
 
 
+class PublicKey(Output):
+    kid: int = Field(description="The key id every token carries (2 bytes, big-endian).")
+    algorithm: str = Field(description="Always `Ed25519`.")
+    public_key: str = Field(description="The raw 32-byte public key, base64url without padding.")
+    status: str = Field(description="`active` (signs now) or `verifying` (rotated away).")
+    valid_from: datetime
+    valid_until: datetime | None = Field(
+        description="Always null: a published key verifies until it is retired, and a retired "
+        "key is no longer published."
+    )
+
+
+class PublicKeySet(Output):
+    keys: list[PublicKey]
+
+
 class ProblemError(BaseModel):
     location: list[str]
     message: str

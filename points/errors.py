@@ -11,6 +11,7 @@
     ├── Unauthenticated            no usable credential (unauthenticated)
     ├── Forbidden                  the credential may not do this (forbidden)
     ├── NotFound                   no such object, or not one the caller may know of
+    │   └── KeyNotFound            no key with this id in the key directory (key_not_found)
     ├── Conflict                   the object's state refuses the act (conflict)
     │   ├── EnrolmentCodeUsed
     │   ├── EnrolmentCodeExpired
@@ -24,9 +25,15 @@
     │   ├── WalletClosed           the wallet was closed (moved out, deceased)
     │   ├── WalletNotClosed        only a closed wallet can be reopened
     │   ├── WalletHasPending       a wallet with a payment in progress cannot be closed
-    │   └── ResidentNotActive      the resident is not active
+    │   ├── ResidentNotActive      the resident is not active
+    │   ├── KeyExists              ``points keys init`` where a key exists (key_exists)
+    │   ├── KeyActive              the active signing key cannot be retired (key_active)
+    │   └── KeyInUse               live printed tokens use the key (key_in_use)
     ├── RateLimited                too many attempts; retry after ``retry_after_seconds``
     └── Unavailable                the database or another dependency is down (unavailable)
+        ├── KeyDirectoryMissing    POINTS_KEY_DIR does not exist (key_directory_missing)
+        ├── NoSigningKey           no active key to sign with (no_signing_key)
+        └── KeyFileUnsafe          a key file others may read, or a broken one (key_file_unsafe)
 
 The issuing side's refusals (programs, budgets, awards, uploads) extend ``Conflict`` and
 ``InvalidInput``: their tree is drawn in ``issuers.errors``. Ledger errors (``ledger.errors``)
@@ -179,3 +186,34 @@ class WalletHasPending(Conflict):
 
 class ResidentNotActive(Conflict):
     code = "resident_not_active"
+
+
+# Signing keys (points.keys) ----------------------------------------------------------------
+
+
+class KeyExists(Conflict):
+    code = "key_exists"
+
+
+class KeyActive(Conflict):
+    code = "key_active"
+
+
+class KeyInUse(Conflict):
+    code = "key_in_use"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class KeyDirectoryMissing(Unavailable):
+    code = "key_directory_missing"
+
+
+class NoSigningKey(Unavailable):
+    code = "no_signing_key"
+
+
+class KeyFileUnsafe(Unavailable):
+    code = "key_file_unsafe"

@@ -6,11 +6,18 @@ working directory. PostgreSQL: ``postgresql://user@host:5432/dbname`` (psycopg 3
 committed entry on power loss.
 ``POINTS_ENVIRONMENT``: ``development`` (default) or ``production``. In production the settings
 refuse to load without a real ``POINTS_SECRET_KEY`` (at least 32 characters, not the default).
+``POINTS_KEY_DIR``: the directory of the QR signing keys (``points.keys``). Default: ``keys``
+in the working directory (next to the default SQLite file).
+``POINTS_PUBLIC_URL``: the public origin printed in every QR code, scheme and host only (an
+optional port), at most 40 characters, e.g. ``https://pay.komae.example``. Default in
+development: ``http://127.0.0.1:8000``; required in production, and ``https`` there.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -18,6 +25,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"  # noqa: S105
 SECRET_KEY_MIN_LENGTH = 32
+DEVELOPMENT_PUBLIC_URL = "http://127.0.0.1:8000"
+PUBLIC_URL_MAX_LENGTH = 40
+#: Scheme and host (letters, digits, dots and hyphens: what QR alphanumeric mode holds once
+#: uppercased) and an optional port; nothing else.
+PUBLIC_URL = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -55,6 +67,10 @@ class Settings(BaseSettings):
     expiry_notice_days: int = Field(default=60, ge=1, le=366)
     #: Origins allowed to call the API from a browser; none by default (CORS off).
     cors_origins: list[str] = Field(default_factory=list)
+    #: The directory of the QR signing keys (``points.keys``; owner-only permissions).
+    key_dir: Path = Path("keys")
+    #: The public origin printed in QR codes (``None``: the development default).
+    public_url: str | None = None
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
@@ -67,6 +83,33 @@ class Settings(BaseSettings):
                 f"{SECRET_KEY_MIN_LENGTH} characters in production"
             )
         return self
+
+    @model_validator(mode="after")
+    def _public_url_is_an_origin(self) -> Settings:
+        if self.public_url is None:
+            if self.environment == "production":
+                raise ValueError(
+                    "POINTS_PUBLIC_URL must be set in production: the public origin printed in "
+                    "QR codes, e.g. https://pay.komae.example"
+                )
+            self.public_url = DEVELOPMENT_PUBLIC_URL
+        url = self.public_url.lower().removesuffix("/")
+        if not PUBLIC_URL.fullmatch(url) or len(url) > PUBLIC_URL_MAX_LENGTH:
+            raise ValueError(
+                f"POINTS_PUBLIC_URL must be a scheme and host only (http or https, an optional "
+                f"port, no path), at most {PUBLIC_URL_MAX_LENGTH} characters, e.g. "
+                f"https://pay.komae.example; got {self.public_url!r}"
+            )
+        if self.environment == "production" and not url.startswith("https://"):
+            raise ValueError("POINTS_PUBLIC_URL must use https in production")
+        self.public_url = url
+        return self
+
+    @property
+    def public_origin(self) -> str:
+        """The validated ``POINTS_PUBLIC_URL`` (lower case, no trailing slash)."""
+        assert self.public_url is not None  # set by the validator
+        return self.public_url
 
     @property
     def idempotency_lease(self) -> timedelta:

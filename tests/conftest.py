@@ -122,6 +122,16 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     yield from new_database_url(backend, request, tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def key_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's signing keys (``POINTS_KEY_DIR``) in its own temporary directory, so that a
+    command creating the development key (``points demo``, ``points serve``) never writes one
+    into the working directory."""
+    directory = tmp_path / "keys"
+    monkeypatch.setenv("POINTS_KEY_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = ledger.create_engine(database_url)

@@ -554,7 +554,13 @@ def test_openapi_request_bodies_forbid_unknown_fields(openapi: dict[str, Any]) -
 def test_openapi_documents_errors_and_the_bearer_scheme(openapi: dict[str, Any]) -> None:
     schemes = openapi["components"]["securitySchemes"]
     assert schemes["HTTPBearer"] == {**schemes["HTTPBearer"], "type": "http", "scheme": "bearer"}
-    public = {"/healthz", "/readyz", "/api/v1/enrolments/self", "/api/v1/enrolments/code"}
+    public = {
+        "/healthz",
+        "/readyz",
+        "/api/v1/enrolments/self",
+        "/api/v1/enrolments/code",
+        "/api/v1/keys",
+    }
     for method, path, operation in operations(openapi):
         responses = operation["responses"]
         if operation.get("parameters") or operation.get("requestBody"):

@@ -1135,7 +1135,8 @@ def test_production_settings_need_a_real_secret_key(monkeypatch: pytest.MonkeyPa
 
     key = secrets.token_urlsafe(30)
     assert len(key) == 40
-    assert Settings(environment="production", secret_key=key).secret_key == key
+    origin = "https://pay.komae.example"
+    assert Settings(environment="production", secret_key=key, public_url=origin).secret_key == key
 
     # The same through the environment, as a deployment sets it.
     monkeypatch.setenv("POINTS_ENVIRONMENT", "production")
@@ -1145,6 +1146,7 @@ def test_production_settings_need_a_real_secret_key(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ValidationError, match="POINTS_SECRET_KEY"):
         Settings()
     monkeypatch.setenv("POINTS_SECRET_KEY", key)
+    monkeypatch.setenv("POINTS_PUBLIC_URL", origin)
     loaded = Settings()
     assert (loaded.environment, loaded.secret_key) == ("production", key)
     # Development keeps working without a key.

@@ -217,6 +217,9 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
     assert "verify: no problems" in result.output
     first_tokens = re.findall(r"kp_\S+", result.output)
     assert len(first_tokens) == 4  # admin, finance, issuer, resident tokens
+    # In development the first use creates the QR signing key (conftest: a temporary
+    # POINTS_KEY_DIR) and says so on stderr.
+    assert "created signing key 1 in " in result.stderr
 
     engine = ledger.create_engine(database_url)
 
@@ -234,6 +237,7 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
         before, live_before = counts(), live_tokens()
         again = invoke(database_url, "demo")
         assert again.exit_code == 0, again.output
+        assert "created signing key" not in again.output
         # Nothing awarded or paid twice, no new staff, and the first run's tokens revoked: four
         # demo tokens are live however often the demo runs.
         assert (counts(), live_tokens()) == (before, live_before) == (before, 4)

@@ -1,8 +1,11 @@
-"""Public endpoints: health, readiness, and wallet enrolment (no token needed)."""
+"""Public endpoints: health, readiness, wallet enrolment and the QR signing keys (no token
+needed)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
@@ -10,9 +13,18 @@ from api.bodies import StrictRoute
 from api.deps import ServicesDep
 from api.errors import problem
 from api.safety import rate_limited
-from api.schemas import EnrolmentRedeem, Health, WalletEnrolled, error_responses
-from points import access, db
+from api.schemas import (
+    EnrolmentRedeem,
+    Health,
+    PublicKey,
+    PublicKeySet,
+    WalletEnrolled,
+    error_responses,
+)
+from points import access, db, keys
+from points.errors import PointsError, Unavailable
 
+log = logging.getLogger("api")
 router = APIRouter(tags=["public"], route_class=StrictRoute)
 
 
@@ -93,3 +105,38 @@ def enrol_with_code(body: EnrolmentRedeem, services: ServicesDep) -> WalletEnrol
         )
 
     return services.write(work)
+
+
+@router.get(
+    "/api/v1/keys",
+    response_model=PublicKeySet,
+    summary="The public keys that verify QR codes (cacheable)",
+    responses=error_responses(503),
+)
+def public_keys(services: ServicesDep, response: Response) -> PublicKeySet:
+    """The Ed25519 public keys of the signed QR codes, so that wallets and third parties verify
+    tokens offline: the `active` key (it signs now) and the `verifying` ones (rotated away; the
+    tokens they signed still verify). A token whose key id is not listed is refused, and so is
+    one of a retired key (retired keys are not listed). Cacheable for five minutes; a verifier
+    meeting an unknown key id fetches the list again."""
+    try:
+        published = services.keys.public_keys()
+    except PointsError as error:
+        # An unreadable key directory is the operator's to fix: its path stays in the log.
+        log.error("the signing keys cannot be read: %s", error.message)
+        raise Unavailable("the signing keys cannot be read; try again later") from error
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return PublicKeySet(
+        keys=[
+            PublicKey(
+                kid=info.kid,
+                algorithm=keys.ALGORITHM,
+                public_key=info.public_key_text,
+                status=info.status.value,
+                valid_from=info.created_at,
+                valid_until=None,
+            )
+            for info in published
+            if info.status is not keys.KeyStatus.RETIRED
+        ]
+    )

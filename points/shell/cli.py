@@ -17,6 +17,7 @@
     points jobs list           the latest job runs
     points expire [--as-of DATE] [--dry-run] [--force]   expire buckets by hand
     points award --program P --csv FILE [--check]   award every row of a CSV file
+    points keys init|rotate|retire KID [--force]|list [--json]   the QR signing keys
 
 Over 600 lines because it is every command's option parsing and output, and nothing else: the
 work is done by the services it calls.
@@ -36,6 +37,7 @@ from typing import Any, TypeVar
 
 import click
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -44,7 +46,7 @@ from issuers import bulk
 from ledger import Ledger
 from ledger.errors import LedgerError
 from ledger.service import system_clock
-from points import access, db, expiry, idempotency, people, pointtypes, ratelimit
+from points import access, db, expiry, idempotency, keys, people, pointtypes, ratelimit
 from points.auth import Role
 from points.calendar import start_of_day
 from points.errors import AlreadyDone, PointsError, RunningElsewhere
@@ -62,7 +64,14 @@ T = TypeVar("T")
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings; a bad value is a one-line message per problem and exit status 1."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            problem["msg"].removeprefix("Value error, ") for problem in error.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from error
 
 
 def _engine(settings: Settings) -> Engine:
@@ -165,9 +174,30 @@ def purge_command() -> None:
 @main.command("demo")
 def demo_command() -> None:
     """Seed a small city on the configured database and print wallets and tokens."""
-    engine = _engine(_settings())
+    settings = _settings()
+    engine = _engine(settings)
     schema.upgrade(engine)
+    _signing_key_ready(settings)
     _explained(lambda: run_seed(engine, system_clock, echo=click.echo))
+
+
+def _signing_key_ready(settings: Settings) -> None:
+    """Production: refuse to go on without an active signing key (exit 1 naming
+    POINTS_KEY_DIR). Development: create the first key on first use, and say so on stderr."""
+    directory = settings.key_dir
+    if settings.environment == "development":
+        created = _explained(lambda: keys.ensure_key(directory, system_clock()))
+        if created is not None:
+            click.echo(
+                f"created signing key {created.kid} in {directory} (POINTS_KEY_DIR; "
+                "development only: production needs `points keys init`)",
+                err=True,
+            )
+    try:
+        keys.list_keys(directory)  # a missing directory or an unsafe file, with its reason
+        keys.KeyRing(directory).signing_key()
+    except PointsError as error:
+        raise click.ClickException(f"cannot start: {error.message}") from error
 
 
 @main.group("ledger")
@@ -208,6 +238,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     # scheduler below was shut down, and a job in the middle of a run was killed (its run left
     # "running" until its lease lapsed). This handler ends the process normally instead.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _signing_key_ready(settings)
     scheduler = start_scheduler(_engine(settings), settings, system_clock)
     try:
         _serve(host, port, workers)
@@ -642,6 +673,73 @@ def award_command(
         f"{upload.id}: {upload.awarded} awarded, {upload.replayed} awarded before, "
         f"{upload.failed} refused while awarding; {upload.total} points set aside"
     )
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The Ed25519 keys that sign QR codes (POINTS_KEY_DIR; private keys never leave it)."""
+
+
+@keys_group.command("init")
+def keys_init() -> None:
+    """Create the key directory and its first, active key (refused when a key exists)."""
+    directory = _settings().key_dir
+    created = _explained(lambda: keys.init_keys(directory, system_clock()))
+    click.echo(f"created key {created.kid} (active) in {directory}")
+
+
+@keys_group.command("rotate")
+def keys_rotate() -> None:
+    """A new active key; the previous active key keeps verifying the codes it signed."""
+    directory = _settings().key_dir
+    created = _explained(lambda: keys.rotate(directory, system_clock()))
+    click.echo(f"created key {created.kid} (active); earlier keys keep verifying")
+
+
+@keys_group.command("retire")
+@click.argument("kid", type=click.IntRange(1, keys.MAX_KID))
+@click.option("--force", is_flag=True, help="Retire even while live printed codes use the key.")
+def keys_retire(kid: int, force: bool) -> None:
+    """Stop a key verifying for good (its private key is deleted). Refused for the active key,
+    and while live printed codes (tills, cards) use it unless --force: they would stop working."""
+    settings = _settings()
+    engine = _engine(settings)
+    live = keys.printed_tokens(engine, kid)
+    retired = _explained(
+        lambda: keys.retire(
+            settings.key_dir, kid, system_clock(), live_printed_tokens=live, force=force
+        )
+    )
+    note = f"; {live} live printed code(s) stop working" if live else ""
+    click.echo(f"key {retired.kid} retired{note}")
+
+
+KEY_COLUMNS = ("kid", "status", "created_at", "retired_at", "live_printed_tokens")
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key, one per line.")
+def keys_list(as_json: bool) -> None:
+    """Every key: id, status, created, retired, and the live printed codes that use it."""
+    settings = _settings()
+    engine = _engine(settings)
+    found = _explained(lambda: keys.list_keys(settings.key_dir))
+    rows = [
+        {
+            "kid": info.kid,
+            "status": info.status.value,
+            "created_at": info.created_at.isoformat(),
+            "retired_at": info.retired_at.isoformat() if info.retired_at else None,
+            "live_printed_tokens": keys.printed_tokens(engine, info.kid),
+            "public_key": info.public_key_text,
+        }
+        for info in found
+    ]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo(_table(KEY_COLUMNS, [[_cell(row[name]) for name in KEY_COLUMNS] for row in rows]))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,13 @@
-"""Every package's tables and scheduled jobs, registered in one place.
+"""Every package's tables, scheduled jobs and printed-token counters, registered in one place.
 
 Importing a model module registers its tables on ``SQLModel.metadata`` (what Alembic compares
 the migrations with); the jobs are registered in ``points.jobs.JOBS`` here, so that ``points
 serve`` schedules them and ``points jobs run NAME`` finds them. A new package lists its model
 modules and jobs below, and names the references PostgreSQL checks by trigger.
+
+The tables of printed QR codes (store tills, residents' cards) register a counter of the live
+codes signed with a key in ``points.keys.PRINTED_TOKEN_COUNTERS`` (``PRINTED_TOKEN_COUNTERS``
+below), so that ``points keys retire`` refuses a key they use; there are none yet.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from points import (
     auth,
     idempotency,
     jobs,
+    keys,
     maintenance,
     pointtypes,
     ratelimit,
@@ -41,6 +46,13 @@ MODEL_MODULES = (
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
     jobs.register(_job)
+
+#: Counters of live printed tokens by key id (the store-till and card issues add theirs).
+PRINTED_TOKEN_COUNTERS: tuple[keys.PrintedTokenCounter, ...] = ()
+
+for _counter in PRINTED_TOKEN_COUNTERS:
+    if _counter not in keys.PRINTED_TOKEN_COUNTERS:
+        keys.PRINTED_TOKEN_COUNTERS.append(_counter)
 
 
 #: References PostgreSQL checks once per statement by trigger instead of by foreign key
