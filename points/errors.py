@@ -26,6 +26,15 @@
     │   ├── WalletHasPending       a wallet with a payment in progress cannot be closed
     │   └── ResidentNotActive      the resident is not active
     ├── RateLimited                too many attempts; retry after ``retry_after_seconds``
+    ├── TokenRefused               a scanned QR token is refused (``points.qrtokens``)
+    │   ├── TokenMalformed         not a token of ours: origin, base32, length, version, kind
+    │   ├── TokenUnknownKey        signed with a key id no key directory knows
+    │   ├── TokenKeyRetired        signed with a key that was retired
+    │   ├── TokenSignatureInvalid  the signature does not match the bytes
+    │   ├── TokenExpired           past its expiry (or its event slot) by the server's clock
+    │   ├── TokenWrongKind         a kind the caller did not expect (a card for a payment)
+    │   ├── TokenRevoked           its till, card or code was revoked
+    │   └── TokenUsed              a once-only token that was used already
     └── Unavailable                the database or another dependency is down (unavailable)
 
 The issuing side's refusals (programs, budgets, awards, uploads) extend ``Conflict`` and
@@ -179,3 +188,44 @@ class WalletHasPending(Conflict):
 
 class ResidentNotActive(Conflict):
     code = "resident_not_active"
+
+
+# Signed QR tokens (points.qrtokens) ---------------------------------------------------------
+
+
+class TokenRefused(PointsError):
+    """A scanned QR token refused; each reason is a subclass with its own code (422)."""
+
+    code = "token_refused"
+
+
+class TokenMalformed(TokenRefused):
+    code = "token_malformed"
+
+
+class TokenUnknownKey(TokenRefused):
+    code = "token_unknown_key"
+
+
+class TokenKeyRetired(TokenRefused):
+    code = "token_key_retired"
+
+
+class TokenSignatureInvalid(TokenRefused):
+    code = "token_signature_invalid"
+
+
+class TokenExpired(TokenRefused):
+    code = "token_expired"
+
+
+class TokenWrongKind(TokenRefused):
+    code = "token_wrong_kind"
+
+
+class TokenRevoked(TokenRefused):
+    code = "token_revoked"
+
+
+class TokenUsed(TokenRefused):
+    code = "token_used"

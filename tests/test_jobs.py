@@ -809,7 +809,7 @@ def test_the_seal_job_seals_what_is_queued(engine: Engine, clock: FakeClock) -> 
     [
         ("hold_timeouts", [(0, 1), (1, 1)]),
         ("seal", [(0, 1), (1, 1)]),
-        ("purge", [(0, 3), (1, 3), (2, 3), (3, 3)]),
+        ("purge", [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]),
     ],
 )
 def test_the_jobs_of_a_statement_or_three_report_their_steps(
@@ -864,7 +864,12 @@ def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: Fak
     )
 
     assert (result.period, result.status) == ("2026-04-01", "done")
-    assert result.counts == {"idempotency_records": 1, "rate_limit_windows": 1, "job_runs": 1}
+    assert result.counts == {
+        "idempotency_records": 1,
+        "rate_limit_windows": 1,
+        "job_runs": 1,
+        "used_tokens": 0,
+    }
     keys = unit_of_work(
         engine,
         lambda s: sorted(r.key for r in s.exec(select(IdempotencyRecord))),

@@ -17,6 +17,7 @@ from points import (
     jobs,
     maintenance,
     pointtypes,
+    qrtokens,
     ratelimit,
     registry,
     verification,
@@ -37,6 +38,7 @@ MODEL_MODULES = (
     awards,
     bulk,
     jobs,
+    qrtokens,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
