@@ -94,6 +94,8 @@ PAY_CODE_LIFETIME_MAX = timedelta(seconds=90)
 AMOUNT_MAX = 2**63 - 1
 UINT32_MAX = 2**32 - 1
 PATH = "/Q/"
+#: What a scanner may add around a text (and ``verify`` ignores).
+WHITESPACE = " \t\r\n"
 #: Used-token rows are kept this long after their token expired (then purged).
 USED_KEPT = timedelta(days=1)
 
@@ -217,6 +219,11 @@ FIELD_SIZES = {
     Kind.CARD: ID_SIZE,
     Kind.EVENT: 8 + 4,
 }
+#: The shortest and longest base32 part of a token's text (event, payment).
+TEXT_LENGTHS = (
+    math.ceil((HEADER.size + min(FIELD_SIZES.values()) + SIGNATURE_SIZE) * 8 / 5),
+    math.ceil((HEADER.size + max(FIELD_SIZES.values()) + SIGNATURE_SIZE) * 8 / 5),
+)
 RevocationLookups = Mapping[Kind, Callable[[Token], bool]]
 
 
@@ -283,11 +290,13 @@ def sign(token: Token, keys: KeySource, now: datetime, *, origin: str) -> str:
 
 def _decode(text: str, origin: str) -> bytes:
     prefix = _prefix(origin)
-    upper = text.strip().upper()
+    if not text.isascii():
+        raise TokenMalformed("not a QR token of this service")
+    upper = text.strip(WHITESPACE).upper()
     if not upper.startswith(prefix):
         raise TokenMalformed("not a QR token of this service")
     encoded = upper[len(prefix) :]
-    if not encoded or len(encoded) > 200 or not encoded.isascii():
+    if not TEXT_LENGTHS[0] <= len(encoded) <= TEXT_LENGTHS[1]:
         raise TokenMalformed("the token's length is wrong")
     try:
         raw = base64.b32decode(encoded + "=" * (-len(encoded) % 8))
