@@ -34,8 +34,9 @@ Text form: the public origin uppercased (``POINTS_PUBLIC_URL``, scheme and host 
 and the token's bytes in base32 (RFC 4648, uppercase, no padding), for example
 ``HTTPS://PAY.EXAMPLE.JP/Q/AEBAAAI...``: every character is in the QR alphanumeric set, so the
 code stays small (version 10 at error correction M at most, with a 40-character origin), and a
-phone's camera opens the wallet page ``GET /Q/{text}``. Reading is case-insensitive; a
-non-canonical base32 (padding, a 0 for an O, unused trailing bits set) is malformed.
+phone's camera opens the wallet page ``GET /Q/{text}``. Reading is case-insensitive and ignores
+spaces, tabs and line ends around the text; a character outside ASCII and non-canonical base32
+(padding, a 0 for an O, unused trailing bits set) are malformed, so each token has one text.
 
 ``verify`` judges, in this order: malformed, unknown key, retired key, signature, wrong kind,
 expired (by the server's clock only: an event token is accepted in its slot, the next one, and
