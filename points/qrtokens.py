@@ -92,7 +92,9 @@ ID_SIZE = 16
 SLOT_SECONDS = 30
 PAYMENT_LIFETIME_MAX = timedelta(minutes=5)
 PAY_CODE_LIFETIME_MAX = timedelta(seconds=90)
-AMOUNT_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1
+#: Amounts and event ids are stored as signed 64-bit integers too.
+AMOUNT_MAX = INT64_MAX
 UINT32_MAX = 2**32 - 1
 PATH = "/Q/"
 #: What a scanner may add around a text (and ``verify`` ignores).
@@ -270,7 +272,7 @@ def _fields(token: Token, now: datetime) -> bytes:
             _check_id(code_id, "pay code id")
             return code_id + _expiry(expires_at, now, PAY_CODE_LIFETIME_MAX)
         case EventToken(event_id=event_id, slot=slot):
-            if not 1 <= event_id <= AMOUNT_MAX or not 0 <= slot <= UINT32_MAX:
+            if not 1 <= event_id <= INT64_MAX or not 0 <= slot <= UINT32_MAX:
                 raise InvalidInput("an event token needs an event id and a slot in range")
             return struct.pack(">QI", event_id, slot)
     raise InvalidInput(f"not a token: {token!r}")  # pragma: no cover

@@ -38,7 +38,7 @@ from issuers.programs import Program
 from ledger import Entry, LedgerTx, Side
 from ledger.database import READ_ONLY
 from ledger.service import system_clock
-from points import expiry, idempotency, maintenance, people, spending, wallet_views
+from points import expiry, idempotency, maintenance, people, qrtokens, spending, wallet_views
 from points.calendar import TOKYO, start_of_day
 from points.errors import InvalidInput, LeaseLost
 from points.idempotency import IdempotencyRecord
@@ -852,6 +852,15 @@ def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: Fak
         new_window = int((now - timedelta(hours=1)).timestamp())
         session.add(RateLimitWindow(bucket="test:old", window_start=old_window, hits=1))
         session.add(RateLimitWindow(bucket="test:new", window_start=new_window, hits=1))
+        for expired in (timedelta(days=1, seconds=1), timedelta(hours=23)):
+            session.add(
+                qrtokens.UsedToken(
+                    kind=int(qrtokens.Kind.PAYMENT),
+                    token_id=qrtokens.new_id(),
+                    expires_at=now - expired,
+                    used_at=now - expired - timedelta(minutes=1),
+                )
+            )
 
     unit_of_work(engine, seed)
     week_ago = now - timedelta(days=8)
@@ -868,8 +877,12 @@ def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: Fak
         "idempotency_records": 1,
         "rate_limit_windows": 1,
         "job_runs": 1,
-        "used_tokens": 0,
+        "used_tokens": 1,
     }
+    left = unit_of_work(
+        engine, lambda s: [t.expires_at for t in s.exec(select(qrtokens.UsedToken))]
+    )
+    assert left == [now - timedelta(hours=23)]  # a day's margin past the expiry
     keys = unit_of_work(
         engine,
         lambda s: sorted(r.key for r in s.exec(select(IdempotencyRecord))),

@@ -31,7 +31,9 @@ def text_of(kind: Kind) -> str:
 
 def decode(pixels: bytes, width: int, height: int) -> list[str]:
     image = memoryview(pixels).cast("B", (height, width))
-    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(
+        image, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
     return [barcode.text for barcode in found]
 
 

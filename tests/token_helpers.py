@@ -77,7 +77,7 @@ def largest(kind: Kind, now: datetime) -> Token:
         case Kind.CARD:
             return qrtokens.CardToken(top)
         case Kind.EVENT:
-            return qrtokens.EventToken(qrtokens.AMOUNT_MAX, qrtokens.slot_of(now))
+            return qrtokens.EventToken(qrtokens.INT64_MAX, qrtokens.slot_of(now))
     raise AssertionError(kind)
 
 
