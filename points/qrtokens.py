@@ -97,6 +97,9 @@ INT64_MAX = 2**63 - 1
 AMOUNT_MAX = INT64_MAX
 UINT32_MAX = 2**32 - 1
 PATH = "/Q/"
+ORIGIN_LENGTH_MAX = 40
+#: The characters of the QR alphanumeric mode: every token text is made of these.
+QR_ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 #: What a scanner may add around a text (and ``verify`` ignores).
 WHITESPACE = " \t\r\n"
 #: Used-token rows are kept this long after their token expired (then purged).
@@ -283,12 +286,19 @@ def _prefix(origin: str) -> str:
 
 
 def sign(token: Token, keys: KeySource, now: datetime, *, origin: str) -> str:
-    """The token's text (origin, ``/Q/``, base32), signed with the active key."""
+    """The token's text (origin, ``/Q/``, base32), signed with the active key. The origin is at
+    most 40 characters of the QR alphanumeric set once uppercased (``POINTS_PUBLIC_URL``)."""
+    prefix = _prefix(origin)
+    if len(prefix) > ORIGIN_LENGTH_MAX + len(PATH) or not set(prefix) <= QR_ALPHANUMERIC:
+        raise InvalidInput(
+            f"the public origin must be at most {ORIGIN_LENGTH_MAX} characters of the QR "
+            "alphanumeric set once uppercased (scheme and host only)"
+        )
     fields = _fields(token, now)
     kid, private_key = keys.signing_key()
     body = HEADER.pack(VERSION, token.kind, kid) + fields
     raw = body + private_key.sign(body)
-    return _prefix(origin) + base64.b32encode(raw).decode("ascii").rstrip("=")
+    return prefix + base64.b32encode(raw).decode("ascii").rstrip("=")
 
 
 def _decode(text: str, origin: str) -> bytes:

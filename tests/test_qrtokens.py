@@ -38,6 +38,7 @@ def test_every_kind_round_trips_with_its_key_id(kind: Kind) -> None:
     text = qrtokens.sign(token, ring, NOW, origin=ORIGIN)
     assert text.startswith(ORIGIN.upper() + "/Q/")
     assert set(text) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+    assert set(text) <= qrtokens.QR_ALPHANUMERIC
     got = verify(text, ring)
     expected = dataclasses.replace(token, kid=1)
     if isinstance(expected, qrtokens.PaymentToken | qrtokens.PayCodeToken):
@@ -89,6 +90,10 @@ def test_sign_refuses_lifetimes_past_the_limits() -> None:
             )
     with pytest.raises(errors.InvalidInput):
         qrtokens.sign(qrtokens.CardToken(b"short"), ring, NOW, origin=ORIGIN)
+    card = qrtokens.CardToken(qrtokens.new_id())
+    for origin in ("https://" + "a" * 30 + ".jp", "https://ポイント.jp", "https://a_b.jp"):
+        with pytest.raises(errors.InvalidInput):
+            qrtokens.sign(card, ring, NOW, origin=origin)
 
 
 def test_payment_and_pay_code_expire_by_the_server_clock_with_seconds_left() -> None:
