@@ -28,6 +28,7 @@ log = logging.getLogger("api")
 #: and nowhere else. The first match wins; any other ``PointsError`` is a 400.
 _POINTS_STATUS: list[tuple[type[points_errors.PointsError], int]] = [
     (points_errors.InvalidInput, 422),
+    (points_errors.TokenRefused, 422),
     (points_errors.Unauthenticated, 401),
     (points_errors.Forbidden, 403),
     (points_errors.NotFound, 404),

@@ -30,6 +30,15 @@
     │   ├── KeyActive              the active signing key cannot be retired (key_active)
     │   └── KeyInUse               live printed tokens use the key (key_in_use)
     ├── RateLimited                too many attempts; retry after ``retry_after_seconds``
+    ├── TokenRefused               a scanned QR token is refused (``points.qrtokens``)
+    │   ├── TokenMalformed         not a token of ours: origin, base32, length, version, kind
+    │   ├── TokenUnknownKey        signed with a key id no key directory knows
+    │   ├── TokenKeyRetired        signed with a key that was retired
+    │   ├── TokenSignatureInvalid  the signature does not match the bytes
+    │   ├── TokenExpired           past its expiry (or its event slot) by the server's clock
+    │   ├── TokenWrongKind         a kind the caller did not expect (a card for a payment)
+    │   ├── TokenRevoked           its till, card or code was revoked
+    │   └── TokenUsed              a once-only token that was used already
     └── Unavailable                the database or another dependency is down (unavailable)
         ├── KeyDirectoryMissing    POINTS_KEY_DIR does not exist (key_directory_missing)
         ├── NoSigningKey           no active key to sign with (no_signing_key)
@@ -217,3 +226,44 @@ class NoSigningKey(Unavailable):
 
 class KeyFileUnsafe(Unavailable):
     code = "key_file_unsafe"
+
+
+# Signed QR tokens (points.qrtokens) ---------------------------------------------------------
+
+
+class TokenRefused(PointsError):
+    """A scanned QR token refused; each reason is a subclass with its own code (422)."""
+
+    code = "token_refused"
+
+
+class TokenMalformed(TokenRefused):
+    code = "token_malformed"
+
+
+class TokenUnknownKey(TokenRefused):
+    code = "token_unknown_key"
+
+
+class TokenKeyRetired(TokenRefused):
+    code = "token_key_retired"
+
+
+class TokenSignatureInvalid(TokenRefused):
+    code = "token_signature_invalid"
+
+
+class TokenExpired(TokenRefused):
+    code = "token_expired"
+
+
+class TokenWrongKind(TokenRefused):
+    code = "token_wrong_kind"
+
+
+class TokenRevoked(TokenRefused):
+    code = "token_revoked"
+
+
+class TokenUsed(TokenRefused):
+    code = "token_used"

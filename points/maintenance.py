@@ -9,7 +9,8 @@ hold_timeouts  every minute                void the holds whose timeout has pass
 seal           every 5 seconds             seal committed entries into the hash chain
 purge          daily at 03:00              idempotency records past retention, old
                                            rate-limit windows, old runs of frequent jobs
-                                           (``Job.frequent``: these two, ``upload_handback``)
+                                           (``Job.frequent``: these two, ``upload_handback``),
+                                           used QR tokens a day past their expiry
 =============  ==========================  ===========================================
 
 Each is idempotent for its period and safe when two processes run it at once (``points.jobs``).
@@ -20,7 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ledger import Ledger
-from points import expiry, idempotency, jobs, ratelimit
+from points import expiry, idempotency, jobs, qrtokens, ratelimit
 from points.jobs import Job, JobContext, purge_runs, seconds_slot, tokyo_day, tokyo_minute
 from points.uow import unit_of_work
 
@@ -55,11 +56,11 @@ def _seal(context: JobContext) -> dict[str, int]:
 
 def _purge(context: JobContext) -> dict[str, int]:
     retention = timedelta(hours=int(context.options.get("idempotency_retention_hours", 24)))
-    context.progress(0, 3)
+    context.progress(0, 4)
     records = idempotency.purge(context.engine, before=context.as_of - retention)
-    context.progress(1, 3)
+    context.progress(1, 4)
     windows = ratelimit.purge(context.engine, before=context.as_of - timedelta(days=1))
-    context.progress(2, 3)
+    context.progress(2, 4)
     frequent = sorted(name for name, job in jobs.JOBS.items() if job.frequent)
     runs = unit_of_work(
         context.engine,
@@ -67,8 +68,18 @@ def _purge(context: JobContext) -> dict[str, int]:
             session, before=context.as_of - FREQUENT_RUNS_KEPT, jobs=frequent
         ),
     )
-    context.progress(3, 3)
-    return {"idempotency_records": records, "rate_limit_windows": windows, "job_runs": runs}
+    context.progress(3, 4)
+    used = unit_of_work(
+        context.engine,
+        lambda session: qrtokens.purge_used(session, before=context.as_of - qrtokens.USED_KEPT),
+    )
+    context.progress(4, 4)
+    return {
+        "idempotency_records": records,
+        "rate_limit_windows": windows,
+        "job_runs": runs,
+        "used_tokens": used,
+    }
 
 
 EXPIRY = Job(
@@ -96,7 +107,7 @@ SEAL = Job(
 )
 PURGE = Job(
     "purge",
-    "delete idempotency records past retention, old rate-limit windows and job runs",
+    "delete idempotency records past retention, old rate-limit windows, job runs, used tokens",
     tokyo_day,
     _purge,
     {"trigger": "cron", "hour": 3, "minute": 0},

@@ -35,6 +35,8 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     "uq_award_upload_program_id_sha256",
     # Two processes claiming one job period: the loser's retry finds the claim.
     "uq_job_run_job_period",
+    # One once-only QR token used twice at once: the loser's retry finds the row (token_used).
+    "uq_used_token_kind_token_id",
 }
 
 

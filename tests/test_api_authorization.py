@@ -310,6 +310,10 @@ TABLE: list[Row] = [
     Row("POST", "/api/v1/enrolments/self", EVERYONE_201),
     Row("POST", "/api/v1/enrolments/code", EVERYONE_201, body=enrolment_code_body),
     Row("GET", "/api/v1/keys", EVERYONE_200),
+    Row("GET", "/Q/{text}", EVERYONE_200, params=lambda world: {"text": "A" * 135},
+        media_type="text/html"),
+    Row("GET", "/q/{text}", EVERYONE_200, params=lambda world: {"text": "a" * 154},
+        media_type="text/html"),
     # Owned: each principal gets its own object, never another's.
     Row("GET", "/api/v1/me", RESIDENT, owned=owns_profile),
     Row("GET", "/api/v1/merchant", MERCHANT, owned=owns_merchant),

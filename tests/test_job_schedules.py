@@ -581,7 +581,12 @@ def test_purge_runs_at_once_and_again_delete_each_row_once(
     for result in results:
         totals.update(result.counts)
     # Each row past a cut-off deleted once, by one run or the other.
-    assert dict(totals) == {"idempotency_records": 14, "rate_limit_windows": 4, "job_runs": 5}
+    assert dict(totals) == {
+        "idempotency_records": 14,
+        "rate_limit_windows": 4,
+        "job_runs": 5,
+        "used_tokens": 0,
+    }
     left = purge_leftovers(engine)
     assert left["records"] == [f"new-{n}" for n in range(4)]
     assert left["windows"] == ["new-0", "new-1"]
@@ -604,7 +609,12 @@ def test_purge_runs_at_once_and_again_delete_each_row_once(
     # The next day finds nothing past its cut-offs, and records that it deleted nothing.
     third = run_job(engine, "purge", as_of=second + timedelta(days=1), clock=clock, options=options)
     assert (third.period, third.status) == ("2026-06-12", "done")
-    assert third.counts == {"idempotency_records": 0, "rate_limit_windows": 0, "job_runs": 0}
+    assert third.counts == {
+        "idempotency_records": 0,
+        "rate_limit_windows": 0,
+        "job_runs": 0,
+        "used_tokens": 0,
+    }
     [recorded] = [run for run in all_runs(engine, "purge") if run.id == third.run_id]
     assert json.loads(recorded.counts) == third.counts
     after = purge_leftovers(engine)

@@ -38,7 +38,7 @@ from issuers.programs import Program
 from ledger import Entry, LedgerTx, Side
 from ledger.database import READ_ONLY
 from ledger.service import system_clock
-from points import expiry, idempotency, maintenance, people, spending, wallet_views
+from points import expiry, idempotency, maintenance, people, qrtokens, spending, wallet_views
 from points.calendar import TOKYO, start_of_day
 from points.errors import InvalidInput, LeaseLost
 from points.idempotency import IdempotencyRecord
@@ -809,7 +809,7 @@ def test_the_seal_job_seals_what_is_queued(engine: Engine, clock: FakeClock) -> 
     [
         ("hold_timeouts", [(0, 1), (1, 1)]),
         ("seal", [(0, 1), (1, 1)]),
-        ("purge", [(0, 3), (1, 3), (2, 3), (3, 3)]),
+        ("purge", [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]),
     ],
 )
 def test_the_jobs_of_a_statement_or_three_report_their_steps(
@@ -852,6 +852,15 @@ def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: Fak
         new_window = int((now - timedelta(hours=1)).timestamp())
         session.add(RateLimitWindow(bucket="test:old", window_start=old_window, hits=1))
         session.add(RateLimitWindow(bucket="test:new", window_start=new_window, hits=1))
+        for expired in (timedelta(days=1, seconds=1), timedelta(hours=23)):
+            session.add(
+                qrtokens.UsedToken(
+                    kind=int(qrtokens.Kind.PAYMENT),
+                    token_id=qrtokens.new_id(),
+                    expires_at=now - expired,
+                    used_at=now - expired - timedelta(minutes=1),
+                )
+            )
 
     unit_of_work(engine, seed)
     week_ago = now - timedelta(days=8)
@@ -864,7 +873,16 @@ def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: Fak
     )
 
     assert (result.period, result.status) == ("2026-04-01", "done")
-    assert result.counts == {"idempotency_records": 1, "rate_limit_windows": 1, "job_runs": 1}
+    assert result.counts == {
+        "idempotency_records": 1,
+        "rate_limit_windows": 1,
+        "job_runs": 1,
+        "used_tokens": 1,
+    }
+    left = unit_of_work(
+        engine, lambda s: [t.expires_at for t in s.exec(select(qrtokens.UsedToken))]
+    )
+    assert left == [now - timedelta(hours=23)]  # a day's margin past the expiry
     keys = unit_of_work(
         engine,
         lambda s: sorted(r.key for r in s.exec(select(IdempotencyRecord))),

@@ -1,17 +1,18 @@
-"""Public endpoints: health, readiness, wallet enrolment and the QR signing keys (no token
-needed)."""
+"""Public endpoints: health, readiness, wallet enrolment, the QR signing keys, and the page a QR
+code's URL opens (no token needed)."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlmodel import Session
 
 from api.bodies import StrictRoute
 from api.deps import ServicesDep
-from api.errors import problem
+from api.errors import PROBLEM_JSON, problem
 from api.safety import rate_limited
 from api.schemas import (
     EnrolmentRedeem,
@@ -21,8 +22,8 @@ from api.schemas import (
     WalletEnrolled,
     error_responses,
 )
-from points import access, db, keys
-from points.errors import PointsError, Unavailable
+from points import access, db, keys, qrtokens
+from points.errors import PointsError, TokenMalformed, Unavailable
 
 log = logging.getLogger("api")
 router = APIRouter(tags=["public"], route_class=StrictRoute)
@@ -140,3 +141,63 @@ def public_keys(services: ServicesDep, response: Response) -> PublicKeySet:
             if info.status is not keys.KeyStatus.RETIRED
         ]
     )
+
+
+# QR codes opened by a phone's own camera -------------------------------------------------------
+
+#: What a token's base32 part looks like (``points.qrtokens``): only its alphabet (either case),
+#: between the shortest and the longest kind's length.
+_TOKEN_TEXT = re.compile(
+    rf"[A-Za-z2-7]{{{qrtokens.TEXT_LENGTHS[0]},{qrtokens.TEXT_LENGTHS[1]}}}", re.ASCII
+)
+_OPEN_IN_WALLET = """<!DOCTYPE html>
+<html lang="ja">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>ウォレットアプリで開いてください</title>
+</head>
+<body>
+<h1>ウォレットアプリで開いてください</h1>
+<p>このQRコードは、地域ポイントのウォレットアプリで読み取ってください。</p>
+<p lang="en">Open this QR code in the points wallet app.</p>
+</body>
+</html>
+"""
+
+
+def _open_in_wallet(text: str) -> Response:
+    if _TOKEN_TEXT.fullmatch(text) is None:
+        return problem(422, TokenMalformed.code, "not a QR code of this service")
+    return HTMLResponse(
+        _OPEN_IN_WALLET,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@router.get(
+    "/Q/{text}",
+    response_class=HTMLResponse,
+    summary="A signed QR code opened by a phone's camera: a page that sends it to the wallet",
+    responses={
+        422: {
+            "description": "Not a token's text (`token_malformed`)",
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    },
+)
+def open_qr(text: str) -> Response:
+    """The URL every QR code of the system carries (`docs/tokens.md`). A phone's own camera
+    opens it; the page (Japanese first) asks to open the code in the wallet app, which reads
+    and verifies the token itself. The token is not verified here: any text that looks like a
+    token (base32 letters, either case, of a token's length) gets the page, anything else 422
+    `token_malformed`. Public; matched case-insensitively (`/q/...` too); not cached, and no
+    Referer carries the token on."""
+    return _open_in_wallet(text)
+
+
+@router.get("/q/{text}", response_class=HTMLResponse, include_in_schema=False)
+def open_qr_lowercase(text: str) -> Response:
+    """`/Q/{text}` typed in lowercase."""
+    return _open_in_wallet(text)

@@ -22,6 +22,7 @@ from points import (
     keys,
     maintenance,
     pointtypes,
+    qrtokens,
     ratelimit,
     registry,
     verification,
@@ -42,6 +43,7 @@ MODEL_MODULES = (
     awards,
     bulk,
     jobs,
+    qrtokens,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
