@@ -35,7 +35,7 @@ from issuers import awards
 from issuers.errors import EventClosed, EventFull, OutsideCheckInWindow
 from issuers.programs import get_program
 from ledger import schema as ledger_schema
-from points import audit
+from points import audit, qrtokens
 from points.auth import Principal
 from points.errors import InvalidInput, NotFound
 from points.registry import new_id
@@ -202,6 +202,33 @@ def close_event(
     )
     session.flush()
     return event
+
+
+def current_token(
+    event: VolunteerEvent, keys: qrtokens.KeySource, now: datetime, *, origin: str
+) -> tuple[str, int]:
+    """The event token of the current 30-second slot, signed with the active key, and the
+    seconds it is still accepted: what the organizer's screen shows and refreshes."""
+    token = qrtokens.EventToken(event_id=event.token_id, slot=qrtokens.slot_of(now))
+    return qrtokens.sign(token, keys, now, origin=origin), token.seconds_left(now)
+
+
+def check_in_with_token(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    text: str,
+    *,
+    keys: qrtokens.KeySource,
+    origin: str,
+    resident_id: str,
+) -> CheckIn:
+    """``check_in`` at the event a scanned event token names; a token that is not a valid
+    event token of now is refused first (``TokenRefused``: token_expired, token_wrong_kind...).
+    """
+    token = qrtokens.verify(text, expect={qrtokens.Kind.EVENT}, keys=keys, now=now, origin=origin)
+    assert isinstance(token, qrtokens.EventToken)
+    return check_in(session, actor, now, token_id=token.event_id, resident_id=resident_id)
 
 
 def check_in(

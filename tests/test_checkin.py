@@ -14,11 +14,13 @@ from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
 from sqlalchemy.engine import Engine
 from test_earning import NOON, funded, refused
+from token_helpers import ORIGIN, key_ring
 
 from issuers import events, programs
 from issuers.errors import AlreadyAwarded, EventClosed, EventFull, OutsideCheckInWindow
 from issuers.events import CheckIn, NewEvent, VolunteerEvent
-from points.errors import InvalidInput, NotFound
+from points import qrtokens
+from points.errors import InvalidInput, NotFound, TokenExpired, TokenWrongKind
 
 
 def new_event(earning: Earning, program_id: str, *, capacity: int = 10) -> VolunteerEvent:
@@ -170,3 +172,37 @@ def test_100_concurrent_claims_for_60_places_award_exactly_60(
     assert len(earning.read(lambda s: events.attendees(s, event.id))) == 60
     stored = earning.read(lambda s: events.get_event(s, event.id, department_id=None))
     assert stored.attendance == 60
+
+
+def test_a_screens_token_checks_in_and_a_photo_of_it_a_minute_later_is_expired(
+    engine: Engine, clock: FakeClock
+) -> None:
+    earning, program_id = volunteering(engine, clock)
+    event = new_event(earning, program_id)
+    ring = key_ring()
+    first, late = earning.resident(), earning.resident()
+    text, seconds_left = events.current_token(event, ring, clock(), origin=ORIGIN)
+
+    def scan(resident: str) -> CheckIn:
+        return earning.write(
+            lambda s: events.check_in_with_token(
+                s, ACTOR, clock(), text, keys=ring, origin=ORIGIN, resident_id=resident
+            )
+        )
+
+    assert 30 < seconds_left <= 60
+    assert scan(first).award.amount == 50
+    clock.now = NOON + timedelta(seconds=61)
+    refused(earning, TokenExpired, "token_expired", lambda: scan(late))
+    payment = qrtokens.sign(
+        qrtokens.PaymentToken(
+            request_id=qrtokens.new_id(),
+            amount=100,
+            expires_at=clock() + timedelta(minutes=1),
+        ),
+        ring,
+        clock(),
+        origin=ORIGIN,
+    )
+    text = payment
+    refused(earning, TokenWrongKind, "token_wrong_kind", lambda: scan(late))
