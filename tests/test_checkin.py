@@ -206,3 +206,20 @@ def test_a_screens_token_checks_in_and_a_photo_of_it_a_minute_later_is_expired(
     )
     text = payment
     refused(earning, TokenWrongKind, "token_wrong_kind", lambda: scan(late))
+
+
+def test_concurrent_claims_by_one_resident_award_once_and_use_one_place(
+    engine: Engine, clock: FakeClock
+) -> None:
+    earning, program_id = volunteering(engine, clock)
+    event = new_event(earning, program_id, capacity=5)
+    resident = earning.resident()
+
+    outcomes = run_together([lambda: claim(earning, event, resident) for _ in range(10)])
+
+    assert all(status == "ok" for status, _ in outcomes), outcomes
+    results = [value for _, value in outcomes]
+    assert sorted(result.replayed for result in results) == [False] + [True] * 9
+    assert len({result.award.id for result in results}) == 1
+    stored = earning.read(lambda s: events.get_event(s, event.id, department_id=None))
+    assert stored.attendance == 1
