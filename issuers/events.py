@@ -165,6 +165,17 @@ def get_event(session: Session, event_id: str, *, department_id: str | None) -> 
     return event
 
 
+def list_events(session: Session, program_id: str) -> list[VolunteerEvent]:
+    """The program's events, soonest first."""
+    return list(
+        session.exec(
+            select(VolunteerEvent)
+            .where(VolunteerEvent.program_id == program_id)
+            .order_by(col(VolunteerEvent.starts_at), col(VolunteerEvent.id))
+        )
+    )
+
+
 def attendees(session: Session, event_id: str) -> list[str]:
     """The pseudonymous ids of the residents who checked in, in order of check-in."""
     rows = session.exec(
