@@ -62,6 +62,22 @@ def _iso_day(value: Any) -> Any:
 
 #: A calendar day in a JSON body.
 Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
+def _iso_instant(value: Any) -> datetime:
+    """An instant from JSON: an ISO 8601 string with its UTC offset (``Z`` or ``+09:00``)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an instant is an ISO 8601 string with its UTC offset")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("an instant needs its UTC offset (Z or +09:00)")
+    return parsed
+
+
+#: An instant in a JSON body, with its offset.
+Instant = Annotated[datetime, BeforeValidator(_iso_instant)]
 #: An enumeration in a JSON body: one of its string values (the only non-strict validation of
 #: an input; pydantic's lax enum validator accepts the values and nothing else).
 ByValue = Strict(False)

@@ -15,6 +15,7 @@ from api.schemas import (
     ByValue,
     Day,
     Input,
+    Instant,
     Name,
     ObjectId,
     Output,
@@ -349,3 +350,66 @@ class UploadCheck(Output):
     replays: int = Field(description="Good rows awarded before, by an earlier upload or one by one")
     totals: dict[str, int] = Field(description="Points the good rows need, per fiscal year")
     errors: list[RowProblem]
+
+
+# Volunteering events and check-in ---------------------------------------------------------
+
+
+class EventCreate(Input):
+    name: Name = Field(examples=["多摩川河川敷清掃"])
+    place: Name = Field(examples=["多摩川河川敷 (狛江五本松)"])
+    starts_at: Instant
+    ends_at: Instant
+    #: When residents may check in: from ``opens_at`` until (before) ``closes_at``.
+    opens_at: Instant
+    closes_at: Instant
+    capacity: int = Field(ge=1, le=100_000)
+
+
+class EventPublic(Output):
+    id: str
+    program_id: str
+    name: str
+    place: str
+    starts_at: datetime
+    ends_at: datetime
+    opens_at: datetime
+    closes_at: datetime
+    capacity: int
+    #: Residents checked in so far.
+    attendance: int
+    status: str
+    closed_reason: str | None
+
+
+class EventAttendancePublic(Output):
+    event_id: str
+    attendance: int
+    #: The pseudonymous ids of the residents checked in, in order of check-in.
+    resident_ids: list[str]
+
+
+class EventClose(Input):
+    reason: Reason = Field(examples=["雨天のため中止"])
+
+
+class CheckInScreen(Output):
+    """The event token of the current 30-second slot, for the organizer's screen."""
+
+    token: str
+    svg: str
+    #: Seconds the token is still accepted; fetch the next one before then.
+    seconds_left: int
+
+
+class CheckInCreate(Input):
+    token: str = Field(min_length=1, max_length=300)
+
+
+class CheckInPublic(Output):
+    event_id: str
+    event_name: str
+    award_id: int
+    amount: int
+    #: True when the resident had checked in before: nothing new was awarded.
+    replayed: bool

@@ -13,7 +13,10 @@ every HTTP status, by the base class)::
     ├── AlreadyAwarded         a once-key claimed before (already_awarded)
     ├── CapExceeded            a cap per day, month or fiscal year (cap_exceeded)
     ├── UploadInProgress       another run is awarding the same file (upload_in_progress)
-    └── UploadFinished         the upload is done, cancelled or abandoned (upload_finished)
+    ├── UploadFinished         the upload is done, cancelled or abandoned (upload_finished)
+    ├── EventClosed            a check-in at a volunteering event closed early (event_closed)
+    ├── OutsideCheckInWindow   a check-in before or after the event's window
+    └── EventFull              a check-in beyond the event's capacity (event_full)
     InvalidInput
     ├── OutsideProgramWindow   the event's date is outside the program's window, or future
     ├── FiscalYearOutsideProgram  an allocation for a year the program does not run in
@@ -87,6 +90,18 @@ class UploadFinished(Conflict):
     abandoned one cannot be resumed (a file of the rows it did not award is a new upload)."""
 
     code = "upload_finished"
+
+
+class EventClosed(Conflict):
+    code = "event_closed"
+
+
+class OutsideCheckInWindow(Conflict):
+    code = "outside_check_in_window"
+
+
+class EventFull(Conflict):
+    code = "event_full"
 
 
 class OutsideProgramWindow(InvalidInput):

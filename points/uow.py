@@ -37,6 +37,8 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     "uq_job_run_job_period",
     # One once-only QR token used twice at once: the loser's retry finds the row (token_used).
     "uq_used_token_kind_token_id",
+    # One resident checking in at one event twice at once: the retry replays the first.
+    "pk_event_attendance",
 }
 
 

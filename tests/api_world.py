@@ -30,11 +30,12 @@ never spoils the shared principals for the next one.
 from __future__ import annotations
 
 import itertools
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,9 +47,9 @@ from sqlmodel import Session
 
 import ledger
 from api.app import create_app
-from issuers import awards, programs
+from issuers import awards, events, programs
 from ledger import AccountFlags, Ledger, NewEntry, Posting, Side
-from points import access, people, pointtypes
+from points import access, keys, people, pointtypes
 from points.auth import Role
 from points.pointtypes import NewPointType
 from points.registry import StaffRole
@@ -330,6 +331,35 @@ class World:
             )
         )
 
+    def fresh_event(
+        self, department: str = "a", *, capacity: int = 10, program_id: str | None = None
+    ) -> events.VolunteerEvent:
+        """A new open event (check-in open now, for an hour) of a new funded volunteering
+        program of ``department`` (or of ``program_id``); the app's key directory gets its
+        first signing key if it has none, so that the event's token can be signed."""
+        ring = self.app.state.services.keys
+        keys.ensure_key(ring.directory, self.now())
+        ring.reload()
+        program = program_id or self.fresh_program(
+            department, module="volunteering", budget={FISCAL_YEAR: 10_000}
+        )
+        now = self.now()
+        new = events.NewEvent(
+            program_id=program,
+            name="河川清掃",
+            place="多摩川河川敷",
+            starts_at=now,
+            ends_at=now + timedelta(hours=2),
+            opens_at=now - timedelta(minutes=5),
+            closes_at=now + timedelta(hours=1),
+            capacity=capacity,
+        )
+        return self.write(
+            lambda session: events.create_event(
+                session, access.SYSTEM, now, new, department_id=None
+            )
+        )
+
     def fresh_enrolment_code(self, resident_id: str | None = None) -> str:
         """A new enrolment code for a new (or the given) verified resident."""
         target = resident_id or self.fresh_resident().id
@@ -407,6 +437,7 @@ def world_settings(database_url: str) -> Settings:
     one test client makes far more requests from one address than any person would."""
     return Settings(
         database_url=database_url,
+        key_dir=Path(tempfile.mkdtemp(prefix="points-world-keys-")),
         rate_limit_self_enrolments_per_address=1_000_000,
         rate_limit_code_attempts_per_address=1_000_000,
         rate_limit_codes_per_counter=1_000_000,

@@ -254,6 +254,8 @@ class Earning:
                     "program",
                     "point_type",
                     "audit_event",
+                    "volunteer_event",
+                    "event_attendance",
                 )
             },
         }

@@ -21,6 +21,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from api.app import create_app
+from issuers import events
 from points.auth import Role
 from points.registry import StaffRole
 from points.settings import Settings
@@ -147,6 +149,41 @@ def own_programs(world: World, actor: Actor, body: Any) -> None:
 
 def own_program_only(world: World, actor: Actor, body: Any) -> None:
     assert body.get("department_id", actor.department_id) == actor.department_id, body
+
+
+def own_volunteering_program(world: World, actor: Actor | None) -> dict[str, Any]:
+    key = "b" if actor is not None and actor.department_id == world.departments["b"] else "a"
+    program = world.fresh_program(key, module="volunteering", budget={FISCAL_YEAR: 1_000})
+    return {**stock(world), "program_id": program}
+
+
+def own_event(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A fresh event of the caller's own department (department a's for everyone else)."""
+    key = "b" if actor is not None and actor.department_id == world.departments["b"] else "a"
+    return {**stock(world), "event_id": world.fresh_event(key).id}
+
+
+def event_body(world: World, _params: dict[str, Any]) -> Any:
+    now = world.now()
+    return {
+        "name": "清掃",
+        "place": "河川敷",
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(hours=2)).isoformat(),
+        "opens_at": now.isoformat(),
+        "closes_at": (now + timedelta(hours=1)).isoformat(),
+        "capacity": 30,
+    }
+
+
+def check_in_body(world: World, _params: dict[str, Any]) -> Any:
+    """The current token of a fresh event."""
+    event = world.fresh_event()
+    services = world.app.state.services
+    text, _ = events.current_token(
+        event, services.keys, world.now(), origin=services.settings.public_origin
+    )
+    return {"token": text}
 
 
 def fresh_resident(world: World) -> dict[str, Any]:
@@ -319,6 +356,8 @@ TABLE: list[Row] = [
     Row("GET", "/api/v1/merchant", MERCHANT, owned=owns_merchant),
     Row("GET", "/api/v1/issuer/department", ISSUER, owned=owns_department),
     Row("GET", "/api/v1/me/wallets", RESIDENT),
+    Row("POST", "/api/v1/me/check-ins", "401 201 403 403 403 403 403", body=check_in_body,
+        value_moving=True),
     Row("GET", "/api/v1/me/wallets/{point_type}", RESIDENT),
     Row("GET", "/api/v1/me/wallets/{point_type}/history", RESIDENT),
     # Issuers: their own department's programs (another's is not found: test_api_earning).
@@ -340,6 +379,13 @@ TABLE: list[Row] = [
     Row("POST", f"{ISS}/award-uploads/{{upload_id}}/cancel", "401 403 403 409 403 403 403",
         per_caller=own_upload, body=reason, value_moving=True,
         media_type="application/problem+json"),
+    Row("POST", f"{ISS}/programs/{{program_id}}/events", ISSUER_201,
+        per_caller=own_volunteering_program, body=event_body, audited=True),
+    Row("GET", f"{ISS}/programs/{{program_id}}/events", ISSUER, per_caller=own_program),
+    Row("GET", f"{ISS}/events/{{event_id}}/attendance", ISSUER, per_caller=own_event),
+    Row("POST", f"{ISS}/events/{{event_id}}/close", ISSUER, per_caller=own_event, body=reason,
+        audited=True),
+    Row("GET", f"{ISS}/events/{{event_id}}/check-in", ISSUER, per_caller=own_event),
     Row("GET", f"{ISS}/residents", ISSUER, query="?address_number={address_number}",
         owned=learns_only_the_id),
     # Counter staff.

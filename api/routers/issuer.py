@@ -7,7 +7,9 @@ department (two officers of one department retrying the same call share it), and
 across keys. A CSV file of awards is checked (``.../award-uploads/check``, nothing written) or
 uploaded (``.../award-uploads``): validated whole, then awarded in batches (``issuers.bulk``).
 An upload that stopped before it finished may be cancelled (``.../award-uploads/{id}/cancel``):
-what it had not awarded goes back to the budget.
+what it had not awarded goes back to the budget. A volunteering program's events
+(``issuers.events``) are created, listed, read for attendance and closed early here, and
+``.../events/{id}/check-in`` gives the check-in screen its rotating event token.
 
 Departments know residents by their address number (宛名番号): an award, a CSV row and the
 lookup ``/residents?address_number=...`` take it instead of the pseudonymous resident id, which
@@ -36,6 +38,11 @@ from api.schemas_earning import (
     AwardCreate,
     AwardPublic,
     BudgetPublic,
+    CheckInScreen,
+    EventAttendancePublic,
+    EventClose,
+    EventCreate,
+    EventPublic,
     FiscalYear,
     FiscalYearQuery,
     IdCursor,
@@ -47,8 +54,8 @@ from api.schemas_earning import (
     UploadCheck,
     UploadPublic,
 )
-from issuers import awards, bulk, programs
-from points import people, wallets
+from issuers import awards, bulk, events, programs
+from points import people, qrrender, wallets
 from points.auth import Principal
 from points.people import get
 from points.registry import Department
@@ -401,3 +408,106 @@ def cancel_upload(
         return 200, UploadPublic.model_validate(upload).model_dump(mode="json")
 
     return idempotency.run(caller, body, work, namespace=f"department:{department_id}")
+
+
+# Volunteering events ----------------------------------------------------------------------
+
+
+@router.post(
+    "/programs/{program_id}/events",
+    status_code=201,
+    response_model=EventPublic,
+    summary="Create a volunteering event of my volunteering program",
+)
+def create_event(
+    program_id: PathId, body: EventCreate, caller: IssuerDep, services: ServicesDep
+) -> EventPublic:
+    """A new open event of a `volunteering` program of the caller's department (audited). Each
+    attendance earns the program's amount, once per resident: a check-in and a CSV row with the
+    event's id as `event_id` award once between them. Another module's program is
+    `validation_error`."""
+    department_id = _department_of(caller)
+    now = services.clock()
+    new = events.NewEvent(program_id=program_id, **body.model_dump())
+    return services.write(
+        lambda session: EventPublic.model_validate(
+            events.create_event(session, caller, now, new, department_id=department_id)
+        )
+    )
+
+
+@router.get(
+    "/programs/{program_id}/events",
+    response_model=list[EventPublic],
+    summary="My program's events, with their attendance",
+)
+def my_program_events(
+    program_id: PathId, caller: IssuerDep, services: ServicesDep
+) -> list[EventPublic]:
+    """The events of a program of the caller's department, soonest first, each with its
+    attendance so far."""
+    department_id = _department_of(caller)
+
+    def work(session: Session) -> list[EventPublic]:
+        programs.get_program(session, program_id, department_id=department_id)
+        return [EventPublic.model_validate(row) for row in events.list_events(session, program_id)]
+
+    return services.read(work)
+
+
+@router.get(
+    "/events/{event_id}/attendance",
+    response_model=EventAttendancePublic,
+    summary="Who checked in at my event (pseudonymous ids)",
+)
+def event_attendance(
+    event_id: PathId, caller: IssuerDep, services: ServicesDep
+) -> EventAttendancePublic:
+    """How many residents checked in at an event of the caller's department, and their
+    pseudonymous ids in order of check-in (never a name or an address number)."""
+    department_id = _department_of(caller)
+
+    def work(session: Session) -> EventAttendancePublic:
+        event = events.get_event(session, event_id, department_id=department_id)
+        return EventAttendancePublic(
+            event_id=event.id,
+            attendance=event.attendance,
+            resident_ids=events.attendees(session, event.id),
+        )
+
+    return services.read(work)
+
+
+@router.post("/events/{event_id}/close", response_model=EventPublic, summary="Close my event early")
+def close_event(
+    event_id: PathId, body: EventClose, caller: IssuerDep, services: ServicesDep
+) -> EventPublic:
+    """No more check-ins (audited, with the reason); closing a closed event changes nothing."""
+    department_id = _department_of(caller)
+    now = services.clock()
+    return services.write(
+        lambda session: EventPublic.model_validate(
+            events.close_event(
+                session, caller, now, event_id, reason=body.reason, department_id=department_id
+            )
+        )
+    )
+
+
+@router.get(
+    "/events/{event_id}/check-in",
+    response_model=CheckInScreen,
+    summary="The event token of the current 30-second slot, for the check-in screen",
+)
+def check_in_screen(event_id: PathId, caller: IssuerDep, services: ServicesDep) -> CheckInScreen:
+    """The token residents scan to check in, signed with the active key, as text and SVG; it
+    is accepted until `seconds_left` runs out, so the screen fetches the next one before."""
+    department_id = _department_of(caller)
+    now = services.clock()
+    event = services.read(
+        lambda session: events.get_event(session, event_id, department_id=department_id)
+    )
+    text, seconds_left = events.current_token(
+        event, services.keys, now, origin=services.settings.public_origin
+    )
+    return CheckInScreen(token=text, svg=qrrender.svg(text, 80), seconds_left=seconds_left)

@@ -10,16 +10,26 @@ Japanese and English.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from api.bodies import StrictRoute
 from api.deps import ResidentDep, ServicesDep
+from api.safety import VALUE_MOVING, IdempotencyDep
 from api.schemas import PROTECTED_ERRORS, Page, ResidentPublic
-from api.schemas_earning import NumericCursor, PointTypeCode, WalletHistoryLine, WalletPublic
+from api.schemas_earning import (
+    CheckInCreate,
+    CheckInPublic,
+    NumericCursor,
+    PointTypeCode,
+    WalletHistoryLine,
+    WalletPublic,
+)
 from api.wallet_views import resident_history, resident_wallet, resident_wallets
+from issuers import events
 from points import people
 from points.people import get
 from points.registry import Resident
@@ -93,3 +103,43 @@ def my_wallet_history(
         )
 
     return services.read(work)
+
+
+@router.post(
+    "/check-ins",
+    status_code=201,
+    response_model=CheckInPublic,
+    openapi_extra=VALUE_MOVING,
+    responses={200: {"model": CheckInPublic, "description": "I had checked in before"}},
+    summary="Check in at a volunteering event by its scanned QR token",
+)
+def check_in(
+    body: CheckInCreate, caller: ResidentDep, services: ServicesDep, idempotency: IdempotencyDep
+) -> JSONResponse:
+    """Records my attendance and awards the event's points in one transaction. Requires an
+    `Idempotency-Key`; a second check-in at the same event answers the first again (200,
+    `replayed: true`). Refusals: `token_*` (422), `event_closed`, `outside_check_in_window`,
+    `event_full`, `already_awarded` (the department awarded this event by file), and the
+    award rules' (`budget_exhausted`, `cap_exceeded`, ...)."""
+    now = services.clock()
+
+    def work(session: Session) -> tuple[int, Any]:
+        result = events.check_in_with_token(
+            session,
+            caller,
+            now,
+            body.token,
+            keys=services.keys,
+            origin=services.settings.public_origin,
+            resident_id=caller.principal_id,
+        )
+        public = CheckInPublic(
+            event_id=result.event.id,
+            event_name=result.event.name,
+            award_id=result.award.id or 0,
+            amount=result.award.amount,
+            replayed=result.replayed,
+        )
+        return (200 if result.replayed else 201), public.model_dump(mode="json")
+
+    return idempotency.run(caller, body, work)

@@ -12,7 +12,7 @@ below), so that ``points keys retire`` refuses a key they use; there are none ye
 
 from __future__ import annotations
 
-from issuers import awards, bulk, programs
+from issuers import awards, bulk, events, programs
 from ledger import schema as ledger_schema
 from points import (
     audit,
@@ -44,6 +44,7 @@ MODEL_MODULES = (
     bulk,
     jobs,
     qrtokens,
+    events,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
