@@ -87,6 +87,9 @@ WRITABLE_TABLES = (
     "wallet_bucket",
     "spend_return",
     "ledger_entry",
+    "volunteer_event",
+    "event_attendance",
+    "used_token",
 )
 
 #: The world's point type, and the fiscal year its programs are funded for.
