@@ -4,6 +4,7 @@ text from the PNG at the sizes screens show and from the SVG rasterized at print
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -25,8 +26,18 @@ PRINT_MM = (20, 35, 80)
 PRINT_DPI = 300
 
 
+RING = key_ring()
+
+
 def text_of(kind: Kind) -> str:
-    return qrtokens.sign(largest(kind, NOW), key_ring(), NOW, origin=LONGEST_ORIGIN)
+    return qrtokens.sign(largest(kind, NOW), RING, NOW, origin=LONGEST_ORIGIN)
+
+
+def verified(kind: Kind, decoded: list[str]) -> None:
+    """The decoded text verifies to the token that was signed: sign, render, decode, verify."""
+    (text,) = decoded
+    token = qrtokens.verify(text, expect={kind}, keys=RING, now=NOW, origin=LONGEST_ORIGIN)
+    assert token == dataclasses.replace(largest(kind, NOW), kid=token.kid)
 
 
 def decode(pixels: bytes, width: int, height: int) -> list[str]:
@@ -103,6 +114,7 @@ def test_a_png_decodes_to_exactly_the_text(kind: Kind, pixels: int) -> None:
     assert width % side == 0  # whole pixels per module
     assert image[: width * 4 * (width // side)] == b"\xff" * (width * 4 * (width // side))
     assert decode(image, width, height) == [text]
+    verified(kind, decode(image, width, height))
 
 
 @pytest.mark.parametrize("kind", list(Kind))
@@ -113,6 +125,7 @@ def test_a_printed_svg_decodes_to_exactly_the_text(kind: Kind, size_mm: int) -> 
     assert f'width="{size_mm}mm"' in document
     image, pixels = rasterize_svg(document, PRINT_DPI)
     assert decode(image, pixels, pixels) == [text]
+    verified(kind, decode(image, pixels, pixels))
 
 
 def test_sizes_out_of_range_are_refused() -> None:
