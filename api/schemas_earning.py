@@ -376,6 +376,8 @@ class EventPublic(Output):
     opens_at: datetime
     closes_at: datetime
     capacity: int
+    #: What each attendance earns: the program's amount.
+    points_per_attendance: int
     #: Residents checked in so far.
     attendance: int
     status: str

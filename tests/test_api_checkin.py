@@ -52,6 +52,8 @@ def test_the_check_in_story(world: World, clock: FakeClock) -> None:
     assert created.status_code == 201, created.text
     event_id = created.json()["id"]
     assert world.last_audit()["action"] == "event.create"
+    # Each attendance earns the program's amount, shown with the event.
+    assert created.json()["points_per_attendance"] == 100
 
     screen = world.client.get(f"{ISS}/events/{event_id}/check-in", headers=issuer.headers)
     assert screen.status_code == 200, screen.text

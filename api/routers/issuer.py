@@ -413,6 +413,15 @@ def cancel_upload(
 # Volunteering events ----------------------------------------------------------------------
 
 
+def _event_public(session: Session, event: events.VolunteerEvent) -> EventPublic:
+    """The event as its department sees it, with the points each attendance earns (the
+    program's amount)."""
+    program = programs.get_program(session, event.program_id)
+    return EventPublic.model_validate(
+        {**event.model_dump(), "points_per_attendance": program.amount}
+    )
+
+
 @router.post(
     "/programs/{program_id}/events",
     status_code=201,
@@ -430,8 +439,8 @@ def create_event(
     now = services.clock()
     new = events.NewEvent(program_id=program_id, **body.model_dump())
     return services.write(
-        lambda session: EventPublic.model_validate(
-            events.create_event(session, caller, now, new, department_id=department_id)
+        lambda session: _event_public(
+            session, events.create_event(session, caller, now, new, department_id=department_id)
         )
     )
 
@@ -450,7 +459,7 @@ def my_program_events(
 
     def work(session: Session) -> list[EventPublic]:
         programs.get_program(session, program_id, department_id=department_id)
-        return [EventPublic.model_validate(row) for row in events.list_events(session, program_id)]
+        return [_event_public(session, row) for row in events.list_events(session, program_id)]
 
     return services.read(work)
 
@@ -486,10 +495,11 @@ def close_event(
     department_id = _department_of(caller)
     now = services.clock()
     return services.write(
-        lambda session: EventPublic.model_validate(
+        lambda session: _event_public(
+            session,
             events.close_event(
                 session, caller, now, event_id, reason=body.reason, department_id=department_id
-            )
+            ),
         )
     )
 
