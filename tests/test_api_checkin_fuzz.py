@@ -14,20 +14,11 @@ from conftest import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
+from token_helpers import CODES
 
 from points import qrtokens
 
 ISS = "/api/v1/issuer"
-CODES = {
-    "token_malformed",
-    "token_unknown_key",
-    "token_key_retired",
-    "token_signature_invalid",
-    "token_expired",
-    "token_wrong_kind",
-    "token_revoked",
-    "token_used",
-}
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 

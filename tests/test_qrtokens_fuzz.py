@@ -15,22 +15,12 @@ import pytest
 from api_world import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from token_helpers import ORIGIN, MemoryKeyRing, key_ring, largest, sample
+from token_helpers import CODES, ORIGIN, MemoryKeyRing, key_ring, largest, sample
 
 from points import errors, qrtokens
 from points.qrtokens import Kind
 
 NOW = datetime(2026, 4, 1, 9, 0, 7, tzinfo=UTC)
-CODES = {
-    "token_malformed",
-    "token_unknown_key",
-    "token_key_retired",
-    "token_signature_invalid",
-    "token_expired",
-    "token_wrong_kind",
-    "token_revoked",
-    "token_used",
-}
 PREFIX = ORIGIN.upper() + "/Q/"
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

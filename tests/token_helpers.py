@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from points import qrtokens
+from points import errors, qrtokens
 from points.qrtokens import Kind, Token
 
 #: The longest origin POINTS_PUBLIC_URL allows (40 characters): the tokens' largest texts.
@@ -95,3 +95,7 @@ def sample(kind: Kind, now: datetime) -> Token:
         case Kind.EVENT:
             return qrtokens.EventToken(42, qrtokens.slot_of(now))
     raise AssertionError(kind)
+
+
+#: Every code a refused token gets: one per ``TokenRefused`` subclass.
+CODES = frozenset(refusal.code for refusal in errors.TokenRefused.__subclasses__())
