@@ -227,17 +227,19 @@ def world_clock(clock: FakeClock) -> FakeClock:
     return clock
 
 
+def stalled_upload(world: World, program: str, data: bytes) -> Stalled:
+    """An upload of ``data`` through the API's world, held after its second batch."""
+    upload = functools.partial(
+        bulk.upload, world.engine, ACTOR, world.clock, program, department_id=None
+    )
+    return Stalled(upload, data, batch=2)
+
+
 def test_both_409s_of_a_retried_upload_say_retry_after(world: World) -> None:
     program = world.programs["a"]
     data = world_file(world, 6)
     clock = cast(FakeClock, world.clock)
-    first = Stalled(
-        functools.partial(
-            bulk.upload, world.engine, ACTOR, world.clock, program, department_id=None
-        ),
-        data,
-        batch=2,
-    )
+    first = stalled_upload(world, program, data)
     clock.advance(seconds=5)
 
     busy = post_file(world, "issuer_a", program, data)
@@ -549,13 +551,7 @@ def test_an_upload_being_awarded_or_finished_or_of_another_department_is_not_can
     program = world.programs["a"]
     data = world_file(world, 6)
     clock = cast(FakeClock, world.clock)
-    first = Stalled(
-        functools.partial(
-            bulk.upload, world.engine, ACTOR, world.clock, program, department_id=None
-        ),
-        data,
-        batch=2,
-    )
+    first = stalled_upload(world, program, data)
     clock.advance(seconds=8)
     (upload,) = world.read(
         lambda s: list(
