@@ -27,9 +27,11 @@ from api.routers import (
     finance,
     issuer,
     merchant,
+    payments_admin,
     programs_admin,
     public,
     wallet,
+    wallet_payments,
 )
 from api.safety import API_CSP, SECURITY_HEADERS, BodyGuard
 from ledger import Ledger
@@ -137,6 +139,7 @@ def create_app(
     for router in (
         public.router,
         wallet.router,
+        wallet_payments.router,
         merchant.router,
         issuer.router,
         counter.router,
@@ -144,6 +147,8 @@ def create_app(
         admin.router,
         programs_admin.router,
         budgets.router,
+        payments_admin.finance_router,
+        payments_admin.admin_router,
     ):
         app.include_router(router)
     return app

@@ -24,6 +24,7 @@ from points.errors import Forbidden, Unauthenticated
 from points.keys import KeyRing
 from points.settings import Settings
 from points.uow import unit_of_work
+from redemption.flows import Signing
 
 T = TypeVar("T")
 
@@ -38,6 +39,16 @@ class Services:
     clock: Callable[[], datetime]
     #: The QR signing keys (``POINTS_KEY_DIR``), read lazily and cached.
     keys: KeyRing
+
+    @property
+    def signing(self) -> Signing:
+        """What signing and verifying QR tokens needs: the keys and the public origin."""
+        return Signing(self.keys, self.settings.public_origin)
+
+    @property
+    def pseudonym_key(self) -> bytes:
+        """Keys the shops' pseudonyms of residents (``redemption.payments.customer_ref``)."""
+        return self.settings.secret_key_bytes
 
     def write(self, work: Callable[[Session], T]) -> T:
         """One unit of work that commits (retried when transient)."""

@@ -37,6 +37,8 @@ from points.errors import (
 )
 from points.people import get
 from points.registry import (
+    Merchant,
+    MerchantStatus,
     Resident,
     ResidentStatus,
     Staff,
@@ -172,6 +174,11 @@ def authenticate(session: Session, secret: str, now: datetime) -> Principal:
     staff = session.get(Staff, token.principal_id)
     if staff is None or staff.status != StaffStatus.ACTIVE or staff.role != role.value:
         raise Unauthenticated("the token is not valid")
+    if staff.merchant_id is not None:
+        # A closed shop's staff and tills are shut out (a suspended shop's still read and refund).
+        merchant = session.get(Merchant, staff.merchant_id)
+        if merchant is None or merchant.status == MerchantStatus.CLOSED:
+            raise Unauthenticated("the token is not valid")
     return Principal(
         role, staff.id, token.id, merchant_id=staff.merchant_id, department_id=staff.department_id
     )

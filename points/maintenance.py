@@ -18,7 +18,10 @@ Each is idempotent for its period and safe when two processes run it at once (``
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
 
 from ledger import Ledger
 from points import expiry, idempotency, jobs, qrtokens, ratelimit
@@ -40,11 +43,19 @@ def _expiry(context: JobContext) -> dict[str, int]:
 # progress bar of ``points jobs run``), expiry in buckets.
 
 
+#: Steps run after ``hold_timeouts`` voided holds, each ``step(engine, as_of) -> count``: the
+#: application shell adds the one that tells shops' devices (``points.shell.wiring``). A step
+#: finds its work from the ledger, so a crash between the void and the step is made good by the
+#: next run.
+AFTER_HOLD_TIMEOUTS: list[Callable[[Engine, datetime], int]] = []
+
+
 def _hold_timeouts(context: JobContext) -> dict[str, int]:
     context.progress(0, 1)
     voided = Ledger(context.engine).void_expired_holds(context.as_of)
+    announced = sum(step(context.engine, context.as_of) for step in AFTER_HOLD_TIMEOUTS)
     context.progress(1, 1)
-    return {"voided": voided}
+    return {"voided": voided, "announced": announced}
 
 
 def _seal(context: JobContext) -> dict[str, int]:

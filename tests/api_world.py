@@ -90,6 +90,16 @@ WRITABLE_TABLES = (
     "volunteer_event",
     "event_attendance",
     "used_token",
+    "merchant_settings",
+    "merchant_point_type",
+    "merchant_payable",
+    "till",
+    "payment_request",
+    "pay_code",
+    "resident_pay_settings",
+    "payment",
+    "payment_refund",
+    "payment_event",
 )
 
 #: The world's point type, and the fiscal year its programs are funded for.

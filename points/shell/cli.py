@@ -59,6 +59,7 @@ from points.shell.scheduler import start_scheduler
 from points.shell.seed import run_seed
 from points.uow import unit_of_work
 from points.verification import verify_and_record
+from redemption import flows
 
 T = TypeVar("T")
 
@@ -178,7 +179,8 @@ def demo_command() -> None:
     engine = _engine(settings)
     schema.upgrade(engine)
     _signing_key_ready(settings)
-    _explained(lambda: run_seed(engine, system_clock, echo=click.echo))
+    signing = flows.Signing(keys.KeyRing(settings.key_dir), settings.public_origin)
+    _explained(lambda: run_seed(engine, system_clock, signing, echo=click.echo))
 
 
 def _signing_key_ready(settings: Settings) -> None:

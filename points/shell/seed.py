@@ -3,8 +3,9 @@
 Seeds, on the configured database (SQLite by default), what a city's first week looks like:
 the point type ``pt`` (valid until the end of the month 12 months after the month earned), the
 health department's checkup program and the environment department's volunteering program,
-each funded for the current fiscal year, a merchant, three residents, a few awards, and one
-payment at the merchant. Then it prints each resident's wallet and tokens to try the API with.
+each funded for the current fiscal year, a shop accepting ``pt`` with one till, three residents,
+a few awards, and one payment at the shop by payment QR (``redemption.flows``). Then it prints
+each resident's wallet and tokens to try the API with.
 
 Safe to run again: everything is found by its code, name or record id, so a second run awards
 and pays nothing twice. It prints new tokens and revokes the ones an earlier run printed.
@@ -21,14 +22,15 @@ from sqlmodel import Session, col, select
 
 from issuers import awards, programs
 from issuers.programs import Program, ProgramStatus
-from ledger import Ledger, LedgerTx
-from points import access, people, pointtypes, spending, wallet_views
-from points.accounts import ACCOUNT_RULES, AccountCode
-from points.auth import Role, Token
+from ledger import Ledger
+from points import access, people, pointtypes, wallet_views
+from points.auth import Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
 from points.errors import NotFound
 from points.registry import Department, Merchant, Resident, Staff, StaffRole
 from points.uow import unit_of_work
+from redemption import flows, merchants
+from redemption.payments import Payment
 
 T = TypeVar("T")
 #: The demo's payment: the first resident pays this at the merchant.
@@ -45,7 +47,11 @@ RESIDENTS = {
 
 
 def run_seed(
-    engine: Engine, clock: Callable[[], datetime], *, echo: Callable[[str], None] = print
+    engine: Engine,
+    clock: Callable[[], datetime],
+    signing: flows.Signing,
+    *,
+    echo: Callable[[str], None] = print,
 ) -> None:
     def write(work: Callable[[Session], T]) -> T:
         return unit_of_work(engine, work)
@@ -88,7 +94,7 @@ def run_seed(
         )
     )
     residents = write(lambda s: [_resident(s, now, number) for number in RESIDENTS])
-    merchant_account = write(lambda s: _merchant_account(s, now, point_type))
+    till = write(lambda s: _shop(s, now, point_type, signing))
     events: list[tuple[Program, str, str, dict[str, Any]]] = [
         (checkup, residents[0], "HC-0001", {"checkup_type": "specific_health_checkup"}),
         (checkup, residents[0], "HC-0002", {"checkup_type": "cancer_screening"}),
@@ -103,21 +109,7 @@ def run_seed(
                 s, SYSTEM, now, request, department_id=program.department_id
             )
         )
-    write(
-        lambda s: spending.spend(
-            s,
-            _get_point_type(s, point_type),
-            spending.Spend(
-                residents[0],
-                PAYMENT_AMOUNT,
-                merchant_account,
-                description=PAYMENT_AT,
-                namespace="demo",
-                idempotency_key="payment-1",
-            ),
-            now,
-        )
-    )
+    write(lambda s: _demo_payment(s, now, till, residents[0], signing))
     sealed = Ledger(engine, clock=clock).seal()
     report = Ledger(engine, clock=clock).verify()
 
@@ -150,7 +142,7 @@ def run_seed(
         f"sealed {sealed} entries; verify: "
         f"{'no problems' if report.ok else report.problems[0].message}"
     )
-    tokens = write(lambda s: _tokens(s, now, health, residents[0]))
+    tokens = write(lambda s: _tokens(s, now, health, residents[0], till.staff_id))
     echo("")
     echo(
         "Tokens to try the API with (`.venv/bin/points serve`, then http://127.0.0.1:8000/api/v1/docs):"
@@ -232,26 +224,64 @@ def _resident(session: Session, now: datetime, address_number: str) -> str:
     ).id
 
 
-def _merchant_account(session: Session, now: datetime, point_type: pointtypes.PointType) -> int:
-    """The demo shop's payable account (redemption at shops comes with a later issue)."""
+def _shop(
+    session: Session, now: datetime, point_type: pointtypes.PointType, signing: flows.Signing
+) -> merchants.Till:
+    """The demo shop, accepting ``pt``, with one till (its token is printed below)."""
     merchant = session.exec(select(Merchant).where(Merchant.name_en == "Komae Coffee")).first()
     if merchant is None:
         merchant = people.create_merchant(
             session, SYSTEM, now, name_ja="狛江珈琲店", name_en="Komae Coffee", category="cafe"
         )
         session.flush()
-    tx = LedgerTx(session.connection(), lambda: now)
-    existing = tx.find_accounts(point_type.ledger_id, owner_ref=merchant.id)
-    if existing:
-        return existing[0].id
-    side, flags = ACCOUNT_RULES[AccountCode.MERCHANT_PAYABLE]
-    return tx.create_account(
-        ledger_id=point_type.ledger_id,
-        code=int(AccountCode.MERCHANT_PAYABLE),
-        normal_side=side,
-        owner_ref=merchant.id,
-        flags=flags,
-    ).id
+    tills = merchants.list_tills(session, merchant.id)
+    if tills:
+        return tills[0]
+    merchants.change_settings(
+        session,
+        SYSTEM,
+        now,
+        merchant.id,
+        merchants.SettingsChange(accepted_point_types=[point_type.code]),
+        reason="demo",
+    )
+    return merchants.create_till(
+        session, SYSTEM, now, merchant.id, "レジ1", keys=signing.keys, origin=signing.origin
+    ).till
+
+
+def _demo_payment(
+    session: Session, now: datetime, till: merchants.Till, resident_id: str, signing: flows.Signing
+) -> None:
+    """The first resident pays the demo shop once, by payment QR, through the API's services."""
+    paid = session.exec(
+        select(Payment).where(
+            Payment.merchant_id == till.merchant_id, Payment.reference == "demo-1"
+        )
+    ).first()
+    if paid is not None:
+        return
+    staff = session.get(Staff, till.staff_id)
+    assert staff is not None
+    caller = Principal(Role.MERCHANT, staff.id, "demo", merchant_id=till.merchant_id)
+    request = flows.create_request(
+        session,
+        caller,
+        now,
+        amount=PAYMENT_AMOUNT,
+        point_type="pt",
+        reference="demo-1",
+        signing=signing,
+    )
+    flows.pay(
+        session,
+        resident_id,
+        now,
+        request.request.token,
+        amount=None,
+        point_type=None,
+        signing=signing,
+    )
 
 
 #: The label of the tokens ``points demo`` mints; a later run revokes them.
@@ -259,16 +289,17 @@ DEMO_LABEL = "points demo"
 
 
 def _tokens(
-    session: Session, now: datetime, department_id: str, resident_id: str
+    session: Session, now: datetime, department_id: str, resident_id: str, till_staff_id: str
 ) -> list[tuple[str, str]]:
     """A token for a demo admin, finance auditor and issuer (staff found again by name, made
-    once) and for ``resident_id``. The demo tokens of an earlier run are revoked first, so that
-    however often the demo runs, four demo tokens are live."""
+    once), for ``resident_id`` and for the shop's till. The demo tokens of an earlier run are
+    revoked first, so that however often the demo runs, five demo tokens are live."""
     principals = [
         (Role(staff_role.value), _demo_staff(session, now, staff_role, department_id))
         for staff_role in (StaffRole.ADMIN, StaffRole.FINANCE, StaffRole.ISSUER)
     ]
     principals.append((Role.RESIDENT, resident_id))
+    principals.append((Role.MERCHANT, till_staff_id))
     earlier = session.exec(
         select(Token).where(
             col(Token.principal_id).in_([principal_id for _role, principal_id in principals]),

@@ -7,10 +7,16 @@ modules and jobs below, and names the references PostgreSQL checks by trigger.
 
 The tables of printed QR codes (store tills, residents' cards) register a counter of the live
 codes signed with a key in ``points.keys.PRINTED_TOKEN_COUNTERS`` (``PRINTED_TOKEN_COUNTERS``
-below), so that ``points keys retire`` refuses a key they use; there are none yet.
+below), so that ``points keys retire`` refuses a key they use: the tills' store QRs so far.
+The payment holds voided by the ``hold_timeouts`` job are announced to the shops' devices by a
+step the job runs after voiding (``points.maintenance.AFTER_HOLD_TIMEOUTS``).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
 
 from issuers import awards, bulk, events, programs
 from ledger import schema as ledger_schema
@@ -28,6 +34,8 @@ from points import (
     verification,
     wallets,
 )
+from points.uow import unit_of_work
+from redemption import flows, merchants, payments
 
 #: The modules whose tables the migrations manage (imported for that: they register them).
 MODEL_MODULES = (
@@ -45,13 +53,25 @@ MODEL_MODULES = (
     jobs,
     qrtokens,
     events,
+    merchants,
+    payments,
+    flows,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
     jobs.register(_job)
 
-#: Counters of live printed tokens by key id (the store-till and card issues add theirs).
-PRINTED_TOKEN_COUNTERS: tuple[keys.PrintedTokenCounter, ...] = ()
+#: Counters of live printed tokens by key id (the card issue adds its own).
+PRINTED_TOKEN_COUNTERS: tuple[keys.PrintedTokenCounter, ...] = (merchants.live_store_codes,)
+
+
+def _announce_payment_holds(engine: Engine, now: datetime) -> int:
+    """After ``hold_timeouts`` voided holds: tell the shops' devices (``redemption.payments``)."""
+    return unit_of_work(engine, lambda session: payments.announce_resolved(session, now))
+
+
+if _announce_payment_holds not in maintenance.AFTER_HOLD_TIMEOUTS:
+    maintenance.AFTER_HOLD_TIMEOUTS.append(_announce_payment_holds)
 
 for _counter in PRINTED_TOKEN_COUNTERS:
     if _counter not in keys.PRINTED_TOKEN_COUNTERS:

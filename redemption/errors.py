@@ -1,0 +1,78 @@
+"""The refusals of the spending side: shops, tills, payments and refunds.
+
+They extend the tree drawn in ``points.errors`` (each code is stable; ``api.errors`` decides
+every HTTP status, by the base class)::
+
+    Conflict
+    ├── MerchantNotActive       the shop is suspended or closed (merchant_not_active)
+    ├── PaymentRequestPaid      a payment QR that was paid already (payment_request_paid)
+    ├── PaymentRequestCancelled a payment QR the shop cancelled (payment_request_cancelled)
+    ├── PayCodeUsed             a pay code that paid already (pay_code_used)
+    ├── PaymentNotPending       confirm or decline of a payment that is not awaiting it
+    ├── PaymentTimedOut         confirm after the confirmation time ran out (payment_timed_out)
+    ├── RefundNotAllowed        a refund of a pending or voided payment (refund_not_allowed)
+    ├── RefundExceedsPayment    more than is left to refund (refund_exceeds_payment, refundable)
+    └── RefundWindowOver        a refund after the shop's refund window (refund_window_over)
+    InvalidInput
+    ├── PointTypeNotAccepted    a point type the shop does not take (point_type_not_accepted)
+    ├── AmountMismatch          an amount other than the payment QR's (amount_mismatch)
+    └── PayCodeLimitExceeded    above the resident's pay-code limit (pay_code_limit_exceeded)
+    Forbidden
+    └── TillRequired            only a till (a shop's device) takes payments (till_required)
+"""
+
+from __future__ import annotations
+
+from points.errors import Conflict, Forbidden, InvalidInput
+
+
+class MerchantNotActive(Conflict):
+    code = "merchant_not_active"
+
+
+class PaymentRequestPaid(Conflict):
+    code = "payment_request_paid"
+
+
+class PaymentRequestCancelled(Conflict):
+    code = "payment_request_cancelled"
+
+
+class PayCodeUsed(Conflict):
+    code = "pay_code_used"
+
+
+class PaymentNotPending(Conflict):
+    code = "payment_not_pending"
+
+
+class PaymentTimedOut(Conflict):
+    code = "payment_timed_out"
+
+
+class RefundNotAllowed(Conflict):
+    code = "refund_not_allowed"
+
+
+class RefundExceedsPayment(Conflict):
+    code = "refund_exceeds_payment"
+
+
+class RefundWindowOver(Conflict):
+    code = "refund_window_over"
+
+
+class PointTypeNotAccepted(InvalidInput):
+    code = "point_type_not_accepted"
+
+
+class AmountMismatch(InvalidInput):
+    code = "amount_mismatch"
+
+
+class PayCodeLimitExceeded(InvalidInput):
+    code = "pay_code_limit_exceeded"
+
+
+class TillRequired(Forbidden):
+    code = "till_required"

@@ -1,0 +1,121 @@
+"""Shops, tills and residents with points, for the payment tests (on top of ``api_world``).
+
+``open_shop(world)`` makes a shop ready to be paid through the admin API, as a city operator
+would: it accepts the world's point type, and has a till whose token and printed store QR the
+test uses. ``funded_resident(world, points)`` is a new resident with a wallet token and
+``points`` awarded (one award of that amount, by a fixed-award program of its own).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from api_world import FISCAL_YEAR, POINT_TYPE_CODE, Actor, World
+from issuers import awards
+from points import access, keys
+from points.auth import Role
+
+_programs: dict[tuple[int, int], str] = {}
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Shop:
+    merchant_id: str
+    till: Actor
+    till_id: str
+    store_qr: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.till.headers
+
+
+def ensure_signing_key(world: World) -> None:
+    ring = world.app.state.services.keys
+    keys.ensure_key(ring.directory, world.now())
+    ring.reload()
+
+
+def key(prefix: str = "k") -> dict[str, str]:
+    """A fresh Idempotency-Key header."""
+    return {"Idempotency-Key": f"{prefix}-{uuid.uuid4()}"}
+
+
+def open_shop(
+    world: World, merchant_id: str | None = None, *, till_name: str = "レジ1", **settings: Any
+) -> Shop:
+    """A shop (a new merchant unless ``merchant_id``) accepting the world's point type, with
+    ``settings`` (``confirm_mode``, ...) and a new till."""
+    ensure_signing_key(world)
+    merchant = merchant_id or world.fresh_merchant()
+    admin = world.admin.headers
+    changed = world.client.patch(
+        f"/api/v1/admin/merchants/{merchant}/settings",
+        json={"accepted_point_types": [POINT_TYPE_CODE], "reason": "test shop", **settings},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.text
+    made = world.client.post(
+        f"/api/v1/admin/merchants/{merchant}/tills", json={"name": till_name}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    till = Actor(
+        "till", Role.MERCHANT, body["staff_id"], body["token"], "", merchant_id=merchant
+    )
+    return Shop(merchant, till, body["id"], body["store_qr"])
+
+
+def funded_resident(world: World, points: int) -> Actor:
+    """A new resident with a wallet token and ``points`` in one award."""
+    resident = world.fresh_resident(with_token=True)
+    if points:
+        give(world, resident.id, points)
+    return resident
+
+
+def give(world: World, resident_id: str, points: int) -> None:
+    """Award ``points`` to the resident (a fixed-award program of that amount)."""
+    found = _programs.get((id(world), points))
+    if found is None:
+        found = world.fresh_program(amount=points, budget={FISCAL_YEAR: 10**12})
+        _programs[(id(world), points)] = found
+    now = world.now()
+    record = f"pay-test-{next(_counter)}-{uuid.uuid4().hex[:8]}"
+    world.write(
+        lambda session: awards.award(
+            session,
+            access.SYSTEM,
+            now,
+            awards.AwardRequest(found, resident_id, record, {}),
+            department_id=None,
+        )
+    )
+
+
+def balance(world: World, resident: Actor) -> int:
+    response = world.client.get(
+        f"/api/v1/me/wallets/{POINT_TYPE_CODE}", headers=resident.headers
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()["balance"])
+
+
+def payment_qr(world: World, shop: Shop, amount: int, **fields: Any) -> dict[str, Any]:
+    made = world.client.post(
+        "/api/v1/merchant/payment-requests", json={"amount": amount, **fields}, headers=shop.headers
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+def pay(world: World, resident: Actor, token: str, **fields: Any) -> Any:
+    return world.client.post(
+        "/api/v1/me/payments",
+        json={"token": token, **fields},
+        headers={**resident.headers, **key("pay")},
+    )
