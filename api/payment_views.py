@@ -65,7 +65,7 @@ def request_public(found: RequestView, key: bytes) -> PaymentRequestPublic:
         amount=request.amount,
         point_type=found.point_type_code,
         reference=request.reference,
-        state=found.state,  # type: ignore[arg-type]
+        state=found.state,
         token=request.token,
         svg=qrrender.svg(request.token, QR_SIZE_MM),
         created_at=request.created_at,
@@ -92,7 +92,7 @@ def settings_public(found: SettingsView) -> MerchantSettingsPublic:
     return MerchantSettingsPublic(
         merchant_id=settings.merchant_id,
         accepted_point_types=[p.code for p in found.accepted],
-        confirm_mode=settings.confirm_mode,  # type: ignore[arg-type]
+        confirm_mode=settings.confirm_mode,
         auto_confirm_max=settings.auto_confirm_max,
         confirm_timeout_seconds=settings.confirm_timeout_seconds,
         refund_window_days=settings.refund_window_days,

@@ -145,6 +145,7 @@ def post_hold(
     amount: int | None = None,
     kind: str = "payment_post",
     description: str = "",
+    metadata: Mapping[str, Any] | None = None,
     namespace: str | None = None,
     idempotency_key: str | None = None,
 ) -> Entry:
@@ -160,6 +161,7 @@ def post_hold(
             hold_id,
             kind=kind,
             description=description,
+            metadata=metadata,
             namespace=namespace,
             idempotency_key=idempotency_key,
         )
@@ -188,6 +190,7 @@ def post_hold(
         amounts=amounts,
         kind=kind,
         description=description,
+        metadata=metadata,
         namespace=namespace,
         idempotency_key=idempotency_key,
     )
@@ -202,6 +205,7 @@ def refund(
     *,
     kind: str = "refund",
     description: str = "",
+    metadata: Mapping[str, Any] | None = None,
     namespace: str | None = None,
     idempotency_key: str | None = None,
 ) -> Entry:
@@ -277,7 +281,11 @@ def refund(
             postings,
             kind=kind,
             description=description,
-            metadata={"refund_of": spend_entry_id, "buckets": [list(r) for r in returns]},
+            metadata={
+                **(metadata or {}),
+                "refund_of": spend_entry_id,
+                "buckets": [list(r) for r in returns],
+            },
             namespace=namespace,
             idempotency_key=idempotency_key,
         )

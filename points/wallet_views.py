@@ -182,6 +182,9 @@ def wallet_history(
         if kind == "award":
             ja = f"{metadata.get('program_ja', '')} {ja}".strip()
             en = f"{metadata.get('program_en', '')}: {en}".strip(": ")
+        elif "shop_ja" in metadata:  # a payment, its posting or its refund names the shop
+            ja = f"{metadata['shop_ja']} {ja}"
+            en = f"{metadata.get('shop_en', '')}: {en}".strip(": ")
         state = LineState.POSTED
         if row.phase == int(Phase.PENDING):
             state = LineState.PENDING if row.resolution_phase is None else LineState.VOIDED

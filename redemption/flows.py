@@ -312,6 +312,13 @@ def _verify_scanned(
     return token
 
 
+def _store_till(session: Session, token: qrtokens.StoreToken) -> Till:
+    till = merchants.till_by_store_code(session, token.till_id)
+    if till is None:  # the revocation lookup of ``verify`` refused it already
+        raise TokenRevoked("the store QR was revoked")
+    return till
+
+
 def _balances(
     session: Session, resident_id: str, point_types: list[PointType], now: datetime
 ) -> dict[str, int]:
@@ -339,14 +346,13 @@ def preview(
             request.expires_at,
             request.reference,
         )
-    till = merchants.till_by_store_code(session, token.till_id)
-    assert till is not None  # the revocation lookup refused the others
-    merchant = merchants.active_merchant(session, till.merchant_id)
-    point_types = merchants.accepted_point_types(session, till.merchant_id)
+    store_till = _store_till(session, token)
+    merchant = merchants.active_merchant(session, store_till.merchant_id)
+    point_types = merchants.accepted_point_types(session, store_till.merchant_id)
     return Preview(
         Flow.STORE_QR,
         merchant,
-        till.name,
+        store_till.name,
         None,
         point_types,
         _balances(session, resident_id, point_types, now),
@@ -399,8 +405,7 @@ def pay(
             reference=request.reference,
             request_id=request.id,
         )
-    till = merchants.till_by_store_code(session, token.till_id)
-    assert till is not None
+    till = _store_till(session, token)
     merchants.active_merchant(session, till.merchant_id)
     if amount is None:
         raise InvalidInput("type the amount to pay", field="amount")
@@ -543,6 +548,21 @@ def pay_by_code(
 # Taking the points ---------------------------------------------------------------------------
 
 
+def _shop_words(merchant: Merchant) -> dict[str, str]:
+    """What a payment's entries record of the shop: the resident's history names it."""
+    return {"merchant_id": merchant.id, "shop_ja": merchant.name_ja, "shop_en": merchant.name_en}
+
+
+def _entry_words(current: PaymentView) -> dict[str, str]:
+    """The metadata of an entry resolving or refunding a payment: the payment and its shop."""
+    return {
+        "payment_id": current.payment.id,
+        "merchant_id": current.payment.merchant_id,
+        "shop_ja": current.merchant_name_ja,
+        "shop_en": current.merchant_name_en,
+    }
+
+
 def _take(
     session: Session,
     now: datetime,
@@ -569,7 +589,7 @@ def _take(
             amount,
             to_account,
             description=merchant.name_ja,
-            metadata={"payment_id": payment_id, "merchant_id": merchant.id},
+            metadata={"payment_id": payment_id, **_shop_words(merchant)},
             hold_until=hold_until,
         ),
         now,
@@ -626,7 +646,14 @@ def confirm(session: Session, caller: Principal, now: datetime, payment_id: str)
     if now >= payment.confirm_by:
         raise PaymentTimedOut("the time to confirm this payment ran out; it is being voided")
     try:
-        spending.post_hold(session, payment.entry_id, now, kind="payment_post")
+        spending.post_hold(
+            session,
+            payment.entry_id,
+            now,
+            kind="payment_post",
+            description=current.merchant_name_ja,
+            metadata=_entry_words(current),
+        )
     except HoldExpired:
         raise PaymentTimedOut("the time to confirm this payment ran out") from None
     except (HoldAlreadyResolved, HoldNotPending):
@@ -696,6 +723,7 @@ def refund(
         amount,
         now,
         description=current.merchant_name_ja,
+        metadata=_entry_words(current),
     )
     raised = session.execute(
         sa.update(Payment)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api_world import FISCAL_YEAR, POINT_TYPE_CODE, Actor, World
+
 from issuers import awards
 from points import access, keys
 from points.auth import Role
@@ -64,9 +65,7 @@ def open_shop(
     )
     assert made.status_code == 201, made.text
     body = made.json()
-    till = Actor(
-        "till", Role.MERCHANT, body["staff_id"], body["token"], "", merchant_id=merchant
-    )
+    till = Actor("till", Role.MERCHANT, body["staff_id"], body["token"], "", merchant_id=merchant)
     return Shop(merchant, till, body["id"], body["store_qr"])
 
 
@@ -98,9 +97,7 @@ def give(world: World, resident_id: str, points: int) -> None:
 
 
 def balance(world: World, resident: Actor) -> int:
-    response = world.client.get(
-        f"/api/v1/me/wallets/{POINT_TYPE_CODE}", headers=resident.headers
-    )
+    response = world.client.get(f"/api/v1/me/wallets/{POINT_TYPE_CODE}", headers=resident.headers)
     assert response.status_code == 200, response.text
     return int(response.json()["balance"])
 

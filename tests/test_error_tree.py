@@ -18,9 +18,13 @@ from api.errors import describe_refusal, status_of
 from issuers import errors as issuers_errors
 from ledger.errors import LedgerError
 from points.errors import PointsError
+from redemption import errors as redemption_errors
 
-#: The drawings of each tree: the issuing side's extends the point domain's.
-DRAWINGS = {PointsError: (points.errors, issuers_errors), LedgerError: (ledger.errors,)}
+#: The drawings of each tree: the issuing and spending sides' extend the point domain's.
+DRAWINGS = {
+    PointsError: (points.errors, issuers_errors, redemption_errors),
+    LedgerError: (ledger.errors,),
+}
 NAME = re.compile(r"[A-Z][A-Za-z]*")
 
 
@@ -71,7 +75,7 @@ def all_drawn(root: type) -> dict[str, str | None]:
     drawn: dict[str, str | None] = {}
     for module in DRAWINGS[root]:
         for name, parent in drawn_parents(module.__doc__ or "").items():
-            # issuers' tree starts from Conflict and InvalidInput, drawn in points' tree.
+            # issuers' and redemption's trees start from classes drawn in points' tree.
             if parent is None and name in drawn:
                 continue
             assert name not in drawn or drawn[name] == parent, (module.__name__, name)

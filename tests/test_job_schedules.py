@@ -476,7 +476,7 @@ def test_two_hold_timeout_jobs_at_once_void_each_hold_once(
     again = run_job(engine, "hold_timeouts", as_of=first, clock=clock)
     assert (again.status, again.counts, again.run_id) == ("already_done", {}, None)
     rerun = run_job(engine, "hold_timeouts", as_of=second + timedelta(minutes=1), clock=clock)
-    assert (rerun.status, rerun.counts) == ("done", {"voided": 0})
+    assert (rerun.status, rerun.counts) == ("done", {"voided": 0, "announced": 0})
     assert ledger_rows(engine) == snapshot
     assert len(all_runs(engine, "hold_timeouts")) == 3
 

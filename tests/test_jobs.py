@@ -701,7 +701,7 @@ def test_a_bucket_with_points_on_hold_is_left_to_a_later_run(
     assert city.posted(bucket) == 100
     # ... the hold-timeout job voids it, and the next run moves the whole remainder.
     voided = run_job(engine, "hold_timeouts", as_of=EXPIRES, clock=clock)
-    assert voided.counts == {"voided": 1}
+    assert voided.counts == {"voided": 1, "announced": 0}
     assert expiry.expire(engine, EXPIRES).as_dict() == {
         "buckets": 1,
         "points": 100,
@@ -758,13 +758,13 @@ def test_the_hold_timeout_job_voids_holds_past_their_timeout(
     assert (city.view(resident, clock()).balance, city.view(resident, clock()).held) == (60, 40)
 
     early = run_job(engine, "hold_timeouts", as_of=timeout - timedelta(minutes=1), clock=clock)
-    assert (early.status, early.counts) == ("done", {"voided": 0})
+    assert (early.status, early.counts) == ("done", {"voided": 0, "announced": 0})
 
     result = run_job(engine, "hold_timeouts", as_of=timeout, clock=clock)
     assert (result.period, result.status, result.counts) == (
         tokyo_minute(timeout),
         "done",
-        {"voided": 1},
+        {"voided": 1, "announced": 0},
     )
     view = city.view(resident, clock())
     assert (view.balance, view.held) == (100, 0)
@@ -781,7 +781,7 @@ def test_the_hold_timeout_job_voids_holds_past_their_timeout(
     assert run_job(engine, "hold_timeouts", as_of=timeout, clock=clock).status == "already_done"
     assert run_job(
         engine, "hold_timeouts", as_of=timeout + timedelta(minutes=5), clock=clock
-    ).counts == {"voided": 1}
+    ).counts == {"voided": 1, "announced": 0}
     assert city.view(other, clock()).held == 0
     assert later.id != hold.id
     verify_ok(engine)

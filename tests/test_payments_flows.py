@@ -4,7 +4,6 @@ shop's confirmation, refunds to the original buckets, the lists and the events."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 from api_world import POINT_TYPE_CODE, World, assert_problem, open_world
@@ -133,9 +132,7 @@ def test_store_qr_waits_for_the_shop(world: World) -> None:
     )
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["state"] == "posted"
-    mine = world.client.get(
-        f"/api/v1/me/payments/{payment['id']}", headers=resident.headers
-    ).json()
+    mine = world.client.get(f"/api/v1/me/payments/{payment['id']}", headers=resident.headers).json()
     assert mine["state"] == "posted"
     again = world.client.post(
         f"/api/v1/merchant/payments/{payment['id']}/decline", headers={**shop.headers, **key()}
@@ -260,4 +257,26 @@ def test_insufficient_balance_names_what_is_available(world: World) -> None:
     changed = {t: (before[t], after[t]) for t in before if before[t] != after[t]}
     # Only the payment request (made by the till before) and the idempotency claim differ.
     assert set(changed) <= {"payment_request"}, changed
-    assert timedelta  # noqa: B018 - used by other tests of this module
+
+
+def test_the_residents_history_names_the_shop(world: World) -> None:
+    shop = open_shop(world)
+    resident = funded_resident(world, 1_000)
+    paid = pay(world, resident, payment_qr(world, shop, 300)["token"]).json()
+    held = pay(world, resident, shop.store_qr, amount=200).json()
+    world.client.post(
+        f"/api/v1/merchant/payments/{held['id']}/confirm", headers={**shop.headers, **key()}
+    )
+    world.client.post(
+        f"/api/v1/merchant/payments/{paid['id']}/refunds",
+        json={"amount": 100},
+        headers={**shop.headers, **key()},
+    )
+    lines = world.client.get(
+        f"/api/v1/me/wallets/{POINT_TYPE_CODE}/history", headers=resident.headers
+    ).json()["items"]
+    assert [(line["text_ja"], line["text_en"], line["amount"]) for line in lines[:3]] == [
+        ("仮店 返還", "Spare: refund", 100),
+        ("仮店 支払い", "Spare: payment", -200),
+        ("仮店 支払い", "Spare: payment", -300),
+    ]

@@ -10,8 +10,8 @@ twin with an ``after`` cursor (``redemption.payments`` says why the cursor never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -21,9 +21,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import StrictRoute
-from api.deps import MerchantDep, ServicesDep
+from api.deps import MerchantDep, Services, ServicesDep
 from api.payment_views import for_merchant, request_public, settings_public, till_public
-from api.safety import VALUE_MOVING, IdempotencyDep
+from api.safety import VALUE_MOVING, Idempotency, IdempotencyDep
 from api.schemas import PROTECTED_ERRORS, MerchantPublic, PathId
 from api.schemas_earning import NumericCursor
 from api.schemas_spending import (
@@ -42,9 +42,11 @@ from api.schemas_spending import (
     RequestId,
     TillPublic,
 )
+from points.auth import Principal
 from points.people import get
 from points.registry import Merchant
 from redemption import flows, merchants, payments
+from redemption.payments import PaymentView
 
 router = APIRouter(
     prefix="/api/v1/merchant",
@@ -251,7 +253,11 @@ def get_payment(
 
 
 def _resolve(
-    act: Any, payment_id: str, caller: Any, services: Any, idempotency: Any
+    act: Callable[[Session, Principal, datetime, str], PaymentView],
+    payment_id: str,
+    caller: Principal,
+    services: Services,
+    idempotency: Idempotency,
 ) -> JSONResponse:
     now = services.clock()
 
@@ -326,7 +332,7 @@ STREAM_POLL_SECONDS = 0.5
 EVENTS_LIMIT = 100
 
 
-def _events(services: Any, merchant_id: str, after: int | None) -> PaymentEventPage:
+def _events(services: Services, merchant_id: str, after: int | None) -> PaymentEventPage:
     def work(session: Session) -> PaymentEventPage:
         start = after if after is not None else payments.last_event_id(session, merchant_id)
         found = payments.events_after(session, merchant_id, start, limit=EVENTS_LIMIT)

@@ -178,7 +178,7 @@ def my_pay_code(code_id: RequestId, caller: ResidentDep, services: ServicesDep) 
         found = flows.pay_code_view(session, caller.principal_id, code_id, now)
         return PayCodePublic(
             id=found.pay_code.id,
-            state=found.state,  # type: ignore[arg-type]
+            state=found.state,
             limit=flows.pay_code_limit(session, caller.principal_id),
             created_at=found.pay_code.created_at,
             expires_at=found.pay_code.expires_at,
