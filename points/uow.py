@@ -39,6 +39,11 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     "uq_used_token_kind_token_id",
     # One resident checking in at one event twice at once: the retry replays the first.
     "pk_event_attendance",
+    # A shop's settings, payable account or a resident's pay settings made on first need by
+    # two requests at once: the loser's retry finds the winner's row.
+    "pk_merchant_settings",
+    "pk_merchant_payable",
+    "pk_resident_pay_settings",
 }
 
 

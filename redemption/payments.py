@@ -424,10 +424,16 @@ def announce_resolved(session: Session, now: datetime, *, limit: int = 1000) -> 
         .order_by(p.seq)
         .limit(limit)
     ).all()
+    announced = 0
     for payment_id, merchant_id, phase in rows:
         kind = EventKind.VOIDED if phase == int(Phase.VOID_PENDING) else EventKind.POSTED
-        session.execute(
-            sa.update(Payment).where(col(Payment.id) == payment_id).values(awaiting=False)
+        # Conditional: a second run racing this one waits for the row, then finds it done.
+        taken = session.execute(
+            sa.update(Payment)
+            .where(col(Payment.id) == payment_id, col(Payment.awaiting))
+            .values(awaiting=False)
         )
-        record_event(session, merchant_id, payment_id, kind, now)
-    return len(rows)
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            record_event(session, merchant_id, payment_id, kind, now)
+            announced += 1
+    return announced
