@@ -216,7 +216,7 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
     assert "Paid at a shop: 狛江 花子 paid 600 pt at 狛江珈琲店 / Komae Coffee" in result.output
     assert "verify: no problems" in result.output
     first_tokens = re.findall(r"kp_\S+", result.output)
-    assert len(first_tokens) == 4  # admin, finance, issuer, resident tokens
+    assert len(first_tokens) == 5  # admin, finance, issuer, resident and till tokens
     # In development the first use creates the QR signing key (conftest: a temporary
     # POINTS_KEY_DIR) and says so on stderr.
     assert "created signing key 1 in " in result.stderr
@@ -238,14 +238,14 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
         again = invoke(database_url, "demo")
         assert again.exit_code == 0, again.output
         assert "created signing key" not in again.output
-        # Nothing awarded or paid twice, no new staff, and the first run's tokens revoked: four
+        # Nothing awarded or paid twice, no new staff, and the first run's tokens revoked: five
         # demo tokens are live however often the demo runs.
-        assert (counts(), live_tokens()) == (before, live_before) == (before, 4)
+        assert (counts(), live_tokens()) == (before, live_before) == (before, 5)
     finally:
         engine.dispose()
     assert "sealed 0 entries" in again.output
     second_tokens = re.findall(r"kp_\S+", again.output)
-    assert len(second_tokens) == 4 and not set(first_tokens) & set(second_tokens)
+    assert len(second_tokens) == 5 and not set(first_tokens) & set(second_tokens)
     engine = ledger.create_engine(database_url)
     try:
         with TestClient(create_app(Settings(database_url=database_url), engine=engine)) as api:
