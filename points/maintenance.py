@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from ledger import Ledger
+from ledger.service import system_clock
 from points import expiry, idempotency, jobs, qrtokens, ratelimit
 from points.jobs import Job, JobContext, purge_runs, seconds_slot, tokyo_day, tokyo_minute
 from points.uow import unit_of_work
@@ -52,7 +53,8 @@ AFTER_HOLD_TIMEOUTS: list[Callable[[Engine, datetime], int]] = []
 
 def _hold_timeouts(context: JobContext) -> dict[str, int]:
     context.progress(0, 1)
-    voided = Ledger(context.engine).void_expired_holds(context.as_of)
+    ledger = Ledger(context.engine, clock=context.clock or system_clock)
+    voided = ledger.void_expired_holds(context.as_of)
     announced = sum(step(context.engine, context.as_of) for step in AFTER_HOLD_TIMEOUTS)
     context.progress(1, 1)
     return {"voided": voided, "announced": announced}

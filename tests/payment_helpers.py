@@ -3,7 +3,8 @@
 ``open_shop(world)`` makes a shop ready to be paid through the admin API, as a city operator
 would: it accepts the world's point type, and has a till whose token and printed store QR the
 test uses. ``funded_resident(world, points)`` is a new resident with a wallet token and
-``points`` awarded (one award of that amount, by a fixed-award program of its own).
+``points`` awarded (one award of that amount, by a fixed-award program of its own);
+``funded_residents(world, count, points)`` makes many such at once.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from api_world import FISCAL_YEAR, POINT_TYPE_CODE, Actor, World
+from api_world import FISCAL_YEAR, POINT_TYPE_CODE, Actor, World, unique_address_number
+from sqlmodel import Session
 
 from issuers import awards
-from points import access, keys
+from points import access, keys, people
 from points.auth import Role
 
 _programs: dict[tuple[int, int], str] = {}
@@ -77,23 +80,62 @@ def funded_resident(world: World, points: int) -> Actor:
     return resident
 
 
-def give(world: World, resident_id: str, points: int) -> None:
-    """Award ``points`` to the resident (a fixed-award program of that amount)."""
+def funded_residents(world: World, count: int, points: int) -> list[Actor]:
+    """``count`` new verified residents, each with a wallet token and ``points`` in one award,
+    made in one transaction (many residents at once, for the races)."""
+    program = _program_awarding(world, points)
+    now = world.now()
+
+    def work(session: Session) -> list[Actor]:
+        made = []
+        for _ in range(count):
+            resident = people.create_resident(
+                session,
+                access.SYSTEM,
+                now,
+                name="仮 住民",
+                address_number=unique_address_number(),
+                birth_year=1980,
+                verified=True,
+            )
+            session.flush()
+            new = access.issue_token(
+                session, access.SYSTEM, now, role=Role.RESIDENT, principal_id=resident.id
+            )
+            _award(session, now, program, resident.id)
+            made.append(
+                Actor("fresh resident", Role.RESIDENT, resident.id, new.secret, new.token.id)
+            )
+        return made
+
+    return world.write(work)
+
+
+def _program_awarding(world: World, points: int) -> str:
+    """A fixed-award program of ``points`` (one per world and amount)."""
     found = _programs.get((id(world), points))
     if found is None:
         found = world.fresh_program(amount=points, budget={FISCAL_YEAR: 10**12})
         _programs[(id(world), points)] = found
-    now = world.now()
+    return found
+
+
+def _award(session: Session, now: datetime, program_id: str, resident_id: str) -> None:
     record = f"pay-test-{next(_counter)}-{uuid.uuid4().hex[:8]}"
-    world.write(
-        lambda session: awards.award(
-            session,
-            access.SYSTEM,
-            now,
-            awards.AwardRequest(found, resident_id, record, {}),
-            department_id=None,
-        )
+    awards.award(
+        session,
+        access.SYSTEM,
+        now,
+        awards.AwardRequest(program_id, resident_id, record, {}),
+        department_id=None,
     )
+
+
+def give(world: World, resident_id: str, points: int) -> None:
+    """Award ``points`` to the resident (a fixed-award program of that amount)."""
+    program = _program_awarding(world, points)
+    now = world.now()
+    world.write(lambda session: _award(session, now, program, resident_id))
 
 
 def balance(world: World, resident: Actor) -> int:
