@@ -8,6 +8,8 @@ committed entry on power loss.
 refuse to load without a real ``POINTS_SECRET_KEY`` (at least 32 characters, not the default).
 ``POINTS_KEY_DIR``: the directory of the QR signing keys (``points.keys``). Default: ``keys``
 in the working directory (next to the default SQLite file).
+``POINTS_EVENT_STREAM_SECONDS``: how long a shop's payment event stream lasts before the client
+resumes it (1 to 55; 55 by default).
 ``POINTS_PUBLIC_URL``: the public origin printed in every QR code, scheme and host only (an
 optional port), at most 40 characters, e.g. ``https://pay.komae.example``. Default in
 development: ``http://127.0.0.1:8000``; required in production, and ``https`` there.
@@ -63,6 +65,9 @@ class Settings(BaseSettings):
     jobs_disabled: list[str] = Field(default_factory=list)
     #: Trigger overrides per job, e.g. {"expiry": {"trigger": "cron", "hour": 1, "minute": 0}}.
     job_schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: A shop's payment event stream (server-sent events) ends after this many seconds, within
+    #: a minute, and the client resumes it with Last-Event-ID: no request is endless.
+    event_stream_seconds: int = Field(default=55, ge=1, le=55)
     #: The wallet warns of points expiring within this many days.
     expiry_notice_days: int = Field(default=60, ge=1, le=366)
     #: Origins allowed to call the API from a browser; none by default (CORS off).

@@ -326,8 +326,8 @@ def refund_payment(
 
 # Events --------------------------------------------------------------------------------------
 
-#: A stream ends after this long; the client resumes it with Last-Event-ID.
-STREAM_SECONDS = 55.0
+#: A stream ends after ``POINTS_EVENT_STREAM_SECONDS`` (55 by default); the client resumes it
+#: with Last-Event-ID.
 STREAM_POLL_SECONDS = 0.5
 EVENTS_LIMIT = 100
 
@@ -393,7 +393,7 @@ async def stream_payment_events(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         loop = asyncio.get_running_loop()
-        ends = loop.time() + STREAM_SECONDS
+        ends = loop.time() + services.settings.event_stream_seconds
         cursor = start
         while True:
             page = await run_in_threadpool(_events, services, merchant_id, cursor)
