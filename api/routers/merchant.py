@@ -384,7 +384,8 @@ async def stream_payment_events(
     ] = None,
 ) -> EventSourceResponse:
     """The events of `/payment-events` as server-sent events (`event: payment`, `id:` the
-    event's id, `data:` the event as JSON). The stream ends within 60 seconds; reconnect with
+    event's id, `data:` the event as JSON). A new stream starts at the newest event and first
+    sends an id-only message with that cursor. The stream ends within 60 seconds; reconnect with
     `Last-Event-ID` (browsers do) to resume. Send the bearer token in the Authorization header
     (read it with `fetch()`): a token never goes in a URL."""
     assert caller.merchant_id is not None
@@ -400,8 +401,9 @@ async def stream_payment_events(
             for item in page.items:
                 yield ServerSentEvent(data=item.model_dump_json(), event="payment", id=str(item.id))
             if cursor is None:
-                # Tell a new listener where it started, so a reconnect resumes from there.
-                yield ServerSentEvent(comment=f"cursor {page.cursor}")
+                # Tell a new listener where it started: an id-only message sets the client's
+                # last event id without an event, so a reconnect resumes from there.
+                yield ServerSentEvent(id=str(page.cursor))
             cursor = page.cursor
             if len(page.items) == EVENTS_LIMIT:
                 continue
