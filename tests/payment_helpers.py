@@ -10,16 +10,34 @@ from __future__ import annotations
 
 import itertools
 import uuid
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from api_world import FISCAL_YEAR, POINT_TYPE_CODE, Actor, World
+
 from issuers import awards
 from points import access, keys
 from points.auth import Role
 
-_programs: dict[tuple[int, int], str] = {}
+T = TypeVar("T")
+
+#: (id(world), name) -> (the world, weakly; what ``once_per_world`` built). The world is kept to
+#: tell it from a later world given the same id once the first is collected.
+_built: dict[tuple[int, str], tuple[weakref.ref[World], Any]] = {}
 _counter = itertools.count(1)
+
+
+def once_per_world(world: World, name: str, build: Callable[[], T]) -> T:
+    """``build()`` the first time ``name`` is asked of this world, the same object after: for
+    the shops and funded residents of a test module's shared world."""
+    known = _built.get((id(world), name))
+    if known is not None and known[0]() is world:
+        return known[1]  # type: ignore[no-any-return]
+    made = build()
+    _built[(id(world), name)] = (weakref.ref(world), made)
+    return made
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,7 @@ def open_shop(
     )
     assert made.status_code == 201, made.text
     body = made.json()
-    till = Actor(
-        "till", Role.MERCHANT, body["staff_id"], body["token"], "", merchant_id=merchant
-    )
+    till = Actor("till", Role.MERCHANT, body["staff_id"], body["token"], "", merchant_id=merchant)
     return Shop(merchant, till, body["id"], body["store_qr"])
 
 
@@ -80,10 +96,11 @@ def funded_resident(world: World, points: int) -> Actor:
 
 def give(world: World, resident_id: str, points: int) -> None:
     """Award ``points`` to the resident (a fixed-award program of that amount)."""
-    found = _programs.get((id(world), points))
-    if found is None:
-        found = world.fresh_program(amount=points, budget={FISCAL_YEAR: 10**12})
-        _programs[(id(world), points)] = found
+    found = once_per_world(
+        world,
+        f"program of {points}",
+        lambda: world.fresh_program(amount=points, budget={FISCAL_YEAR: 10**12}),
+    )
     now = world.now()
     record = f"pay-test-{next(_counter)}-{uuid.uuid4().hex[:8]}"
     world.write(
@@ -98,9 +115,7 @@ def give(world: World, resident_id: str, points: int) -> None:
 
 
 def balance(world: World, resident: Actor) -> int:
-    response = world.client.get(
-        f"/api/v1/me/wallets/{POINT_TYPE_CODE}", headers=resident.headers
-    )
+    response = world.client.get(f"/api/v1/me/wallets/{POINT_TYPE_CODE}", headers=resident.headers)
     assert response.status_code == 200, response.text
     return int(response.json()["balance"])
 
