@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import itertools
 import uuid
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from api_world import FISCAL_YEAR, POINT_TYPE_CODE, Actor, World, unique_address_number
 from sqlmodel import Session
@@ -22,8 +24,23 @@ from issuers import awards
 from points import access, keys, people
 from points.auth import Role
 
-_programs: dict[tuple[int, int], str] = {}
+T = TypeVar("T")
+
+#: (id(world), name) -> (the world, weakly; what ``once_per_world`` built). The world is kept to
+#: tell it from a later world given the same id once the first is collected.
+_built: dict[tuple[int, str], tuple[weakref.ref[World], Any]] = {}
 _counter = itertools.count(1)
+
+
+def once_per_world(world: World, name: str, build: Callable[[], T]) -> T:
+    """``build()`` the first time ``name`` is asked of this world, the same object after: for
+    the shops and funded residents of a test module's shared world."""
+    known = _built.get((id(world), name))
+    if known is not None and known[0]() is world:
+        return known[1]  # type: ignore[no-any-return]
+    made = build()
+    _built[(id(world), name)] = (weakref.ref(world), made)
+    return made
 
 
 @dataclass(frozen=True)
@@ -113,11 +130,11 @@ def funded_residents(world: World, count: int, points: int) -> list[Actor]:
 
 def _program_awarding(world: World, points: int) -> str:
     """A fixed-award program of ``points`` (one per world and amount)."""
-    found = _programs.get((id(world), points))
-    if found is None:
-        found = world.fresh_program(amount=points, budget={FISCAL_YEAR: 10**12})
-        _programs[(id(world), points)] = found
-    return found
+    return once_per_world(
+        world,
+        f"program of {points}",
+        lambda: world.fresh_program(amount=points, budget={FISCAL_YEAR: 10**12}),
+    )
 
 
 def _award(session: Session, now: datetime, program_id: str, resident_id: str) -> None:

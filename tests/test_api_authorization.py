@@ -11,6 +11,14 @@ must write nothing; an allowed state-changing call must leave an audit event nam
 ``test_every_route_is_in_the_table`` walks the app's routes: a new endpoint fails it until it
 joins the table.
 
+The merchant column is tried with the world's two members of merchant staff and with a till of
+each of those two shops (``till_a``, ``till_b``: ``tests/payment_helpers.open_shop``). A till is
+merchant staff with a device of its own: the routes that take payments (``till_only`` rows)
+answer other staff 403 ``till_required``; reads, confirmations and refunds take any staff of the
+shop. The payment rows work on the shops' own objects (``Payments``): a payment at shop a by the
+verified resident and one at shop b by the self-enrolled resident; their "owned" checks also ask
+for the other shop's (or the other resident's) object and expect a 404 that names nothing of it.
+
 The table's rows share one world per backend (built once per module); a row that changes state
 works on throwaway objects (``World.fresh_*``) so that the order of rows does not matter.
 """
@@ -20,7 +28,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +50,19 @@ from api_world import (
 from conftest import FakeClock
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from payment_helpers import (
+    Shop,
+    balance,
+    funded_resident,
+    give,
+    once_per_world,
+    open_shop,
+    pay,
+    payment_qr,
+)
+from payment_helpers import key as idempotency_key
 
+import api.routers.merchant as merchant_routes
 from api.app import create_app
 from issuers import events
 from points.auth import Role
@@ -290,6 +310,333 @@ def pseudonymous(_world: World, _actor: Actor, body: Any) -> None:
         assert not {"name", "address_number", "birth_year"} & set(item), item
 
 
+# Paying at shops -----------------------------------------------------------------------------
+
+M = "/api/v1/merchant"
+ME = "/api/v1/me"
+#: What the world's stock payments are for (given to the resident just before).
+STOCK_PAYMENT = 7
+
+
+@dataclass
+class Payments:
+    """The world's merchants ``a`` and ``b`` made shops (accepting the world's point type, with
+    a till each) and one stock payment at each: at shop a by the verified resident, at shop b
+    by the self-enrolled one."""
+
+    shops: dict[str, Shop]
+    #: Shop key (``a``, ``b``) -> the id of its stock payment.
+    payments: dict[str, str]
+    #: Resident name (``resident``, ``resident_self``) -> the id of their stock payment.
+    by_resident: dict[str, str] = field(default_factory=dict)
+
+
+def payments_of(world: World) -> Payments:
+    """The world's ``Payments``, made on first need."""
+    return once_per_world(world, "authorization payments", lambda: _payments(world))
+
+
+def _payments(world: World) -> Payments:
+    shops = {
+        key: open_shop(world, world.merchants[key], till_name=f"till {key}") for key in ("a", "b")
+    }
+    built = Payments(shops, {})
+    for shop_key, name in (("a", "resident"), ("b", "resident_self")):
+        resident = world.actors[name]
+        give(world, resident.id, STOCK_PAYMENT)
+        paid = pay(world, resident, payment_qr(world, shops[shop_key], STOCK_PAYMENT)["token"])
+        assert paid.status_code == 201, paid.text
+        built.payments[shop_key] = built.by_resident[name] = paid.json()["id"]
+    return built
+
+
+def actor_named(world: World, principal: str) -> Actor:
+    """A principal of the world, or a till of shop a or b (``till_a``, ``till_b``)."""
+    if principal.startswith("till_"):
+        return payments_of(world).shops[principal.removeprefix("till_")].till
+    return world.actors[principal]
+
+
+def shop_key(world: World, actor: Actor | None) -> str:
+    """The caller's shop (``a`` or ``b``); shop a for callers who are not merchant staff."""
+    return "b" if actor is not None and actor.merchant_id == world.merchants["b"] else "a"
+
+
+def other_key(key: str) -> str:
+    return "b" if key == "a" else "a"
+
+
+def resident_name(world: World, actor: Actor | None) -> str:
+    """The calling resident (``resident`` or ``resident_self``); the verified one for others."""
+    if actor is not None and actor.id == world.resident_self.id:
+        return "resident_self"
+    return "resident"
+
+
+def other_resident(world: World, actor: Actor) -> Actor:
+    name = resident_name(world, actor)
+    return world.actors["resident" if name == "resident_self" else "resident_self"]
+
+
+def assert_hidden(response: Any, *hidden: str) -> None:
+    """A 404 ``not_found`` that names none of ``hidden`` (the owner, its names)."""
+    assert_problem(response, 404, "not_found")
+    for value in hidden:
+        assert value not in response.text, value
+
+
+def merchant_names(world: World, key: str) -> tuple[str, ...]:
+    """What would give away merchant ``key``: its id and its names."""
+    return (world.merchants[key], f"店{key}", f"Merchant {key}")
+
+
+def own_shop(world: World, actor: Actor | None) -> dict[str, Any]:
+    """The world's objects, with the shops and their stock payments made."""
+    payments = payments_of(world)
+    return {**stock(world), "payment_id": payments.payments[shop_key(world, actor)]}
+
+
+def fresh_request(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A new payment QR (1 pt) of the caller's shop (shop a for the others)."""
+    shop = payments_of(world).shops[shop_key(world, actor)]
+    made = payment_qr(world, shop, 1)
+    return {**stock(world), "request_id": made["id"], "token": made["token"]}
+
+
+def fresh_posted_payment(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A new posted payment (2 pt, by payment QR) at the caller's shop."""
+    shop = payments_of(world).shops[shop_key(world, actor)]
+    paid = pay(world, funded_resident(world, 2), payment_qr(world, shop, 2)["token"])
+    assert paid.status_code == 201, paid.text
+    return {**stock(world), "payment_id": paid.json()["id"]}
+
+
+def fresh_pending_payment(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A new store-QR payment (2 pt) at the caller's shop, awaiting the shop."""
+    shop = payments_of(world).shops[shop_key(world, actor)]
+    held = pay(world, funded_resident(world, 2), shop.store_qr, amount=2)
+    assert held.status_code == 201 and held.json()["state"] == "pending", held.text
+    return {**stock(world), "payment_id": held.json()["id"]}
+
+
+def pay_code_body(world: World, _params: dict[str, Any]) -> Any:
+    """A fresh resident's new pay code (1 pt to pay)."""
+    resident = funded_resident(world, 1)
+    made = world.client.post(f"{ME}/pay-codes", json={}, headers=resident.headers)
+    assert made.status_code == 201, made.text
+    return {"token": made.json()["token"], "amount": 1}
+
+
+def funded_request(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A payment QR of 1 pt at shop a, the calling resident given the point first."""
+    payments_of(world)
+    if actor is not None and actor.role is Role.RESIDENT:
+        give(world, actor.id, 1)
+    return fresh_request(world, None)
+
+
+def own_resident_payment(world: World, actor: Actor | None) -> dict[str, Any]:
+    payments = payments_of(world)
+    return {**stock(world), "payment_id": payments.by_resident[resident_name(world, actor)]}
+
+
+def own_pay_code(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A new pay code of the calling resident (the verified resident's for the others)."""
+    resident = world.actors[resident_name(world, actor)]
+    made = world.client.post(f"{ME}/pay-codes", json={}, headers=resident.headers)
+    assert made.status_code == 201, made.text
+    return {**stock(world), "code_id": made.json()["id"]}
+
+
+def fresh_till(world: World) -> dict[str, Any]:
+    return {"till_id": open_shop(world).till_id}
+
+
+def token_of(_world: World, params: dict[str, Any]) -> Any:
+    return {"token": params["token"]}
+
+
+def owns_settings(world: World, actor: Actor, body: Any) -> None:
+    key = shop_key(world, actor)
+    assert body["merchant_id"] == actor.merchant_id == world.merchants[key]
+    assert body["accepted_point_types"] == [POINT_TYPE_CODE]
+    assert world.merchants[other_key(key)] not in json.dumps(body)
+
+
+def owns_tills(world: World, actor: Actor, body: Any) -> None:
+    key = shop_key(world, actor)
+    assert body, "the shop has a till"
+    assert {till["merchant_id"] for till in body} == {actor.merchant_id}
+    assert payments_of(world).shops[key].till_id in {till["id"] for till in body}
+    assert payments_of(world).shops[other_key(key)].till_id not in json.dumps(body)
+
+
+def is_the_calling_till(world: World, actor: Actor, body: Any) -> None:
+    shop = payments_of(world).shops[shop_key(world, actor)]
+    assert (body["id"], body["staff_id"], body["merchant_id"]) == (
+        shop.till_id,
+        actor.id,
+        actor.merchant_id,
+    )
+    assert body["store_qr"] == shop.store_qr
+
+
+def owns_request(world: World, actor: Actor, body: Any) -> None:
+    """The caller's shop's payment QR; the other shop's till does not find it."""
+    assert body["state"] in ("open", "cancelled")
+    other = payments_of(world).shops[other_key(shop_key(world, actor))]
+    for path in (f"{M}/payment-requests/{body['id']}", f"{M}/payment-requests/{body['id']}/cancel"):
+        method = "POST" if path.endswith("/cancel") else "GET"
+        response = world.client.request(method, path, headers=other.headers)
+        assert_hidden(response, actor.merchant_id or "", body["token"])
+    mine = world.client.get(f"{M}/payment-requests/{body['id']}", headers=actor.headers)
+    assert mine.status_code == 200 and mine.json()["state"] == body["state"], mine.text
+
+
+def cancelled_request(world: World, actor: Actor, body: Any) -> None:
+    assert body["state"] == "cancelled"
+    owns_request(world, actor, body)
+
+
+def owns_payment(world: World, actor: Actor, body: Any) -> None:
+    """A payment of the caller's shop (taken by its till for the ones a till takes); the other
+    shop's staff do not find it, nor can they confirm, decline or refund it."""
+    key = shop_key(world, actor)
+    assert body["merchant_id"] == actor.merchant_id == world.merchants[key]
+    assert body["customer"].startswith("cus_") and "resident_id" not in body
+    other = payments_of(world).shops[other_key(key)]
+    hidden = (*merchant_names(world, key), body["customer"], body["till_id"])
+    for staff in (other.till, world.actors[f"merchant_{other_key(key)}"]):
+        assert_hidden(
+            world.client.get(f"{M}/payments/{body['id']}", headers=staff.headers), *hidden
+        )
+        for act in ("confirm", "decline"):
+            response = world.client.post(
+                f"{M}/payments/{body['id']}/{act}", headers={**staff.headers, **key_header()}
+            )
+            assert_hidden(response, *hidden)
+        response = world.client.post(
+            f"{M}/payments/{body['id']}/refunds",
+            json={"amount": 1},
+            headers={**staff.headers, **key_header()},
+        )
+        assert_hidden(response, *hidden)
+
+
+def key_header() -> dict[str, str]:
+    return idempotency_key("authz")
+
+
+def taken_by_the_till(world: World, actor: Actor, body: Any) -> None:
+    assert (
+        body["state"] == "posted"
+        and body["till_id"] == payments_of(world).shops[shop_key(world, actor)].till_id
+    )
+    owns_payment(world, actor, body)
+
+
+def confirmed(world: World, actor: Actor, body: Any) -> None:
+    assert body["state"] == "posted"
+    owns_payment(world, actor, body)
+
+
+def declined(world: World, actor: Actor, body: Any) -> None:
+    assert body["state"] == "voided"
+    owns_payment(world, actor, body)
+
+
+def refunded_one(world: World, actor: Actor, body: Any) -> None:
+    assert (body["state"], body["refunded"]) == ("partly_refunded", 1)
+    owns_payment(world, actor, body)
+
+
+def owns_payment_list(world: World, actor: Actor, body: Any) -> None:
+    key = shop_key(world, actor)
+    payments = payments_of(world)
+    assert payments.payments[key] in {item["id"] for item in body["items"]}
+    assert {item["merchant_id"] for item in body["items"]} == {actor.merchant_id}
+    assert payments.payments[other_key(key)] not in json.dumps(body)
+    assert body["totals"]["count"] >= 1
+
+
+def owns_events(world: World, actor: Actor, body: Any) -> None:
+    items = body["items"]
+    assert items, "the shop's stock payment made an event"
+    assert {item["payment"]["merchant_id"] for item in items} == {actor.merchant_id}
+    assert payments_of(world).payments[other_key(shop_key(world, actor))] not in json.dumps(body)
+
+
+def owns_event_stream(world: World, actor: Actor, text: Any) -> None:
+    """The stream's events (``data:`` lines) are the shop's own, like its polling twin's."""
+    data = [
+        json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")
+    ]
+    assert "event: payment" in text
+    owns_events(world, actor, {"items": data})
+
+
+def previews_own_balance(world: World, actor: Actor, body: Any) -> None:
+    assert body["flow"] == "payment_qr" and body["merchant_id"] == world.merchants["a"]
+    assert body["balances"] == {POINT_TYPE_CODE: balance(world, actor)}
+
+
+def owns_resident_payment(world: World, actor: Actor, body: Any) -> None:
+    """The caller's payment; the other resident does not find it."""
+    other = other_resident(world, actor)
+    response = world.client.get(f"{ME}/payments/{body['id']}", headers=other.headers)
+    assert_hidden(response, actor.id, body["merchant_id"], body["till_id"])
+    assert payment_owner(world, body["id"]) == actor.id
+
+
+def paid_own(world: World, actor: Actor, body: Any) -> None:
+    assert (body["state"], body["amount"]) == ("posted", 1)
+    owns_resident_payment(world, actor, body)
+
+
+def payment_owner(world: World, payment_id: str) -> str:
+    with world.engine.connect() as connection:
+        return str(
+            connection.execute(
+                sa.text("SELECT resident_id FROM payment WHERE id = :id"), {"id": payment_id}
+            ).scalar_one()
+        )
+
+
+def owns_resident_payments(world: World, actor: Actor, body: Any) -> None:
+    with world.engine.connect() as connection:
+        theirs = set(
+            connection.execute(
+                sa.text("SELECT id FROM payment WHERE resident_id = :id"), {"id": actor.id}
+            ).scalars()
+        )
+    listed = {item["id"] for item in body["items"]}
+    assert payments_of(world).by_resident[resident_name(world, actor)] in listed
+    assert listed == theirs
+
+
+def owns_pay_code(world: World, actor: Actor, body: Any) -> None:
+    other = other_resident(world, actor)
+    response = world.client.get(f"{ME}/pay-codes/{body['id']}", headers=other.headers)
+    assert_hidden(response, actor.id)
+    mine = world.client.get(f"{ME}/pay-codes/{body['id']}", headers=actor.headers)
+    assert mine.status_code == 200 and mine.json()["state"] == "open", mine.text
+
+
+def default_pay_code_limit(_world: World, _actor: Actor, body: Any) -> None:
+    assert body == {"pay_code_limit": 5_000, "pay_code_limit_max": 5_000}
+
+
+def finance_sees_pseudonymous_payments(world: World, actor: Actor, body: Any) -> None:
+    pseudonymous(world, actor, body)
+    ids = {item["id"] for item in body["items"]}
+    assert set(payments_of(world).payments.values()) <= ids
+
+
+def finance_sees_the_payer(world: World, _actor: Actor, body: Any) -> None:
+    assert (body["resident_id"], body["merchant_id"]) == (world.resident.id, world.merchants["a"])
+    assert RESIDENT_NAME not in json.dumps(body)
+
+
 @dataclass(frozen=True)
 class Row:
     method: str
@@ -312,6 +659,10 @@ class Row:
     csv: Callable[[World, dict[str, Any]], bytes] | None = None
     #: The media type of a success (JSON unless told).
     media_type: str = "application/json"
+    #: Only a till takes it: the shop's other staff get 403 ``till_required``.
+    till_only: bool = False
+    #: A server-sent event stream: called with the stream cut short (it runs for 55 s).
+    stream: bool = False
 
     def status_for(self, column: str) -> int:
         statuses = self.expect.split()
@@ -331,6 +682,8 @@ ADMIN = "401 403 403 403 403 403 200"
 ADMIN_201 = "401 403 403 403 403 403 201"
 ADMIN_204 = "401 403 403 403 403 403 204"
 ISSUER_201 = "401 403 403 201 403 403 403"
+MERCHANT_201 = "401 403 201 403 403 403 403"
+RESIDENT_201 = "401 201 403 403 403 403 403"
 AUDITORS_201 = "401 403 403 403 403 201 201"
 
 A = "/api/v1/admin"
@@ -360,6 +713,51 @@ TABLE: list[Row] = [
         value_moving=True),
     Row("GET", "/api/v1/me/wallets/{point_type}", RESIDENT),
     Row("GET", "/api/v1/me/wallets/{point_type}/history", RESIDENT),
+    # Shops (merchant staff and tills): only their own shop's objects. Taking a payment needs
+    # a till (other staff: 403 till_required); reading, confirming and refunding any staff.
+    Row("GET", f"{M}/settings", MERCHANT, per_caller=own_shop, owned=owns_settings),
+    Row("GET", f"{M}/tills", MERCHANT, per_caller=own_shop, owned=owns_tills),
+    Row("GET", f"{M}/till", MERCHANT, per_caller=own_shop, owned=is_the_calling_till,
+        till_only=True),
+    Row("POST", f"{M}/payment-requests", MERCHANT_201, per_caller=own_shop,
+        body=lambda _w, _p: {"amount": 1, "reference": "R-authz"}, owned=owns_request,
+        till_only=True),
+    Row("GET", f"{M}/payment-requests/{{request_id}}", MERCHANT, per_caller=fresh_request,
+        owned=owns_request),
+    Row("POST", f"{M}/payment-requests/{{request_id}}/cancel", MERCHANT,
+        per_caller=fresh_request, owned=cancelled_request),
+    Row("POST", f"{M}/pay-code-payments", MERCHANT_201, per_caller=own_shop, body=pay_code_body,
+        owned=taken_by_the_till, value_moving=True, till_only=True),
+    Row("GET", f"{M}/payments", MERCHANT, per_caller=own_shop, query="?limit=200",
+        owned=owns_payment_list),
+    Row("GET", f"{M}/payments/{{payment_id}}", MERCHANT, per_caller=own_shop,
+        owned=owns_payment),
+    Row("POST", f"{M}/payments/{{payment_id}}/confirm", MERCHANT,
+        per_caller=fresh_pending_payment, owned=confirmed, value_moving=True),
+    Row("POST", f"{M}/payments/{{payment_id}}/decline", MERCHANT,
+        per_caller=fresh_pending_payment, owned=declined, value_moving=True),
+    Row("POST", f"{M}/payments/{{payment_id}}/refunds", MERCHANT_201,
+        per_caller=fresh_posted_payment, body=lambda _w, _p: {"amount": 1, "reason": "authz"},
+        owned=refunded_one, value_moving=True),
+    Row("GET", f"{M}/payment-events", MERCHANT, per_caller=own_shop, query="?after=0",
+        owned=owns_events),
+    Row("GET", f"{M}/payment-events/stream", MERCHANT, per_caller=own_shop, query="?after=0",
+        owned=owns_event_stream, media_type="text/event-stream", stream=True),
+    # Residents paying: their own payments and pay codes only.
+    Row("POST", f"{ME}/payment-previews", RESIDENT, per_caller=fresh_request, body=token_of,
+        owned=previews_own_balance),
+    Row("POST", f"{ME}/payments", RESIDENT_201, per_caller=funded_request, body=token_of,
+        owned=paid_own, value_moving=True),
+    Row("GET", f"{ME}/payments", RESIDENT, per_caller=own_resident_payment, query="?limit=200",
+        owned=owns_resident_payments),
+    Row("GET", f"{ME}/payments/{{payment_id}}", RESIDENT, per_caller=own_resident_payment,
+        owned=owns_resident_payment),
+    Row("POST", f"{ME}/pay-codes", RESIDENT_201, body=lambda _w, _p: {}, owned=owns_pay_code),
+    Row("GET", f"{ME}/pay-codes/{{code_id}}", RESIDENT, per_caller=own_pay_code,
+        owned=owns_pay_code),
+    Row("GET", f"{ME}/payment-settings", RESIDENT, owned=default_pay_code_limit),
+    Row("PUT", f"{ME}/payment-settings", RESIDENT, body=lambda _w, _p: {"pay_code_limit": 5_000},
+        owned=default_pay_code_limit),
     # Issuers: their own department's programs (another's is not found: test_api_earning).
     Row("GET", f"{ISS}/programs", ISSUER, owned=own_programs),
     Row("GET", f"{ISS}/programs/{{program_id}}", ISSUER, per_caller=own_program,
@@ -428,6 +826,10 @@ TABLE: list[Row] = [
     Row("GET", f"{F}/residents", AUDITORS, owned=pseudonymous),
     Row("GET", f"{F}/audit", AUDITORS),
     Row("GET", f"{F}/job-runs", AUDITORS),
+    Row("GET", f"{F}/payments", AUDITORS, per_caller=own_shop, query="?limit=200",
+        owned=finance_sees_pseudonymous_payments),
+    Row("GET", f"{F}/payments/{{payment_id}}", AUDITORS, per_caller=own_shop,
+        owned=finance_sees_the_payer),
     # Admins.
     Row("POST", f"{A}/departments", ADMIN_201, body=new_department_body, audited=True),
     Row("GET", f"{A}/departments", ADMIN),
@@ -437,6 +839,19 @@ TABLE: list[Row] = [
     Row("GET", f"{A}/merchants/{{merchant_id}}", ADMIN),
     Row("POST", f"{A}/merchants/{{merchant_id}}/status", ADMIN, params=fresh_merchant,
         body=lambda _w, _p: {"status": "suspended", "reason": "table"}, audited=True),
+    Row("GET", f"{A}/merchants/{{merchant_id}}/settings", ADMIN),
+    Row("PATCH", f"{A}/merchants/{{merchant_id}}/settings", ADMIN, params=fresh_merchant,
+        body=lambda _w, _p: {"accepted_point_types": [POINT_TYPE_CODE],
+                             "confirm_mode": "auto_confirm", "auto_confirm_max": 100,
+                             "reason": "table"},
+        audited=True),
+    Row("POST", f"{A}/merchants/{{merchant_id}}/tills", ADMIN_201, params=fresh_merchant,
+        body=lambda _w, _p: {"name": "レジ表"}, audited=True),
+    Row("GET", f"{A}/merchants/{{merchant_id}}/tills", ADMIN, per_caller=own_shop),
+    Row("POST", f"{A}/tills/{{till_id}}/store-qr", ADMIN, params=fresh_till, body=reason,
+        audited=True),
+    Row("POST", f"{A}/tills/{{till_id}}/revoke", ADMIN, params=fresh_till, body=reason,
+        audited=True),
     Row("POST", f"{A}/residents", ADMIN_201, body=new_resident_body, audited=True),
     Row("GET", f"{A}/residents", ADMIN),
     Row("GET", f"{A}/residents/{{resident_id}}", ADMIN),
@@ -474,7 +889,7 @@ TABLE: list[Row] = [
 PRINCIPALS: dict[str, tuple[str | None, ...]] = {
     ANONYMOUS: (None,),
     Role.RESIDENT: ("resident", "resident_self"),
-    Role.MERCHANT: ("merchant_a", "merchant_b"),
+    Role.MERCHANT: ("merchant_a", "merchant_b", "till_a", "till_b"),
     Role.ISSUER: ("issuer_a", "issuer_b"),
     Role.COUNTER: ("counter",),
     Role.FINANCE: ("finance",),
@@ -487,6 +902,10 @@ CASES = [
     for column in COLUMNS
     for principal in PRINCIPALS[column]
 ]
+
+
+def principal_is_till(principal: str | None) -> bool:
+    return principal is not None and principal.startswith("till_")
 
 
 def call(world: World, row: Row, actor: Actor | None) -> Any:
@@ -507,15 +926,26 @@ def call(world: World, row: Row, actor: Actor | None) -> Any:
 
 
 @pytest.mark.parametrize(("row", "column", "principal"), CASES)
-def test_table(shared_world: World, row: Row, column: str, principal: str | None) -> None:
+def test_table(
+    shared_world: World,
+    row: Row,
+    column: str,
+    principal: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     world = shared_world
-    actor = world.actors[principal] if principal is not None else None
+    actor = actor_named(world, principal) if principal is not None else None
     expected = row.status_for(column)
+    code = "unauthenticated" if expected == 401 else "forbidden"
+    if row.till_only and column == Role.MERCHANT and not principal_is_till(principal):
+        expected, code = 403, "till_required"
+    if row.stream:
+        monkeypatch.setattr(merchant_routes, "STREAM_SECONDS", 0.0)
     response, before = call(world, row, actor)
 
     if expected in (401, 403):
         body = assert_problem(response, expected)
-        assert body["code"] == ("unauthenticated" if expected == 401 else "forbidden")
+        assert body["code"] == code
         if expected == 401:
             assert response.headers.get("www-authenticate") == "Bearer"
         assert world.snapshot() == before, "a refused call wrote something"
@@ -527,6 +957,7 @@ def test_table(shared_world: World, row: Row, column: str, principal: str | None
         assert response.content == b""
     elif row.media_type != "application/json":
         assert response.headers["content-type"].startswith(row.media_type)
+        payload = response.text
     else:
         assert response.headers["content-type"].startswith("application/json")
         payload = response.json()
@@ -735,18 +1166,52 @@ def test_each_principal_sees_only_its_own_object(shared_world: World) -> None:
         assert RESIDENT_NAME not in response.text
 
 
-def test_staff_of_a_closed_merchant_still_see_only_their_merchant(shared_world: World) -> None:
-    """A status change does not widen access: a closed merchant's staff see that merchant only."""
+def test_staff_of_a_suspended_merchant_still_see_only_their_merchant(shared_world: World) -> None:
+    """A status change does not widen access: a suspended merchant's staff see that merchant
+    only."""
     world = shared_world
     clerk = world.fresh_staff(StaffRole.MERCHANT, merchant_id=world.fresh_merchant())
     response = world.client.post(
         f"/api/v1/admin/merchants/{clerk.merchant_id}/status",
         headers=world.admin.headers,
-        json={"status": "closed", "reason": "moved away"},
+        json={"status": "suspended", "reason": "inspection"},
     )
     assert response.status_code == 200, response.text
     body = world.client.get("/api/v1/merchant", headers=clerk.headers).json()
-    assert (body["id"], body["status"]) == (clerk.merchant_id, "closed")
+    assert (body["id"], body["status"]) == (clerk.merchant_id, "suspended")
+
+
+def test_staff_and_tills_of_a_closed_merchant_are_shut_out(shared_world: World) -> None:
+    """A closed shop's tokens (its staff's and its tills') are refused at authentication
+    (issue 17: ``redemption.merchants``, ``points.access.authenticate``)."""
+    world = shared_world
+    shop = open_shop(world)
+    clerk = world.fresh_staff(StaffRole.MERCHANT, merchant_id=shop.merchant_id)
+    for actor in (clerk, shop.till):
+        assert world.client.get("/api/v1/merchant", headers=actor.headers).status_code == 200
+    response = world.client.post(
+        f"/api/v1/admin/merchants/{shop.merchant_id}/status",
+        headers=world.admin.headers,
+        json={"status": "closed", "reason": "moved away"},
+    )
+    assert response.status_code == 200, response.text
+    before = world.snapshot()
+    for actor in (clerk, shop.till):
+        for method, path in (("GET", "/api/v1/merchant"), ("GET", "/api/v1/merchant/payments")):
+            response = world.client.request(method, path, headers=actor.headers)
+            assert_problem(response, 401, "unauthenticated")
+        made = world.client.post(
+            "/api/v1/merchant/payment-requests", json={"amount": 1}, headers=actor.headers
+        )
+        assert_problem(made, 401, "unauthenticated")
+    assert world.snapshot() == before
+    # The other shops' staff are not affected.
+    assert (
+        world.client.get("/api/v1/merchant", headers=world.actors["merchant_a"].headers).json()[
+            "id"
+        ]
+        == world.merchants["a"]
+    )
 
 
 def test_counter_cannot_revoke_staff_tokens(shared_world: World) -> None:

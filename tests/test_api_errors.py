@@ -238,12 +238,30 @@ def test_an_unknown_object_is_404(world: World) -> None:
         ("/api/v1/finance/accounts/987654", world.finance, "account_not_found"),
         ("/api/v1/finance/accounts/987654/history", world.finance, "account_not_found"),
         ("/api/v1/finance/entries/987654", world.finance, "entry_not_found"),
+        # Paying at shops.
+        ("/api/v1/finance/payments/pay_doesnotexist", world.finance, "not_found"),
+        (f"{A}/merchants/mer_doesnotexist/settings", world.admin, "not_found"),
+        (f"{A}/merchants/mer_doesnotexist/tills", world.admin, "not_found"),
+        ("/api/v1/me/payments/pay_doesnotexist", world.resident, "not_found"),
+        ("/api/v1/me/pay-codes/" + "0" * 32, world.resident, "not_found"),
+        ("/api/v1/merchant/payments/pay_doesnotexist", world.actors["merchant_a"], "not_found"),
+        ("/api/v1/merchant/payment-requests/" + "0" * 32, world.actors["merchant_a"], "not_found"),
     ]
     for path, actor, code in cases:
         assert_problem(world.client.get(path, headers=actor.headers), 404, code)
     before = world.snapshot()
-    response = world.client.post(
-        f"{A}/tokens/tok_doesnotexist/revoke", headers=world.admin.headers, json={"reason": "x"}
+    for path, body in (
+        (f"{A}/tokens/tok_doesnotexist/revoke", {"reason": "x"}),
+        (f"{A}/tills/til_doesnotexist/revoke", {"reason": "x"}),
+        (f"{A}/tills/til_doesnotexist/store-qr", {"reason": "x"}),
+        (f"{A}/merchants/mer_doesnotexist/tills", {"name": "x"}),
+    ):
+        response = world.client.post(path, headers=world.admin.headers, json=body)
+        assert_problem(response, 404, "not_found")
+    response = world.client.patch(
+        f"{A}/merchants/mer_doesnotexist/settings",
+        headers=world.admin.headers,
+        json={"refund_window_days": 30, "reason": "x"},
     )
     assert_problem(response, 404, "not_found")
     assert world.snapshot() == before
@@ -521,6 +539,7 @@ def test_openapi_every_operation_is_summarized_and_has_a_success_model(
 ) -> None:
     found = list(operations(openapi))
     assert len(found) >= 40
+    streams = 0
     ids = [operation["operationId"] for _method, _path, operation in found]
     assert len(ids) == len(set(ids))
     for method, path, operation in found:
@@ -533,8 +552,14 @@ def test_openapi_every_operation_is_summarized_and_has_a_success_model(
         content = operation["responses"][status]["content"]
         if "text/csv" in content or "text/html" in content:  # a download, a page
             continue
+        if "text/event-stream" in content:  # server-sent events: the stream is the answer
+            assert list(content) == ["text/event-stream"], (method, path)
+            streams += 1
+            continue
         schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert resolve(openapi, schema), (method, path)
+    # The shop's payment events are the only stream (its polling twin answers JSON).
+    assert streams == 1
 
 
 def test_openapi_request_bodies_forbid_unknown_fields(openapi: dict[str, Any]) -> None:

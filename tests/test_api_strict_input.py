@@ -9,6 +9,10 @@ routes (a budget allocation, a single award, a wallet closure, admin's programs 
 counter) and changes nothing: the world's row counts, stored idempotency answers and rate-limit
 windows are the same before and after. Each route's valid body is accepted too, so that a
 refusal is the value's doing, not the route's.
+
+The routes of paying at shops (issue 17) join the same tests: a till's payment QR and pay-code
+payment, a resident's payment, a refund, the resident's pay-code limit and a shop's settings
+(integers), a scanned token and a till's name (strings), and each refuses unknown fields.
 """
 
 from __future__ import annotations
@@ -22,8 +26,17 @@ from datetime import date
 from typing import Annotated, Any
 
 import pytest
-from api_world import FISCAL_YEAR, World, assert_problem, unique, unique_address_number
+from api_world import (
+    FISCAL_YEAR,
+    POINT_TYPE_CODE,
+    Actor,
+    World,
+    assert_problem,
+    unique,
+    unique_address_number,
+)
 from fastapi.routing import APIRoute, iter_route_contexts
+from payment_helpers import Shop, funded_resident, once_per_world, open_shop, pay, payment_qr
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from api.bodies import StrictRoute
@@ -33,12 +46,16 @@ A = "/api/v1/admin"
 B = "/api/v1/budgets"
 C = "/api/v1/counter"
 ISS = "/api/v1/issuer"
+M = "/api/v1/merchant"
+ME = "/api/v1/me"
 #: A placeholder replaced by raw JSON text in a serialised body.
 HOLE = "__value__"
 
 
 @pytest.fixture(scope="module")
 def world(shared_world: World) -> World:
+    # The payment routes' shop, payer and payment, made before any test takes a snapshot.
+    posted_payment(shared_world)
     return shared_world
 
 
@@ -58,7 +75,8 @@ class Route:
     """A route that takes a JSON body: who calls it, and a body it accepts."""
 
     name: str
-    actor: str
+    #: The caller: a principal of the world by name, or one made for the route (a till).
+    actor: str | Callable[[World], Actor]
     path: Callable[[World], str]
     body: Callable[[World], dict[str, Any]]
     #: A field the tests fill with wrong shapes: an integer or a string (an id, a reason).
@@ -66,9 +84,13 @@ class Route:
     value_moving: bool = False
     #: The status of the valid body (None: sent by a test of its own).
     accepted: int | None = 201
+    method: str = "POST"
+
+    def caller(self, world: World) -> Actor:
+        return world.actors[self.actor] if isinstance(self.actor, str) else self.actor(world)
 
     def headers(self, world: World, media_type: str | None = "application/json") -> dict[str, str]:
-        headers = dict(world.actors[self.actor].headers)
+        headers = dict(self.caller(world).headers)
         if self.value_moving:
             headers["Idempotency-Key"] = str(uuid.uuid4())
         if media_type is not None:
@@ -78,8 +100,8 @@ class Route:
     def send(
         self, world: World, content: bytes, media_type: str | None = "application/json"
     ) -> Any:
-        return world.client.post(
-            self.path(world), headers=self.headers(world, media_type), content=content
+        return world.client.request(
+            self.method, self.path(world), headers=self.headers(world, media_type), content=content
         )
 
     def with_raw(self, world: World, raw: str) -> bytes:
@@ -152,10 +174,144 @@ COUNTER_RESIDENT = Route(
 )
 STAFF = Route("admin: staff", "admin", lambda world: f"{A}/staff", staff, "department_id")
 
-INTEGER_ROUTES = [ALLOCATION, PROGRAM, TOKEN, COUNTER_RESIDENT]
-STRING_ROUTES = [AWARD, CLOSE_WALLET, STAFF]
-MONEY_ROUTES = [ALLOCATION, AWARD, CLOSE_WALLET, PROGRAM, TOKEN]
-ACCEPTING = [route for route in [*MONEY_ROUTES, COUNTER_RESIDENT, STAFF] if route.accepted]
+
+# Paying at shops: a shop with a till, and a resident with points, once per world.
+
+
+def shop(world: World) -> Shop:
+    return once_per_world(world, "strict input shop", lambda: open_shop(world))
+
+
+def payer(world: World) -> Actor:
+    return once_per_world(world, "strict input payer", lambda: funded_resident(world, 10_000))
+
+
+def till(world: World) -> Actor:
+    return shop(world).till
+
+
+def posted_payment(world: World) -> str:
+    """A payment of 1,000 pt at the shop, to refund a point of at a time."""
+
+    def make() -> str:
+        paid = pay(world, payer(world), payment_qr(world, shop(world), 1_000)["token"])
+        assert paid.status_code == 201, paid.text
+        return str(paid.json()["id"])
+
+    return once_per_world(world, "strict input payment", make)
+
+
+def pay_code(world: World) -> dict[str, Any]:
+    """A new pay code of the payer (made before the test's snapshot), for 1 pt."""
+    made = world.client.post(f"{ME}/pay-codes", json={}, headers=payer(world).headers)
+    assert made.status_code == 201, made.text
+    return {"token": made.json()["token"], "amount": 1, "reference": "R-1"}
+
+
+PAYMENT_REQUEST = Route(
+    "till: payment QR",
+    till,
+    lambda world: f"{M}/payment-requests",
+    lambda world: {"amount": 100, "point_type": POINT_TYPE_CODE, "expires_in_seconds": 60},
+    "amount",
+)
+PAY_CODE_PAYMENT = Route(
+    "till: pay-code payment",
+    till,
+    lambda world: f"{M}/pay-code-payments",
+    pay_code,
+    "amount",
+    value_moving=True,
+)
+PAYMENT = Route(
+    "resident: store-QR payment",
+    payer,
+    lambda world: f"{ME}/payments",
+    lambda world: {"token": shop(world).store_qr, "amount": 1, "point_type": POINT_TYPE_CODE},
+    "amount",
+    value_moving=True,
+)
+REFUND = Route(
+    "shop: refund",
+    till,
+    lambda world: f"{M}/payments/{posted_payment(world)}/refunds",
+    lambda world: {"amount": 1, "reason": "strict input"},
+    "amount",
+    value_moving=True,
+)
+PAY_CODE_LIMIT = Route(
+    "resident: pay-code limit",
+    payer,
+    lambda world: f"{ME}/payment-settings",
+    lambda world: {"pay_code_limit": 5_000},
+    "pay_code_limit",
+    accepted=200,
+    method="PUT",
+)
+SHOP_SETTINGS = Route(
+    "admin: shop settings",
+    "admin",
+    lambda world: f"{A}/merchants/{shop(world).merchant_id}/settings",
+    lambda world: {"auto_confirm_max": 0, "refund_window_days": 90, "reason": "strict input"},
+    "auto_confirm_max",
+    accepted=200,
+    method="PATCH",
+)
+PREVIEW = Route(
+    "resident: payment preview",
+    payer,
+    lambda world: f"{ME}/payment-previews",
+    lambda world: {"token": shop(world).store_qr},
+    "token",
+    accepted=200,
+)
+NEW_TILL = Route(
+    "admin: till",
+    "admin",
+    lambda world: f"{A}/merchants/{shop(world).merchant_id}/tills",
+    lambda world: {"name": "レジ2"},
+    "name",
+)
+PAYMENT_ROUTES = [
+    PAYMENT_REQUEST,
+    PAY_CODE_PAYMENT,
+    PAYMENT,
+    REFUND,
+    PAY_CODE_LIMIT,
+    SHOP_SETTINGS,
+    PREVIEW,
+    NEW_TILL,
+]
+
+INTEGER_ROUTES = [
+    ALLOCATION,
+    PROGRAM,
+    TOKEN,
+    COUNTER_RESIDENT,
+    PAYMENT_REQUEST,
+    PAY_CODE_PAYMENT,
+    PAYMENT,
+    REFUND,
+    PAY_CODE_LIMIT,
+    SHOP_SETTINGS,
+]
+STRING_ROUTES = [AWARD, CLOSE_WALLET, STAFF, PREVIEW, NEW_TILL]
+MONEY_ROUTES = [
+    ALLOCATION,
+    AWARD,
+    CLOSE_WALLET,
+    PROGRAM,
+    TOKEN,
+    PAYMENT_REQUEST,
+    PAY_CODE_PAYMENT,
+    PAYMENT,
+    REFUND,
+    PAY_CODE_LIMIT,
+    SHOP_SETTINGS,
+]
+ACCEPTING = [
+    route for route in [*MONEY_ROUTES, COUNTER_RESIDENT, STAFF, PREVIEW, NEW_TILL] if route.accepted
+]
 
 
 def ids(routes: list[Route]) -> list[str]:
@@ -203,6 +359,56 @@ def test_each_route_accepts_its_valid_body(world: World, route: Route) -> None:
     response = route.send(world, json.dumps(route.body(world)).encode())
 
     assert response.status_code == route.accepted, response.text
+
+
+@pytest.mark.parametrize("route", PAYMENT_ROUTES, ids=ids(PAYMENT_ROUTES))
+def test_an_unknown_field_is_refused_by_the_payment_routes(world: World, route: Route) -> None:
+    content = json.dumps({**route.body(world), "merchant_id": "mer_x"}).encode()
+    before = written(world)
+
+    response = route.send(world, content)
+
+    body = assert_problem(response, 422, "validation_error")
+    assert {
+        "location": ["body", "merchant_id"],
+        "message": "Extra inputs are not permitted",
+        "type": "extra_forbidden",
+    } in body["errors"]
+    assert written(world) == before
+
+
+def pending_payment(world: World) -> str:
+    held = pay(world, payer(world), shop(world).store_qr, amount=1)
+    assert held.status_code == 201 and held.json()["state"] == "pending", held.text
+    return str(held.json()["id"])
+
+
+@pytest.mark.parametrize("act", ["confirm", "decline"])
+@pytest.mark.parametrize(
+    "content",
+    [b'{"amount": 1}', b"[]", b"0", b'{"a": 1, "a": 1}'],
+    ids=["field", "array", "0", "dup"],
+)
+def test_confirm_and_decline_take_no_body(world: World, act: str, content: bytes) -> None:
+    """A store-QR payment is confirmed or declined as it is: no amount can be sent along."""
+    payment_id = pending_payment(world)
+    path = f"{M}/payments/{payment_id}/{act}"
+    headers = {**till(world).headers, "Content-Type": "application/json"}
+    before = written(world)
+
+    response = world.client.post(
+        path, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}, content=content
+    )
+
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["type"] in ("body_not_allowed", "json_duplicate_key")
+    assert written(world) == before
+    # Without a body (or with {}) it is taken.
+    done = world.client.post(
+        path, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}, content=b"{}"
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == ("posted" if act == "confirm" else "voided")
 
 
 def test_the_wallet_closure_accepts_its_valid_body(world: World) -> None:
