@@ -102,8 +102,8 @@ def _plain(value: Any) -> bool:
 
 
 def _safe_context(context: dict[str, Any]) -> dict[str, Any]:
-    """Only plain values reach clients (and lists of objects of plain values, such as the
-    problems found in an uploaded file)."""
+    """Only plain values reach clients, and lists of plain values (the point types a shop
+    accepts) or of objects of plain values (the problems found in an uploaded file)."""
     return {
         key: value
         for key, value in context.items()
@@ -112,7 +112,8 @@ def _safe_context(context: dict[str, Any]) -> dict[str, Any]:
             or (
                 isinstance(value, list)
                 and all(
-                    isinstance(item, dict) and all(_plain(v) for v in item.values())
+                    _plain(item)
+                    or (isinstance(item, dict) and all(_plain(v) for v in item.values()))
                     for item in value
                 )
             )

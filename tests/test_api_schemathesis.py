@@ -22,7 +22,7 @@ spoiling request ran as nobody). The run is reproducible: a fixed seed, no examp
 ``KNOWN_FAILURES`` lists (operation, check) pairs to skip while a reported bug is being fixed.
 
 ``NOT_FUZZED`` lists the operations left out, each with why: the shop's server-sent event stream
-stays open for up to 55 seconds per request (``api.routers.merchant.STREAM_SECONDS``), so a few
+stays open for up to 55 seconds per request (``POINTS_EVENT_STREAM_SECONDS``), so a few
 hundred generated requests would take hours; its polling twin ``GET
 /api/v1/merchant/payment-events`` answers the same data and is fuzzed, and the stream itself is
 tested in ``tests/test_api_authorization.py`` (with the stream cut short).

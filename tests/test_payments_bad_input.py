@@ -307,11 +307,6 @@ def test_a_point_type_the_shop_does_not_accept_is_refused(world: World, which: s
     assert balance(world, resident) == 1_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: redemption.merchants.accepted_type passes accepted=[codes], but "
-    "api.errors._safe_context lets only lists of objects through, so the problem drops it",
-)
 def test_point_type_not_accepted_names_the_accepted_point_types(world: World) -> None:
     shop = open_shop(world)
     made = world.client.post(
