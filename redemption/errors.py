@@ -12,7 +12,8 @@ every HTTP status, by the base class)::
     ├── PaymentTimedOut         confirm after the confirmation time ran out (payment_timed_out)
     ├── RefundNotAllowed        a refund of a pending or voided payment (refund_not_allowed)
     ├── RefundExceedsPayment    more than is left to refund (refund_exceeds_payment, refundable)
-    └── RefundWindowOver        a refund after the shop's refund window (refund_window_over)
+    ├── RefundWindowOver        a refund after the shop's refund window (refund_window_over)
+    └── TillRevoked             a revoked till's store QR cannot be reissued (till_revoked)
     InvalidInput
     ├── PointTypeNotAccepted    a point type the shop does not take (point_type_not_accepted)
     ├── AmountMismatch          an amount other than the payment QR's (amount_mismatch)
@@ -60,6 +61,10 @@ class RefundExceedsPayment(Conflict):
 
 class RefundWindowOver(Conflict):
     code = "refund_window_over"
+
+
+class TillRevoked(Conflict):
+    code = "till_revoked"
 
 
 class PointTypeNotAccepted(InvalidInput):

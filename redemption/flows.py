@@ -25,6 +25,10 @@ takes one (``merchant_not_active``, ``till_required``).
     deadline is ``payment_timed_out``; the ledger resolves a hold once, so a confirm, a decline
     and the job racing each other have one outcome and everybody reads it from the ledger.
 
+After the fact: a payment QR of a till revoked since is refused (``token_revoked``), a pay code
+of a resident no longer active (``resident_not_active``), and a suspended shop's confirm
+(``merchant_not_active``: it may still decline; what it leaves times out).
+
 **Refunds** (any member of the shop's staff): full, or partial several times up to what was
 paid, within the shop's refund window (``refund_window_over``) and only of a posted payment
 (``refund_not_allowed``). Points go back to the buckets they came from with their original
@@ -45,9 +49,9 @@ from ledger import LedgerTx
 from ledger.errors import HoldAlreadyResolved, HoldExpired, HoldNotPending
 from points import qrtokens, spending
 from points.auth import Principal
-from points.errors import InvalidInput, NotFound, TokenRevoked, TokenUsed
+from points.errors import InvalidInput, NotFound, ResidentNotActive, TokenRevoked, TokenUsed
 from points.pointtypes import PointType, get_point_type
-from points.registry import Merchant, new_id
+from points.registry import Merchant, Resident, ResidentStatus, new_id
 from points.sqlbase import UTCDateTime
 from points.wallet_views import wallet_view
 from redemption import merchants
@@ -59,11 +63,12 @@ from redemption.errors import (
     PaymentRequestCancelled,
     PaymentRequestPaid,
     PaymentTimedOut,
+    PointTypeNotAccepted,
     RefundExceedsPayment,
     RefundNotAllowed,
     RefundWindowOver,
 )
-from redemption.merchants import ConfirmMode, Till
+from redemption.merchants import ConfirmMode, Till, TillStatus
 from redemption.payments import (
     AMOUNT_MAX,
     REFERENCE_MAX,
@@ -279,6 +284,14 @@ def _payment_request_of(session: Session, token: qrtokens.PaymentToken) -> Payme
     return request
 
 
+def _live_till(session: Session, request: PaymentRequest) -> Till:
+    """The till that showed the payment QR, unless it was revoked since (a lost device)."""
+    till = merchants.get_till(session, request.till_id)
+    if till.status != TillStatus.ACTIVE:
+        raise TokenRevoked("the till that showed this payment QR was revoked")
+    return till
+
+
 def _refuse_used_request(session: Session, request: PaymentRequest) -> None:
     if request.cancelled_at is not None:
         raise PaymentRequestCancelled("the shop cancelled this payment QR")
@@ -334,7 +347,7 @@ def preview(
         request = _payment_request_of(session, token)
         _refuse_used_request(session, request)
         merchant = merchants.active_merchant(session, request.merchant_id)
-        till = merchants.get_till(session, request.till_id)
+        till = _live_till(session, request)
         point_types = [get_point_type(session, request.point_type_id)]
         return Preview(
             Flow.PAYMENT_QR,
@@ -384,12 +397,14 @@ def pay(
             )
         paid_in = get_point_type(session, request.point_type_id)
         if point_type is not None and point_type != paid_in.code:
-            raise AmountMismatch(
-                f"the payment QR is in {paid_in.code}", field="point_type", asked=paid_in.code
+            raise PointTypeNotAccepted(
+                f"the payment QR is in {paid_in.code}",
+                field="point_type",
+                accepted=[paid_in.code],
             )
         merchants.active_merchant(session, request.merchant_id)
         merchants.accepted_type(session, request.merchant_id, paid_in.code)
-        till = merchants.get_till(session, request.till_id)
+        till = _live_till(session, request)
         try:
             qrtokens.mark_used(session, token, now)
         except TokenUsed:
@@ -521,6 +536,9 @@ def pay_by_code(
         raise TokenRevoked("this pay code is not known here")
     if session.exec(select(Payment.id).where(Payment.pay_code_id == pay_code.id)).first():
         raise PayCodeUsed("this pay code paid already: ask for a new one")
+    resident = session.get(Resident, pay_code.resident_id)
+    if resident is None or resident.status != ResidentStatus.ACTIVE:
+        raise ResidentNotActive("the resident of this pay code cannot pay now")
     limit = pay_code_limit(session, pay_code.resident_id)
     if amount > limit:
         raise PayCodeLimitExceeded(
@@ -642,6 +660,8 @@ def confirm(session: Session, caller: Principal, now: datetime, payment_id: str)
         raise PaymentNotPending(
             f"the payment is {current.state}, not awaiting confirmation", state=current.state
         )
+    # A suspended shop takes no new points: what it does not confirm times out (or it declines).
+    merchants.active_merchant(session, payment.merchant_id)
     assert payment.confirm_by is not None
     if now >= payment.confirm_by:
         raise PaymentTimedOut("the time to confirm this payment ran out; it is being voided")

@@ -43,7 +43,7 @@ from points.errors import InvalidInput, NotFound
 from points.pointtypes import PointType, find_point_type, get_point_type
 from points.registry import Merchant, MerchantStatus, Staff, StaffRole, StaffStatus, new_id
 from points.sqlbase import UTCDateTime
-from redemption.errors import MerchantNotActive, PointTypeNotAccepted, TillRequired
+from redemption.errors import MerchantNotActive, PointTypeNotAccepted, TillRequired, TillRevoked
 
 CONFIRM_TIMEOUT_DEFAULT = 600
 CONFIRM_TIMEOUT_MIN = 60
@@ -171,7 +171,7 @@ def active_merchant(session: Session, merchant_id: str) -> Merchant:
 
 
 def settings_of(session: Session, merchant_id: str, now: datetime) -> MerchantSettings:
-    """The shop's settings, made with the defaults on first need."""
+    """The shop's settings, made with the defaults on first need (a write)."""
     found = session.get(MerchantSettings, merchant_id)
     if found is not None:
         return found
@@ -180,6 +180,15 @@ def settings_of(session: Session, merchant_id: str, now: datetime) -> MerchantSe
     session.add(created)
     session.flush()
     return created
+
+
+def current_settings(session: Session, merchant_id: str, now: datetime) -> MerchantSettings:
+    """The shop's settings as they stand, the defaults if none were made yet (nothing written)."""
+    found = session.get(MerchantSettings, merchant_id)
+    if found is not None:
+        return found
+    get_merchant(session, merchant_id)
+    return MerchantSettings(merchant_id=merchant_id, updated_at=now)
 
 
 def accepted_point_types(session: Session, merchant_id: str) -> list[PointType]:
@@ -193,7 +202,7 @@ def accepted_point_types(session: Session, merchant_id: str) -> list[PointType]:
 
 def settings_view(session: Session, merchant_id: str, now: datetime) -> SettingsView:
     return SettingsView(
-        settings_of(session, merchant_id, now), accepted_point_types(session, merchant_id)
+        current_settings(session, merchant_id, now), accepted_point_types(session, merchant_id)
     )
 
 
@@ -432,7 +441,7 @@ def reissue_store_code(
     """A new store QR for the till; the printed one is refused from now on."""
     till = get_till(session, till_id)
     if till.status != TillStatus.ACTIVE:
-        raise InvalidInput("the till was revoked")
+        raise TillRevoked("the till was revoked; add a new till instead")
     till.store_code, till.store_text, till.store_kid = _sign_store(keys, now, origin)
     till.updated_at = now
     session.add(till)

@@ -816,3 +816,58 @@ def test_one_resident_never_reaches_anothers_payments_or_pay_codes(world: World)
     mine = world.client.get(f"{ME}/payments", headers=other.headers).json()
     assert mine["items"] == []
     assert world.snapshot() == before
+
+
+# A till revoked, a resident blocked, a shop suspended after the fact ---------------------------
+
+
+def test_a_revoked_tills_payment_qr_is_refused(world: World) -> None:
+    shop = open_shop(world)
+    resident = funded_resident(world, 1_000)
+    request = payment_qr(world, shop, 100)
+    revoked = world.client.post(
+        f"{A}/tills/{shop.till_id}/revoke",
+        json={"reason": "device lost"},
+        headers=world.admin.headers,
+    )
+    assert revoked.status_code == 200, revoked.text
+    before = world.snapshot()
+    refused(world, preview(world, resident, request["token"]), 422, "token_revoked", before)
+    refused(world, pay(world, resident, request["token"]), 422, "token_revoked", before)
+    again = world.client.post(
+        f"{A}/tills/{shop.till_id}/store-qr", json={"reason": "x"}, headers=world.admin.headers
+    )
+    refused(world, again, 409, "till_revoked", before)
+    assert balance(world, resident) == 1_000
+
+
+def test_a_blocked_residents_pay_code_pays_nothing(world: World) -> None:
+    shop = open_shop(world)
+    resident = funded_resident(world, 1_000)
+    code = pay_code(world, resident)
+    blocked = world.client.post(
+        f"{A}/residents/{resident.id}/status",
+        json={"status": "blocked", "reason": "a stolen phone"},
+        headers=world.admin.headers,
+    )
+    assert blocked.status_code == 200, blocked.text
+    before = world.snapshot()
+    refused(world, scan(world, shop, code["token"], 100), 409, "resident_not_active", before)
+
+
+def test_a_suspended_shop_declines_but_does_not_confirm(world: World) -> None:
+    shop = open_shop(world)
+    resident = funded_resident(world, 1_000)
+    first = pending(world, shop, resident, 100)
+    second = pending(world, shop, resident, 200)
+    set_merchant_status(world, shop.merchant_id, "suspended")
+    before = world.snapshot()
+    confirm = world.client.post(
+        f"{M}/payments/{first['id']}/confirm", headers={**shop.headers, **key("confirm")}
+    )
+    refused(world, confirm, 409, "merchant_not_active", before)
+    declined = world.client.post(
+        f"{M}/payments/{second['id']}/decline", headers={**shop.headers, **key("decline")}
+    )
+    assert declined.json()["state"] == "voided", declined.text
+    assert balance(world, resident) == 900

@@ -78,7 +78,7 @@ def my_settings(caller: MerchantDep, services: ServicesDep) -> MerchantSettingsP
     assert caller.merchant_id is not None
     merchant_id, now = caller.merchant_id, services.clock()
     return settings_public(
-        services.write(lambda session: merchants.settings_view(session, merchant_id, now))
+        services.read(lambda session: merchants.settings_view(session, merchant_id, now))
     )
 
 

@@ -89,7 +89,7 @@ def get_settings(
     """Accepted point types, confirmation mode, confirmation timeout, refund window."""
     now = services.clock()
     return settings_public(
-        services.write(lambda session: merchants.settings_view(session, merchant_id, now))
+        services.read(lambda session: merchants.settings_view(session, merchant_id, now))
     )
 
 
