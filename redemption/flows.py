@@ -651,8 +651,8 @@ def _locked(session: Session, merchant_id: str, payment_id: str) -> Payment:
     return payment
 
 
-def confirm(session: Session, caller: Principal, now: datetime, payment_id: str) -> PaymentView:
-    """The shop confirms a store-QR payment: the hold is posted."""
+def _awaiting(session: Session, caller: Principal, payment_id: str) -> tuple[Payment, PaymentView]:
+    """The shop's store-QR payment awaiting its answer, locked (``payment_not_pending``)."""
     assert caller.merchant_id is not None
     payment = _locked(session, caller.merchant_id, payment_id)
     current = view(session, payment_id)
@@ -660,6 +660,12 @@ def confirm(session: Session, caller: Principal, now: datetime, payment_id: str)
         raise PaymentNotPending(
             f"the payment is {current.state}, not awaiting confirmation", state=current.state
         )
+    return payment, current
+
+
+def confirm(session: Session, caller: Principal, now: datetime, payment_id: str) -> PaymentView:
+    """The shop confirms a store-QR payment: the hold is posted."""
+    payment, current = _awaiting(session, caller, payment_id)
     # A suspended shop takes no new points: what it does not confirm times out (or it declines).
     merchants.active_merchant(session, payment.merchant_id)
     assert payment.confirm_by is not None
@@ -683,13 +689,7 @@ def confirm(session: Session, caller: Principal, now: datetime, payment_id: str)
 
 def decline(session: Session, caller: Principal, now: datetime, payment_id: str) -> PaymentView:
     """The shop declines a store-QR payment (what arrived is not what was paid): voided."""
-    assert caller.merchant_id is not None
-    payment = _locked(session, caller.merchant_id, payment_id)
-    current = view(session, payment_id)
-    if current.state is not State.PENDING:
-        raise PaymentNotPending(
-            f"the payment is {current.state}, not awaiting confirmation", state=current.state
-        )
+    payment, _current = _awaiting(session, caller, payment_id)
     try:
         LedgerTx(session.connection(), lambda: now).void_pending(
             payment.entry_id, kind="payment_decline", description="declined by the shop"

@@ -312,12 +312,26 @@ def serving(
     )
     assert upgraded.returncode == 0, upgraded.stderr.decode()
     engine = ledger.create_engine(url)
-    process: subprocess.Popen[bytes] | None = None
     try:
         town = Town(engine, system_clock)
         town.residents_with_points(town.program(100), 3)
         assert count_rows(engine, "ledger_unsealed") == count_rows(engine, "ledger_entry") > 0
-        port = free_port()
+        with launched(env, tmp_path, *arguments) as process:
+            yield engine, process
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def launched(
+    env: dict[str, str], tmp_path: Path, *arguments: str, ready: str = "/healthz"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``points serve`` with ``env`` in ``tmp_path`` (output to ``serve.out`` and ``serve.err``,
+    where ``stop`` reads it) until ``ready`` answers 200; its ``port`` attribute is where it
+    listens. Killed afterwards if still running."""
+    port = free_port()
+    process: subprocess.Popen[bytes] | None = None
+    try:
         with (tmp_path / "serve.out").open("wb") as out, (tmp_path / "serve.err").open("wb") as e:
             process = subprocess.Popen(
                 [str(POINTS_COMMAND), "serve", "--port", str(port), *arguments],
@@ -330,7 +344,7 @@ def serving(
         while True:
             assert process.poll() is None, (tmp_path / "serve.err").read_text()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=1) as r:
                     if r.status == 200:
                         break
             except OSError:
@@ -338,12 +352,11 @@ def serving(
             assert time.monotonic() < deadline, "points serve did not come up in 15 seconds"
             time.sleep(0.1)
         process.port = port  # type: ignore[attr-defined]
-        yield engine, process
+        yield process
     finally:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait(10)
-        engine.dispose()
 
 
 def stop(process: subprocess.Popen[bytes], tmp_path: Path) -> tuple[int, list[dict[str, Any]]]:

@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from payment_helpers import Shop, key
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from test_job_schedules import POINTS_COMMAND, free_port, points_env, stop
+from test_job_schedules import launched, points_env, stop
 
 import api
 import ledger
@@ -200,39 +199,13 @@ def points_serve(url: str, tmp_path: Path, **settings: str) -> Iterator[subproce
     until its readiness endpoint answers; its output goes to ``serve.out`` and ``serve.err``,
     where ``test_job_schedules.stop`` reads it. Killed afterwards if still running. Its ``port``
     attribute is where it listens."""
-    port = free_port()
     env = points_env(url, **settings)
     # The code under test, not whatever checkout the ``points`` command was installed from.
     env["PYTHONPATH"] = os.pathsep.join(
         [str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        with (tmp_path / "serve.out").open("wb") as out, (tmp_path / "serve.err").open("wb") as e:
-            process = subprocess.Popen(
-                [str(POINTS_COMMAND), "serve", "--port", str(port)],
-                env=env,
-                cwd=tmp_path,
-                stdout=out,
-                stderr=e,
-            )
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.err").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "points serve did not come up in 15 seconds"
-            time.sleep(0.1)
-        process.port = port  # type: ignore[attr-defined]
+    with launched(env, tmp_path, ready="/readyz") as process:
         yield process
-    finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
