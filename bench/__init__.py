@@ -8,6 +8,9 @@ that says what it measures and how. It prints a readable table, then one JSON li
   same rows, batches, sealing, balance reads, and django-hordak on the same PostgreSQL.
 - ``expiry`` and ``award`` (``bench.earning``): expiring a million buckets against plain SQL
   writing the same rows; a 100,000-row CSV of awards against the ledger's batched posting rate.
+- ``pay`` (``bench.pay``): payments at shops (payment QR, pay code) through a real
+  ``points serve`` over loopback, against a bare endpoint inserting one row per request into the
+  same database (``bench.bare_endpoint``); payments/s, requests/s, p50 and p99 latency.
 """
 
 #: Benchmark name -> the module whose ``main(argv)`` runs it.
@@ -15,4 +18,5 @@ BENCHMARKS = {
     "ledger": "bench.ledger",
     "expiry": "bench.earning_expiry",
     "award": "bench.earning_award",
+    "pay": "bench.pay",
 }
