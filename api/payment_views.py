@@ -67,7 +67,7 @@ def request_public(found: RequestView, key: bytes) -> PaymentRequestPublic:
         reference=request.reference,
         state=found.state,
         token=request.token,
-        svg=qrrender.svg(request.token, QR_SIZE_MM),
+        svg=qrrender.svg(request.token, QR_SIZE_MM, quick=True),
         created_at=request.created_at,
         expires_at=request.expires_at,
         payment=for_merchant(found.payment, key) if found.payment is not None else None,

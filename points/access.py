@@ -160,27 +160,56 @@ def authenticate(session: Session, secret: str, now: datetime) -> Principal:
     a caller learns nothing about other people's tokens.
     """
     prefix = token_prefix(secret)
-    token = session.exec(select(Token).where(Token.prefix == prefix)).first() if prefix else None
-    if token is None or not secret_matches(secret, token.secret_hash):
+    if prefix is None:
         raise Unauthenticated("the token is not valid")
-    if token.revoked_at is not None or token.expires_at <= now:
+    # One query on the hot path of every request: the token, and its principal's standing.
+    token_t, resident_t, staff_t, merchant_t = (
+        Token.__table__,  # type: ignore[attr-defined]
+        Resident.__table__,  # type: ignore[attr-defined]
+        Staff.__table__,  # type: ignore[attr-defined]
+        Merchant.__table__,  # type: ignore[attr-defined]
+    )
+    row = session.execute(
+        sa.select(
+            token_t.c.id,
+            token_t.c.secret_hash,
+            token_t.c.role,
+            token_t.c.principal_id,
+            token_t.c.expires_at,
+            token_t.c.revoked_at,
+            resident_t.c.status.label("resident_status"),
+            staff_t.c.status.label("staff_status"),
+            staff_t.c.role.label("staff_role"),
+            staff_t.c.merchant_id,
+            staff_t.c.department_id,
+            merchant_t.c.status.label("merchant_status"),
+        )
+        .select_from(token_t)
+        .outerjoin(resident_t, resident_t.c.id == token_t.c.principal_id)
+        .outerjoin(staff_t, staff_t.c.id == token_t.c.principal_id)
+        .outerjoin(merchant_t, merchant_t.c.id == staff_t.c.merchant_id)
+        .where(token_t.c.prefix == prefix)
+    ).first()
+    if row is None or not secret_matches(secret, row.secret_hash):
         raise Unauthenticated("the token is not valid")
-    role = Role(token.role)
+    if row.revoked_at is not None or row.expires_at <= now:
+        raise Unauthenticated("the token is not valid")
+    role = Role(row.role)
     if role is Role.RESIDENT:
-        resident = session.get(Resident, token.principal_id)
-        if resident is None or resident.status != ResidentStatus.ACTIVE:
+        if row.resident_status != ResidentStatus.ACTIVE:
             raise Unauthenticated("the token is not valid")
-        return Principal(role, token.principal_id, token.id)
-    staff = session.get(Staff, token.principal_id)
-    if staff is None or staff.status != StaffStatus.ACTIVE or staff.role != role.value:
+        return Principal(role, row.principal_id, row.id)
+    if row.staff_status != StaffStatus.ACTIVE or row.staff_role != role.value:
         raise Unauthenticated("the token is not valid")
-    if staff.merchant_id is not None:
-        # A closed shop's staff and tills are shut out (a suspended shop's still read and refund).
-        merchant = session.get(Merchant, staff.merchant_id)
-        if merchant is None or merchant.status == MerchantStatus.CLOSED:
-            raise Unauthenticated("the token is not valid")
+    # A closed shop's staff and tills are shut out (a suspended shop's still read and refund).
+    if row.merchant_id is not None and row.merchant_status in (None, MerchantStatus.CLOSED):
+        raise Unauthenticated("the token is not valid")
     return Principal(
-        role, staff.id, token.id, merchant_id=staff.merchant_id, department_id=staff.department_id
+        role,
+        row.principal_id,
+        row.id,
+        merchant_id=row.merchant_id,
+        department_id=row.department_id,
     )
 
 

@@ -117,11 +117,12 @@ def test_a_png_decodes_to_exactly_the_text(kind: Kind, pixels: int) -> None:
     verified(kind, decode(image, width, height))
 
 
+@pytest.mark.parametrize("quick", [False, True], ids=["best mask", "quick mask"])
 @pytest.mark.parametrize("kind", list(Kind))
 @pytest.mark.parametrize("size_mm", PRINT_MM)
-def test_a_printed_svg_decodes_to_exactly_the_text(kind: Kind, size_mm: int) -> None:
+def test_a_printed_svg_decodes_to_exactly_the_text(kind: Kind, size_mm: int, quick: bool) -> None:
     text = text_of(kind)
-    document = qrrender.svg(text, size_mm)
+    document = qrrender.svg(text, size_mm, quick=quick)
     assert f'width="{size_mm}mm"' in document
     image, pixels = rasterize_svg(document, PRINT_DPI)
     assert decode(image, pixels, pixels) == [text]

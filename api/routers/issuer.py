@@ -520,4 +520,6 @@ def check_in_screen(event_id: PathId, caller: IssuerDep, services: ServicesDep) 
     text, seconds_left = events.current_token(
         event, services.keys, now, origin=services.settings.public_origin
     )
-    return CheckInScreen(token=text, svg=qrrender.svg(text, 80), seconds_left=seconds_left)
+    return CheckInScreen(
+        token=text, svg=qrrender.svg(text, 80, quick=True), seconds_left=seconds_left
+    )

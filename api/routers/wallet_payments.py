@@ -159,7 +159,7 @@ def new_pay_code(body: PayCodeCreate, caller: ResidentDep, services: ServicesDep
             id=made.pay_code.id,
             state="open",
             token=made.text,
-            svg=qrrender.svg(made.text, QR_SIZE_MM),
+            svg=qrrender.svg(made.text, QR_SIZE_MM, quick=True),
             limit=made.limit,
             created_at=made.pay_code.created_at,
             expires_at=made.pay_code.expires_at,
