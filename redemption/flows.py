@@ -613,30 +613,40 @@ def _take(
         now,
     )
     held = hold_until is not None
-    session.add(
-        Payment(
-            id=payment_id,
-            merchant_id=till.merchant_id,
-            till_id=till.id,
-            resident_id=resident_id,
-            point_type_id=point_type.id,
-            amount=amount,
-            flow=flow,
-            reference=reference,
-            request_id=request_id,
-            pay_code_id=pay_code_id,
-            entry_id=entry.id,
-            hold=held,
-            confirm_by=hold_until,
-            awaiting=held,
-            created_at=now,
-        )
+    payment = Payment(
+        id=payment_id,
+        merchant_id=till.merchant_id,
+        till_id=till.id,
+        resident_id=resident_id,
+        point_type_id=point_type.id,
+        amount=amount,
+        flow=flow,
+        reference=reference,
+        request_id=request_id,
+        pay_code_id=pay_code_id,
+        entry_id=entry.id,
+        hold=held,
+        confirm_by=hold_until,
+        awaiting=held,
+        created_at=now,
     )
+    session.add(payment)
     session.flush()
     record_event(
         session, till.merchant_id, payment_id, EventKind.CREATED if held else EventKind.POSTED, now
     )
-    return view(session, payment_id)
+    # As ``payments.view`` would read it back, without reading it back.
+    return PaymentView(
+        payment=payment,
+        state=State.PENDING if held else State.POSTED,
+        resolution_entry_id=None,
+        resolved_at=None,
+        refund_entry_ids=[],
+        merchant_name_ja=merchant.name_ja,
+        merchant_name_en=merchant.name_en,
+        till_name=till.name,
+        point_type_code=point_type.code,
+    )
 
 
 # (c) Confirming and declining a store-QR payment ---------------------------------------------

@@ -280,3 +280,20 @@ def test_the_residents_history_names_the_shop(world: World) -> None:
         ("仮店 支払い", "Spare: payment", -200),
         ("仮店 支払い", "Spare: payment", -300),
     ]
+
+
+def test_a_new_payment_answers_as_it_reads_back(world: World) -> None:
+    """The payment a flow answers is built without reading it back: it must be what a read
+    gives, field for field."""
+    shop = open_shop(world)
+    resident = funded_resident(world, 1_000)
+    for response in (
+        pay(world, resident, payment_qr(world, shop, 100, reference="R-9")["token"]),
+        pay(world, resident, shop.store_qr, amount=50),
+    ):
+        assert response.status_code == 201, response.text
+        answered = response.json()
+        read = world.client.get(
+            f"/api/v1/me/payments/{answered['id']}", headers=resident.headers
+        ).json()
+        assert answered == read
