@@ -744,9 +744,10 @@ def test_the_first_payments_at_a_new_shop_all_go_through(world: World) -> None:
     ledger_is_sound(world)
 
 
-def test_a_shops_settings_first_read_at_once_are_made_once(world: World) -> None:
-    """A shop whose settings were never set: its staff and an admin read them at once (the read
-    makes the row with the defaults): every read answers the defaults."""
+def test_a_shops_first_settings_changed_at_once_are_made_once(world: World) -> None:
+    """A shop whose settings were never set: admins change them from four sessions at once (the
+    first change makes the row) while its staff read them (a read writes nothing): every change
+    is taken, one after the other, and every read answers the defaults or a change."""
     merchant_id = world.merchants["a"]
     staff = world.actors["merchant_a"]
     gate = Gate(
@@ -756,19 +757,32 @@ def test_a_shops_settings_first_read_at_once_are_made_once(world: World) -> None
         ),
     )
 
-    def reading(path: str, headers: dict[str, str]) -> Callable[[TestClient], Reply]:
-        return lambda client: client.get(path, headers=headers)
+    def changing(seconds: int) -> Callable[[TestClient], Reply]:
+        return lambda client: client.patch(
+            f"/api/v1/admin/merchants/{merchant_id}/settings",
+            json={"confirm_timeout_seconds": seconds, "reason": "the shop asked"},
+            headers=world.admin.headers,
+        )
 
-    calls = [reading("/api/v1/merchant/settings", staff.headers)] * 4 + [
-        reading(f"/api/v1/admin/merchants/{merchant_id}/settings", world.admin.headers)
-    ] * 4
-    responses = race(world, calls, meanwhile=lambda: gate.open(len(calls)))
+    def reading(client: TestClient) -> Reply:
+        return client.get("/api/v1/merchant/settings", headers=staff.headers)
+
+    timeouts = [120, 240, 360, 480]
+    calls = [changing(seconds) for seconds in timeouts] + [reading] * 4
+    responses = race(world, calls, meanwhile=lambda: gate.open(len(timeouts)))
 
     assert statuses(responses) == {200: len(calls)}, [
         (r.status_code, r.json().get("code")) for r in responses
     ]
-    shown = {(r.json()["confirm_mode"], r.json()["confirm_timeout_seconds"]) for r in responses}
-    assert shown == {("confirm_each", 600)}
+    assert [r.json()["confirm_timeout_seconds"] for r in responses[:4]] == timeouts
+    shown = {r.json()["confirm_timeout_seconds"] for r in responses[4:]}
+    assert shown <= {600, *timeouts}
+    with Session(world.engine) as session:
+        rows = session.exec(
+            select(MerchantSettings).where(MerchantSettings.merchant_id == merchant_id)
+        ).all()
+    assert len(rows) == 1
+    assert rows[0].confirm_timeout_seconds in timeouts
 
 
 def test_a_residents_first_pay_settings_changed_at_once_are_made_once(world: World) -> None:
