@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from api import errors
 from api.deps import Services
@@ -30,18 +31,23 @@ from api.routers import (
     payments_admin,
     programs_admin,
     public,
+    sessions,
     wallet,
     wallet_payments,
 )
-from api.safety import API_CSP, SECURITY_HEADERS, BodyGuard
+from api.safety import API_CSP, APP_CACHE_CONTROL, SECURITY_HEADERS, WEB_CSP, BodyGuard
+from api.sessions import send_renewed
 from ledger import Ledger
 from ledger.service import system_clock
+from mobile_web.static import APP_DIR
 from points import db
 from points.keys import KeyRing
 from points.settings import Settings
 
 log = logging.getLogger("api")
 DOCS_PATH = "/api/v1/docs"
+#: Where the wallet app (``mobile_web``) is served: the API's own origin, so CORS stays closed.
+APP_PATH = "/app"
 
 DESCRIPTION = """
 The API of a city's local digital points: departments award points to residents, residents
@@ -115,6 +121,12 @@ def create_app(
             errors.PROBLEM_JSON
         ):
             response = _as_problem(response)
+        send_renewed(request, response, settings)
+        if request.url.path.startswith(APP_PATH + "/"):
+            # The wallet app's static files: its own policy; revalidated, so an update shows
+            # (the service worker keeps the copy that works offline).
+            response.headers.setdefault("Content-Security-Policy", WEB_CSP)
+            response.headers.setdefault("Cache-Control", APP_CACHE_CONTROL)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.url.path.startswith(DOCS_PATH):
@@ -138,6 +150,7 @@ def create_app(
 
     for router in (
         public.router,
+        sessions.router,
         wallet.router,
         wallet_payments.router,
         merchant.router,
@@ -151,6 +164,8 @@ def create_app(
         payments_admin.admin_router,
     ):
         app.include_router(router)
+    if APP_DIR.is_dir():
+        app.mount(APP_PATH, StaticFiles(directory=APP_DIR, html=True), name="wallet-app")
     return app
 
 

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from api import sessions
 from ledger import Ledger
 from points import access
 from points.auth import Principal, Role
@@ -73,14 +74,37 @@ _bearer = HTTPBearer(
 
 
 def get_caller(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The bearer token's principal; without an ``Authorization`` header, the wallet app's
+    session cookie's resident (``api.sessions``: its CSRF checks and its renewal)."""
+    now = services.clock()
+    if credentials is None and "authorization" not in request.headers:
+        cookie = request.cookies.get(sessions.SESSION_COOKIE)
+        if cookie is not None:
+            return _session_caller(request, services, cookie, now)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send a bearer token in the Authorization header")
     secret = credentials.credentials
-    now = services.clock()
     return services.read(lambda session: access.authenticate(session, secret, now))
+
+
+def _session_caller(request: Request, services: Services, secret: str, now: datetime) -> Principal:
+    if request.method not in sessions.SAFE_METHODS:
+        sessions.check_from_the_app(request, services.settings)
+    principal, lapses = services.read(
+        lambda session: access.authenticate_session(session, secret, now)
+    )
+    lifetime = sessions.session_lifetime(services.settings)
+    if lapses < now + lifetime - access.SESSION_RENEW_AFTER:
+        until = services.write(
+            lambda session: access.renew_session(session, principal.token_id, now, lifetime)
+        )
+        if until is not None:
+            sessions.mark_renewed(request, secret, until)
+    return principal
 
 
 CallerDep = Annotated[Principal, Depends(get_caller)]

@@ -285,9 +285,11 @@ SECURITY_HEADERS = {
 }
 #: For API responses: nothing may be loaded or framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+#: The wallet app's files are revalidated on every load (an update shows at once).
+APP_CACHE_CONTROL = "no-cache"
 #: For the web app's pages (DESIGN §8): only this origin; the camera is asked for by the page.
 WEB_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; media-src 'self' blob:; manifest-src 'self'; worker-src 'self'; "
+    "connect-src 'self'; media-src 'self' blob:; manifest-src 'self'; worker-src 'self' blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )

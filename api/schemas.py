@@ -275,6 +275,19 @@ class WalletEnrolled(Output):
     expires_at: datetime
 
 
+class SessionStarted(Output):
+    """A wallet app's session started: the token is in the HttpOnly cookie, not here."""
+
+    resident_id: str
+    expires_at: datetime
+
+
+class WalletAppConfig(Output):
+    self_enrolment: bool
+    session_days: int
+    expiry_notice_days: int
+
+
 class AuditEventPublic(Output):
     sequence: int
     at: datetime

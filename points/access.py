@@ -33,6 +33,7 @@ from points.errors import (
     EnrolmentCodeUsed,
     InvalidInput,
     NotFound,
+    SessionExpired,
     Unauthenticated,
 )
 from points.people import get
@@ -52,6 +53,8 @@ RESIDENT_TOKEN_LIFETIME = timedelta(days=400)
 STAFF_TOKEN_LIFETIME_DEFAULT = timedelta(days=90)
 TOKEN_LIFETIME_MAX = timedelta(days=400)
 ENROLMENT_CODE_LIFETIME = timedelta(minutes=15)
+#: A wallet app session in use pushes its lapse forward at most this often (one write).
+SESSION_RENEW_AFTER = timedelta(hours=1)
 
 #: The acting principal of what the system does by itself (self-enrolment, a redeemed code).
 SYSTEM = Principal(Role.ADMIN, "system", "system")
@@ -159,9 +162,71 @@ def authenticate(session: Session, secret: str, now: datetime) -> Principal:
     The same error, whatever was wrong (unknown, expired, revoked, disabled principal), so that
     a caller learns nothing about other people's tokens.
     """
+    row = _token_row(session, secret)
+    if row is None:
+        raise Unauthenticated("the token is not valid")
+    return _principal(row, now)
+
+
+def authenticate_session(
+    session: Session, secret: str, now: datetime
+) -> tuple[Principal, datetime]:
+    """The resident a wallet app's session cookie stands for, and when the session lapses.
+
+    A session is a resident token kept in an HttpOnly cookie (``api.sessions``). One that lapsed
+    unused is ``SessionExpired``, so that the app can say "get a new code at the counter"; only
+    the holder of the secret learns it, and only of its own session. Anything else wrong is
+    ``Unauthenticated``, as for a bearer token.
+    """
+    row = _token_row(session, secret)
+    if row is None or row.role != Role.RESIDENT:
+        raise Unauthenticated("the session is not valid")
+    if (
+        row.expires_at <= now
+        and row.revoked_at is None
+        and row.resident_status == ResidentStatus.ACTIVE
+    ):
+        raise SessionExpired("the session has lapsed; link this phone again with a counter code")
+    return _principal(row, now), row.expires_at
+
+
+def renew_session(
+    session: Session, token_id: str, now: datetime, lifetime: timedelta
+) -> datetime | None:
+    """Push a live session's lapse to ``now + lifetime`` when it was last pushed more than
+    ``SESSION_RENEW_AFTER`` ago (so a session in use writes at most once an hour); the new lapse,
+    or None when nothing was written."""
+    until = now + lifetime
+    renewed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.update(Token)
+        .where(
+            col(Token.id) == token_id,
+            col(Token.revoked_at).is_(None),
+            col(Token.expires_at) > now,
+            col(Token.expires_at) < until - SESSION_RENEW_AFTER,
+        )
+        .values(expires_at=until)
+    )
+    return until if renewed.rowcount == 1 else None
+
+
+def end_session(session: Session, secret: str, now: datetime) -> bool:
+    """Sign a wallet app's session out: revoke its token if it is a live resident's; whether
+    one was revoked."""
+    row = _token_row(session, secret)
+    if row is None or row.role != Role.RESIDENT or row.revoked_at is not None:
+        return False
+    actor = Principal(Role.RESIDENT, row.principal_id, row.id)
+    revoke_token(session, actor, now, row.id, "signed out of the wallet app")
+    return True
+
+
+def _token_row(session: Session, secret: str) -> sa.Row[Any] | None:
+    """The token a secret stands for, with its principal's standing; None when no token has
+    this secret."""
     prefix = token_prefix(secret)
     if prefix is None:
-        raise Unauthenticated("the token is not valid")
+        return None
     # One query on the hot path of every request: the token, and its principal's standing.
     token_t, resident_t, staff_t, merchant_t = (
         Token.__table__,  # type: ignore[attr-defined]
@@ -191,7 +256,11 @@ def authenticate(session: Session, secret: str, now: datetime) -> Principal:
         .where(token_t.c.prefix == prefix)
     ).first()
     if row is None or not secret_matches(secret, row.secret_hash):
-        raise Unauthenticated("the token is not valid")
+        return None
+    return row
+
+
+def _principal(row: sa.Row[Any], now: datetime) -> Principal:
     if row.revoked_at is not None or row.expires_at <= now:
         raise Unauthenticated("the token is not valid")
     role = Role(row.role)
@@ -247,9 +316,16 @@ def create_enrolment_code(
 
 
 def redeem_enrolment_code(
-    session: Session, now: datetime, code: str, *, secret_key: bytes
+    session: Session,
+    now: datetime,
+    code: str,
+    *,
+    secret_key: bytes,
+    lifetime: timedelta | None = None,
+    label: str = "wallet (enrolment code)",
 ) -> NewToken:
-    """Use a code once: mark it used and return a new resident token."""
+    """Use a code once: mark it used and return a new resident token (a wallet app's session
+    passes its own ``lifetime`` and ``label``)."""
     normalized = normalize_enrolment_code(code)
     enrolment = session.exec(
         select(EnrolmentCode).where(
@@ -278,11 +354,18 @@ def redeem_enrolment_code(
         now,
         role=Role.RESIDENT,
         principal_id=enrolment.resident_id,
-        label="wallet (enrolment code)",
+        label=label,
+        lifetime=lifetime,
     )
 
 
-def self_enrol(session: Session, now: datetime) -> tuple[Resident, NewToken]:
+def self_enrol(
+    session: Session,
+    now: datetime,
+    *,
+    lifetime: timedelta | None = None,
+    label: str = "wallet (self-enrolment)",
+) -> tuple[Resident, NewToken]:
     """A new self-enrolled resident with no personal data, and a wallet token."""
     resident = Resident(
         id=new_id("res"),
@@ -308,5 +391,6 @@ def self_enrol(session: Session, now: datetime) -> tuple[Resident, NewToken]:
         now,
         role=Role.RESIDENT,
         principal_id=resident.id,
-        label="wallet (self-enrolment)",
+        label=label,
+        lifetime=lifetime,
     )

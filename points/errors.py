@@ -9,7 +9,11 @@
     │   ├── PaymentServicesActRefused  a point type the Payment Services Act would govern
     │   └── ExpiryRuleInvalid      an expiry rule that makes no sense
     ├── Unauthenticated            no usable credential (unauthenticated)
+    │   └── SessionExpired         the wallet app's session lapsed unused (session_expired)
     ├── Forbidden                  the credential may not do this (forbidden)
+    │   ├── CsrfRefused            a cookie session's change without the app's header or
+    │   │                          from another origin (csrf_refused)
+    │   └── SelfEnrolmentClosed    the city does not allow self-enrolment
     ├── NotFound                   no such object, or not one the caller may know of
     │   └── KeyNotFound            no key with this id in the key directory (key_not_found)
     ├── Conflict                   the object's state refuses the act (conflict)
@@ -78,8 +82,26 @@ class Unauthenticated(PointsError):
     code = "unauthenticated"
 
 
+class SessionExpired(Unauthenticated):
+    """The wallet app's session was not used for longer than it lasts: the resident links the
+    phone again with a code from the counter."""
+
+    code = "session_expired"
+
+
 class Forbidden(PointsError):
     code = "forbidden"
+
+
+class CsrfRefused(Forbidden):
+    """A change sent with the wallet app's session cookie but without the app's own header, or
+    from another origin: a forged cross-site request."""
+
+    code = "csrf_refused"
+
+
+class SelfEnrolmentClosed(Forbidden):
+    code = "self_enrolment_closed"
 
 
 class NotFound(PointsError):

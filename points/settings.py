@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     event_stream_seconds: int = Field(default=55, ge=1, le=55)
     #: The wallet warns of points expiring within this many days.
     expiry_notice_days: int = Field(default=60, ge=1, le=366)
+    #: The wallet app's session (a cookie) lasts this many days since it was last used.
+    wallet_session_days: int = Field(default=180, ge=1, le=400)
+    #: Residents may start a wallet without visiting the counter (unverified until they do).
+    self_enrolment: bool = True
     #: Origins allowed to call the API from a browser; none by default (CORS off).
     cors_origins: list[str] = Field(default_factory=list)
     #: The directory of the QR signing keys (``points.keys``; owner-only permissions).

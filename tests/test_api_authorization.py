@@ -662,6 +662,9 @@ class Row:
     till_only: bool = False
     #: A server-sent event stream: called with the stream cut short (it runs for 55 s).
     stream: bool = False
+    #: The wallet app's own request (``api.sessions``): its header and origin are sent, and the
+    #: session cookie it may set is dropped afterwards (the shared client holds no session).
+    from_the_app: bool = False
 
     def status_for(self, column: str) -> int:
         statuses = self.expect.split()
@@ -699,6 +702,11 @@ TABLE: list[Row] = [
     Row("POST", "/api/v1/enrolments/self", EVERYONE_201),
     Row("POST", "/api/v1/enrolments/code", EVERYONE_201, body=enrolment_code_body),
     Row("GET", "/api/v1/keys", EVERYONE_200),
+    Row("GET", "/api/v1/wallet-app", EVERYONE_200),
+    Row("POST", "/api/v1/sessions/code", EVERYONE_201, body=enrolment_code_body,
+        from_the_app=True),
+    Row("POST", "/api/v1/sessions/self", EVERYONE_201, from_the_app=True),
+    Row("POST", "/api/v1/sessions/end", "204 204 204 204 204 204 204", from_the_app=True),
     Row("GET", "/Q/{text}", EVERYONE_200, params=lambda world: {"text": "A" * 135},
         media_type="text/html"),
     Row("GET", "/q/{text}", EVERYONE_200, params=lambda world: {"text": "a" * 154},
@@ -914,6 +922,8 @@ def call(world: World, row: Row, actor: Actor | None) -> Any:
     headers = dict(actor.headers) if actor is not None else {}
     if row.value_moving:
         headers["Idempotency-Key"] = str(uuid.uuid4())
+    if row.from_the_app:
+        headers.update({"X-Points-Client": "wallet", "Origin": "http://testserver"})
     content = row.csv(world, params) if row.csv is not None else None
     before = world.snapshot()
     if content is not None:
@@ -921,6 +931,7 @@ def call(world: World, row: Row, actor: Actor | None) -> Any:
         response = world.client.request(row.method, url, headers=headers, content=content)
     else:
         response = world.client.request(row.method, url, headers=headers, json=body)
+    world.client.cookies.clear()
     return response, before
 
 

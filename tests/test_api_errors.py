@@ -545,8 +545,9 @@ def test_openapi_every_operation_is_summarized_and_has_a_success_model(
     for method, path, operation in found:
         assert operation.get("summary", "").strip(), (method, path)
         status = success_status(operation)
-        if status == "204":  # a deletion answers with no body
-            assert method == "DELETE" and not operation["responses"]["204"].get("content")
+        if status == "204":  # a deletion, or signing out, answers with no body
+            assert (method, path) in (("DELETE", path), ("POST", "/api/v1/sessions/end"))
+            assert not operation["responses"]["204"].get("content"), (method, path)
             continue
         assert status in ("200", "201"), (method, path, status)
         content = operation["responses"][status]["content"]
@@ -587,6 +588,11 @@ def test_openapi_documents_errors_and_the_bearer_scheme(openapi: dict[str, Any])
         "/api/v1/enrolments/code",
         "/api/v1/keys",
         "/Q/{text}",
+        # The wallet app's sessions: the cookie, not a bearer token (api.sessions).
+        "/api/v1/wallet-app",
+        "/api/v1/sessions/code",
+        "/api/v1/sessions/self",
+        "/api/v1/sessions/end",
     }
     for method, path, operation in operations(openapi):
         responses = operation["responses"]

@@ -1168,7 +1168,7 @@ def test_token_comparison_is_constant_time() -> None:
     source = inspect.getsource(auth.secret_matches)
     assert "hmac.compare_digest(" in source
     assert "==" not in source
-    assert "secret_matches(" in inspect.getsource(access.authenticate)
+    assert "secret_matches(" in inspect.getsource(access._token_row)  # bearer and session alike
     stored = auth.hash_secret("a-secret")
     assert auth.secret_matches("a-secret", stored)
     assert not auth.secret_matches("b-secret", stored)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import re
 
-from fastapi import APIRouter, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlmodel import Session
 
+from api import sessions
 from api.bodies import StrictRoute
-from api.deps import ServicesDep
+from api.deps import Services, ServicesDep
 from api.errors import PROBLEM_JSON, problem
 from api.safety import rate_limited
 from api.schemas import (
@@ -23,7 +24,7 @@ from api.schemas import (
     error_responses,
 )
 from points import access, db, keys, qrtokens
-from points.errors import PointsError, TokenMalformed, Unavailable
+from points.errors import PointsError, SelfEnrolmentClosed, TokenMalformed, Unavailable
 
 log = logging.getLogger("api")
 router = APIRouter(tags=["public"], route_class=StrictRoute)
@@ -64,13 +65,16 @@ def readyz(services: ServicesDep) -> Health | JSONResponse:
     response_model=WalletEnrolled,
     status_code=201,
     summary="Start a wallet without visiting the counter (self-enrolled)",
-    responses=error_responses(429, 503),
+    responses=error_responses(403, 429, 503),
     dependencies=[rate_limited("self_enrolment")],
 )
 def self_enrol(services: ServicesDep) -> WalletEnrolled:
     """Creates a new self-enrolled resident (no personal data) and returns a wallet token for this
     phone, shown once. Takes no body (or `{}`). Rate-limited per client address (429 with
-    Retry-After); counter staff can verify the resident later."""
+    Retry-After); counter staff can verify the resident later. 403 `self_enrolment_closed`
+    where the city does not allow it (`POINTS_SELF_ENROLMENT=false`)."""
+    if not services.settings.self_enrolment:
+        raise SelfEnrolmentClosed("start your wallet with a code from the city counter")
     now = services.clock()
 
     def work(session: Session) -> WalletEnrolled:
@@ -156,24 +160,44 @@ _OPEN_IN_WALLET = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>ウォレットアプリで開いてください</title>
+<title>ウォレットで読み取ってください</title>
 </head>
 <body>
-<h1>ウォレットアプリで開いてください</h1>
-<p>このQRコードは、地域ポイントのウォレットアプリで読み取ってください。</p>
-<p lang="en">Open this QR code in the points wallet app.</p>
+<main>
+<h1>ウォレットで読み取ってください</h1>
+<p>このQRコードは、地域ポイントのウォレットで読み取ります。</p>
+<ol>
+<li><a href="/app/">ウォレットを開きます</a>（ホーム画面に追加したアイコンからも開けます）。</li>
+<li>「読み取る」を押して、もう一度このQRコードにカメラを向けてください。</li>
+</ol>
+<p>ウォレットをまだお持ちでない方は、市役所窓口でお申し込みください。</p>
+<div lang="en">
+<h2>Scan this code in the wallet</h2>
+<p><a href="/app/">Open the points wallet</a>, press "Scan" and point the camera at this code
+again. No wallet yet? Ask at the city counter.</p>
+</div>
+</main>
 </body>
 </html>
 """
 
 
-def _open_in_wallet(text: str) -> Response:
+def _open_in_wallet(text: str, request: Request, services: Services) -> Response:
+    """A phone whose browser holds a live wallet session goes straight to the scanned code in the
+    app (the text after ``#``, which no server and no Referer sees); any other gets the page."""
     if _TOKEN_TEXT.fullmatch(text) is None:
         return problem(422, TokenMalformed.code, "not a QR code of this service")
-    return HTMLResponse(
-        _OPEN_IN_WALLET,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    secret = request.cookies.get(sessions.SESSION_COOKIE)
+    if secret is not None:
+        now = services.clock()
+        try:
+            services.read(lambda session: access.authenticate_session(session, secret, now))
+        except PointsError:
+            pass
+        else:
+            return RedirectResponse(f"/app/#/q/{text.upper()}", status_code=303, headers=headers)
+    return HTMLResponse(_OPEN_IN_WALLET, headers=headers)
 
 
 @router.get(
@@ -187,17 +211,18 @@ def _open_in_wallet(text: str) -> Response:
         }
     },
 )
-def open_qr(text: str) -> Response:
+def open_qr(text: str, request: Request, services: ServicesDep) -> Response:
     """The URL every QR code of the system carries (`docs/tokens.md`). A phone's own camera
-    opens it; the page (Japanese first) asks to open the code in the wallet app, which reads
-    and verifies the token itself. The token is not verified here: any text that looks like a
-    token (base32 letters, either case, of a token's length) gets the page, anything else 422
-    `token_malformed`. Public; matched case-insensitively (`/q/...` too); not cached, and no
-    Referer carries the token on."""
-    return _open_in_wallet(text)
+    opens it. With a live session of the wallet app in this browser (its cookie), 303 to the
+    app at `/app/#/q/{text}`, which previews the code; otherwise a page (Japanese first) that
+    explains how to open the code in the wallet. The token is not verified here: any text that
+    looks like a token (base32 letters, either case, of a token's length) gets the page or the
+    redirect, anything else 422 `token_malformed`. Public; matched case-insensitively
+    (`/q/...` too); not cached, and no Referer carries the token on."""
+    return _open_in_wallet(text, request, services)
 
 
 @router.get("/q/{text}", response_class=HTMLResponse, include_in_schema=False)
-def open_qr_lowercase(text: str) -> Response:
+def open_qr_lowercase(text: str, request: Request, services: ServicesDep) -> Response:
     """`/Q/{text}` typed in lowercase."""
-    return _open_in_wallet(text)
+    return _open_in_wallet(text, request, services)
