@@ -1,4 +1,4 @@
-# make demo  - run the system on SQLite with seeded data
+# make demo  - seed a small city on SQLite, print the wallet app's address and a counter code, and serve
 # make test  - lint (ruff, import contracts), type-check and run every test (PostgreSQL too when POINTS_TEST_POSTGRES_URL is set)
 # make bench - python -m bench ledger (not part of the tests)
 #
@@ -33,6 +33,8 @@ $(BENCHING): $(RUNTIME)
 demo: $(RUNTIME)
 	$(BIN)/points db upgrade
 	$(BIN)/points demo
+	@echo "Serving the API and the wallet app on http://127.0.0.1:8000 (Ctrl-C stops it)"
+	$(BIN)/points serve
 
 lint: $(TESTING)
 	$(BIN)/ruff check .

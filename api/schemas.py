@@ -286,6 +286,11 @@ class WalletAppConfig(Output):
     self_enrolment: bool
     session_days: int
     expiry_notice_days: int
+    qr_prefix: str = Field(
+        description="What the text of every QR code of this city starts with "
+        "(the public origin uppercased, then `/Q/`): a scanned code is sent whole",
+        examples=["HTTPS://PAY.EXAMPLE.JP/Q/"],
+    )
 
 
 class AuditEventPublic(Output):

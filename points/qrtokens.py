@@ -281,14 +281,15 @@ def _fields(token: Token, now: datetime) -> bytes:
     raise InvalidInput(f"not a token: {token!r}")  # pragma: no cover
 
 
-def _prefix(origin: str) -> str:
+def text_prefix(origin: str) -> str:
+    """What every token's text of ``origin`` starts with: ``HTTPS://PAY.EXAMPLE.JP/Q/``."""
     return origin.rstrip("/").upper() + PATH
 
 
 def sign(token: Token, keys: KeySource, now: datetime, *, origin: str) -> str:
     """The token's text (origin, ``/Q/``, base32), signed with the active key. The origin is at
     most 40 characters of the QR alphanumeric set once uppercased (``POINTS_PUBLIC_URL``)."""
-    prefix = _prefix(origin)
+    prefix = text_prefix(origin)
     if len(prefix) > ORIGIN_LENGTH_MAX + len(PATH) or not set(prefix) <= QR_ALPHANUMERIC:
         raise InvalidInput(
             f"the public origin must be at most {ORIGIN_LENGTH_MAX} characters of the QR "
@@ -302,7 +303,7 @@ def sign(token: Token, keys: KeySource, now: datetime, *, origin: str) -> str:
 
 
 def _decode(text: str, origin: str) -> bytes:
-    prefix = _prefix(origin)
+    prefix = text_prefix(origin)
     if not text.isascii():
         raise TokenMalformed("not a QR token of this service")
     upper = text.strip(WHITESPACE).upper()

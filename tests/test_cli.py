@@ -215,6 +215,10 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
     # The output says where the 600 went.
     assert "Paid at a shop: 狛江 花子 paid 600 pt at 狛江珈琲店 / Komae Coffee" in result.output
     assert "verify: no problems" in result.output
+    # The wallet app's address, and a counter code that signs it in as 狛江 花子.
+    assert "The wallet app: http://127.0.0.1:8000/app/" in result.output
+    code = re.search(r"Counter code for 狛江 花子 \(valid 15 minutes, once\): (\S+)", result.output)
+    assert code is not None, result.output
     first_tokens = re.findall(r"kp_\S+", result.output)
     assert len(first_tokens) == 5  # admin, finance, issuer, resident and till tokens
     # In development the first use creates the QR signing key (conftest: a temporary
@@ -257,6 +261,13 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
                 ]
                 assert [answer.status_code in (200, 403) for answer in answers] == [False, True]
                 assert answers[0].status_code == 401
+            # The printed counter code signs the wallet app in as 狛江 花子.
+            app_headers = {"X-Points-Client": "wallet", "Origin": "http://testserver"}
+            signed_in = api.post(
+                "/api/v1/sessions/code", json={"code": code.group(1)}, headers=app_headers
+            )
+            assert signed_in.status_code == 201, signed_in.text
+            assert api.get("/api/v1/me").json()["name"] == "狛江 花子"
     finally:
         engine.dispose()
     # The ledger demo runs beside it on the same database.

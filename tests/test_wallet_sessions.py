@@ -237,6 +237,7 @@ def test_self_enrolment_in_the_app(world: World, browser: TestClient) -> None:
         "self_enrolment": True,
         "session_days": 180,
         "expiry_notice_days": 60,
+        "qr_prefix": world.app.state.services.settings.public_origin.upper() + "/Q/",
     }
     response = browser.post("/api/v1/sessions/self", json={}, headers=APP)
     assert response.status_code == 201, response.text

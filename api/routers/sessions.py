@@ -11,7 +11,7 @@ from api.bodies import StrictRoute
 from api.deps import ServicesDep
 from api.safety import rate_limited
 from api.schemas import EnrolmentRedeem, SessionStarted, WalletAppConfig, error_responses
-from points import access
+from points import access, qrtokens
 from points.errors import SelfEnrolmentClosed
 
 router = APIRouter(tags=["wallet app"], route_class=StrictRoute)
@@ -24,12 +24,14 @@ router = APIRouter(tags=["wallet app"], route_class=StrictRoute)
 )
 def wallet_app(services: ServicesDep) -> WalletAppConfig:
     """Whether residents may start a wallet without visiting the counter, how long a session
-    lasts unused, and how many days ahead expiring points are announced. Public."""
+    lasts unused, how many days ahead expiring points are announced, and what every QR code of
+    the city starts with. Public."""
     settings = services.settings
     return WalletAppConfig(
         self_enrolment=settings.self_enrolment,
         session_days=settings.wallet_session_days,
         expiry_notice_days=settings.expiry_notice_days,
+        qr_prefix=qrtokens.text_prefix(settings.public_origin),
     )
 
 

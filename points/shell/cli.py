@@ -180,7 +180,11 @@ def demo_command() -> None:
     schema.upgrade(engine)
     _signing_key_ready(settings)
     signing = flows.Signing(keys.KeyRing(settings.key_dir), settings.public_origin)
-    _explained(lambda: run_seed(engine, system_clock, signing, echo=click.echo))
+    _explained(
+        lambda: run_seed(
+            engine, system_clock, signing, secret_key=settings.secret_key_bytes, echo=click.echo
+        )
+    )
 
 
 def _signing_key_ready(settings: Settings) -> None:

@@ -5,7 +5,8 @@ the point type ``pt`` (valid until the end of the month 12 months after the mont
 health department's checkup program and the environment department's volunteering program,
 each funded for the current fiscal year, a shop accepting ``pt`` with one till, three residents,
 a few awards, and one payment at the shop by payment QR (``redemption.flows``). Then it prints
-each resident's wallet and tokens to try the API with.
+each resident's wallet, tokens to try the API with, and the wallet app's address with a counter
+code (an enrolment code, valid 15 minutes) that signs the app in as the first resident.
 
 Safe to run again: everything is found by its code, name or record id, so a second run awards
 and pays nothing twice. It prints new tokens and revokes the ones an earlier run printed.
@@ -51,6 +52,7 @@ def run_seed(
     clock: Callable[[], datetime],
     signing: flows.Signing,
     *,
+    secret_key: bytes,
     echo: Callable[[str], None] = print,
 ) -> None:
     def write(work: Callable[[Session], T]) -> T:
@@ -149,6 +151,14 @@ def run_seed(
     )
     for role, secret in tokens:
         echo(f"  {role:9} {secret}")
+    _enrolment, code = write(
+        lambda s: access.create_enrolment_code(
+            s, SYSTEM, now, residents[0], secret_key=secret_key
+        )
+    )
+    echo("")
+    echo(f"The wallet app: {signing.origin.rstrip('/')}/app/  (a phone-sized window shows it best)")
+    echo(f"  Counter code for {payer} (valid 15 minutes, once): {code}")
 
 
 def _get_point_type(session: Session, point_type: pointtypes.PointType) -> pointtypes.PointType:
