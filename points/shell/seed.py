@@ -152,9 +152,7 @@ def run_seed(
     for role, secret in tokens:
         echo(f"  {role:9} {secret}")
     _enrolment, code = write(
-        lambda s: access.create_enrolment_code(
-            s, SYSTEM, now, residents[0], secret_key=secret_key
-        )
+        lambda s: access.create_enrolment_code(s, SYSTEM, now, residents[0], secret_key=secret_key)
     )
     echo("")
     echo(f"The wallet app: {signing.origin.rstrip('/')}/app/  (a phone-sized window shows it best)")

@@ -31,7 +31,9 @@ async function start() {
 }
 
 function header() {
-  document.getElementById("lang").textContent = t().switchLanguage;
+  const switcher = document.getElementById("lang");
+  switcher.textContent = t().switchLanguage;
+  switcher.lang = lang() === "ja" ? "en" : "ja";
   document.getElementById("title").textContent = t().appName;
   document.getElementById("offline").textContent = t().offline;
 }
@@ -200,7 +202,9 @@ function homeScreen() {
   show("home", () => {
     const wallet = mainWallet();
     const others = (state.wallets || []).filter((other) => other !== wallet);
+    // The nearest expiry always; in the warning colour when the city's notice period has begun.
     const soon = wallet && wallet.expiring_soon;
+    const nearest = soon || (wallet && wallet.by_expiry.find((line) => line.valid_until));
     return [
       h("h1", { class: "visually-hidden" }, t().homeTitle),
       h(
@@ -209,9 +213,13 @@ function homeScreen() {
         h("p", { class: "label" }, wallet ? t().balanceOf(walletName(wallet)) : t().balance),
         h("p", { id: "balance", class: "balance" }, money(wallet ? wallet.balance : 0)),
         state.offline && state.at && h("p", { id: "balance-at" }, t().balanceAt(moment(state.at))),
-        soon
-          ? h("p", { id: "expiring", class: "expiring" }, t().expiring(money(soon.amount), day(soon.valid_until)))
-          : h("p", { class: "quiet" }, wallet ? t().noExpiring : t().noWallet),
+        nearest
+          ? h(
+              "p",
+              { id: "expiring", class: soon ? "expiring soon" : "expiring" },
+              t().expiring(money(nearest.amount), day(nearest.valid_until)),
+            )
+          : h("p", { class: "quiet" }, wallet && wallet.balance > 0 ? t().noExpiring : t().noWallet),
       ),
       others.map((other) =>
         h("p", { class: "other-wallet" }, `${walletName(other)}: ${money(other.balance)}`),

@@ -29,7 +29,7 @@ export default {
   balanceOf: (name) => `${name} balance`,
   balance: "Balance",
   expiring: (amount, date) => `${amount} expire on ${date}`,
-  noExpiring: "No points are expiring soon.",
+  noExpiring: "Your points have no expiry date.",
   balanceAt: (when) => `Balance as of ${when}`,
   scan: "Scan a QR code",
   showPayCode: "Show my pay code",

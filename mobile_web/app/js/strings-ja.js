@@ -29,7 +29,7 @@ export default {
   balanceOf: (name) => `${name}の残高`,
   balance: "残高",
   expiring: (amount, date) => `${amount} が ${date} に失効します`,
-  noExpiring: "まもなく失効するポイントはありません。",
+  noExpiring: "有効期限のあるポイントはありません。",
   balanceAt: (when) => `${when} 時点の残高です`,
   scan: "QRコードを読み取る",
   showPayCode: "支払いコードを見せる",
