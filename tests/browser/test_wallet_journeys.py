@@ -305,6 +305,10 @@ def test_in_english(page: Page, city: City, camera: FakeCamera, shoot: Shoot) ->
     settings.locator("#lang-ja").click()
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     settings.locator("#signout").click()
+    # Asked first: "no" keeps the session, "yes" ends it.
+    settings.locator("#signout-keep").click()
+    settings.locator("#signout").click()
+    settings.locator("#signout-confirm").click()
     on_screen(page, "enrol")
     page.goto("/app/#/home")
     on_screen(page, "enrol")

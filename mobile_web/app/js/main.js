@@ -354,6 +354,16 @@ async function settingsScreen() {
     forget();
     go("#/enrol");
   };
+  let asking = false;
+  const ask = () => {
+    asking = true;
+    redraw();
+    document.getElementById("signout-keep").focus();
+  };
+  const keep = () => {
+    asking = false;
+    redraw();
+  };
   const choose = (code) => () => {
     setLang(code);
     header();
@@ -387,7 +397,14 @@ async function settingsScreen() {
       ),
     errorLine(null),
     h("p", { class: "hint" }, t().signOutHelp),
-    button("signout", t().signOut, signOut, "danger"),
+    // A second tap to confirm: signing out by mistake means a visit to the counter.
+    asking
+      ? [
+          h("p", { id: "signout-question", class: "lead", role: "alert" }, t().signOutSure),
+          button("signout-confirm", t().signOutYes, signOut, "danger"),
+          button("signout-keep", t().signOutNo, keep, "secondary"),
+        ]
+      : button("signout", t().signOut, ask, "danger"),
     link("back", t().back, "#/home"),
   ]);
 }

@@ -112,6 +112,9 @@ export default {
   signOut: "Stop using the wallet on this phone",
   signOutHelp:
     "To use it again afterwards, get a code at the city counter. Your points are not lost.",
+  signOutSure: "Stop using the wallet on this phone? To use it again you will need a code from the city counter.",
+  signOutYes: "Yes, stop",
+  signOutNo: "No, keep using it",
 
   problems: {
     enrolment_code_invalid: "That code is not right. Check the code from the counter again.",
