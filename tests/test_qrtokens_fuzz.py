@@ -266,9 +266,11 @@ def test_a_valid_token_path_gets_the_japanese_page(page_world: World) -> None:
         for path in (f"/Q/{encoded}", f"/q/{encoded.lower()}"):
             response = page_world.client.get(path)
             assert response.status_code == 200
-            assert response.text.index("ウォレットアプリで開いてください") < response.text.index(
-                "Open this QR code"
+            # Japanese first, English after it, and a way into the app from the page.
+            assert response.text.index("ウォレットで読み取ってください") < response.text.index(
+                "Scan this code in the wallet"
             )
+            assert 'href="/app/"' in response.text
     response = page_world.client.get("/Q/not-a-token")
     assert response.status_code == 422
     assert response.json()["code"] == "token_malformed"

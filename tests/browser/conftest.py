@@ -43,11 +43,11 @@ def chromium_executable() -> str | None:
     return shutil.which("chromium")
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="package", params=BACKENDS)
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """``points serve`` on a fresh database of each backend, for the whole session."""
+    """``points serve`` on a fresh database of each backend, for all the browser tests."""
     backend = str(request.param)
     if backend == "postgresql" and not os.environ.get("POINTS_TEST_POSTGRES_URL"):
         pytest.skip("POINTS_TEST_POSTGRES_URL is not set")
@@ -55,25 +55,27 @@ def live(
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def city(live: Server) -> City:
     return seed_city(live)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop marked as running in
+# this thread while it is open, and tests outside this package that call anyio.run would fail.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as instance:
         expect.set_options(timeout=EXPECT_TIMEOUT)
         yield instance
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def camera(tmp_path_factory: pytest.TempPathFactory) -> FakeCamera:
     """``camera.show(text)``: what the fake camera shows the next time a page opens it."""
     return FakeCamera(tmp_path_factory.mktemp("camera") / "camera.y4m")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, camera: FakeCamera) -> Iterator[Browser]:
     executable = chromium_executable()
     if executable is None:
