@@ -26,6 +26,12 @@ not changed and was read less than a second ago, so forged ids cannot make a hos
 disk on every request), and at most every ``refresh_seconds`` (60 by default) otherwise, so a
 retirement is seen within a minute everywhere.
 
+The directory also holds ``pin-pepper`` (32 random bytes, mode 0600): the server-side secret
+mixed into every card PIN hash (``redemption.cards``), kept here and never in the database, so a
+copy of the database alone cannot test PINs. ``points keys init`` writes it with the first key,
+and on a directory whose keys predate it, writes only the pepper. Losing it voids every PIN (the
+residents choose new ones at the counter), as losing the keys voids every printed code.
+
 Printed tokens (store QR codes at tills, residents' cards) keep working as long as their key
 verifies, so retiring a key they use is refused unless forced; the tables of printed tokens
 come with later issues and register a counter in ``PRINTED_TOKEN_COUNTERS`` (the shell does,
@@ -70,6 +76,10 @@ PrintedTokenCounter = Callable[[Session | Engine, int], int]
 PRINTED_TOKEN_COUNTERS: list[PrintedTokenCounter] = []
 #: Seconds after which an unchanged directory is read again on an unknown key id.
 UNKNOWN_KID_REREAD_SECONDS = 1.0
+
+
+PEPPER_FILE = "pin-pepper"
+PEPPER_SIZE = 32
 
 
 class KeyStatus(enum.StrEnum):
@@ -119,6 +129,7 @@ class KeyRing:
         self._keys: dict[int, _Key] = {}
         self._read_at: float | None = None
         self._directory_mtime: int | None = None
+        self._pepper: bytes | None = None
 
     def signing_key(self) -> tuple[int, Ed25519PrivateKey]:
         self._fresh()
@@ -137,6 +148,12 @@ class KeyRing:
             self.reload()
         key = self._keys.get(kid)
         return key.info if key is not None else None
+
+    def pin_pepper(self) -> bytes:
+        """The card PIN pepper of this directory (read once; it never changes)."""
+        if self._pepper is None:
+            self._pepper = read_pin_pepper(self.directory)
+        return self._pepper
 
     def public_keys(self) -> list[PublicKeyInfo]:
         self._fresh()
@@ -176,6 +193,21 @@ def read_keys(directory: Path) -> dict[int, _Key]:
         key = _read_key(directory, sidecar)
         keys[key.info.kid] = key
     return keys
+
+
+def read_pin_pepper(directory: Path) -> bytes:
+    _check_directory(directory)
+    path = directory / PEPPER_FILE
+    if not path.exists():
+        raise NoSigningKey(
+            f"{directory} (POINTS_KEY_DIR) holds no {PEPPER_FILE}; `points keys init` writes it",
+            key_dir=str(directory),
+        )
+    _check_file(path)
+    pepper = path.read_bytes()
+    if len(pepper) != PEPPER_SIZE:
+        raise KeyFileUnsafe(f"{path} is not {PEPPER_SIZE} bytes", path=str(path))
+    return pepper
 
 
 def _read_key(directory: Path, sidecar: Path) -> _Key:
@@ -255,17 +287,22 @@ def _check_file(path: Path) -> None:
 # Writing -----------------------------------------------------------------------------------
 
 
-def init_keys(directory: Path, now: datetime) -> PublicKeyInfo:
-    """Create the directory (0700) and its first, active key; refused when any key exists."""
+def init_keys(directory: Path, now: datetime) -> PublicKeyInfo | None:
+    """Create the directory (0700), the PIN pepper and the first, active key. On a directory
+    whose keys exist, write the pepper if it is missing (and return None); refused when the
+    pepper exists too."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(directory):
         existing = read_keys(directory)
+        if existing and _ensure_pepper(directory):
+            return None
         if existing:
             raise KeyExists(
                 f"{directory} already holds {len(existing)} key(s); "
                 "use `points keys rotate` for a new one",
                 key_dir=str(directory),
             )
+        _ensure_pepper(directory)
         return _create_key(directory, 1, now)
 
 
@@ -275,7 +312,9 @@ def ensure_key(directory: Path, now: datetime) -> PublicKeyInfo | None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(directory):
         if read_keys(directory):
+            _ensure_pepper(directory)
             return None
+        _ensure_pepper(directory)
         return _create_key(directory, 1, now)
 
 
@@ -327,6 +366,15 @@ def retire(
         _write_meta(directory, retired)
         _pem_path(directory, kid).unlink(missing_ok=True)
         return retired
+
+
+def _ensure_pepper(directory: Path) -> bool:
+    """Write a new PIN pepper unless one exists; True when it wrote one."""
+    path = directory / PEPPER_FILE
+    if path.exists():
+        return False
+    _atomic_write(path, os.urandom(PEPPER_SIZE))
+    return True
 
 
 def _create_key(directory: Path, kid: int, now: datetime) -> PublicKeyInfo:

@@ -82,10 +82,12 @@ def assert_no_private_key(text: str, key_dir: Path) -> None:
 def test_init_writes_owner_only_files_and_refuses_a_second_time(tmp_path: Path) -> None:
     key_dir = tmp_path / "keys"
     created = keys.init_keys(key_dir, NOW)
+    assert created is not None
     assert (created.kid, created.status, created.created_at) == (1, KeyStatus.ACTIVE, NOW)
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
     files = sorted(path.name for path in key_dir.iterdir() if not path.name.startswith("."))
-    assert files == ["key-00001.json", "key-00001.pem"]
+    assert files == ["key-00001.json", "key-00001.pem", "pin-pepper"]
+    assert len(keys.KeyRing(key_dir).pin_pepper()) == keys.PEPPER_SIZE
     for path in key_dir.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert pem_texts(key_dir)[0].startswith("-----BEGIN PRIVATE KEY-----")  # PKCS8
@@ -100,6 +102,25 @@ def test_init_writes_owner_only_files_and_refuses_a_second_time(tmp_path: Path) 
     with pytest.raises(KeyExists):
         keys.init_keys(key_dir, LATER)
     assert len(list(key_dir.glob("key-*"))) == 2  # nothing overwritten
+
+
+def test_init_adds_the_pin_pepper_to_a_directory_from_before_it(tmp_path: Path) -> None:
+    key_dir = tmp_path / "keys"
+    keys.init_keys(key_dir, NOW)
+    (key_dir / keys.PEPPER_FILE).unlink()
+    with pytest.raises(NoSigningKey):
+        keys.KeyRing(key_dir).pin_pepper()
+    assert keys.init_keys(key_dir, LATER) is None  # the pepper only
+    pepper = keys.KeyRing(key_dir).pin_pepper()
+    assert len(pepper) == keys.PEPPER_SIZE and pepper != bytes(keys.PEPPER_SIZE)
+    assert stat.S_IMODE((key_dir / keys.PEPPER_FILE).stat().st_mode) == 0o600
+    assert [info.kid for info in keys.list_keys(key_dir)] == [1]
+    with pytest.raises(KeyExists):
+        keys.init_keys(key_dir, LATER)
+    assert keys.KeyRing(key_dir).pin_pepper() == pepper  # never replaced
+    (key_dir / keys.PEPPER_FILE).chmod(0o644)
+    with pytest.raises(KeyFileUnsafe):
+        keys.KeyRing(key_dir).pin_pepper()
 
 
 def test_a_rotated_away_key_still_verifies_and_a_retired_one_never(tmp_path: Path) -> None:

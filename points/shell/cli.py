@@ -202,6 +202,7 @@ def _signing_key_ready(settings: Settings) -> None:
     try:
         keys.list_keys(directory)  # a missing directory or an unsafe file, with its reason
         keys.KeyRing(directory).signing_key()
+        keys.read_pin_pepper(directory)  # cards' PINs (written by `points keys init`)
     except PointsError as error:
         raise click.ClickException(f"cannot start: {error.message}") from error
 
@@ -688,10 +689,14 @@ def keys_group() -> None:
 
 @keys_group.command("init")
 def keys_init() -> None:
-    """Create the key directory and its first, active key (refused when a key exists)."""
+    """Create the key directory, the card PIN pepper and the first, active key (refused when a
+    key exists; on a directory from before card PINs, writes only the pepper)."""
     directory = _settings().key_dir
     created = _explained(lambda: keys.init_keys(directory, system_clock()))
-    click.echo(f"created key {created.kid} (active) in {directory}")
+    if created is None:
+        click.echo(f"wrote the card PIN pepper ({keys.PEPPER_FILE}) in {directory}")
+    else:
+        click.echo(f"created key {created.kid} (active) and the card PIN pepper in {directory}")
 
 
 @keys_group.command("rotate")
