@@ -25,6 +25,7 @@ from points.errors import Forbidden, Unauthenticated
 from points.keys import KeyRing
 from points.settings import Settings
 from points.uow import unit_of_work
+from redemption.cards import CardSigning
 from redemption.flows import Signing
 
 T = TypeVar("T")
@@ -45,6 +46,11 @@ class Services:
     def signing(self) -> Signing:
         """What signing and verifying QR tokens needs: the keys and the public origin."""
         return Signing(self.keys, self.settings.public_origin)
+
+    @property
+    def card_signing(self) -> CardSigning:
+        """Cards: the keys, the public origin and the PIN pepper (all in ``POINTS_KEY_DIR``)."""
+        return CardSigning(self.keys, self.settings.public_origin, self.keys)
 
     @property
     def pseudonym_key(self) -> bytes:

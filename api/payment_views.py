@@ -3,8 +3,13 @@ resident with the shop's name, finance with the resident's pseudonymous id."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from sqlmodel import Session
+
+from api.schemas_cards import CardReceipt
+from api.schemas_earning import ExpiryLinePublic
 from api.schemas_spending import (
     FinancePaymentPublic,
     MerchantPaymentPublic,
@@ -14,6 +19,10 @@ from api.schemas_spending import (
     TillPublic,
 )
 from points import qrrender
+from points.calendar import NEVER
+from points.pointtypes import get_point_type
+from points.wallet_views import wallet_view
+from redemption import cards
 from redemption.flows import RequestView
 from redemption.merchants import SettingsView, Till
 from redemption.payments import PaymentView
@@ -97,4 +106,26 @@ def settings_public(found: SettingsView) -> MerchantSettingsPublic:
         confirm_timeout_seconds=settings.confirm_timeout_seconds,
         refund_window_days=settings.refund_window_days,
         updated_at=settings.updated_at,
+    )
+
+
+def card_receipt(
+    session: Session, paid: PaymentView, now: datetime, notice_days: int
+) -> CardReceipt:
+    """What a card has left after a payment, and its nearest expiry (for the till's receipt)."""
+    payment = paid.payment
+    assert payment.card_id is not None
+    card = cards.get_card(session, payment.card_id)
+    point_type = get_point_type(session, payment.point_type_id)
+    wallet = wallet_view(session, point_type, payment.resident_id, now, notice_days)
+    nearest = next((line for line in wallet.by_expiry if line.valid_until != NEVER), None)
+    return CardReceipt(
+        card_last4=card.last4,
+        point_type=point_type.code,
+        balance=wallet.balance,
+        nearest_expiry=(
+            ExpiryLinePublic(valid_until=nearest.valid_until, amount=nearest.amount)
+            if nearest is not None
+            else None
+        ),
     )

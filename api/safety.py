@@ -4,6 +4,9 @@
 ``IdempotencyDep``; they then require an ``Idempotency-Key`` header (1 to 255 printable ASCII
 characters) and run their work through ``idempotency.run(...)`` (``points.idempotency`` says
 what is guaranteed). A test walks the routes and fails if a value-moving route lacks either.
+A body field that is a secret (a card's PIN: ``secret_fields``) enters the request fingerprint
+only as an HMAC under the server's secret key: an unkeyed hash of a body with a 4-digit PIN
+would give the PIN away in milliseconds to whoever reads the idempotency table.
 
 **Rate limits** are declared per route with ``dependencies=[rate_limited("name")]``, from the
 table ``RATE_LIMITS`` (per principal or per client address; the sizes are settings); counts
@@ -15,6 +18,8 @@ than ``JSON_DEPTH_MAX`` (422) before any parsing, so a hostile body costs a boun
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -29,7 +34,7 @@ from api.deps import CallerDep, Services, ServicesDep
 from api.errors import describe_refusal, problem
 from points import ratelimit
 from points.auth import Principal
-from points.idempotency import KEY_MAX_LENGTH, request_hash, run_idempotent
+from points.idempotency import KEY_MAX_LENGTH, request_hash, run_idempotent, stored_result
 
 VALUE_MOVING: dict[str, Any] = {"x-value-moving": True}
 #: Paths that take a file (a bulk CSV): their bodies may be up to ``max_upload_bytes``.
@@ -64,6 +69,38 @@ class Idempotency:
         self._services = services
         self.key = key
 
+    def _fingerprint(self, body: BaseModel | None, secret_fields: tuple[str, ...]) -> bytes:
+        dumped = body.model_dump(mode="json") if body is not None else None
+        if dumped is not None and secret_fields:
+            key = self._services.settings.secret_key_bytes
+            for name in secret_fields:
+                value = dumped.get(name)
+                if value is not None:
+                    message = f"{name}\x00{value}".encode()
+                    dumped[name] = hmac.new(key, message, hashlib.sha256).hexdigest()
+        return request_fingerprint(
+            self._request.method,
+            self._request.url.path,
+            self._request.query_params.multi_items(),
+            dumped,
+        )
+
+    def replay(
+        self,
+        caller: Principal,
+        body: BaseModel | None,
+        *,
+        secret_fields: tuple[str, ...] = (),
+    ) -> JSONResponse | None:
+        """The stored answer to this very request if it completed before (else ``None``)."""
+        stored = stored_result(
+            self._services.engine,
+            caller.principal_id,
+            self.key,
+            self._fingerprint(body, secret_fields),
+        )
+        return _response(stored.status, stored.body, replayed=True) if stored else None
+
     def run(
         self,
         caller: Principal,
@@ -72,6 +109,7 @@ class Idempotency:
         *,
         namespace: str | None = None,
         own_transactions: bool = False,
+        secret_fields: tuple[str, ...] = (),
     ) -> JSONResponse:
         """Run ``work`` once per key in the caller's namespace (by default the principal; a
         route may share one among a group, e.g. a department's officers)."""
@@ -80,28 +118,27 @@ class Idempotency:
             self._services.clock,
             namespace=namespace or caller.principal_id,
             key=self.key,
-            fingerprint=request_fingerprint(
-                self._request.method,
-                self._request.url.path,
-                self._request.query_params.multi_items(),
-                body.model_dump(mode="json") if body is not None else None,
-            ),
+            fingerprint=self._fingerprint(body, secret_fields),
             work=work,
             describe_refusal=describe_refusal,
             lease=self._services.settings.idempotency_lease,
             own_transactions=own_transactions,
         )
-        headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
-        if stored.status >= 400:
-            body_out = dict(stored.body)
-            return problem(
-                stored.status,
-                body_out.pop("code"),
-                body_out.pop("detail"),
-                headers=headers,
-                **body_out,
-            )
-        return JSONResponse(stored.body, status_code=stored.status, headers=headers)
+        return _response(stored.status, stored.body, replayed=stored.replayed)
+
+
+def _response(status: int, body: Any, *, replayed: bool) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    if status >= 400:
+        body_out = dict(body)
+        return problem(
+            status,
+            body_out.pop("code"),
+            body_out.pop("detail"),
+            headers=headers,
+            **body_out,
+        )
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(Idempotency)]

@@ -97,6 +97,26 @@ def request_hash(method: str, route: str, body: Any) -> bytes:
     return hashlib.sha256(document.encode("utf-8")).digest()
 
 
+def stored_result(
+    engine: Engine, namespace: str, key: str, fingerprint: bytes
+) -> StoredResponse | None:
+    """The stored result of this very request, if it completed (a read, no claim): lets a
+    route answer a retry before doing what must not be repeated before the claim (counting a
+    card's PIN attempt). ``None`` when there is none yet, or it is another request's (the claim
+    then says so)."""
+
+    def read(session: Session) -> StoredResponse | None:
+        record = session.get(IdempotencyRecord, (namespace, key))
+        if record is None or record.state != "done" or bytes(record.request_hash) != fingerprint:
+            return None
+        assert record.response_status is not None and record.response_body is not None
+        return StoredResponse(
+            record.response_status, json.loads(record.response_body), replayed=True
+        )
+
+    return unit_of_work(engine, read, read_only=True)
+
+
 def check_key(key: str | None) -> str:
     if key is None or key == "":
         raise InvalidInput(

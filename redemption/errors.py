@@ -13,18 +13,29 @@ every HTTP status, by the base class)::
     ├── RefundNotAllowed        a refund of a pending or voided payment (refund_not_allowed)
     ├── RefundExceedsPayment    more than is left to refund (refund_exceeds_payment, refundable)
     ├── RefundWindowOver        a refund after the shop's refund window (refund_window_over)
-    └── TillRevoked             a revoked till's store QR cannot be reissued (till_revoked)
+    ├── TillRevoked             a revoked till's store QR cannot be reissued (till_revoked)
+    ├── CardBlocked             a blocked or replaced card, or its resident cannot pay
+    │                           (moved out, deceased, blocked, erased) (card_blocked)
+    ├── CardLocked              5 wrong PINs: staff unlock it (card_locked)
+    ├── CardExists              the resident has an active card: block and reissue (card_exists)
+    └── CardMerchantLimitExceeded  the card's payments at this shop today (card_shop_limit_exceeded)
     InvalidInput
     ├── PointTypeNotAccepted    a point type the shop does not take (point_type_not_accepted)
     ├── AmountMismatch          an amount other than the payment QR's (amount_mismatch)
-    └── PayCodeLimitExceeded    above the resident's pay-code limit (pay_code_limit_exceeded)
+    ├── PayCodeLimitExceeded    above the resident's pay-code limit (pay_code_limit_exceeded)
+    ├── CardDailyLimitExceeded  above what the card may pay today (card_daily_limit_exceeded)
+    ├── CardNumberInvalid       not 16 digits, or a failed check digit (card_number_invalid)
+    ├── PinInvalid              not 4 to 6 digits, or too easy a new PIN (pin_invalid)
+    └── PinIncorrect            a wrong PIN, with ``attempts_left`` (pin_incorrect)
     Forbidden
     └── TillRequired            only a till (a shop's device) takes payments (till_required)
+    RateLimited
+    └── PinAttemptsExceeded     a till's 10 wrong PINs in an hour (pin_attempts_exceeded)
 """
 
 from __future__ import annotations
 
-from points.errors import Conflict, Forbidden, InvalidInput
+from points.errors import Conflict, Forbidden, InvalidInput, RateLimited
 
 
 class MerchantNotActive(Conflict):
@@ -81,3 +92,39 @@ class PayCodeLimitExceeded(InvalidInput):
 
 class TillRequired(Forbidden):
     code = "till_required"
+
+
+class CardBlocked(Conflict):
+    code = "card_blocked"
+
+
+class CardLocked(Conflict):
+    code = "card_locked"
+
+
+class CardExists(Conflict):
+    code = "card_exists"
+
+
+class CardMerchantLimitExceeded(Conflict):
+    code = "card_shop_limit_exceeded"
+
+
+class CardDailyLimitExceeded(InvalidInput):
+    code = "card_daily_limit_exceeded"
+
+
+class CardNumberInvalid(InvalidInput):
+    code = "card_number_invalid"
+
+
+class PinInvalid(InvalidInput):
+    code = "pin_invalid"
+
+
+class PinIncorrect(InvalidInput):
+    code = "pin_incorrect"
+
+
+class PinAttemptsExceeded(RateLimited):
+    code = "pin_attempts_exceeded"

@@ -24,6 +24,10 @@ takes one (``merchant_not_active``, ``till_required``).
     ``auto_confirm`` mode has amounts up to its limit posted at once. A confirm after the
     deadline is ``payment_timed_out``; the ledger resolves a hold once, so a confirm, a decline
     and the job racing each other have one outcome and everybody reads it from the ledger.
+(d) **Card and PIN** (``redemption.cards``): the till scans the resident's card or keys its
+    number, keys the amount, and the resident types the PIN on the till; the PIN is counted and
+    compared first (``cards.verify_pin``), then ``pay_by_card`` takes the points at once, within
+    the card's limits of the day. Only a till takes card payments.
 
 After the fact: a payment QR of a till revoked since is refused (``token_revoked``), a pay code
 of a resident no longer active (``resident_not_active``), and a suspended shop's confirm
@@ -54,7 +58,7 @@ from points.pointtypes import PointType, get_point_type
 from points.registry import Merchant, Resident, ResidentStatus, new_id
 from points.sqlbase import UTCDateTime
 from points.wallet_views import wallet_view
-from redemption import merchants
+from redemption import cards, merchants
 from redemption.errors import (
     AmountMismatch,
     PayCodeLimitExceeded,
@@ -563,6 +567,50 @@ def pay_by_code(
     )
 
 
+# (d) Card and PIN ----------------------------------------------------------------------------
+
+
+def card_till(
+    session: Session, caller: Principal, point_type: str | None
+) -> tuple[Till, PointType]:
+    """Before a PIN is typed: the caller is a till of an active shop that takes the point type
+    (so other staff cannot spend a card's PIN attempts)."""
+    till = merchants.till_of(session, caller)
+    merchants.active_merchant(session, till.merchant_id)
+    return till, merchants.accepted_type(session, till.merchant_id, point_type)
+
+
+def pay_by_card(
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    card_id: str,
+    *,
+    amount: int,
+    point_type: str | None,
+    reference: str,
+) -> PaymentView:
+    """The till named the card, the resident typed the right PIN (``cards.verify_pin``, which
+    the caller ran first): paid at once, within the card's limits of the day."""
+    _check_amount(amount)
+    _check_reference(reference)
+    till, paid_in = card_till(session, caller, point_type)
+    card = cards.get_card(session, card_id)
+    cards.usable(session, card)
+    cards.count_towards_limits(session, card, paid_in, till.merchant_id, amount, now)
+    return _take(
+        session,
+        now,
+        till,
+        paid_in,
+        card.resident_id,
+        amount,
+        flow=Flow.CARD,
+        reference=reference,
+        card_id=card.id,
+    )
+
+
 # Taking the points ---------------------------------------------------------------------------
 
 
@@ -593,6 +641,7 @@ def _take(
     reference: str,
     request_id: str | None = None,
     pay_code_id: str | None = None,
+    card_id: str | None = None,
     hold_until: datetime | None = None,
 ) -> PaymentView:
     merchant = merchants.get_merchant(session, till.merchant_id)
@@ -624,6 +673,7 @@ def _take(
         reference=reference,
         request_id=request_id,
         pay_code_id=pay_code_id,
+        card_id=card_id,
         entry_id=entry.id,
         hold=held,
         confirm_by=hold_until,

@@ -75,6 +75,8 @@ class Flow(enum.StrEnum):
     PAY_CODE = "pay_code"
     #: The resident scanned the till's printed QR and typed the amount.
     STORE_QR = "store_qr"
+    #: The till scanned (or keyed) the resident's card and the resident typed the PIN.
+    CARD = "card"
 
 
 class State(enum.StrEnum):
@@ -97,11 +99,12 @@ class Payment(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint(f"amount BETWEEN 1 AND {AMOUNT_MAX}", name="amount"),
         sa.CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded_within_amount"),
-        sa.CheckConstraint("flow IN ('payment_qr', 'pay_code', 'store_qr')", name="flow"),
+        sa.CheckConstraint("flow IN ('payment_qr', 'pay_code', 'store_qr', 'card')", name="flow"),
         sa.CheckConstraint("(hold AND confirm_by IS NOT NULL) OR NOT hold", name="hold_deadline"),
         sa.CheckConstraint("NOT hold OR flow = 'store_qr'", name="hold_only_store_qr"),
         sa.CheckConstraint("(flow = 'payment_qr') = (request_id IS NOT NULL)", name="request"),
         sa.CheckConstraint("(flow = 'pay_code') = (pay_code_id IS NOT NULL)", name="pay_code"),
+        sa.CheckConstraint("(flow = 'card') = (card_id IS NOT NULL)", name="card"),
         sa.Index("ix_payment_merchant_id_seq", "merchant_id", "seq"),
         sa.Index("ix_payment_resident_id_seq", "resident_id", "seq"),
         sa.Index("ix_payment_merchant_id_created_at", "merchant_id", "created_at"),
@@ -121,6 +124,8 @@ class Payment(SQLModel, table=True):
     #: The payment QR paid (flow payment_qr) or the pay code scanned (flow pay_code): once each.
     request_id: str | None = Field(default=None, max_length=32, unique=True)
     pay_code_id: str | None = Field(default=None, max_length=32, unique=True)
+    #: The resident's card (flow card).
+    card_id: str | None = Field(default=None, foreign_key="card.id", max_length=32)
     #: The ledger entry that took the points: a posted spend, or a hold (``hold``).
     entry_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False, unique=True))
     hold: bool = Field(default=False)

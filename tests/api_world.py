@@ -100,6 +100,11 @@ WRITABLE_TABLES = (
     "payment",
     "payment_refund",
     "payment_event",
+    "card",
+    "pin_attempt",
+    "card_policy",
+    "card_day",
+    "card_shop_day",
 )
 
 #: The world's point type, and the fiscal year its programs are funded for.

@@ -53,6 +53,7 @@ from fastapi.routing import APIRoute
 from payment_helpers import (
     Shop,
     balance,
+    ensure_signing_key,
     funded_resident,
     give,
     once_per_world,
@@ -238,6 +239,38 @@ def fresh_staff(world: World) -> dict[str, Any]:
 
 def fresh_token(world: World) -> dict[str, Any]:
     return {"token_id": world.fresh_token()}
+
+
+CARD_PIN = "4826"
+
+
+def fresh_card(world: World) -> dict[str, Any]:
+    """A new card (of a new resident with 1 pt), issued at the counter."""
+    ensure_signing_key(world)
+    resident = funded_resident(world, 1)
+    made = world.client.post(
+        f"{C}/residents/{resident.id}/cards", json={"pin": CARD_PIN}, headers=world.counter.headers
+    )
+    assert made.status_code == 201, made.text
+    return {**stock(world), "card_id": made.json()["id"], "card_number": made.json()["number"]}
+
+
+def card_issue_params(world: World) -> dict[str, Any]:
+    ensure_signing_key(world)
+    return fresh_resident(world)
+
+
+def card_payment_body(world: World, _params: dict[str, Any]) -> Any:
+    """A new card with 1 pt, its number and PIN typed at the till."""
+    return {"card_number": fresh_card(world)["card_number"], "pin": CARD_PIN, "amount": 1}
+
+
+def card_lookup_body(_world: World, params: dict[str, Any]) -> Any:
+    return {"card_number": params["card_number"]}
+
+
+def card_issued(world: World, actor: Actor, body: Any) -> None:
+    assert body["status"] == "active" and "pin" not in body
 
 
 def reason(_world: World, _params: dict[str, Any]) -> Any:
@@ -735,6 +768,8 @@ TABLE: list[Row] = [
         per_caller=fresh_request, owned=cancelled_request),
     Row("POST", f"{M}/pay-code-payments", MERCHANT_201, per_caller=own_shop, body=pay_code_body,
         owned=taken_by_the_till, value_moving=True, till_only=True),
+    Row("POST", f"{M}/card-payments", MERCHANT_201, per_caller=own_shop, body=card_payment_body,
+        owned=taken_by_the_till, value_moving=True, till_only=True),
     Row("GET", f"{M}/payments", MERCHANT, per_caller=own_shop, query="?limit=200",
         owned=owns_payment_list),
     Row("GET", f"{M}/payments/{{payment_id}}", MERCHANT, per_caller=own_shop,
@@ -813,6 +848,18 @@ TABLE: list[Row] = [
     Row("POST", f"{C}/residents/{{resident_id}}/wallets/{{point_type}}/reopen", COUNTER,
         params=fresh_closed_wallet, body=reason, audited=True, value_moving=True),
     Row("GET", f"{C}/expiry-notices", "401 403 403 403 200 403 200", media_type="text/csv"),
+    Row("POST", f"{C}/residents/{{resident_id}}/cards", COUNTER_201, params=card_issue_params,
+        body=lambda _w, _p: {"pin": CARD_PIN}, owned=card_issued, audited=True),
+    Row("GET", f"{C}/residents/{{resident_id}}/cards", COUNTER),
+    Row("POST", f"{C}/cards/find", COUNTER, params=fresh_card, body=card_lookup_body),
+    Row("POST", f"{C}/cards/{{card_id}}/block", COUNTER, params=fresh_card, body=reason,
+        audited=True),
+    Row("POST", f"{C}/cards/{{card_id}}/reissue", COUNTER_201, params=fresh_card, body=reason,
+        owned=card_issued, audited=True),
+    Row("POST", f"{C}/cards/{{card_id}}/unlock", COUNTER, params=fresh_card, body=reason,
+        audited=True),
+    Row("POST", f"{C}/cards/{{card_id}}/pin", COUNTER, params=fresh_card,
+        body=lambda _w, _p: {"new_pin": "7392", "reason": "identity checked"}, audited=True),
     # Budgets: finance and admins.
     Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),
     Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/allocations", AUDITORS_201,
@@ -878,6 +925,9 @@ TABLE: list[Row] = [
     Row("POST", f"{A}/tokens/{{token_id}}/revoke", ADMIN, params=fresh_token, body=reason,
         audited=True),
     Row("POST", f"{A}/point-types", ADMIN_201, body=new_point_type_body, audited=True),
+    Row("GET", f"{A}/point-types/{{point_type}}/card-policy", ADMIN),
+    Row("PUT", f"{A}/point-types/{{point_type}}/card-policy", ADMIN,
+        body=lambda _w, _p: {"daily_limit": 10_000, "payments_per_shop": 3}, audited=True),
     Row("GET", f"{A}/point-types", ADMIN),
     Row("GET", f"{A}/point-types/{{point_type_id}}", ADMIN),
     Row("DELETE", f"{A}/point-types/{{point_type_id}}", ADMIN_204, params=fresh_point_type,

@@ -12,7 +12,8 @@ refusal is the value's doing, not the route's.
 
 The routes of paying at shops (issue 17) join the same tests: a till's payment QR and pay-code
 payment, a resident's payment, a refund, the resident's pay-code limit and a shop's settings
-(integers), a scanned token and a till's name (strings), and each refuses unknown fields.
+(integers), a scanned token and a till's name (strings), and each refuses unknown fields; so
+does a till's card payment (issue 19: its amount, and its PIN, a string of digits).
 """
 
 from __future__ import annotations
@@ -208,6 +209,23 @@ def pay_code(world: World) -> dict[str, Any]:
     return {"token": made.json()["token"], "amount": 1, "reference": "R-1"}
 
 
+def card_payment(world: World) -> dict[str, Any]:
+    """The payer's card (issued once per world), its number and PIN typed for 1 pt."""
+
+    def make() -> str:
+        shop(world)  # the signing key and the PIN pepper
+        made = world.client.post(
+            f"{C}/residents/{payer(world).id}/cards",
+            json={"pin": "4826"},
+            headers=world.counter.headers,
+        )
+        assert made.status_code == 201, made.text
+        return str(made.json()["number"])
+
+    number = once_per_world(world, "strict input card", make)
+    return {"card_number": number, "pin": "4826", "amount": 1}
+
+
 PAYMENT_REQUEST = Route(
     "till: payment QR",
     till,
@@ -221,6 +239,22 @@ PAY_CODE_PAYMENT = Route(
     lambda world: f"{M}/pay-code-payments",
     pay_code,
     "amount",
+    value_moving=True,
+)
+CARD_PAYMENT = Route(
+    "till: card payment",
+    till,
+    lambda world: f"{M}/card-payments",
+    card_payment,
+    "amount",
+    value_moving=True,
+)
+CARD_PIN = Route(
+    "till: card payment's PIN",
+    till,
+    lambda world: f"{M}/card-payments",
+    card_payment,
+    "pin",
     value_moving=True,
 )
 PAYMENT = Route(
@@ -275,6 +309,7 @@ NEW_TILL = Route(
 PAYMENT_ROUTES = [
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
+    CARD_PAYMENT,
     PAYMENT,
     REFUND,
     PAY_CODE_LIMIT,
@@ -290,12 +325,13 @@ INTEGER_ROUTES = [
     COUNTER_RESIDENT,
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
+    CARD_PAYMENT,
     PAYMENT,
     REFUND,
     PAY_CODE_LIMIT,
     SHOP_SETTINGS,
 ]
-STRING_ROUTES = [AWARD, CLOSE_WALLET, STAFF, PREVIEW, NEW_TILL]
+STRING_ROUTES = [AWARD, CLOSE_WALLET, STAFF, PREVIEW, NEW_TILL, CARD_PIN]
 MONEY_ROUTES = [
     ALLOCATION,
     AWARD,
@@ -304,6 +340,7 @@ MONEY_ROUTES = [
     TOKEN,
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
+    CARD_PAYMENT,
     PAYMENT,
     REFUND,
     PAY_CODE_LIMIT,

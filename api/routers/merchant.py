@@ -22,9 +22,16 @@ from starlette.concurrency import run_in_threadpool
 
 from api.bodies import StrictRoute
 from api.deps import MerchantDep, Services, ServicesDep
-from api.payment_views import for_merchant, request_public, settings_public, till_public
+from api.payment_views import (
+    card_receipt,
+    for_merchant,
+    request_public,
+    settings_public,
+    till_public,
+)
 from api.safety import VALUE_MOVING, Idempotency, IdempotencyDep
 from api.schemas import PROTECTED_ERRORS, MerchantPublic, PathId
+from api.schemas_cards import CardPaymentCreate, CardPaymentPublic
 from api.schemas_earning import NumericCursor
 from api.schemas_spending import (
     DayTotalsPublic,
@@ -45,7 +52,7 @@ from api.schemas_spending import (
 from points.auth import Principal
 from points.people import get
 from points.registry import Merchant
-from redemption import flows, merchants, payments
+from redemption import cards, flows, merchants, payments
 from redemption.payments import PaymentView
 
 router = APIRouter(
@@ -203,6 +210,71 @@ def pay_by_code(
         return 201, for_merchant(paid, services.pseudonym_key).model_dump(mode="json")
 
     return idempotency.run(caller, body, work)
+
+
+@router.post(
+    "/card-payments",
+    status_code=201,
+    response_model=CardPaymentPublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Take a payment by a resident's card and PIN",
+)
+def pay_by_card(
+    body: CardPaymentCreate,
+    caller: MerchantDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    """The till scanned the resident's card (`card_qr`) or keyed its number (`card_number`),
+    keyed the amount, and the resident typed the PIN on the till: paid at once. The answer's
+    `receipt` has what the card has left and the nearest expiry, for a printed or spoken
+    receipt. Requires an `Idempotency-Key` (the PIN enters its fingerprint only keyed with the
+    server's secret). The PIN is counted before it is compared: `pin_incorrect` (with
+    `attempts_left`), then `card_locked` after 5 wrong; a till with 10 wrong PINs in an hour is
+    refused `pin_attempts_exceeded` (429, `Retry-After`). Other refusals: `pin_invalid`,
+    `card_number_invalid`, `card_blocked`, `card_daily_limit_exceeded`,
+    `card_shop_limit_exceeded`, `insufficient_balance`, `point_type_not_accepted`,
+    `wallet_closed`, `merchant_not_active`, `till_required`, `token_*` (422), `not_found`."""
+    now = services.clock()
+    replayed = idempotency.replay(caller, body, secret_fields=("pin",))
+    if replayed is not None:
+        return replayed
+    signing = services.card_signing
+
+    def named(session: Session) -> tuple[str, str]:
+        till, _ = flows.card_till(session, caller, body.point_type)
+        card = cards.find_card(
+            session, card_number=body.card_number, card_qr=body.card_qr, signing=signing, now=now
+        )
+        cards.usable(session, card)
+        return till.id, card.id
+
+    till_id, card_id = services.read(named)
+    cards.verify_pin(
+        services.engine,
+        now,
+        card_id,
+        body.pin,
+        staff_id=caller.principal_id,
+        till_id=till_id,
+        pepper=services.keys.pin_pepper(),
+    )
+
+    def work(session: Session) -> tuple[int, Any]:
+        paid = flows.pay_by_card(
+            session,
+            caller,
+            now,
+            card_id,
+            amount=body.amount,
+            point_type=body.point_type,
+            reference=body.reference,
+        )
+        receipt = card_receipt(session, paid, now, services.settings.expiry_notice_days)
+        answer = for_merchant(paid, services.pseudonym_key).model_dump(mode="json")
+        return 201, {**answer, "receipt": receipt.model_dump(mode="json")}
+
+    return idempotency.run(caller, body, work, secret_fields=("pin",))
 
 
 # Payments ------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from api.bodies import StrictRoute
 from api.deps import AdminDep, AuditorDep, ServicesDep
 from api.payment_views import for_finance, settings_public, till_public
 from api.schemas import ID_PATTERN, PROTECTED_ERRORS, Page, PathId, ReasonInput
-from api.schemas_earning import NumericCursor
+from api.schemas_cards import CardPolicyChange, CardPolicyPublic
+from api.schemas_earning import NumericCursor, PointTypeCode
 from api.schemas_spending import (
     FinancePaymentPublic,
     Limit,
@@ -23,7 +24,8 @@ from api.schemas_spending import (
     TillCreated,
     TillPublic,
 )
-from redemption import merchants, payments
+from points.pointtypes import find_point_type
+from redemption import cards, merchants, payments
 from redemption.payments import State
 
 finance_router = APIRouter(
@@ -194,3 +196,59 @@ def revoke_till(
             lambda session: merchants.revoke_till(session, caller, now, till_id, reason=body.reason)
         )
     )
+
+
+# Card limits ---------------------------------------------------------------------------------
+
+
+@admin_router.get(
+    "/point-types/{point_type}/card-policy",
+    response_model=CardPolicyPublic,
+    summary="The card limits of a point type",
+)
+def get_card_policy(
+    point_type: PointTypeCode, caller: AdminDep, services: ServicesDep
+) -> CardPolicyPublic:
+    """What one card may pay per Tokyo day in this point type, and how many card payments it may
+    make at one shop per day (10,000 pt and 3 unless set)."""
+    now = services.clock()
+
+    def work(session: Session) -> CardPolicyPublic:
+        policy = cards.policy_of(session, find_point_type(session, point_type), now)
+        return CardPolicyPublic(
+            point_type=point_type,
+            daily_limit=policy.daily_limit,
+            payments_per_shop=policy.payments_per_shop,
+        )
+
+    return services.read(work)
+
+
+@admin_router.put(
+    "/point-types/{point_type}/card-policy",
+    response_model=CardPolicyPublic,
+    summary="Set the card limits of a point type",
+)
+def set_card_policy(
+    point_type: PointTypeCode, body: CardPolicyChange, caller: AdminDep, services: ServicesDep
+) -> CardPolicyPublic:
+    """Sets both limits (audited with the values before and after). They bound what a dishonest
+    till that kept a card's number and PIN could take in a day."""
+    now = services.clock()
+
+    def work(session: Session) -> CardPolicyPublic:
+        policy = cards.set_policy(
+            session,
+            caller,
+            now,
+            find_point_type(session, point_type),
+            daily_limit=body.daily_limit,
+            payments_per_shop=body.payments_per_shop,
+        )
+        return CardPolicyPublic(
+            point_type=point_type,
+            daily_limit=policy.daily_limit,
+            payments_per_shop=policy.payments_per_shop,
+        )
+
+    return services.write(work)

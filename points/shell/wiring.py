@@ -7,7 +7,8 @@ modules and jobs below, and names the references PostgreSQL checks by trigger.
 
 The tables of printed QR codes (store tills, residents' cards) register a counter of the live
 codes signed with a key in ``points.keys.PRINTED_TOKEN_COUNTERS`` (``PRINTED_TOKEN_COUNTERS``
-below), so that ``points keys retire`` refuses a key they use: the tills' store QRs so far.
+below), so that ``points keys retire`` refuses a key they use: the tills' store QRs and the
+residents' active cards.
 The payment holds voided by the ``hold_timeouts`` job are announced to the shops' devices by a
 step the job runs after voiding (``points.maintenance.AFTER_HOLD_TIMEOUTS``).
 """
@@ -35,7 +36,7 @@ from points import (
     wallets,
 )
 from points.uow import unit_of_work
-from redemption import flows, merchants, payments
+from redemption import cards, flows, merchants, payments
 
 #: The modules whose tables the migrations manage (imported for that: they register them).
 MODEL_MODULES = (
@@ -54,6 +55,7 @@ MODEL_MODULES = (
     qrtokens,
     events,
     merchants,
+    cards,
     payments,
     flows,
 )
@@ -61,8 +63,11 @@ MODEL_MODULES = (
 for _job in (*maintenance.JOBS, *bulk.JOBS):
     jobs.register(_job)
 
-#: Counters of live printed tokens by key id (the card issue adds its own).
-PRINTED_TOKEN_COUNTERS: tuple[keys.PrintedTokenCounter, ...] = (merchants.live_store_codes,)
+#: Counters of live printed tokens by key id.
+PRINTED_TOKEN_COUNTERS: tuple[keys.PrintedTokenCounter, ...] = (
+    merchants.live_store_codes,
+    cards.live_cards,
+)
 
 
 def _announce_payment_holds(engine: Engine, now: datetime) -> int:
