@@ -489,15 +489,7 @@ def issue_card(
     card = _make_card(
         session, resident_id, hash_pin(checked, signing.pepper.pin_pepper()), now, signing
     )
-    audit.record(
-        session,
-        actor=caller,
-        action="card.issue",
-        object_type="card",
-        object_id=card.id,
-        at=now,
-        details={"resident_id": resident_id, "last4": card.last4},
-    )
+    _audit(session, caller, now, "card.issue", card, "", {"last4": card.last4})
     return NewCard(card, resident)
 
 
@@ -510,16 +502,7 @@ def block_card(
         card.status = CardStatus.BLOCKED
         card.updated_at = now
         session.add(card)
-        audit.record(
-            session,
-            actor=caller,
-            action="card.block",
-            object_type="card",
-            object_id=card.id,
-            at=now,
-            reason=reason,
-            details={"resident_id": card.resident_id, "last4": card.last4},
-        )
+        _audit(session, caller, now, "card.block", card, reason, {"last4": card.last4})
     return card
 
 
@@ -548,21 +531,8 @@ def reissue_card(
     session.add(old)
     session.flush()
     card = _make_card(session, old.resident_id, pin_hash, now, signing, replaces=old.id)
-    audit.record(
-        session,
-        actor=caller,
-        action="card.reissue",
-        object_type="card",
-        object_id=card.id,
-        at=now,
-        reason=reason,
-        details={
-            "resident_id": card.resident_id,
-            "replaces": old.id,
-            "last4": card.last4,
-            "new_pin": pin is not None,
-        },
-    )
+    details = {"replaces": old.id, "last4": card.last4, "new_pin": pin is not None}
+    _audit(session, caller, now, "card.reissue", card, reason, details)
     return NewCard(card, resident)
 
 
@@ -577,16 +547,7 @@ def unlock_card(
     card.pin_attempts = 0
     card.updated_at = now
     session.add(card)
-    audit.record(
-        session,
-        actor=caller,
-        action="card.unlock",
-        object_type="card",
-        object_id=card.id,
-        at=now,
-        reason=reason,
-        details={"resident_id": card.resident_id, "wrong_pins": before},
-    )
+    _audit(session, caller, now, "card.unlock", card, reason, {"wrong_pins": before})
     return card
 
 
@@ -614,16 +575,7 @@ def change_pin_checked(
     card.pin_attempts = 0
     card.updated_at = now
     session.add(card)
-    audit.record(
-        session,
-        actor=caller,
-        action="card.change_pin",
-        object_type="card",
-        object_id=card.id,
-        at=now,
-        reason=reason,
-        details={"resident_id": card.resident_id, "with_old_pin": old_pin_correct},
-    )
+    _audit(session, caller, now, "card.change_pin", card, reason, {"with_old_pin": old_pin_correct})
     return card
 
 
@@ -634,6 +586,28 @@ def usable_for_pin_change(session: Session, card: Card) -> Resident:
     if resident is None or resident.status != ResidentStatus.ACTIVE:
         raise CardBlocked("this card is blocked: the resident asks at the city counter")
     return resident
+
+
+def _audit(
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    action: str,
+    card: Card,
+    reason: str,
+    details: dict[str, object],
+) -> None:
+    """An act on a card in the audit trail: with the resident, never a PIN."""
+    audit.record(
+        session,
+        actor=caller,
+        action=action,
+        object_type="card",
+        object_id=card.id,
+        at=now,
+        reason=reason,
+        details={"resident_id": card.resident_id, **details},
+    )
 
 
 def _locked_card(session: Session, card_id: str) -> Card:
