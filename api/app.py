@@ -24,6 +24,7 @@ from api.logs import configure_logging, request_context
 from api.routers import (
     admin,
     budgets,
+    catalog,
     counter,
     counter_cards,
     finance,
@@ -164,6 +165,10 @@ def create_app(
         budgets.router,
         payments_admin.finance_router,
         payments_admin.admin_router,
+        catalog.admin_router,
+        catalog.resident_router,
+        catalog.merchant_router,
+        catalog.public_router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

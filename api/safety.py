@@ -37,8 +37,9 @@ from points.auth import Principal
 from points.idempotency import KEY_MAX_LENGTH, request_hash, run_idempotent, stored_result
 
 VALUE_MOVING: dict[str, Any] = {"x-value-moving": True}
-#: Paths that take a file (a bulk CSV): their bodies may be up to ``max_upload_bytes``.
-UPLOAD_SUFFIXES = ("/award-uploads", "/award-uploads/check")
+#: Paths that take a file (a bulk CSV, a catalog item's picture): their bodies may be up to
+#: ``max_upload_bytes`` (the picture's own limit is ``redemption.catalog.IMAGE_MAX_BYTES``).
+UPLOAD_SUFFIXES = ("/award-uploads", "/award-uploads/check", "/image")
 JSON_DEPTH_MAX = 32
 
 IdempotencyKey = Annotated[

@@ -27,6 +27,7 @@ from pydantic import (
 from points.auth import Role
 from points.registry import (
     ADDRESS_NUMBER_PATTERN,
+    MerchantKind,
     MerchantStatus,
     ResidentStatus,
     StaffRole,
@@ -129,6 +130,8 @@ class MerchantCreate(Input):
     name_ja: Name = Field(examples=["狛江珈琲店"])
     name_en: Name = Field(examples=["Komae Coffee"])
     category: Code = Field(examples=["cafe"])
+    #: ``counter`` for the city's counter, which exchanges points for goods from its catalog.
+    kind: Annotated[MerchantKind, ByValue] = MerchantKind.SHOP
 
 
 class MerchantPublic(Output):
@@ -136,6 +139,7 @@ class MerchantPublic(Output):
     name_ja: str
     name_en: str
     category: str
+    kind: MerchantKind
     status: MerchantStatus
     created_at: datetime
 

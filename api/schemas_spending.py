@@ -193,8 +193,9 @@ class PaymentBase(Output):
     merchant_id: str
     merchant_name_ja: str
     merchant_name_en: str
-    till_id: str
-    till_name: str
+    #: None for an exchange in the wallet app or a card payment made at the city counter.
+    till_id: str | None
+    till_name: str | None
     point_type: str
     amount: int
     refunded: int
@@ -243,6 +244,12 @@ class MerchantPaymentPage(Output):
 class RefundCreate(Input):
     amount: PaymentAmount
     reason: Annotated[str, StringConstraints(max_length=500), PlainText] = ""
+
+
+class FinanceRefundCreate(Input):
+    amount: PaymentAmount
+    #: Why finance refunds for the shop (the dispute): required, audited.
+    reason: Reason
 
 
 class PaymentEventPublic(Output):

@@ -21,6 +21,7 @@ from points.errors import Conflict, InvalidInput, NotFound
 from points.registry import (
     Department,
     Merchant,
+    MerchantKind,
     MerchantStatus,
     Resident,
     ResidentStatus,
@@ -65,12 +66,14 @@ def create_merchant(
     name_ja: str,
     name_en: str,
     category: str,
+    kind: MerchantKind = MerchantKind.SHOP,
 ) -> Merchant:
     merchant = Merchant(
         id=new_id("mer"),
         name_ja=name_ja,
         name_en=name_en,
         category=category,
+        kind=kind,
         status=MerchantStatus.ACTIVE,
         created_at=now,
         updated_at=now,
@@ -83,7 +86,7 @@ def create_merchant(
         object_type="merchant",
         object_id=merchant.id,
         at=now,
-        details={"category": category},
+        details={"category": category, "kind": str(kind)},
     )
     return merchant
 

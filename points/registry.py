@@ -36,6 +36,13 @@ class MerchantStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
+class MerchantKind(enum.StrEnum):
+    #: A local shop: paid back in yen.
+    SHOP = "shop"
+    #: The city's own counter: it exchanges points for local goods from its catalog.
+    COUNTER = "counter"
+
+
 class ResidentStatus(enum.StrEnum):
     ACTIVE = "active"
     MOVED_OUT = "moved_out"
@@ -81,11 +88,14 @@ class Department(SQLModel, table=True):
 
 class Merchant(SQLModel, table=True):
     __tablename__ = "merchant"
+    __table_args__ = (sa.CheckConstraint("kind IN ('shop', 'counter')", name="kind"),)
 
     id: str = Field(primary_key=True, max_length=32)
     name_ja: str = Field(max_length=200)
     name_en: str = Field(max_length=200)
     category: str = Field(max_length=64)
+    #: A shop, or the city's counter (which exchanges points for goods from its catalog).
+    kind: str = Field(default=MerchantKind.SHOP, max_length=16)
     status: str = Field(default=MerchantStatus.ACTIVE, max_length=16)
     created_at: datetime = Field(sa_column=_instant())
     updated_at: datetime = Field(sa_column=_instant())

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlmodel import SQLModel
 
@@ -112,3 +114,14 @@ def _processed(column: sa.Column[Any], values: Sequence[Any], dialect: Dialect) 
     except TypeError:  # an unhashable value (a dict for a JSON column): each processed alone
         return [process(value) for value in values]
     return processed
+
+
+def insert_missing(
+    connection: sa.Connection, model: type[SQLModel], row: dict[str, object]
+) -> None:
+    """Insert ``row`` unless its key is taken (``ON CONFLICT DO NOTHING`` on both databases):
+    how a counter row is opened before a conditional update raises it, so two first uses at once
+    neither fail nor make two rows."""
+    table = model.__table__  # type: ignore[attr-defined]
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(insert(table).values(row).on_conflict_do_nothing())

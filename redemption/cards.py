@@ -52,8 +52,6 @@ from typing import Protocol
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -63,7 +61,7 @@ from points.calendar import tokyo_date
 from points.errors import InvalidInput, NotFound, ResidentNotActive
 from points.pointtypes import PointType
 from points.registry import Resident, ResidentStatus, Verification, new_id
-from points.sqlbase import UTCDateTime
+from points.sqlbase import UTCDateTime, insert_missing
 from points.uow import unit_of_work
 from redemption.errors import (
     CardBlocked,
@@ -876,7 +874,4 @@ def count_towards_limits(
 def _open(
     connection: sa.Connection, model: type[SQLModel], key: dict[str, object], values: dict[str, int]
 ) -> None:
-    table = model.__table__  # type: ignore[attr-defined]
-    row = {**key, **values}
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    connection.execute(insert(table).values(row).on_conflict_do_nothing())
+    insert_missing(connection, model, {**key, **values})

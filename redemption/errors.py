@@ -18,7 +18,11 @@ every HTTP status, by the base class)::
     │                           (moved out, deceased, blocked, erased) (card_blocked)
     ├── CardLocked              5 wrong PINs: staff unlock it (card_locked)
     ├── CardExists              the resident has an active card: block and reissue (card_exists)
-    └── CardMerchantLimitExceeded  the card's payments at this shop today (card_shop_limit_exceeded)
+    ├── CardMerchantLimitExceeded  the card's payments at this shop today (card_shop_limit_exceeded)
+    ├── OutOfStock              a catalog item with too few left (out_of_stock, ``in_stock``)
+    ├── ItemNotAvailable        a catalog item retired, or outside its window (item_not_available)
+    └── ExchangeLimitExceeded   beyond an item's limit per resident and fiscal year
+                                (exchange_limit_exceeded, ``left``)
     InvalidInput
     ├── PointTypeNotAccepted    a point type the shop does not take (point_type_not_accepted)
     ├── AmountMismatch          an amount other than the payment QR's (amount_mismatch)
@@ -26,7 +30,10 @@ every HTTP status, by the base class)::
     ├── CardDailyLimitExceeded  above what the card may pay today (card_daily_limit_exceeded)
     ├── CardNumberInvalid       not 16 digits, or a failed check digit (card_number_invalid)
     ├── PinInvalid              not 4 to 6 digits, or too easy a new PIN (pin_invalid)
-    └── PinIncorrect            a wrong PIN, with ``attempts_left`` (pin_incorrect)
+    ├── PinIncorrect            a wrong PIN, with ``attempts_left`` (pin_incorrect)
+    ├── NotACounter             catalog items belong to a city counter (not_a_counter)
+    ├── StockBelowZero          a stock adjustment below zero (stock_below_zero)
+    └── ImageInvalid            not a PNG, JPEG or WebP, or too large (image_invalid)
     Forbidden
     └── TillRequired            only a till (a shop's device) takes payments (till_required)
     RateLimited
@@ -128,3 +135,27 @@ class PinIncorrect(InvalidInput):
 
 class PinAttemptsExceeded(RateLimited):
     code = "pin_attempts_exceeded"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class ItemNotAvailable(Conflict):
+    code = "item_not_available"
+
+
+class ExchangeLimitExceeded(Conflict):
+    code = "exchange_limit_exceeded"
+
+
+class NotACounter(InvalidInput):
+    code = "not_a_counter"
+
+
+class StockBelowZero(InvalidInput):
+    code = "stock_below_zero"
+
+
+class ImageInvalid(InvalidInput):
+    code = "image_invalid"

@@ -51,14 +51,14 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from ledger import LedgerTx
 from ledger.errors import HoldAlreadyResolved, HoldExpired, HoldNotPending
-from points import qrtokens, spending
-from points.auth import Principal
+from points import audit, qrtokens, spending
+from points.auth import Principal, Role
 from points.errors import InvalidInput, NotFound, ResidentNotActive, TokenRevoked, TokenUsed
 from points.pointtypes import PointType, get_point_type
 from points.registry import Merchant, Resident, ResidentStatus, new_id
 from points.sqlbase import UTCDateTime
 from points.wallet_views import wallet_view
-from redemption import cards, merchants
+from redemption import cards, catalog, merchants
 from redemption.errors import (
     AmountMismatch,
     PayCodeLimitExceeded,
@@ -611,6 +611,83 @@ def pay_by_card(
     )
 
 
+# (e) Exchanges at a city counter ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Exchanged:
+    payment: PaymentView
+    exchange: catalog.Exchange
+    item: catalog.CatalogItem
+
+
+def exchange_in_wallet(
+    session: Session, resident_id: str, now: datetime, item_id: str, quantity: int
+) -> Exchanged:
+    """The resident exchanges points for goods from a counter's catalog in the wallet app:
+    the item leaves the stock and the points go to the counter in one transaction (flow
+    ``exchange``, no till); the resident shows the receipt at the counter for the goods."""
+    resident = session.get(Resident, resident_id)
+    if resident is None or resident.status != ResidentStatus.ACTIVE:
+        raise ResidentNotActive("the resident may not exchange points")
+    reserved = catalog.reserve(session, now, item_id, quantity, resident_id)
+    paid = _take(
+        session,
+        now,
+        None,
+        reserved.point_type,
+        resident_id,
+        reserved.amount,
+        flow=Flow.EXCHANGE,
+        reference=_exchange_reference(reserved),
+        merchant_id=reserved.item.merchant_id,
+    )
+    done = catalog.record(session, now, reserved, paid.payment, catalog.Channel.WALLET)
+    return Exchanged(paid, done, reserved.item)
+
+
+def exchange_by_card(
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    card_id: str,
+    *,
+    item_id: str,
+    quantity: int,
+) -> Exchanged:
+    """A counter's till exchanges goods for the card's points, the resident having typed the
+    right PIN (``cards.verify_pin``, run by the caller first). The card's limits of the day
+    apply as to any card payment."""
+    till = merchants.till_of(session, caller)
+    merchants.active_merchant(session, till.merchant_id)
+    card = cards.get_card(session, card_id)
+    cards.usable(session, card)
+    reserved = catalog.reserve(
+        session, now, item_id, quantity, card.resident_id, merchant_id=till.merchant_id
+    )
+    cards.count_towards_limits(
+        session, card, reserved.point_type, till.merchant_id, reserved.amount, now
+    )
+    paid = _take(
+        session,
+        now,
+        till,
+        reserved.point_type,
+        card.resident_id,
+        reserved.amount,
+        flow=Flow.CARD,
+        reference=_exchange_reference(reserved),
+        card_id=card.id,
+    )
+    done = catalog.record(session, now, reserved, paid.payment, catalog.Channel.CARD)
+    return Exchanged(paid, done, reserved.item)
+
+
+def _exchange_reference(reserved: catalog.Reserved) -> str:
+    """The payment's reference names the goods: what the counter's list shows."""
+    return f"{reserved.item.name_ja[:50]} ×{reserved.quantity}"
+
+
 # Taking the points ---------------------------------------------------------------------------
 
 
@@ -632,7 +709,7 @@ def _entry_words(current: PaymentView) -> dict[str, str]:
 def _take(
     session: Session,
     now: datetime,
-    till: Till,
+    till: Till | None,
     point_type: PointType,
     resident_id: str,
     amount: int,
@@ -643,10 +720,16 @@ def _take(
     pay_code_id: str | None = None,
     card_id: str | None = None,
     hold_until: datetime | None = None,
+    merchant_id: str | None = None,
 ) -> PaymentView:
-    merchant = merchants.get_merchant(session, till.merchant_id)
-    merchants.settings_of(session, till.merchant_id, now)
-    to_account = merchants.payable_account(session, till.merchant_id, point_type, now)
+    """Take the points into the shop's payable and record the payment (and its event). The
+    shop is the till's, or ``merchant_id`` when no till took it (an exchange in the wallet, an
+    assisted payment at the city counter)."""
+    payee = till.merchant_id if till is not None else merchant_id
+    assert payee is not None
+    merchant = merchants.get_merchant(session, payee)
+    merchants.settings_of(session, payee, now)
+    to_account = merchants.payable_account(session, payee, point_type, now)
     payment_id = new_id("pay")
     entry = spending.spend(
         session,
@@ -664,8 +747,8 @@ def _take(
     held = hold_until is not None
     payment = Payment(
         id=payment_id,
-        merchant_id=till.merchant_id,
-        till_id=till.id,
+        merchant_id=payee,
+        till_id=till.id if till is not None else None,
         resident_id=resident_id,
         point_type_id=point_type.id,
         amount=amount,
@@ -682,9 +765,7 @@ def _take(
     )
     session.add(payment)
     session.flush()
-    record_event(
-        session, till.merchant_id, payment_id, EventKind.CREATED if held else EventKind.POSTED, now
-    )
+    record_event(session, payee, payment_id, EventKind.CREATED if held else EventKind.POSTED, now)
     # As ``payments.view`` would read it back, without reading it back.
     return PaymentView(
         payment=payment,
@@ -694,7 +775,7 @@ def _take(
         refund_entry_ids=[],
         merchant_name_ja=merchant.name_ja,
         merchant_name_en=merchant.name_en,
-        till_name=till.name,
+        till_name=till.name if till is not None else None,
         point_type_code=point_type.code,
     )
 
@@ -702,11 +783,12 @@ def _take(
 # (c) Confirming and declining a store-QR payment ---------------------------------------------
 
 
-def _locked(session: Session, merchant_id: str, payment_id: str) -> Payment:
+def _locked(session: Session, merchant_id: str | None, payment_id: str) -> Payment:
+    """The payment, locked; with ``merchant_id``, only that shop's."""
     payment = session.exec(
         select(Payment).where(Payment.id == payment_id).with_for_update()
     ).first()
-    if payment is None or payment.merchant_id != merchant_id:
+    if payment is None or (merchant_id is not None and payment.merchant_id != merchant_id):
         raise NotFound(f"no payment {payment_id}")
     return payment
 
@@ -770,12 +852,28 @@ def _resolved(session: Session, payment: Payment, kind: EventKind, now: datetime
 
 
 def refund(
-    session: Session, caller: Principal, now: datetime, payment_id: str, amount: int
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    payment_id: str,
+    amount: int,
+    *,
+    reason: str = "",
 ) -> PaymentView:
-    """Give ``amount`` of a posted payment back to the buckets it came from."""
-    assert caller.merchant_id is not None
+    """Give ``amount`` of a posted payment back to the buckets it came from.
+
+    The caller is the shop's staff (its own payments), or finance refunding a disputed payment
+    of any flow on the shop's behalf: then with a reason, in the audit trail, and inside the
+    shop's refund window like any refund; it lowers the shop's payable the same way."""
     _check_amount(amount)
-    payment = _locked(session, caller.merchant_id, payment_id)
+    on_behalf = caller.role is Role.FINANCE
+    if on_behalf:
+        if not reason.strip():
+            raise InvalidInput("say why finance refunds on the shop's behalf", field="reason")
+        payment = _locked(session, None, payment_id)
+    else:
+        assert caller.merchant_id is not None
+        payment = _locked(session, caller.merchant_id, payment_id)
     current = view(session, payment_id)
     if current.state in (State.PENDING, State.VOIDED):
         raise RefundNotAllowed(
@@ -823,5 +921,16 @@ def refund(
     )
     session.flush()
     record_event(session, payment.merchant_id, payment.id, EventKind.REFUNDED, now)
+    if on_behalf:
+        audit.record(
+            session,
+            actor=caller,
+            action="payment.refund_on_behalf",
+            object_type="payment",
+            object_id=payment.id,
+            at=now,
+            reason=reason,
+            details={"merchant_id": payment.merchant_id, "amount": amount, "entry_id": entry.id},
+        )
     session.expire_all()
     return view(session, payment.id)

@@ -75,8 +75,11 @@ class Flow(enum.StrEnum):
     PAY_CODE = "pay_code"
     #: The resident scanned the till's printed QR and typed the amount.
     STORE_QR = "store_qr"
-    #: The till scanned (or keyed) the resident's card and the resident typed the PIN.
+    #: The till scanned (or keyed) the resident's card and the resident typed the PIN; or, with
+    #: no till, counter staff acted for the resident, who typed the PIN (assisted).
     CARD = "card"
+    #: The resident exchanged points for goods from a city counter's catalog in the wallet app.
+    EXCHANGE = "exchange"
 
 
 class State(enum.StrEnum):
@@ -99,7 +102,10 @@ class Payment(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint(f"amount BETWEEN 1 AND {AMOUNT_MAX}", name="amount"),
         sa.CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded_within_amount"),
-        sa.CheckConstraint("flow IN ('payment_qr', 'pay_code', 'store_qr', 'card')", name="flow"),
+        sa.CheckConstraint(
+            "flow IN ('payment_qr', 'pay_code', 'store_qr', 'card', 'exchange')", name="flow"
+        ),
+        sa.CheckConstraint("till_id IS NOT NULL OR flow IN ('card', 'exchange')", name="till"),
         sa.CheckConstraint("(hold AND confirm_by IS NOT NULL) OR NOT hold", name="hold_deadline"),
         sa.CheckConstraint("NOT hold OR flow = 'store_qr'", name="hold_only_store_qr"),
         sa.CheckConstraint("(flow = 'payment_qr') = (request_id IS NOT NULL)", name="request"),
@@ -114,7 +120,8 @@ class Payment(SQLModel, table=True):
     seq: int | None = _id_column(primary_key=True)
     id: str = Field(max_length=32, unique=True)
     merchant_id: str = Field(foreign_key="merchant.id", max_length=32)
-    till_id: str = Field(foreign_key="till.id", max_length=32)
+    #: The till that took it; none for an exchange in the wallet or an assisted card payment.
+    till_id: str | None = Field(default=None, foreign_key="till.id", max_length=32)
     resident_id: str = Field(foreign_key="resident.id", max_length=32)
     point_type_id: str = Field(foreign_key="point_type.id", max_length=32)
     amount: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
@@ -175,7 +182,7 @@ class PaymentView:
     refund_entry_ids: list[int]
     merchant_name_ja: str
     merchant_name_en: str
-    till_name: str
+    till_name: str | None
     point_type_code: str
 
     @property
@@ -230,7 +237,7 @@ def _views_query() -> Any:
         .select_from(p)
         .outerjoin(_resolution, _resolution.c.pending_id == p.c.entry_id)
         .join(merchant, merchant.c.id == p.c.merchant_id)
-        .join(till, till.c.id == p.c.till_id)
+        .outerjoin(till, till.c.id == p.c.till_id)
         .join(point_type, point_type.c.id == p.c.point_type_id)
     )
 

@@ -105,6 +105,11 @@ WRITABLE_TABLES = (
     "card_policy",
     "card_day",
     "card_shop_day",
+    "catalog_item",
+    "catalog_image",
+    "catalog_stock_change",
+    "exchange",
+    "exchange_allowance",
 )
 
 #: The world's point type, and the fiscal year its programs are funded for.

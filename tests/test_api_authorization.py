@@ -559,6 +559,15 @@ def key_header() -> dict[str, str]:
     return idempotency_key("authz")
 
 
+def disputed_payment(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A new posted payment (2 pt) at shop a, for finance to refund."""
+    return fresh_posted_payment(world, None)
+
+
+def refunded_on_behalf(world: World, actor: Actor, body: Any) -> None:
+    assert (body["refunded"], body["merchant_id"]) == (1, world.merchants["a"])
+
+
 def taken_by_the_till(world: World, actor: Actor, body: Any) -> None:
     assert (
         body["state"] == "posted"
@@ -669,6 +678,100 @@ def finance_sees_the_payer(world: World, _actor: Actor, body: Any) -> None:
     assert RESIDENT_NAME not in json.dumps(body)
 
 
+# The catalog of a city counter ---------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+
+
+def _catalog(world: World) -> dict[str, Any]:
+    made = world.client.post(
+        "/api/v1/admin/merchants",
+        json={"name_ja": "交換窓口", "name_en": "Counter", "category": "city", "kind": "counter"},
+        headers=world.admin.headers,
+    )
+    assert made.status_code == 201, made.text
+    counter = open_shop(world, made.json()["id"], till_name="窓口")
+    item = world.client.post(
+        "/api/v1/admin/catalog-items",
+        json={
+            "merchant_id": counter.merchant_id,
+            "point_type": POINT_TYPE_CODE,
+            "name_ja": "エコバッグ",
+            "name_en": "Eco bag",
+            "points": 1,
+            "stock": 100_000,
+        },
+        headers=world.admin.headers,
+    )
+    assert item.status_code == 201, item.text
+    pictured = world.client.put(
+        f"/api/v1/admin/catalog-items/{item.json()['id']}/image",
+        content=PNG,
+        headers={**world.admin.headers, "Content-Type": "image/png"},
+    )
+    assert pictured.status_code == 200, pictured.text
+    return {"merchant_id": counter.merchant_id, "item_id": item.json()["id"]}
+
+
+def catalog_of(world: World) -> dict[str, Any]:
+    """A city counter with a till and an item of 1 pt (with a picture), made on first need."""
+    return {
+        **stock(world),
+        **once_per_world(world, "authorization catalog", lambda: _catalog(world)),
+    }
+
+
+def new_item_body(world: World, params: dict[str, Any]) -> Any:
+    return {
+        "merchant_id": params["merchant_id"],
+        "point_type": POINT_TYPE_CODE,
+        "name_ja": "布巾",
+        "name_en": "Cloth",
+        "points": 2,
+        "stock": 5,
+    }
+
+
+def funded_exchange(world: World, actor: Actor | None) -> dict[str, Any]:
+    """The catalog's item, the calling resident given its point first."""
+    params = catalog_of(world)
+    if actor is not None and actor.role is Role.RESIDENT:
+        give(world, actor.id, 1)
+    return params
+
+
+def item_body(_world: World, params: dict[str, Any]) -> Any:
+    return {"item_id": params["item_id"]}
+
+
+def own_exchange(world: World, actor: Actor | None) -> dict[str, Any]:
+    """An exchange by the calling resident (the verified resident's for the others)."""
+    params = catalog_of(world)
+    resident = world.actors[resident_name(world, actor)]
+    give(world, resident.id, 1)
+    done = world.client.post(
+        f"{ME}/exchanges",
+        json={"item_id": params["item_id"]},
+        headers={**resident.headers, **idempotency_key("exchange")},
+    )
+    assert done.status_code == 201, done.text
+    return {**params, "exchange_id": done.json()["id"]}
+
+
+def exchanged_own(world: World, actor: Actor, body: Any) -> None:
+    assert body["payment"]["resident_id"] == actor.id if "resident_id" in body["payment"] else True
+    assert body["channel"] == "wallet" and body["payment"]["flow"] == "exchange"
+
+
+def card_exchange_body(world: World, params: dict[str, Any]) -> Any:
+    """A new card with 1 pt, its number and PIN typed, the counter's item."""
+    return {
+        "card_number": fresh_card(world)["card_number"],
+        "pin": CARD_PIN,
+        **item_body(world, params),
+    }
+
+
 @dataclass(frozen=True)
 class Row:
     method: str
@@ -687,8 +790,9 @@ class Row:
     per_caller: Callable[[World, Actor | None], dict[str, Any]] | None = None
     #: A value-moving route: the call sends a fresh Idempotency-Key.
     value_moving: bool = False
-    #: A CSV body (a file upload) instead of JSON.
+    #: A file body (a CSV upload, a picture) instead of JSON, of ``upload_type``.
     csv: Callable[[World, dict[str, Any]], bytes] | None = None
+    upload_type: str = "text/csv"
     #: The media type of a success (JSON unless told).
     media_type: str = "application/json"
     #: Only a till takes it: the shop's other staff get 403 ``till_required``.
@@ -732,6 +836,8 @@ TABLE: list[Row] = [
     # Public: no token needed; a token changes nothing.
     Row("GET", "/healthz", EVERYONE_200),
     Row("GET", "/readyz", EVERYONE_200),
+    Row("GET", "/api/v1/catalog/items/{item_id}/image", EVERYONE_200, params=catalog_of,
+        media_type="image/png"),
     Row("POST", "/api/v1/enrolments/self", EVERYONE_201),
     Row("POST", "/api/v1/enrolments/code", EVERYONE_201, body=enrolment_code_body),
     Row("GET", "/api/v1/keys", EVERYONE_200),
@@ -770,6 +876,12 @@ TABLE: list[Row] = [
         owned=taken_by_the_till, value_moving=True, till_only=True),
     Row("POST", f"{M}/card-payments", MERCHANT_201, per_caller=own_shop, body=card_payment_body,
         owned=taken_by_the_till, value_moving=True, till_only=True),
+    # The world's shops are not counters: their tills find no such item, their staff no receipt
+    # (tests/test_catalog.py exchanges at a counter's till).
+    Row("POST", f"{M}/card-exchanges", "401 403 404 403 403 403 403", params=catalog_of,
+        body=card_exchange_body, value_moving=True, till_only=True),
+    Row("GET", f"{M}/exchanges/{{exchange_id}}/receipt", "401 403 404 403 403 403 403",
+        per_caller=own_exchange),
     Row("GET", f"{M}/payments", MERCHANT, per_caller=own_shop, query="?limit=200",
         owned=owns_payment_list),
     Row("GET", f"{M}/payments/{{payment_id}}", MERCHANT, per_caller=own_shop,
@@ -795,6 +907,11 @@ TABLE: list[Row] = [
     Row("GET", f"{ME}/payments/{{payment_id}}", RESIDENT, per_caller=own_resident_payment,
         owned=owns_resident_payment),
     Row("POST", f"{ME}/pay-codes", RESIDENT_201, body=lambda _w, _p: {}, owned=owns_pay_code),
+    Row("GET", f"{ME}/catalog", RESIDENT, params=catalog_of),
+    Row("POST", f"{ME}/exchanges", RESIDENT_201, per_caller=funded_exchange, body=item_body,
+        owned=exchanged_own, value_moving=True),
+    Row("GET", f"{ME}/exchanges/{{exchange_id}}/receipt", RESIDENT, per_caller=own_exchange,
+        media_type="text/html"),
     Row("GET", f"{ME}/pay-codes/{{code_id}}", RESIDENT, per_caller=own_pay_code,
         owned=owns_pay_code),
     Row("GET", f"{ME}/payment-settings", RESIDENT, owned=default_pay_code_limit),
@@ -925,6 +1042,19 @@ TABLE: list[Row] = [
     Row("POST", f"{A}/tokens/{{token_id}}/revoke", ADMIN, params=fresh_token, body=reason,
         audited=True),
     Row("POST", f"{A}/point-types", ADMIN_201, body=new_point_type_body, audited=True),
+    Row("POST", f"{A}/catalog-items", ADMIN_201, params=catalog_of, body=new_item_body,
+        audited=True),
+    Row("GET", f"{A}/catalog-items", ADMIN, params=catalog_of),
+    Row("PATCH", f"{A}/catalog-items/{{item_id}}", ADMIN, params=catalog_of,
+        body=lambda _w, _p: {"name_en": "Eco bag"}, audited=True),
+    Row("POST", f"{A}/catalog-items/{{item_id}}/stock-changes", ADMIN_201, params=catalog_of,
+        body=lambda _w, _p: {"delta": 1, "reason": "delivered"}, audited=True),
+    Row("GET", f"{A}/catalog-items/{{item_id}}/stock-changes", ADMIN, params=catalog_of),
+    Row("PUT", f"{A}/catalog-items/{{item_id}}/image", ADMIN, params=catalog_of,
+        csv=lambda _w, _p: PNG, upload_type="image/png", audited=True),
+    Row("POST", f"{F}/payments/{{payment_id}}/refunds", "401 403 403 403 403 201 403",
+        per_caller=disputed_payment, body=lambda _w, _p: {"amount": 1, "reason": "dispute"},
+        owned=refunded_on_behalf, value_moving=True, audited=True),
     Row("GET", f"{A}/point-types/{{point_type}}/card-policy", ADMIN),
     Row("PUT", f"{A}/point-types/{{point_type}}/card-policy", ADMIN,
         body=lambda _w, _p: {"daily_limit": 10_000, "payments_per_shop": 3}, audited=True),
@@ -977,7 +1107,7 @@ def call(world: World, row: Row, actor: Actor | None) -> Any:
     content = row.csv(world, params) if row.csv is not None else None
     before = world.snapshot()
     if content is not None:
-        headers["Content-Type"] = "text/csv"
+        headers["Content-Type"] = row.upload_type
         response = world.client.request(row.method, url, headers=headers, content=content)
     else:
         response = world.client.request(row.method, url, headers=headers, json=body)
@@ -1012,6 +1142,11 @@ def test_table(
         assert world.snapshot() == before, "a refused call wrote something"
         return
 
+    if expected == 404:
+        # Allowed to ask, but the object is none of the caller's: a 404 naming nothing.
+        assert_problem(response, 404, "not_found")
+        assert world.snapshot() == before, "a call refused as not found wrote something"
+        return
     assert response.status_code == expected, (response.status_code, response.text)
     payload = None
     if expected == 204:

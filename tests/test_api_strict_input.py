@@ -46,6 +46,7 @@ from api.schemas import Input
 A = "/api/v1/admin"
 B = "/api/v1/budgets"
 C = "/api/v1/counter"
+F = "/api/v1/finance"
 ISS = "/api/v1/issuer"
 M = "/api/v1/merchant"
 ME = "/api/v1/me"
@@ -306,6 +307,74 @@ NEW_TILL = Route(
     lambda world: {"name": "レジ2"},
     "name",
 )
+
+
+def counter_item(world: World) -> dict[str, str]:
+    """A city counter and an item of 1 pt with a large stock (made once per world)."""
+
+    def make() -> dict[str, str]:
+        made = world.client.post(
+            f"{A}/merchants",
+            json={"name_ja": "窓口", "name_en": "Counter", "category": "city", "kind": "counter"},
+            headers=world.admin.headers,
+        )
+        assert made.status_code == 201, made.text
+        counter = open_shop(world, made.json()["id"])
+        item = world.client.post(
+            f"{A}/catalog-items",
+            json={
+                "merchant_id": counter.merchant_id,
+                "point_type": POINT_TYPE_CODE,
+                "name_ja": "エコバッグ",
+                "name_en": "Eco bag",
+                "points": 1,
+                "stock": 100_000,
+            },
+            headers=world.admin.headers,
+        )
+        assert item.status_code == 201, item.text
+        return {"merchant_id": counter.merchant_id, "item_id": item.json()["id"]}
+
+    return once_per_world(world, "strict input counter", make)
+
+
+EXCHANGE = Route(
+    "resident: exchange",
+    payer,
+    lambda world: f"{ME}/exchanges",
+    lambda world: {"item_id": counter_item(world)["item_id"], "quantity": 1},
+    "quantity",
+    value_moving=True,
+)
+STOCK_CHANGE = Route(
+    "admin: stock change",
+    "admin",
+    lambda world: f"{A}/catalog-items/{counter_item(world)['item_id']}/stock-changes",
+    lambda world: {"delta": 1, "reason": "strict input"},
+    "delta",
+)
+CATALOG_ITEM = Route(
+    "admin: catalog item",
+    "admin",
+    lambda world: f"{A}/catalog-items",
+    lambda world: {
+        "merchant_id": counter_item(world)["merchant_id"],
+        "point_type": POINT_TYPE_CODE,
+        "name_ja": "布巾",
+        "name_en": "Cloth",
+        "points": 2,
+        "stock": 5,
+    },
+    "points",
+)
+FINANCE_REFUND = Route(
+    "finance: refund on the shop's behalf",
+    "finance",
+    lambda world: f"{F}/payments/{posted_payment(world)}/refunds",
+    lambda world: {"amount": 1, "reason": "strict input"},
+    "amount",
+    value_moving=True,
+)
 PAYMENT_ROUTES = [
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
@@ -316,6 +385,9 @@ PAYMENT_ROUTES = [
     SHOP_SETTINGS,
     PREVIEW,
     NEW_TILL,
+    EXCHANGE,
+    STOCK_CHANGE,
+    FINANCE_REFUND,
 ]
 
 INTEGER_ROUTES = [
@@ -330,6 +402,10 @@ INTEGER_ROUTES = [
     REFUND,
     PAY_CODE_LIMIT,
     SHOP_SETTINGS,
+    EXCHANGE,
+    STOCK_CHANGE,
+    CATALOG_ITEM,
+    FINANCE_REFUND,
 ]
 STRING_ROUTES = [AWARD, CLOSE_WALLET, STAFF, PREVIEW, NEW_TILL, CARD_PIN]
 MONEY_ROUTES = [
@@ -345,6 +421,10 @@ MONEY_ROUTES = [
     REFUND,
     PAY_CODE_LIMIT,
     SHOP_SETTINGS,
+    EXCHANGE,
+    STOCK_CHANGE,
+    CATALOG_ITEM,
+    FINANCE_REFUND,
 ]
 ACCEPTING = [
     route for route in [*MONEY_ROUTES, COUNTER_RESIDENT, STAFF, PREVIEW, NEW_TILL] if route.accepted

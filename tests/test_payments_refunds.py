@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_world import POINT_TYPE_CODE, Actor, World, open_world
+from api_world import POINT_TYPE_CODE, Actor, World, assert_problem, open_world
 from conftest import FakeClock
 from payment_helpers import funded_resident, give, key, open_shop, pay, payment_qr
 from sqlalchemy.engine import Engine
@@ -98,4 +98,53 @@ def test_the_share_of_a_bucket_expired_since_goes_to_expired_points(
     assert by_expiry(world, resident) == {"2027-05-31": 300}
     expired_after = Ledger(world.engine).balance(expired_account).credits_posted
     assert expired_after - expired_before == 300
+    assert_ledger_sound(world)
+
+
+def test_finance_refunds_a_disputed_payment_on_the_shops_behalf(
+    world: World, clock: FakeClock
+) -> None:
+    shop = open_shop(world, refund_window_days=30)
+    resident = funded_resident(world, 1_000)
+    payment = pay(world, resident, payment_qr(world, shop, 600)["token"]).json()
+    url = f"/api/v1/finance/payments/{payment['id']}/refunds"
+    finance = world.finance.headers
+
+    before = world.snapshot()
+    no_reason = world.client.post(url, json={"amount": 100}, headers={**finance, **key()})
+    assert_problem(no_reason, 422, "validation_error")
+    for role in (world.admin, shop.till):  # finance's act: not an admin's, not a till's
+        refused = world.client.post(
+            url, json={"amount": 100, "reason": "x"}, headers={**role.headers, **key()}
+        )
+        assert_problem(refused, 403)
+    assert world.snapshot() == before
+
+    done = world.client.post(
+        url, json={"amount": 250, "reason": "二重請求の申し出"}, headers={**finance, **key()}
+    )
+    assert done.status_code == 201, done.text
+    assert (done.json()["refunded"], done.json()["state"]) == (250, "partly_refunded")
+    audit = world.last_audit()
+    assert (audit["action"], audit["object_id"], audit["actor_id"]) == (
+        "payment.refund_on_behalf",
+        payment["id"],
+        world.finance.id,
+    )
+    wallet = world.client.get(f"/api/v1/me/wallets/{POINT_TYPE_CODE}", headers=resident.headers)
+    assert wallet.json()["balance"] == 650
+    # The shop sees it like its own refund; its payable went down by as much.
+    seen = world.client.get(f"/api/v1/merchant/payments/{payment['id']}", headers=shop.headers)
+    assert seen.json()["refunded"] == 250
+    assert_problem(
+        world.client.post(url, json={"amount": 400, "reason": "x"}, headers={**finance, **key()}),
+        409,
+        "refund_exceeds_payment",
+    )
+    clock.advance(days=31)
+    assert_problem(
+        world.client.post(url, json={"amount": 1, "reason": "x"}, headers={**finance, **key()}),
+        409,
+        "refund_window_over",
+    )
     assert_ledger_sound(world)

@@ -114,7 +114,8 @@ def get_department(
 def create_merchant(
     body: MerchantCreate, caller: AdminDep, services: ServicesDep
 ) -> MerchantPublic:
-    """Registers a local merchant (shop) where residents will spend points."""
+    """Registers a local merchant (shop) where residents will spend points, or (`kind`
+    `counter`) a city counter, which exchanges points for goods from its catalog."""
     now = services.clock()
     return services.write(
         lambda session: MerchantPublic.model_validate(
@@ -125,6 +126,7 @@ def create_merchant(
                 name_ja=body.name_ja,
                 name_en=body.name_en,
                 category=body.category,
+                kind=body.kind,
             )
         )
     )

@@ -4,19 +4,22 @@ pseudonymous id), and the shops' settings and tills, which admins manage (audite
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from api.bodies import StrictRoute
-from api.deps import AdminDep, AuditorDep, ServicesDep
+from api.deps import AdminDep, AuditorDep, FinanceDep, ServicesDep
 from api.payment_views import for_finance, settings_public, till_public
+from api.safety import VALUE_MOVING, IdempotencyDep
 from api.schemas import ID_PATTERN, PROTECTED_ERRORS, Page, PathId, ReasonInput
 from api.schemas_cards import CardPolicyChange, CardPolicyPublic
 from api.schemas_earning import NumericCursor, PointTypeCode
 from api.schemas_spending import (
     FinancePaymentPublic,
+    FinanceRefundCreate,
     Limit,
     MerchantSettingsChange,
     MerchantSettingsPublic,
@@ -25,7 +28,7 @@ from api.schemas_spending import (
     TillPublic,
 )
 from points.pointtypes import find_point_type
-from redemption import cards, merchants, payments
+from redemption import cards, flows, merchants, payments
 from redemption.payments import State
 
 finance_router = APIRouter(
@@ -78,6 +81,34 @@ def get_payment(
 ) -> FinancePaymentPublic:
     """One payment with its ledger entries."""
     return for_finance(services.read(lambda session: payments.view(session, payment_id)))
+
+
+@finance_router.post(
+    "/payments/{payment_id}/refunds",
+    status_code=201,
+    response_model=FinancePaymentPublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Refund a disputed payment on the shop's behalf",
+)
+def refund_on_behalf(
+    payment_id: PathId,
+    body: FinanceRefundCreate,
+    caller: FinanceDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    """Finance refunds all or part of a disputed payment of any flow for the shop (which cannot
+    or will not), with the reason; it lowers the shop's payable like any refund and is in the
+    audit trail. The shop's refund window applies. Requires an `Idempotency-Key`. Refusals:
+    `refund_exceeds_payment` (with `refundable`), `refund_window_over`, `refund_not_allowed`,
+    `validation_error` (no reason)."""
+    now = services.clock()
+
+    def work(session: Session) -> tuple[int, Any]:
+        done = flows.refund(session, caller, now, payment_id, body.amount, reason=body.reason)
+        return 201, for_finance(done).model_dump(mode="json")
+
+    return idempotency.run(caller, body, work)
 
 
 @admin_router.get(

@@ -36,7 +36,7 @@ from points import (
     wallets,
 )
 from points.uow import unit_of_work
-from redemption import cards, flows, merchants, payments
+from redemption import cards, catalog, flows, merchants, payments
 
 #: The modules whose tables the migrations manage (imported for that: they register them).
 MODEL_MODULES = (
@@ -58,6 +58,7 @@ MODEL_MODULES = (
     cards,
     payments,
     flows,
+    catalog,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
