@@ -43,6 +43,7 @@ holds it within the amount, so racing refunds never return more than was paid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,6 +62,7 @@ from points.wallet_views import wallet_view
 from redemption import cards, merchants
 from redemption.errors import (
     AmountMismatch,
+    MerchantNotActive,
     PayCodeLimitExceeded,
     PayCodeUsed,
     PaymentNotPending,
@@ -592,9 +594,25 @@ def pay_by_card(
 ) -> PaymentView:
     """The till named the card, the resident typed the right PIN (``cards.verify_pin``, which
     the caller ran first): paid at once, within the card's limits of the day."""
+    till, paid_in = card_till(session, caller, point_type)
+    return card_payment(session, now, till, paid_in, card_id, amount=amount, reference=reference)
+
+
+def card_payment(
+    session: Session,
+    now: datetime,
+    till: Till,
+    paid_in: PointType,
+    card_id: str,
+    *,
+    amount: int,
+    reference: str,
+) -> PaymentView:
+    """Take ``amount`` from the card holder's points for the till's shop, after a correct PIN:
+    the one card payment that a till's (``pay_by_card``) and the counter's
+    (``pay_on_behalf``) share, so both meet the same checks and the card's limits of the day."""
     _check_amount(amount)
     _check_reference(reference)
-    till, paid_in = card_till(session, caller, point_type)
     card = cards.get_card(session, card_id)
     cards.usable(session, card)
     cards.count_towards_limits(session, card, paid_in, till.merchant_id, amount, now)
@@ -609,6 +627,79 @@ def pay_by_card(
         reference=reference,
         card_id=card.id,
     )
+
+
+# (d') Card and PIN at the city counter: paying on the resident's behalf ----------------------
+
+#: What an assisted payment's ``reference`` says to the shop (its lists show it).
+ASSISTED_REFERENCE = "city counter"
+
+
+def payee_till(
+    session: Session, merchant_id: str, point_type: str | None
+) -> tuple[Till, PointType]:
+    """Where a payment made at the city counter is recorded: the payee shop (active, taking the
+    point type) and its first active till.
+
+    A payment row names a till (``payment.till_id`` is NOT NULL since migration 0015, and the
+    shop's lists join it), and a new migration is not this change's to make; so for now an
+    assisted payment is recorded at the shop's oldest active till, and who really took it is
+    in the audit trail (``card.assisted_payment``: the member of counter staff, the resident,
+    the reason) and in its ``reference``. Once the schema lets a card payment have no till,
+    this is the one place to change (answer no till). A shop without an active till cannot
+    be paid this way yet (``merchant_not_active``)."""
+    merchants.active_merchant(session, merchant_id)
+    paid_in = merchants.accepted_type(session, merchant_id, point_type)
+    till = session.exec(
+        select(Till)
+        .where(Till.merchant_id == merchant_id, Till.status == TillStatus.ACTIVE)
+        .order_by(col(Till.created_at), col(Till.id))
+    ).first()
+    if till is None:
+        raise MerchantNotActive("this shop has no till that takes payments yet")
+    return till, paid_in
+
+
+def pay_on_behalf(
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    card_id: str,
+    *,
+    merchant_id: str,
+    amount: int,
+    point_type: str | None,
+    reason: str,
+    reference: str = ASSISTED_REFERENCE,
+    extra: Callable[[Session, PaymentView], None] | None = None,
+) -> PaymentView:
+    """Counter staff pay ``merchant_id`` from a card holder's points on the resident's behalf,
+    after the resident typed the right PIN on the staff device (``cards.verify_pin`` with no
+    till, which the caller ran first: staff never move points without it). The same card
+    payment as at a till (``card_payment``: the card's limits of the day, earliest expiry
+    first), audited (``card.assisted_payment``) with the member of staff, the resident's
+    pseudonymous id and ``reason``; never the PIN.
+
+    General on purpose: an exchange for goods at the city counter (DESIGN §6 (e)) is a payment
+    to the counter's own merchant, and ``extra`` (run in the same transaction, after the points
+    were taken) is where it takes the item from stock; a refusal there rolls the payment back.
+    """
+    if not reason.strip():
+        raise InvalidInput("say why staff pay on the resident's behalf", field="reason")
+    till, paid_in = payee_till(session, merchant_id, point_type)
+    paid = card_payment(session, now, till, paid_in, card_id, amount=amount, reference=reference)
+    if extra is not None:
+        extra(session, paid)
+    card = cards.get_card(session, card_id)
+    details = {
+        "payment_id": paid.payment.id,
+        "merchant_id": merchant_id,
+        "point_type": paid_in.code,
+        "amount": amount,
+        "last4": card.last4,
+    }
+    cards._audit(session, caller, now, "card.assisted_payment", card, reason, details)
+    return paid
 
 
 # Taking the points ---------------------------------------------------------------------------
