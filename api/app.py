@@ -26,6 +26,7 @@ from api.routers import (
     budgets,
     catalog,
     counter,
+    counter_assist,
     counter_cards,
     finance,
     issuer,
@@ -159,6 +160,7 @@ def create_app(
         issuer.router,
         counter.router,
         counter_cards.router,
+        counter_assist.router,
         finance.router,
         admin.router,
         programs_admin.router,
@@ -168,6 +170,7 @@ def create_app(
         catalog.admin_router,
         catalog.resident_router,
         catalog.merchant_router,
+        catalog.counter_router,
         catalog.public_router,
     ):
         app.include_router(router)

@@ -444,4 +444,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: The success of a route answering a page (its errors stay problem+json).
+HTML_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "A page"}
+}
 PROTECTED_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)

@@ -13,9 +13,10 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from api.schemas import Input, Output, Reason
-from api.schemas_earning import ExpiryLinePublic
+from api.schemas import AddressNumber, Input, ObjectId, Output, Reason, ResidentPublic
+from api.schemas_earning import ExpiryLinePublic, WalletPublic
 from api.schemas_spending import (
+    FinancePaymentPublic,
     MerchantPaymentPublic,
     PaymentAmount,
     Reference,
@@ -86,16 +87,32 @@ class CardPublic(Output):
         )
 
 
-class CardPaymentCreate(Input):
-    """The till scanned the card (``card_qr``) or keyed its number (``card_number``), keyed the
-    amount, and the resident typed the PIN."""
+class CardAndPin(Input):
+    """A card named by its scanned QR (``card_qr``) or its typed number (``card_number``), and
+    the PIN the resident typed: what every payment by card carries (``api.card_payments``)."""
 
     card_qr: ScannedText | None = None
     card_number: CardNumberText | None = None
     pin: PinText
+
+
+class CardPaymentCreate(CardAndPin):
+    """The till scanned the card (``card_qr``) or keyed its number (``card_number``), keyed the
+    amount, and the resident typed the PIN."""
+
     amount: PaymentAmount
     point_type: TypeCode | None = None
     reference: Reference = ""
+
+
+class AssistedPaymentCreate(CardAndPin):
+    """Counter staff pay a shop on the resident's behalf: the resident handed over the card and
+    typed the PIN on the staff device; ``reason`` says why staff act for the resident."""
+
+    merchant_id: ObjectId
+    amount: PaymentAmount
+    point_type: TypeCode | None = None
+    reason: Reason
 
 
 class CardReceipt(Output):
@@ -123,3 +140,30 @@ class CardPolicyPublic(Output):
 class CardPolicyChange(Input):
     daily_limit: int = Field(ge=1, le=10_000_000)
     payments_per_shop: int = Field(ge=1, le=1_000)
+
+
+class AssistedPaymentPublic(FinancePaymentPublic):
+    """A payment counter staff made on a resident's behalf, as the counter sees it (with the
+    resident's pseudonymous id), and the receipt to read out or print for the resident."""
+
+    receipt: CardReceipt
+
+
+class ResidentFind(Input):
+    """The resident at the counter, by exactly one of: the card's scanned QR, its typed number,
+    the resident address number (宛名番号), or the resident's id."""
+
+    card_qr: ScannedText | None = None
+    card_number: CardNumberText | None = None
+    address_number: AddressNumber | None = None
+    resident_id: ObjectId | None = None
+
+
+class AssistedResident(Output):
+    """What counter staff see of the resident in front of them: the resident, the card (the one
+    handed over, or else the resident's active card), and the wallets with their balance by
+    expiry date and the coming expiry."""
+
+    resident: ResidentPublic
+    card: CardPublic | None
+    wallets: list[WalletPublic]

@@ -9,12 +9,12 @@ from typing import Annotated
 from pydantic import Field
 
 from api.schemas import ByValue, Input, Instant, Name, ObjectId, Output, Reason
-from api.schemas_cards import CardNumberText, CardReceipt, PinText
+from api.schemas_cards import CardAndPin, CardReceipt
 from api.schemas_spending import (
+    FinancePaymentPublic,
     MerchantPaymentPublic,
     PaymentAmount,
     ResidentPaymentPublic,
-    ScannedText,
     TypeCode,
 )
 from redemption.catalog import QUANTITY_MAX, STOCK_MAX, CatalogItem, Channel, ItemStatus
@@ -124,17 +124,26 @@ class ResidentExchangePublic(ExchangePublic):
     payment: ResidentPaymentPublic
 
 
-class CardExchangeCreate(Input):
+class CardExchangeCreate(CardAndPin):
     """A counter's till scanned the card (or keyed its number), picked the item, and the
     resident typed the PIN."""
 
-    card_qr: ScannedText | None = None
-    card_number: CardNumberText | None = None
-    pin: PinText
     item_id: ObjectId
     quantity: Quantity = 1
 
 
+class AssistedExchangeCreate(CardExchangeCreate):
+    """Counter staff exchange for the resident, who typed the PIN on the staff device;
+    ``reason`` says why staff act for the resident."""
+
+    reason: Reason
+
+
 class CardExchangePublic(ExchangePublic):
     payment: MerchantPaymentPublic
+    receipt: CardReceipt
+
+
+class AssistedExchangePublic(ExchangePublic):
+    payment: FinancePaymentPublic
     receipt: CardReceipt

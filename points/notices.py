@@ -53,9 +53,16 @@ class Notice:
 
 
 def expiring(
-    session: Session, point_type: PointType, now: datetime, within_days: int
+    session: Session,
+    point_type: PointType,
+    now: datetime,
+    within_days: int,
+    *,
+    resident_id: str | None = None,
 ) -> list[Notice]:
-    """Residents of active, open wallets with points expiring within ``within_days``."""
+    """Residents of active, open wallets with points expiring within ``within_days`` (only
+    ``resident_id``, when given: the notice the counter prints for the resident in front of
+    it is this same query, so it says what the letter says)."""
     today = tokyo_date(now)
     horizon = today + timedelta(days=within_days)
     bucket = WalletBucket.__table__  # type: ignore[attr-defined]
@@ -91,6 +98,7 @@ def expiring(
             wallet.c.status == WalletStatus.OPEN,
             resident.c.status == ResidentStatus.ACTIVE,
             account.c.closed.is_(False),
+            *([bucket.c.resident_id == resident_id] if resident_id is not None else []),
         )
         .group_by(resident.c.id, resident.c.address_number, resident.c.name)
         .having(expiring_points > 0)

@@ -29,7 +29,10 @@ checking the resident's identity (audited). Each till is limited too: its attemp
 under its row lock, and when ``TILL_WRONG_PINS_PER_HOUR`` (10) of the last hour's attempts were
 wrong (or are still being compared), it is refused ``pin_attempts_exceeded`` with the seconds
 until the oldest of them leaves the hour, so a stolen till cannot guess through a stack of
-cards. Attempt rows are written even when the payment is then refused.
+cards. A PIN typed at the city counter (no till: an assisted payment, a PIN change) is bounded
+the same way per member of counter staff (``STAFF_WRONG_PINS_PER_HOUR``): a counter PC is held
+by staff as a till is by a shop. Attempt rows are written even when the payment is then
+refused.
 
 **Paying with a card** (``pay_by_card``, after a correct PIN): only a till; limits per card
 per point type per Tokyo day (``CardPolicy``: 10,000 pt and 3 payments per shop by default,
@@ -60,7 +63,7 @@ from points.auth import Principal
 from points.calendar import tokyo_date
 from points.errors import InvalidInput, NotFound, ResidentNotActive
 from points.pointtypes import PointType
-from points.registry import Resident, ResidentStatus, Verification, new_id
+from points.registry import Resident, ResidentStatus, Staff, Verification, new_id
 from points.sqlbase import UTCDateTime, insert_missing
 from points.uow import unit_of_work
 from redemption.errors import (
@@ -78,6 +81,8 @@ from redemption.merchants import Till
 
 PIN_ATTEMPTS_MAX = 5
 TILL_WRONG_PINS_PER_HOUR = 10
+#: The same bound for a member of counter staff typing PINs on a staff device (no till).
+STAFF_WRONG_PINS_PER_HOUR = TILL_WRONG_PINS_PER_HOUR
 TILL_WINDOW = timedelta(hours=1)
 CARD_DAILY_LIMIT_DEFAULT = 10_000
 CARD_PAYMENTS_PER_SHOP_DEFAULT = 3
@@ -389,13 +394,21 @@ def cards_of(session: Session, resident_id: str) -> list[Card]:
     )
 
 
-def usable(session: Session, card: Card) -> Resident:
-    """The card's resident, when the card may pay now: active, not locked, the resident active."""
+def holder(session: Session, card: Card) -> Resident:
+    """The card's resident, when the card still names an active resident: an active card of an
+    active, not erased resident (else ``card_blocked``). Whether the PIN is locked is not asked:
+    a check-in by card (``api.routers.issuer``) needs no PIN."""
     if card.status != CardStatus.ACTIVE:
         raise CardBlocked("this card is blocked: the resident asks at the city counter")
     resident = session.get(Resident, card.resident_id)
     if resident is None or resident.status != ResidentStatus.ACTIVE or resident.erased_at:
         raise CardBlocked("this card is blocked: the resident asks at the city counter")
+    return resident
+
+
+def usable(session: Session, card: Card) -> Resident:
+    """The card's resident, when the card may pay now: active, not locked, the resident active."""
+    resident = holder(session, card)
     if card.locked:
         raise CardLocked(
             "this card is locked after 5 wrong PINs: the resident asks at the city counter"
@@ -487,7 +500,7 @@ def issue_card(
     card = _make_card(
         session, resident_id, hash_pin(checked, signing.pepper.pin_pepper()), now, signing
     )
-    _audit(session, caller, now, "card.issue", card, "", {"last4": card.last4})
+    audit_card(session, caller, now, "card.issue", card, "", {"last4": card.last4})
     return NewCard(card, resident)
 
 
@@ -500,7 +513,7 @@ def block_card(
         card.status = CardStatus.BLOCKED
         card.updated_at = now
         session.add(card)
-        _audit(session, caller, now, "card.block", card, reason, {"last4": card.last4})
+        audit_card(session, caller, now, "card.block", card, reason, {"last4": card.last4})
     return card
 
 
@@ -530,7 +543,7 @@ def reissue_card(
     session.flush()
     card = _make_card(session, old.resident_id, pin_hash, now, signing, replaces=old.id)
     details = {"replaces": old.id, "last4": card.last4, "new_pin": pin is not None}
-    _audit(session, caller, now, "card.reissue", card, reason, details)
+    audit_card(session, caller, now, "card.reissue", card, reason, details)
     return NewCard(card, resident)
 
 
@@ -545,7 +558,7 @@ def unlock_card(
     card.pin_attempts = 0
     card.updated_at = now
     session.add(card)
-    _audit(session, caller, now, "card.unlock", card, reason, {"wrong_pins": before})
+    audit_card(session, caller, now, "card.unlock", card, reason, {"wrong_pins": before})
     return card
 
 
@@ -573,7 +586,9 @@ def change_pin_checked(
     card.pin_attempts = 0
     card.updated_at = now
     session.add(card)
-    _audit(session, caller, now, "card.change_pin", card, reason, {"with_old_pin": old_pin_correct})
+    audit_card(
+        session, caller, now, "card.change_pin", card, reason, {"with_old_pin": old_pin_correct}
+    )
     return card
 
 
@@ -586,7 +601,7 @@ def usable_for_pin_change(session: Session, card: Card) -> Resident:
     return resident
 
 
-def _audit(
+def audit_card(
     session: Session,
     caller: Principal,
     now: datetime,
@@ -647,6 +662,8 @@ def begin_attempt(
         usable(session, card)
         if till_id is not None:
             _count_till(session, till_id, now)
+        else:
+            _count_staff(session, staff_id, now)
         raised = (
             session.connection()
             .execute(
@@ -678,26 +695,54 @@ def _count_till(session: Session, till_id: str, now: datetime) -> None:
     """Under the till's row lock (attempts of one till are counted one at a time): refuse when
     the last hour holds ``TILL_WRONG_PINS_PER_HOUR`` wrong or uncompared attempts."""
     session.exec(select(Till.id).where(Till.id == till_id).with_for_update()).one()
-    since = now - TILL_WINDOW
+    _refuse_a_full_hour(
+        session,
+        now,
+        col(PinAttempt.till_id) == till_id,
+        f"this till typed {TILL_WRONG_PINS_PER_HOUR} wrong PINs in the last hour: "
+        "wait, or ask the city counter",
+    )
+
+
+def _count_staff(session: Session, staff_id: str, now: datetime) -> None:
+    """The city counter's twin of ``_count_till``, for attempts typed on a staff device (no
+    till: an assisted payment, a PIN change with the old PIN). A counter PC is held by staff
+    as a till is held by a shop, so it gets the same bound, per member of staff
+    (``STAFF_WRONG_PINS_PER_HOUR``), under the staff row's lock. The query reads the attempts
+    through the ``(till_id, at)`` index (``till_id IS NULL``, the last hour), so it needs no
+    index (and no migration) of its own."""
+    session.exec(select(Staff.id).where(Staff.id == staff_id).with_for_update()).one()
+    _refuse_a_full_hour(
+        session,
+        now,
+        sa.and_(col(PinAttempt.till_id).is_(None), col(PinAttempt.staff_id) == staff_id),
+        f"{STAFF_WRONG_PINS_PER_HOUR} wrong PINs were typed at this member of staff's counter "
+        "in the last hour: wait, or ask a supervisor",
+    )
+
+
+def _refuse_a_full_hour(
+    session: Session, now: datetime, whose: sa.ColumnElement[bool], message: str
+) -> None:
+    """``pin_attempts_exceeded`` when the last hour holds 10 wrong or uncompared attempts of
+    ``whose`` (a till's, or a member of counter staff's), with the seconds until the oldest of
+    them leaves the hour."""
+    most = TILL_WRONG_PINS_PER_HOUR
     counted = list(
         session.exec(
             select(PinAttempt.at)
             .where(
-                PinAttempt.till_id == till_id,
-                col(PinAttempt.at) > since,
+                whose,
+                col(PinAttempt.at) > now - TILL_WINDOW,
                 PinAttempt.outcome != AttemptOutcome.CORRECT,
             )
             .order_by(col(PinAttempt.at))
         )
     )
-    if len(counted) >= TILL_WRONG_PINS_PER_HOUR:
-        frees_at = counted[len(counted) - TILL_WRONG_PINS_PER_HOUR] + TILL_WINDOW
+    if len(counted) >= most:
+        frees_at = counted[len(counted) - most] + TILL_WINDOW
         wait = max(1, int((frees_at - now).total_seconds()) + 1)
-        raise PinAttemptsExceeded(
-            f"this till typed {TILL_WRONG_PINS_PER_HOUR} wrong PINs in the last hour: "
-            "wait, or ask the city counter",
-            retry_after_seconds=wait,
-        )
+        raise PinAttemptsExceeded(message, retry_after_seconds=wait)
 
 
 def check_pin(engine: Engine, now: datetime, attempt: Attempt, pin: str, pepper: bytes) -> None:

@@ -43,6 +43,7 @@ holds it within the amount, so racing refunds never return more than was paid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -592,12 +593,31 @@ def pay_by_card(
 ) -> PaymentView:
     """The till named the card, the resident typed the right PIN (``cards.verify_pin``, which
     the caller ran first): paid at once, within the card's limits of the day."""
+    till, paid_in = card_till(session, caller, point_type)
+    return card_payment(session, now, till, paid_in, card_id, amount=amount, reference=reference)
+
+
+def card_payment(
+    session: Session,
+    now: datetime,
+    till: Till | None,
+    paid_in: PointType,
+    card_id: str,
+    *,
+    amount: int,
+    reference: str,
+    merchant_id: str | None = None,
+) -> PaymentView:
+    """Take ``amount`` from the card holder's points for the till's shop, after a correct PIN:
+    the one card payment that a till's (``pay_by_card``) and the counter's
+    (``pay_on_behalf``) share, so both meet the same checks and the card's limits of the day."""
     _check_amount(amount)
     _check_reference(reference)
-    till, paid_in = card_till(session, caller, point_type)
     card = cards.get_card(session, card_id)
     cards.usable(session, card)
-    cards.count_towards_limits(session, card, paid_in, till.merchant_id, amount, now)
+    payee = till.merchant_id if till is not None else merchant_id
+    assert payee is not None
+    cards.count_towards_limits(session, card, paid_in, payee, amount, now)
     return _take(
         session,
         now,
@@ -608,7 +628,70 @@ def pay_by_card(
         flow=Flow.CARD,
         reference=reference,
         card_id=card.id,
+        merchant_id=payee,
     )
+
+
+# (d') Card and PIN at the city counter: paying on the resident's behalf ----------------------
+
+#: What an assisted payment's ``reference`` says to the shop (its lists show it).
+ASSISTED_REFERENCE = "city counter"
+
+
+def payee(session: Session, merchant_id: str, point_type: str | None) -> PointType:
+    """A shop paid at the city counter: active, and the point type it takes."""
+    merchants.active_merchant(session, merchant_id)
+    return merchants.accepted_type(session, merchant_id, point_type)
+
+
+def pay_on_behalf(
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    card_id: str,
+    *,
+    merchant_id: str,
+    amount: int,
+    point_type: str | None,
+    reason: str,
+    reference: str = ASSISTED_REFERENCE,
+    extra: Callable[[Session, PaymentView], None] | None = None,
+) -> PaymentView:
+    """Counter staff pay ``merchant_id`` from a card holder's points on the resident's behalf,
+    after the resident typed the right PIN on the staff device (``cards.verify_pin`` with no
+    till, which the caller ran first: staff never move points without it). The same card
+    payment as at a till (``card_payment``: the card's limits of the day, earliest expiry
+    first), recorded with no till (no shop device took it), audited
+    (``card.assisted_payment``) with the member of staff, the resident's pseudonymous id and
+    ``reason``; never the PIN.
+
+    ``extra`` runs in the same transaction after the points were taken (an exchange records
+    its goods there); a refusal there rolls the payment back."""
+    if not reason.strip():
+        raise InvalidInput("say why staff pay on the resident's behalf", field="reason")
+    paid_in = payee(session, merchant_id, point_type)
+    paid = card_payment(
+        session,
+        now,
+        None,
+        paid_in,
+        card_id,
+        amount=amount,
+        reference=reference,
+        merchant_id=merchant_id,
+    )
+    if extra is not None:
+        extra(session, paid)
+    card = cards.get_card(session, card_id)
+    details = {
+        "payment_id": paid.payment.id,
+        "merchant_id": merchant_id,
+        "point_type": paid_in.code,
+        "amount": amount,
+        "last4": card.last4,
+    }
+    cards.audit_card(session, caller, now, "card.assisted_payment", card, reason, details)
+    return paid
 
 
 # (e) Exchanges at a city counter ------------------------------------------------------------
@@ -656,36 +739,63 @@ def exchange_by_card(
     quantity: int,
 ) -> Exchanged:
     """A counter's till exchanges goods for the card's points, the resident having typed the
-    right PIN (``cards.verify_pin``, run by the caller first). The card's limits of the day
-    apply as to any card payment."""
+    right PIN (``cards.verify_pin``, run by the caller first): a card payment to the counter
+    (the card's limits of the day apply) that takes the item from stock."""
     till = merchants.till_of(session, caller)
     merchants.active_merchant(session, till.merchant_id)
     card = cards.get_card(session, card_id)
-    cards.usable(session, card)
     reserved = catalog.reserve(
         session, now, item_id, quantity, card.resident_id, merchant_id=till.merchant_id
     )
-    cards.count_towards_limits(
-        session, card, reserved.point_type, till.merchant_id, reserved.amount, now
-    )
-    paid = _take(
+    paid = card_payment(
         session,
         now,
         till,
         reserved.point_type,
-        card.resident_id,
-        reserved.amount,
-        flow=Flow.CARD,
+        card_id,
+        amount=reserved.amount,
         reference=_exchange_reference(reserved),
-        card_id=card.id,
     )
     done = catalog.record(session, now, reserved, paid.payment, catalog.Channel.CARD)
     return Exchanged(paid, done, reserved.item)
 
 
+def exchange_on_behalf(
+    session: Session,
+    caller: Principal,
+    now: datetime,
+    card_id: str,
+    *,
+    item_id: str,
+    quantity: int,
+    reason: str,
+) -> Exchanged:
+    """Counter staff exchange goods for a card holder, who typed the PIN on the staff device:
+    an assisted payment to the item's counter (``pay_on_behalf``) that takes the item from
+    stock in the same transaction."""
+    card = cards.get_card(session, card_id)
+    reserved = catalog.reserve(session, now, item_id, quantity, card.resident_id)
+    recorded: list[catalog.Exchange] = []
+    paid = pay_on_behalf(
+        session,
+        caller,
+        now,
+        card_id,
+        merchant_id=reserved.item.merchant_id,
+        amount=reserved.amount,
+        point_type=reserved.point_type.code,
+        reason=reason,
+        reference=_exchange_reference(reserved),
+        extra=lambda inner, taken: recorded.append(
+            catalog.record(inner, now, reserved, taken.payment, catalog.Channel.ASSISTED)
+        ),
+    )
+    return Exchanged(paid, recorded[0], reserved.item)
+
+
 def _exchange_reference(reserved: catalog.Reserved) -> str:
     """The payment's reference names the goods: what the counter's list shows."""
-    return f"{reserved.item.name_ja[:50]} ×{reserved.quantity}"
+    return f"{reserved.item.name_ja[:50]} x{reserved.quantity}"
 
 
 # Taking the points ---------------------------------------------------------------------------

@@ -269,6 +269,32 @@ def card_lookup_body(_world: World, params: dict[str, Any]) -> Any:
     return {"card_number": params["card_number"]}
 
 
+def assisted_payment_body(world: World, _params: dict[str, Any]) -> Any:
+    """A new card with 1 pt, its number and PIN typed at the counter, to pay shop a."""
+    return {
+        "card_number": fresh_card(world)["card_number"],
+        "pin": CARD_PIN,
+        "amount": 1,
+        "merchant_id": payments_of(world).shops["a"].merchant_id,
+        "reason": "authorization table",
+    }
+
+
+def paid_on_behalf(world: World, actor: Actor, body: Any) -> None:
+    assert (body["flow"], body["state"], body["amount"]) == ("card", "posted", 1)
+    assert body["merchant_id"] == world.merchants["a"] and "pin" not in body
+
+
+def finds_at_the_counter(world: World, _actor: Actor, body: Any) -> None:
+    assert body["resident"]["id"] == world.resident.id
+    assert {wallet["point_type"] for wallet in body["wallets"]} <= {POINT_TYPE_CODE}
+
+
+def card_check_in_body(world: World, _params: dict[str, Any]) -> Any:
+    """A new card, scanned by number at the organizer's device."""
+    return {"card_number": fresh_card(world)["card_number"]}
+
+
 def card_issued(world: World, actor: Actor, body: Any) -> None:
     assert body["status"] == "active" and "pin" not in body
 
@@ -763,6 +789,14 @@ def exchanged_own(world: World, actor: Actor, body: Any) -> None:
     assert body["channel"] == "wallet" and body["payment"]["flow"] == "exchange"
 
 
+def assisted_exchange_body(world: World, params: dict[str, Any]) -> Any:
+    return {**card_exchange_body(world, params), "reason": "no phone"}
+
+
+def assisted_exchange(world: World, actor: Actor, body: Any) -> None:
+    assert (body["channel"], body["payment"]["till_id"]) == ("assisted", None)
+
+
 def card_exchange_body(world: World, params: dict[str, Any]) -> Any:
     """A new card with 1 pt, its number and PIN typed, the counter's item."""
     return {
@@ -943,6 +977,8 @@ TABLE: list[Row] = [
     Row("POST", f"{ISS}/events/{{event_id}}/close", ISSUER, per_caller=own_event, body=reason,
         audited=True),
     Row("GET", f"{ISS}/events/{{event_id}}/check-in", ISSUER, per_caller=own_event),
+    Row("POST", f"{ISS}/events/{{event_id}}/card-check-ins", ISSUER_201, per_caller=own_event,
+        body=card_check_in_body, value_moving=True),
     Row("GET", f"{ISS}/residents", ISSUER, query="?address_number={address_number}",
         owned=learns_only_the_id),
     # Counter staff.
@@ -968,6 +1004,10 @@ TABLE: list[Row] = [
     Row("POST", f"{C}/residents/{{resident_id}}/cards", COUNTER_201, params=card_issue_params,
         body=lambda _w, _p: {"pin": CARD_PIN}, owned=card_issued, audited=True),
     Row("GET", f"{C}/residents/{{resident_id}}/cards", COUNTER),
+    Row("POST", f"{C}/assisted-exchanges", COUNTER_201, params=catalog_of,
+        body=assisted_exchange_body, owned=assisted_exchange, value_moving=True, audited=True),
+    Row("GET", f"{C}/exchanges/{{exchange_id}}/receipt", COUNTER, per_caller=own_exchange,
+        media_type="text/html"),
     Row("POST", f"{C}/cards/find", COUNTER, params=fresh_card, body=card_lookup_body),
     Row("POST", f"{C}/cards/{{card_id}}/block", COUNTER, params=fresh_card, body=reason,
         audited=True),
@@ -977,6 +1017,11 @@ TABLE: list[Row] = [
         audited=True),
     Row("POST", f"{C}/cards/{{card_id}}/pin", COUNTER, params=fresh_card,
         body=lambda _w, _p: {"new_pin": "7392", "reason": "identity checked"}, audited=True),
+    Row("POST", f"{C}/residents/find", COUNTER,
+        body=lambda w, _p: {"resident_id": w.resident.id}, owned=finds_at_the_counter),
+    Row("GET", f"{C}/residents/{{resident_id}}/expiry-notice", COUNTER, media_type="text/html"),
+    Row("POST", f"{C}/assisted-payments", COUNTER_201, body=assisted_payment_body,
+        owned=paid_on_behalf, audited=True, value_moving=True),
     # Budgets: finance and admins.
     Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),
     Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/allocations", AUDITORS_201,

@@ -13,7 +13,8 @@ refusal is the value's doing, not the route's.
 The routes of paying at shops (issue 17) join the same tests: a till's payment QR and pay-code
 payment, a resident's payment, a refund, the resident's pay-code limit and a shop's settings
 (integers), a scanned token and a till's name (strings), and each refuses unknown fields; so
-does a till's card payment (issue 19: its amount, and its PIN, a string of digits).
+does a till's card payment (issue 19: its amount, and its PIN, a string of digits), and so do
+the counter's assisted payment and resident lookup and an organizer's check-in by card.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ HOLE = "__value__"
 def world(shared_world: World) -> World:
     # The payment routes' shop, payer and payment, made before any test takes a snapshot.
     posted_payment(shared_world)
+    strict_event(shared_world)
     return shared_world
 
 
@@ -258,6 +260,59 @@ CARD_PIN = Route(
     "pin",
     value_moving=True,
 )
+
+
+def assisted_payment(world: World) -> dict[str, Any]:
+    """The payer's card, its PIN typed at the counter, to pay the shop 1 pt."""
+    return {
+        **card_payment(world),
+        "merchant_id": shop(world).merchant_id,
+        "reason": "strict input: the resident has no phone",
+    }
+
+
+def card_check_in(world: World) -> dict[str, Any]:
+    return {"card_number": card_payment(world)["card_number"]}
+
+
+def strict_event(world: World) -> str:
+    return once_per_world(world, "strict input event", lambda: world.fresh_event().id)
+
+
+ASSISTED_PAYMENT = Route(
+    "counter: assisted payment",
+    "counter",
+    lambda world: f"{C}/assisted-payments",
+    assisted_payment,
+    "amount",
+    value_moving=True,
+)
+ASSISTED_PIN = Route(
+    "counter: assisted payment's PIN",
+    "counter",
+    lambda world: f"{C}/assisted-payments",
+    assisted_payment,
+    "pin",
+    value_moving=True,
+)
+RESIDENT_FIND = Route(
+    "counter: find a resident",
+    "counter",
+    lambda world: f"{C}/residents/find",
+    lambda world: {"resident_id": world.resident.id},
+    "resident_id",
+    accepted=200,
+)
+CARD_CHECK_IN = Route(
+    "issuer: check-in by card",
+    "issuer_a",
+    lambda world: f"{ISS}/events/{strict_event(world)}/card-check-ins",
+    card_check_in,
+    "card_number",
+    value_moving=True,
+)
+#: Issue 19 part 5 and 8: the counter acting for a resident, an organizer scanning a card.
+ASSIST_ROUTES = [ASSISTED_PAYMENT, RESIDENT_FIND, CARD_CHECK_IN]
 PAYMENT = Route(
     "resident: store-QR payment",
     payer,
@@ -398,6 +453,7 @@ INTEGER_ROUTES = [
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
     CARD_PAYMENT,
+    ASSISTED_PAYMENT,
     PAYMENT,
     REFUND,
     PAY_CODE_LIMIT,
@@ -407,7 +463,17 @@ INTEGER_ROUTES = [
     CATALOG_ITEM,
     FINANCE_REFUND,
 ]
-STRING_ROUTES = [AWARD, CLOSE_WALLET, STAFF, PREVIEW, NEW_TILL, CARD_PIN]
+STRING_ROUTES = [
+    AWARD,
+    CLOSE_WALLET,
+    STAFF,
+    PREVIEW,
+    NEW_TILL,
+    CARD_PIN,
+    ASSISTED_PIN,
+    RESIDENT_FIND,
+    CARD_CHECK_IN,
+]
 MONEY_ROUTES = [
     ALLOCATION,
     AWARD,
@@ -417,6 +483,7 @@ MONEY_ROUTES = [
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
     CARD_PAYMENT,
+    ASSISTED_PAYMENT,
     PAYMENT,
     REFUND,
     PAY_CODE_LIMIT,
@@ -427,7 +494,9 @@ MONEY_ROUTES = [
     FINANCE_REFUND,
 ]
 ACCEPTING = [
-    route for route in [*MONEY_ROUTES, COUNTER_RESIDENT, STAFF, PREVIEW, NEW_TILL] if route.accepted
+    route
+    for route in [*MONEY_ROUTES, COUNTER_RESIDENT, STAFF, PREVIEW, NEW_TILL, *ASSIST_ROUTES[1:]]
+    if route.accepted
 ]
 
 
@@ -488,6 +557,24 @@ def test_an_unknown_field_is_refused_by_the_payment_routes(world: World, route: 
     body = assert_problem(response, 422, "validation_error")
     assert {
         "location": ["body", "merchant_id"],
+        "message": "Extra inputs are not permitted",
+        "type": "extra_forbidden",
+    } in body["errors"]
+    assert written(world) == before
+
+
+@pytest.mark.parametrize("route", ASSIST_ROUTES, ids=ids(ASSIST_ROUTES))
+def test_an_unknown_field_is_refused_by_the_counters_and_organizers_card_routes(
+    world: World, route: Route
+) -> None:
+    content = json.dumps({**route.body(world), "till_id": "til_x"}).encode()
+    before = written(world)
+
+    response = route.send(world, content)
+
+    body = assert_problem(response, 422, "validation_error")
+    assert {
+        "location": ["body", "till_id"],
         "message": "Extra inputs are not permitted",
         "type": "extra_forbidden",
     } in body["errors"]

@@ -348,3 +348,44 @@ def test_fifty_residents_exchanging_the_last_ten_bags_get_exactly_ten(world: Wor
     assert tuple(exchanged) == (10, 5_000)
     paid = sorted(balance(world, resident) for resident in residents)
     assert paid == [500] * 10 + [1_000] * 40
+
+
+def test_counter_staff_exchange_for_a_resident_only_with_the_pin(world: World) -> None:
+    counter = open_counter(world)
+    item = add_item(world, counter, points=400, per_resident_limit=1)
+    resident = funded_resident(world, 1_000)
+    card = issue_card(world, resident.id)
+    url = "/api/v1/counter/assisted-exchanges"
+    body = {
+        "card_number": card["number"],
+        "item_id": item["id"],
+        "reason": "スマホなし・窓口で交換",
+    }
+    headers = {**world.counter.headers, **key("assisted")}
+
+    before = world.snapshot()
+    wrong = world.client.post(url, json={**body, "pin": "9157"}, headers=headers)
+    assert_problem(wrong, 422, "pin_incorrect")
+    after = world.snapshot()
+    assert {t: n for t, n in after.items() if n != before[t]} == {
+        "pin_attempt": before["pin_attempt"] + 1
+    }
+    assert_problem(
+        world.client.post(url, json={**body, "pin": PIN, "reason": " "}, headers=headers), 422
+    )
+
+    done = world.client.post(url, json={**body, "pin": PIN}, headers=headers)
+    assert done.status_code == 201, done.text
+    answer = done.json()
+    assert (answer["channel"], answer["payment"]["flow"]) == ("assisted", "card")
+    assert answer["payment"]["till_id"] is None
+    assert answer["receipt"]["balance"] == 600 and PIN not in done.text
+    assert stock(world, item) == 9
+    audit = world.last_audit()
+    assert (audit["action"], audit["actor_id"]) == ("card.assisted_payment", world.counter.id)
+    printed = world.client.get(answer["receipt_url"], headers=world.counter.headers)
+    assert printed.status_code == 200 and "エコバッグ" in printed.text
+    # The limit per resident holds here as in the wallet.
+    again = world.client.post(url, json={**body, "pin": PIN}, headers={**headers, **key()})
+    assert_problem(again, 409, "exchange_limit_exceeded")
+    assert stock(world, item) == 9 and balance(world, resident) == 600

@@ -22,11 +22,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
 from api.bodies import StrictRoute
-from api.deps import AdminDep, MerchantDep, ResidentDep, ServicesDep
-from api.payment_views import card_receipt, for_merchant, for_resident
+from api.card_payments import pay_with_pin
+from api.deps import AdminDep, CounterDep, MerchantDep, ResidentDep, ServicesDep
+from api.payment_views import card_receipt, for_finance, for_merchant, for_resident
 from api.safety import VALUE_MOVING, IdempotencyDep
-from api.schemas import PROTECTED_ERRORS, PathId, error_responses
+from api.schemas import HTML_PAGE, PROTECTED_ERRORS, PathId, error_responses
 from api.schemas_catalog import (
+    AssistedExchangeCreate,
+    AssistedExchangePublic,
     CardExchangeCreate,
     CardExchangePublic,
     ExchangeCreate,
@@ -41,7 +44,7 @@ from points.calendar import TOKYO
 from points.errors import NotFound
 from points.pointtypes import get_point_type
 from points.registry import Merchant
-from redemption import cards, catalog, flows, merchants, payments
+from redemption import catalog, flows, merchants, payments
 
 admin_router = APIRouter(
     prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS, route_class=StrictRoute
@@ -55,6 +58,9 @@ merchant_router = APIRouter(
     responses=PROTECTED_ERRORS,
     route_class=StrictRoute,
 )
+counter_router = APIRouter(
+    prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS, route_class=StrictRoute
+)
 public_router = APIRouter(
     prefix="/api/v1/catalog",
     tags=["public"],
@@ -64,10 +70,6 @@ public_router = APIRouter(
 
 #: A printable page: its own inline style, nothing else loads or runs.
 PRINT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
-
-HTML_PAGE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "A page"}
-}
 
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -345,33 +347,14 @@ def exchange_by_card(
     `pin_attempts_exceeded`). Other refusals: those of `POST /me/exchanges` and of a card
     payment."""
     now = services.clock()
-    replayed = idempotency.replay(caller, body, secret_fields=("pin",))
-    if replayed is not None:
-        return replayed
-    signing = services.card_signing
 
-    def named(session: Session) -> tuple[str, str]:
+    def at_the_till(session: Session) -> str:
         till = merchants.till_of(session, caller)
         merchants.active_merchant(session, till.merchant_id)
         catalog.get_item(session, body.item_id, merchant_id=till.merchant_id)
-        card = cards.find_card(
-            session, card_number=body.card_number, card_qr=body.card_qr, signing=signing, now=now
-        )
-        cards.usable(session, card)
-        return till.id, card.id
+        return till.id
 
-    till_id, card_id = services.read(named)
-    cards.verify_pin(
-        services.engine,
-        now,
-        card_id,
-        body.pin,
-        staff_id=caller.principal_id,
-        till_id=till_id,
-        pepper=services.keys.pin_pepper(),
-    )
-
-    def work(session: Session) -> tuple[int, Any]:
+    def exchange(session: Session, card_id: str) -> tuple[int, Any]:
         done = flows.exchange_by_card(
             session, caller, now, card_id, item_id=body.item_id, quantity=body.quantity
         )
@@ -384,7 +367,65 @@ def exchange_by_card(
         )
         return 201, answer.model_dump(mode="json")
 
-    return idempotency.run(caller, body, work, secret_fields=("pin",))
+    return pay_with_pin(body, caller, services, idempotency, now, place=at_the_till, pay=exchange)
+
+
+@counter_router.post(
+    "/assisted-exchanges",
+    status_code=201,
+    response_model=AssistedExchangePublic,
+    openapi_extra=VALUE_MOVING,
+    summary="Exchange goods for a resident's card points, with the PIN the resident typed",
+)
+def assisted_exchange(
+    body: AssistedExchangeCreate,
+    caller: CounterDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    """Counter staff exchange an item of a city counter's catalog for a resident who handed
+    over the card and typed the PIN on the staff device, saying why (`reason`). The PIN is
+    counted before it is compared as for any card payment; the item leaves the stock and the
+    points the card in one transaction; audited (`card.assisted_payment`) with the member of
+    staff, the resident and the reason. Refusals: those of `POST /me/exchanges` and of
+    `POST /counter/assisted-payments`."""
+    now = services.clock()
+
+    def at_the_counter(session: Session) -> None:
+        item = catalog.get_item(session, body.item_id)
+        merchants.active_merchant(session, item.merchant_id)
+
+    def exchange(session: Session, card_id: str) -> tuple[int, Any]:
+        done = flows.exchange_on_behalf(
+            session,
+            caller,
+            now,
+            card_id,
+            item_id=body.item_id,
+            quantity=body.quantity,
+            reason=body.reason,
+        )
+        receipt = card_receipt(session, done.payment, now, services.settings.expiry_notice_days)
+        fields = _exchange_fields(done, f"/api/v1/counter/exchanges/{done.exchange.id}/receipt")
+        answer = AssistedExchangePublic(
+            **fields, payment=for_finance(done.payment), receipt=receipt
+        )
+        return 201, answer.model_dump(mode="json")
+
+    return pay_with_pin(
+        body, caller, services, idempotency, now, place=at_the_counter, pay=exchange
+    )
+
+
+@counter_router.get(
+    "/exchanges/{exchange_id}/receipt",
+    response_class=Response,
+    responses=HTML_PAGE,
+    summary="The printable receipt of any exchange (counter staff)",
+)
+def staff_receipt(exchange_id: PathId, caller: CounterDep, services: ServicesDep) -> HTMLResponse:
+    """Counter staff print the receipt of any resident's exchange (they hand out the goods)."""
+    return services.read(lambda session: receipt_page(session, exchange_id))
 
 
 @merchant_router.get(

@@ -9,7 +9,9 @@ uploaded (``.../award-uploads``): validated whole, then awarded in batches (``is
 An upload that stopped before it finished may be cancelled (``.../award-uploads/{id}/cancel``):
 what it had not awarded goes back to the budget. A volunteering program's events
 (``issuers.events``) are created, listed, read for attendance and closed early here, and
-``.../events/{id}/check-in`` gives the check-in screen its rotating event token.
+``.../events/{id}/check-in`` gives the check-in screen its rotating event token; a resident
+without a phone is checked in by their card (``.../events/{id}/card-check-ins``, no PIN: a
+check-in only earns).
 
 Departments know residents by their address number (宛名番号): an award, a CSV row and the
 lookup ``/residents?address_number=...`` take it instead of the pseudonymous resident id, which
@@ -34,10 +36,12 @@ from api.deps import IssuerDep, ServicesDep
 from api.routers.budgets import budget_public
 from api.safety import VALUE_MOVING, IdempotencyDep
 from api.schemas import PROTECTED_ERRORS, AddressNumber, DepartmentPublic, Page, PathId
+from api.schemas_cards import CardLookup
 from api.schemas_earning import (
     AwardCreate,
     AwardPublic,
     BudgetPublic,
+    CheckInPublic,
     CheckInScreen,
     EventAttendancePublic,
     EventClose,
@@ -59,6 +63,7 @@ from points import people, qrrender, wallets
 from points.auth import Principal
 from points.people import get
 from points.registry import Department
+from redemption import cards
 
 router = APIRouter(
     prefix="/api/v1/issuer", tags=["issuer"], responses=PROTECTED_ERRORS, route_class=StrictRoute
@@ -523,3 +528,56 @@ def check_in_screen(event_id: PathId, caller: IssuerDep, services: ServicesDep) 
     return CheckInScreen(
         token=text, svg=qrrender.svg(text, 80, quick=True), seconds_left=seconds_left
     )
+
+
+@router.post(
+    "/events/{event_id}/card-check-ins",
+    status_code=201,
+    response_model=CheckInPublic,
+    openapi_extra=VALUE_MOVING,
+    responses={200: {"model": CheckInPublic, "description": "The resident had checked in before"}},
+    summary="Check a resident in at my event by their card (no phone needed)",
+)
+def card_check_in(
+    event_id: PathId,
+    body: CardLookup,
+    caller: IssuerDep,
+    services: ServicesDep,
+    idempotency: IdempotencyDep,
+) -> JSONResponse:
+    """The organizer's device scanned a resident's card (`card_qr`) or keyed its number
+    (`card_number`) at an open event of the caller's department: the resident checks in and
+    earns the event's points, by the very rule of a wallet's check-in (`issuers.events.check_in`:
+    once per resident per event, within the check-in window and the capacity). A second
+    check-in answers the first again (200, `replayed: true`). Requires an `Idempotency-Key`
+    (namespaced by the department).
+
+    **No PIN**: a check-in only earns; it moves nothing out of the wallet, so the card alone
+    names the resident, as the resident's own scan does in the wallet. For the same reason a
+    card locked after 5 wrong PINs still checks in; a blocked or replaced card, or one whose
+    resident is not active (moved out, deceased, blocked, erased), is `card_blocked`.
+    Refusals: `not_found` (not the caller's event, or no such card), `event_closed`,
+    `outside_check_in_window`, `event_full`, `card_number_invalid`, `token_*` (422),
+    `already_awarded` (the department awarded this event by file), and the award rules'."""
+    department_id = _department_of(caller)
+    now, signing = services.clock(), services.card_signing
+
+    def work(session: Session) -> tuple[int, Any]:
+        event = events.get_event(session, event_id, department_id=department_id)
+        card = cards.find_card(
+            session, card_number=body.card_number, card_qr=body.card_qr, signing=signing, now=now
+        )
+        cards.holder(session, card)
+        result = events.check_in(
+            session, caller, now, token_id=event.token_id, resident_id=card.resident_id
+        )
+        public = CheckInPublic(
+            event_id=result.event.id,
+            event_name=result.event.name,
+            award_id=result.award.id or 0,
+            amount=result.award.amount,
+            replayed=result.replayed,
+        )
+        return (200 if result.replayed else 201), public.model_dump(mode="json")
+
+    return idempotency.run(caller, body, work, namespace=f"department:{department_id}")

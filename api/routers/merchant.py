@@ -21,6 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import StrictRoute
+from api.card_payments import pay_with_pin
 from api.deps import MerchantDep, Services, ServicesDep
 from api.payment_views import (
     card_receipt,
@@ -52,7 +53,7 @@ from api.schemas_spending import (
 from points.auth import Principal
 from points.people import get
 from points.registry import Merchant
-from redemption import cards, flows, merchants, payments
+from redemption import flows, merchants, payments
 from redemption.payments import PaymentView
 
 router = APIRouter(
@@ -236,31 +237,12 @@ def pay_by_card(
     `card_shop_limit_exceeded`, `insufficient_balance`, `point_type_not_accepted`,
     `wallet_closed`, `merchant_not_active`, `till_required`, `token_*` (422), `not_found`."""
     now = services.clock()
-    replayed = idempotency.replay(caller, body, secret_fields=("pin",))
-    if replayed is not None:
-        return replayed
-    signing = services.card_signing
 
-    def named(session: Session) -> tuple[str, str]:
+    def at_the_till(session: Session) -> str:
         till, _ = flows.card_till(session, caller, body.point_type)
-        card = cards.find_card(
-            session, card_number=body.card_number, card_qr=body.card_qr, signing=signing, now=now
-        )
-        cards.usable(session, card)
-        return till.id, card.id
+        return till.id
 
-    till_id, card_id = services.read(named)
-    cards.verify_pin(
-        services.engine,
-        now,
-        card_id,
-        body.pin,
-        staff_id=caller.principal_id,
-        till_id=till_id,
-        pepper=services.keys.pin_pepper(),
-    )
-
-    def work(session: Session) -> tuple[int, Any]:
+    def pay(session: Session, card_id: str) -> tuple[int, Any]:
         paid = flows.pay_by_card(
             session,
             caller,
@@ -274,7 +256,7 @@ def pay_by_card(
         answer = for_merchant(paid, services.pseudonym_key).model_dump(mode="json")
         return 201, {**answer, "receipt": receipt.model_dump(mode="json")}
 
-    return idempotency.run(caller, body, work, secret_fields=("pin",))
+    return pay_with_pin(body, caller, services, idempotency, now, place=at_the_till, pay=pay)
 
 
 # Payments ------------------------------------------------------------------------------------
