@@ -28,9 +28,9 @@ from points import access, people, pointtypes, wallet_views
 from points.auth import Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
 from points.errors import NotFound
-from points.registry import Department, Merchant, Resident, Staff, StaffRole
+from points.registry import Department, Merchant, MerchantKind, Resident, Staff, StaffRole
 from points.uow import unit_of_work
-from redemption import flows, merchants
+from redemption import catalog, flows, merchants
 from redemption.payments import Payment
 
 T = TypeVar("T")
@@ -112,6 +112,7 @@ def run_seed(
             )
         )
     write(lambda s: _demo_payment(s, now, till, residents[0], signing))
+    write(lambda s: _counter_catalog(s, now, point_type))
     sealed = Ledger(engine, clock=clock).seal()
     report = Ledger(engine, clock=clock).verify()
 
@@ -128,6 +129,8 @@ def run_seed(
         )
     payer = RESIDENTS[next(iter(RESIDENTS))][0]
     echo(f"  Paid at a shop: {payer} paid {PAYMENT_AMOUNT:,} pt at {PAYMENT_AT}")
+    offered = ", ".join(f"{name_en} {points:,} pt" for _ja, name_en, points, *_ in CATALOG)
+    echo(f"  The city counter's catalog: {offered}")
     echo("")
     for resident_id, number in zip(residents, RESIDENTS, strict=True):
         view_ = unit_of_work(
@@ -259,6 +262,54 @@ def _shop(
     # The demo prints a till token of its own (``_tokens``), revoked by the next run.
     access.revoke_token(session, SYSTEM, now, made.token.token.id, "points demo prints its own")
     return made.till
+
+
+#: The city counter's catalog in the demo: (Japanese name, English name, points, stock, limit).
+CATALOG = (
+    ("コーヒー麻袋のエコバッグ", "Eco bag sewn from a coffee sack", 500, 40, 2),
+    ("狛江産はちみつ (小瓶)", "Komae honey (small jar)", 800, 15, 1),
+    ("多摩川の間伐材コースター", "Coaster of Tama river thinned wood", 200, 0, None),
+)
+
+
+def _counter_catalog(session: Session, now: datetime, point_type: pointtypes.PointType) -> None:
+    """The city counter (a merchant of kind counter) and its catalog, once."""
+    counter = session.exec(select(Merchant).where(Merchant.name_en == "City hall counter")).first()
+    if counter is not None:
+        return
+    counter = people.create_merchant(
+        session,
+        SYSTEM,
+        now,
+        name_ja="狛江市役所 交換窓口",
+        name_en="City hall counter",
+        category="city",
+        kind=MerchantKind.COUNTER,
+    )
+    session.flush()
+    merchants.change_settings(
+        session,
+        SYSTEM,
+        now,
+        counter.id,
+        merchants.SettingsChange(accepted_point_types=[point_type.code]),
+        reason="demo",
+    )
+    for name_ja, name_en, points, stock, limit in CATALOG:
+        catalog.create_item(
+            session,
+            SYSTEM,
+            now,
+            catalog.NewItem(
+                merchant_id=counter.id,
+                point_type=point_type.code,
+                name_ja=name_ja,
+                name_en=name_en,
+                points=points,
+                stock=stock,
+                per_resident_limit=limit,
+            ),
+        )
 
 
 def _demo_payment(
