@@ -10,7 +10,8 @@ seal           every 5 seconds             seal committed entries into the hash 
 purge          daily at 03:00              idempotency records past retention, old
                                            rate-limit windows, old runs of frequent jobs
                                            (``Job.frequent``: these two, ``upload_handback``),
-                                           used QR tokens a day past their expiry
+                                           used QR tokens a day past their expiry,
+                                           card PIN attempts older than a year
 =============  ==========================  ===========================================
 
 Each is idempotent for its period and safe when two processes run it at once (``points.jobs``).
@@ -49,6 +50,9 @@ def _expiry(context: JobContext) -> dict[str, int]:
 #: finds its work from the ledger, so a crash between the void and the step is made good by the
 #: next run.
 AFTER_HOLD_TIMEOUTS: list[Callable[[Engine, datetime], int]] = []
+#: Steps ``purge`` runs after its own, each ``step(engine, as_of) -> {name: rows deleted}``:
+#: the application shell adds the other packages' (old PIN attempts, ``redemption.cards``).
+AFTER_PURGE: list[Callable[[Engine, datetime], dict[str, int]]] = []
 
 
 def _hold_timeouts(context: JobContext) -> dict[str, int]:
@@ -86,13 +90,16 @@ def _purge(context: JobContext) -> dict[str, int]:
         context.engine,
         lambda session: qrtokens.purge_used(session, before=context.as_of - qrtokens.USED_KEPT),
     )
-    context.progress(4, 4)
-    return {
+    counts = {
         "idempotency_records": records,
         "rate_limit_windows": windows,
         "job_runs": runs,
         "used_tokens": used,
     }
+    for step in AFTER_PURGE:
+        counts.update(step(context.engine, context.as_of))
+    context.progress(4, 4)
+    return counts
 
 
 EXPIRY = Job(

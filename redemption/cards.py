@@ -84,6 +84,8 @@ TILL_WRONG_PINS_PER_HOUR = 10
 #: The same bound for a member of counter staff typing PINs on a staff device (no till).
 STAFF_WRONG_PINS_PER_HOUR = TILL_WRONG_PINS_PER_HOUR
 TILL_WINDOW = timedelta(hours=1)
+#: PIN attempts are kept this long (who tried which card where, for an inquiry), then purged.
+PIN_ATTEMPTS_KEPT = timedelta(days=366)
 CARD_DAILY_LIMIT_DEFAULT = 10_000
 CARD_PAYMENTS_PER_SHOP_DEFAULT = 3
 CARD_NUMBER_DIGITS = 16
@@ -920,3 +922,10 @@ def _open(
     connection: sa.Connection, model: type[SQLModel], key: dict[str, object], values: dict[str, int]
 ) -> None:
     insert_missing(connection, model, {**key, **values})
+
+
+def purge_attempts(session: Session, before: datetime) -> int:
+    """Delete PIN attempts made before ``before`` (the ``purge`` job, a year on): the hourly
+    limits look back an hour, a card's count lives on the card, so only inquiries read them."""
+    deleted = session.execute(sa.delete(PinAttempt).where(col(PinAttempt.at) < before))
+    return int(deleted.rowcount)  # type: ignore[attr-defined]

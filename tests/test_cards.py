@@ -27,6 +27,7 @@ from sqlmodel import select
 
 import ledger
 from points.idempotency import IdempotencyRecord, request_hash
+from points.jobs import run_job
 from points.registry import StaffRole
 from redemption import cards
 from redemption.cards import Card, PinAttempt
@@ -485,3 +486,18 @@ def test_twenty_wrong_pins_at_once_on_one_till_compare_at_most_ten(world: World)
         ).one()[0]
     )
     assert compared == 10
+
+
+def test_the_purge_job_deletes_pin_attempts_a_year_old(world: World, clock: FakeClock) -> None:
+    resident = funded_resident(world, 1_000)
+    shop = open_shop(world)
+    card = issue(world, resident.id)
+    assert card_pay(world, shop, card, 100).status_code == 201
+    assert_problem(card_pay(world, shop, card, 100, pin="9157"), 422, "pin_incorrect")
+    clock.advance(days=365)
+    kept = run_job(world.engine, "purge", as_of=clock(), clock=clock)
+    assert kept.counts["pin_attempts"] == 0  # not a year old yet
+    clock.advance(days=2)
+    done = run_job(world.engine, "purge", as_of=clock(), clock=clock)
+    assert done.counts["pin_attempts"] == 2
+    assert attempts(world, card["id"]) == []

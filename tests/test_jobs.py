@@ -878,6 +878,7 @@ def test_the_purge_job_deletes_what_is_past_retention(engine: Engine, clock: Fak
         "rate_limit_windows": 1,
         "job_runs": 1,
         "used_tokens": 1,
+        "pin_attempts": 0,
     }
     left = unit_of_work(
         engine, lambda s: [t.expires_at for t in s.exec(select(qrtokens.UsedToken))]

@@ -79,6 +79,16 @@ def _announce_payment_holds(engine: Engine, now: datetime) -> int:
 if _announce_payment_holds not in maintenance.AFTER_HOLD_TIMEOUTS:
     maintenance.AFTER_HOLD_TIMEOUTS.append(_announce_payment_holds)
 
+
+def _purge_pin_attempts(engine: Engine, now: datetime) -> dict[str, int]:
+    """With ``purge``: card PIN attempts past their retention (``redemption.cards``)."""
+    before = now - cards.PIN_ATTEMPTS_KEPT
+    return {"pin_attempts": unit_of_work(engine, lambda s: cards.purge_attempts(s, before))}
+
+
+if _purge_pin_attempts not in maintenance.AFTER_PURGE:
+    maintenance.AFTER_PURGE.append(_purge_pin_attempts)
+
 for _counter in PRINTED_TOKEN_COUNTERS:
     if _counter not in keys.PRINTED_TOKEN_COUNTERS:
         keys.PRINTED_TOKEN_COUNTERS.append(_counter)
