@@ -269,6 +269,10 @@ def card_lookup_body(_world: World, params: dict[str, Any]) -> Any:
     return {"card_number": params["card_number"]}
 
 
+def card_sheet_body(_world: World, params: dict[str, Any]) -> Any:
+    return {"card_ids": [params["card_id"]]}
+
+
 def card_issued(world: World, actor: Actor, body: Any) -> None:
     assert body["status"] == "active" and "pin" not in body
 
@@ -860,6 +864,10 @@ TABLE: list[Row] = [
         audited=True),
     Row("POST", f"{C}/cards/{{card_id}}/pin", COUNTER, params=fresh_card,
         body=lambda _w, _p: {"new_pin": "7392", "reason": "identity checked"}, audited=True),
+    Row("GET", f"{C}/cards/{{card_id}}/print", COUNTER, params=fresh_card,
+        media_type="image/svg+xml", audited=True),
+    Row("POST", f"{C}/cards/print-sheet", COUNTER, params=fresh_card, body=card_sheet_body,
+        media_type="image/svg+xml", audited=True),
     # Budgets: finance and admins.
     Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),
     Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/allocations", AUDITORS_201,
