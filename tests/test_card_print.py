@@ -1,4 +1,5 @@
-"""Print-ready resident cards (issue 19), on SQLite and, when configured, PostgreSQL.
+"""Print-ready resident cards and the page a card's QR opens on a phone (issue 19), on SQLite
+and, when configured, PostgreSQL.
 
 A printed card is read back the way a till reads it: the SVG the counter downloads is
 rasterized by a real renderer (resvg, ``resvg-py``) at 300 dpi (a card printer) and at 150 dpi
@@ -6,10 +7,15 @@ rasterized by a real renderer (resvg, ``resvg-py``) at 300 dpi (a card printer) 
 text must be the card's QR exactly and find the card through the counter's find route. Every
 card of an A4 sheet is decoded too, in the order asked. Printing is refused for a card that is
 not active, audited for one that is, and its body is strict.
+
+The page ``GET /Q/{text}`` shows for a card's QR is the same for every card: no form, no PIN
+field, no balance, no name, no number, and nothing that tells an active card from a blocked
+one.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -316,3 +322,56 @@ def test_the_sheets_body_is_strict(shared_world: World, body: Any) -> None:
 
     assert_problem(response, 422, "validation_error")
     assert world.snapshot() == before
+
+
+# The page a card's QR opens on a phone -------------------------------------------------------
+
+
+def page_of(world: World, text: str, *, lowercase: bool = False) -> Any:
+    tail = text.split("/Q/", 1)[1]
+    return world.client.get(f"/q/{tail.lower()}" if lowercase else f"/Q/{tail}")
+
+
+def test_a_cards_qr_opens_a_page_with_no_form_balance_name_or_state(shared_world: World) -> None:
+    world = shared_world
+    card = issue(world)
+
+    response = page_of(world, card["qr"])
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    page = response.text
+    assert page.index('lang="ja"') < page.index('lang="en"')  # Japanese first
+    assert "どこで" in page and "How to check the balance" in page
+    assert "狛江市" in page and "Komae City" in page
+    for where in ("レジ", "窓口", "有効期限のお知らせ", "till", "city counter", "expiry letter"):
+        assert where in page
+    assert "<input" not in page.lower() and "<form" not in page.lower()
+    digits = re.sub(r"\D", "", card["number"])
+    assert digits not in re.sub(r"\D", "", page)
+    assert card["last4"] not in page and card["number"] not in page
+    assert RESIDENT_NAME not in page and card["resident_id"] not in page
+    assert "1 pt" not in page and "残高は" not in page.replace("残高はどこで", "")
+
+    # The same page for the card in lowercase, once blocked, and for a forged "card".
+    assert page_of(world, card["qr"], lowercase=True).text == page
+    world.client.post(
+        f"{C}/cards/{card['id']}/block", json={"reason": "lost"}, headers=world.counter.headers
+    )
+    assert page_of(world, card["qr"]).text == page
+    forged = bytes([qrtokens.VERSION, qrtokens.Kind.CARD, 0, 1]) + b"\0" * (16 + 64)
+    tail = base64.b32encode(forged).decode().rstrip("=")
+    assert page_of(world, f"X/Q/{tail}").text == page
+
+
+def test_other_tokens_still_open_the_wallet_page(shared_world: World) -> None:
+    store = bytes([qrtokens.VERSION, qrtokens.Kind.STORE, 0, 1]) + b"\0" * (16 + 64)
+    tail = base64.b32encode(store).decode().rstrip("=")
+    page = shared_world.client.get(f"/Q/{tail}").text
+    assert "ウォレットで読み取ってください" in page
+    assert "どこで" not in page
+    assert qrtokens.unverified_kind(tail) is qrtokens.Kind.STORE
+    assert qrtokens.unverified_kind("A" * 135) is None  # version 0
+    assert qrtokens.unverified_kind("1" * 135) is None  # not base32
