@@ -72,6 +72,9 @@ def render(resident: Resident, lines: list[NoticeLine], today: date, within_days
     """The page: the letter's content for ``resident`` on ``today``."""
     name = escape(resident.name or "")
     number = escape(resident.address_number or "")
+    last4 = escape(next((line.notice.card_last4 for line in lines if line.notice.card_last4), ""))
+    card_ja = f"<p>カード番号の下4桁 {last4}</p>" if last4 else ""
+    card_en = f"<p>Your card ends in {last4}.</p>" if last4 else ""
     if lines:
         rows_ja = "".join(
             f"<tr><td>{escape(line.point_type.name_ja)}</td>"
@@ -116,10 +119,12 @@ def render(resident: Resident, lines: list[NoticeLine], today: date, within_days
 <h1>ポイントの有効期限のお知らせ</h1>
 <p class="to">{name} 様</p>
 <p>宛名番号 {number}</p>
+{card_ja}
 {body_ja}
 <p class="issued">{ja_date(today)} 市役所窓口</p>
 <section class="en" lang="en">
 <h2>Your points expiring soon</h2>
+{card_en}
 {body_en}
 <p>Issued on {today.isoformat()} at the city counter.</p>
 </section>

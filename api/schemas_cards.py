@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from api.schemas import AddressNumber, Input, ObjectId, Output, Reason, ResidentPublic
 from api.schemas_earning import ExpiryLinePublic, WalletPublic
@@ -23,6 +23,7 @@ from api.schemas_spending import (
     ScannedText,
     TypeCode,
 )
+from redemption.card_print import SHEET_CARDS_MAX
 from redemption.cards import PIN_ATTEMPTS_MAX, Card, CardStatus, grouped
 
 #: Typed on a staff device or a till (checked by ``redemption.cards``: 4 to 6 digits).
@@ -55,6 +56,19 @@ class PinChange(Input):
     #: resident's identity.
     old_pin: PinText | None = None
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class CardPrintSheet(Input):
+    """The cards to print on one A4 sheet, in order (2 columns × 5 rows)."""
+
+    card_ids: list[ObjectId] = Field(min_length=1, max_length=SHEET_CARDS_MAX)
+
+    @field_validator("card_ids", mode="after")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each card once")
+        return value
 
 
 class CardPublic(Output):

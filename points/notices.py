@@ -11,10 +11,20 @@ CSV for Excel in Japan: UTF-8 with a byte order mark (Excel then reads it as UTF
 (Shift_JIS as Windows writes it) on request; a character CP932 cannot hold becomes 〓 (the
 customary placeholder), so a rare kanji in a name never makes the file fail. A name or address
 number that a spreadsheet would run as a formula is written as text (``points.spreadsheet``).
+
+**The card's last four digits** (issue 19): a resident who pays with a printed card reads on
+the letter which card it is about (``card_last4``, the last column, so that mail-merge
+templates of the earlier columns keep working; empty when the resident has no active card).
+Cards live in ``redemption``, which the domain of points may not import (DESIGN §2,
+``lint-imports``), and reading the ``card`` table here by name would hide that dependency
+from the contracts. So the caller that may see both (the API) passes the lookup in
+(``CardDigits``: ``redemption.cards.active_last4``), as ``points.qrtokens.verify`` takes its
+revocation lookups; without one the column is empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -37,7 +47,11 @@ HEADER = (
     "expiring_points",
     "first_expiry_date",
     "balance",
+    "card_last4",
 )
+#: Resident ids to the last four digits of each one's active card (residents without one are
+#: left out): ``redemption.cards.active_last4``.
+CardDigits = Callable[[Session, Sequence[str]], Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,8 @@ class Notice:
     first_expiry_date: date
     #: Everything the resident can still spend (expiring or not).
     balance: int
+    #: The last four digits of the resident's active card ("": none).
+    card_last4: str = ""
 
 
 def expiring(
@@ -59,10 +75,12 @@ def expiring(
     within_days: int,
     *,
     resident_id: str | None = None,
+    card_digits: CardDigits | None = None,
 ) -> list[Notice]:
     """Residents of active, open wallets with points expiring within ``within_days`` (only
     ``resident_id``, when given: the notice the counter prints for the resident in front of
-    it is this same query, so it says what the letter says)."""
+    it is this same query, so it says what the letter says), each with the last four digits of
+    their active card when ``card_digits`` looks them up."""
     today = tokyo_date(now)
     horizon = today + timedelta(days=within_days)
     bucket = WalletBucket.__table__  # type: ignore[attr-defined]
@@ -104,6 +122,8 @@ def expiring(
         .having(expiring_points > 0)
         .order_by(first, resident.c.id)
     )
+    found = list(rows)
+    digits = card_digits(session, [row.id for row in found]) if card_digits is not None else {}
     return [
         Notice(
             resident_id=row.id,
@@ -113,8 +133,9 @@ def expiring(
             expiring_points=int(row.expiring),
             first_expiry_date=_as_date(row.first_expiry),
             balance=int(row.balance),
+            card_last4=digits.get(row.id, ""),
         )
-        for row in rows
+        for row in found
     ]
 
 
@@ -139,6 +160,7 @@ def to_csv(notices: list[Notice], encoding: str = "utf-8") -> bytes:
                 notice.expiring_points,
                 notice.first_expiry_date.isoformat(),
                 notice.balance,
+                notice.card_last4,
             )
             for notice in notices
         ),

@@ -47,13 +47,9 @@ def matrix(text: str, *, quick: bool = False) -> list[list[bool]]:
     return [[bool(cell) for cell in row] for row in _code(text, quick=quick).get_matrix()]
 
 
-def svg(text: str, size_mm: float, *, quick: bool = False) -> str:
-    """An SVG ``size_mm`` millimetres square (quiet zone included) for print; ``quick`` for a
-    code shown on a screen for seconds (``QUICK_MASK``)."""
-    if not 5 <= size_mm <= 500:
-        raise InvalidInput("a printed QR code is 5 to 500 millimetres wide")
-    modules = matrix(text, quick=quick)
-    side = len(modules) + 2 * QUIET_ZONE
+def dark_runs(modules: list[list[bool]]) -> str:
+    """SVG path data of the dark modules, one unit per module, offset by the quiet zone: one
+    rectangle per horizontal run of dark modules (what ``svg`` and the printed card draw)."""
     runs: list[str] = []
     for y, row in enumerate(modules):
         x = 0
@@ -66,13 +62,23 @@ def svg(text: str, size_mm: float, *, quick: bool = False) -> str:
                 x += 1
             width = x - start
             runs.append(f"M{start + QUIET_ZONE},{y + QUIET_ZONE}h{width}v1h-{width}z")
+    return "".join(runs)
+
+
+def svg(text: str, size_mm: float, *, quick: bool = False) -> str:
+    """An SVG ``size_mm`` millimetres square (quiet zone included) for print; ``quick`` for a
+    code shown on a screen for seconds (``QUICK_MASK``)."""
+    if not 5 <= size_mm <= 500:
+        raise InvalidInput("a printed QR code is 5 to 500 millimetres wide")
+    modules = matrix(text, quick=quick)
+    side = len(modules) + 2 * QUIET_ZONE
     size = f"{float(size_mm):g}"
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" version="1.1" '
         f'width="{size}mm" height="{size}mm" viewBox="0 0 {side} {side}" '
         'shape-rendering="crispEdges">'
         f'<rect width="{side}" height="{side}" fill="#fff"/>'
-        f'<path fill="#000" d="{"".join(runs)}"/></svg>'
+        f'<path fill="#000" d="{dark_runs(modules)}"/></svg>'
     )
 
 

@@ -321,6 +321,26 @@ def _decode(text: str, origin: str) -> bytes:
     return raw
 
 
+def unverified_kind(encoded: str) -> Kind | None:
+    """The kind a token's base32 part (the text after ``/Q/``, either case) says it is, without
+    checking its signature or anything else: None when it is not one of this layout. Only for
+    choosing which page a phone's camera sees (``GET /Q/{text}``), never for trusting a token:
+    anyone can write any kind byte."""
+    upper = encoded.upper()
+    if not (upper.isascii() and TEXT_LENGTHS[0] <= len(upper) <= TEXT_LENGTHS[1]):
+        return None
+    try:
+        raw = base64.b32decode(upper + "=" * (-len(upper) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) < HEADER.size or raw[0] != VERSION or raw[1] not in FIELD_SIZES:
+        return None
+    kind = Kind(raw[1])
+    if len(raw) != HEADER.size + FIELD_SIZES[kind] + SIGNATURE_SIZE:
+        return None
+    return kind
+
+
 def _parse(raw: bytes, kid: int) -> Token:
     kind = Kind(raw[1])
     fields = raw[HEADER.size : -SIGNATURE_SIZE]

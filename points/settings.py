@@ -13,6 +13,10 @@ resumes it (1 to 55; 55 by default).
 ``POINTS_PUBLIC_URL``: the public origin printed in every QR code, scheme and host only (an
 optional port), at most 40 characters, e.g. ``https://pay.komae.example``. Default in
 development: ``http://127.0.0.1:8000``; required in production, and ``https`` there.
+``POINTS_CITY_NAME`` and ``POINTS_CITY_NAME_EN``: the city's name in Japanese and in English,
+printed on residents' cards and on the page a card's QR opens (``redemption.card_print``).
+Default: ``狛江市`` / ``Komae City``, the city this engine was first written for (the demo
+seeds it, and the examples' origin is ``pay.komae.example``); another city sets both.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ class Settings(BaseSettings):
     key_dir: Path = Path("keys")
     #: The public origin printed in QR codes (``None``: the development default).
     public_url: str | None = None
+    #: The city's name, printed on residents' cards (Japanese first, then English).
+    city_name: str = Field(default="狛江市", min_length=1, max_length=40)
+    city_name_en: str = Field(default="Komae City", min_length=1, max_length=60)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

@@ -49,6 +49,7 @@ import hashlib
 import hmac
 import itertools
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -386,6 +387,21 @@ def active_card_of(session: Session, resident_id: str) -> Card | None:
     return session.exec(
         select(Card).where(Card.resident_id == resident_id, Card.status == CardStatus.ACTIVE)
     ).first()
+
+
+def active_last4(session: Session, resident_ids: Sequence[str]) -> dict[str, str]:
+    """The last four digits of the active card of each of ``resident_ids`` that has one (for
+    the expiry letters: ``points.notices.CardDigits``), read in chunks of 500 ids."""
+    found: dict[str, str] = {}
+    for start in range(0, len(resident_ids), 500):
+        chunk = list(resident_ids[start : start + 500])
+        rows = session.exec(
+            select(Card.resident_id, Card.number).where(
+                col(Card.resident_id).in_(chunk), Card.status == CardStatus.ACTIVE
+            )
+        )
+        found.update({resident_id: number[-4:] for resident_id, number in rows})
+    return found
 
 
 def cards_of(session: Session, resident_id: str) -> list[Card]:

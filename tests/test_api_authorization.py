@@ -295,6 +295,10 @@ def card_check_in_body(world: World, _params: dict[str, Any]) -> Any:
     return {"card_number": fresh_card(world)["card_number"]}
 
 
+def card_sheet_body(_world: World, params: dict[str, Any]) -> Any:
+    return {"card_ids": [params["card_id"]]}
+
+
 def card_issued(world: World, actor: Actor, body: Any) -> None:
     assert body["status"] == "active" and "pin" not in body
 
@@ -1022,6 +1026,10 @@ TABLE: list[Row] = [
     Row("GET", f"{C}/residents/{{resident_id}}/expiry-notice", COUNTER, media_type="text/html"),
     Row("POST", f"{C}/assisted-payments", COUNTER_201, body=assisted_payment_body,
         owned=paid_on_behalf, audited=True, value_moving=True),
+    Row("GET", f"{C}/cards/{{card_id}}/print", COUNTER, params=fresh_card,
+        media_type="image/svg+xml", audited=True),
+    Row("POST", f"{C}/cards/print-sheet", COUNTER, params=fresh_card, body=card_sheet_body,
+        media_type="image/svg+xml", audited=True),
     # Budgets: finance and admins.
     Row("GET", f"{B}/{{program_id}}/{{fiscal_year}}", AUDITORS),
     Row("POST", f"{B}/{{program_id}}/{{fiscal_year}}/allocations", AUDITORS_201,

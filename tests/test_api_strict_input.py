@@ -581,6 +581,47 @@ def test_an_unknown_field_is_refused_by_the_counters_and_organizers_card_routes(
     assert written(world) == before
 
 
+def card_print_sheet(world: World) -> dict[str, Any]:
+    """The payer's card (issued once per world) on a sheet of one."""
+
+    def make() -> str:
+        card_payment(world)  # issues the payer's card
+        found = world.client.get(
+            f"{C}/residents/{payer(world).id}/cards", headers=world.counter.headers
+        )
+        assert found.status_code == 200, found.text
+        return str(found.json()[0]["id"])
+
+    return {"card_ids": [once_per_world(world, "strict input card id", make)]}
+
+
+CARD_PRINT_SHEET = Route(
+    "counter: card print sheet",
+    "counter",
+    lambda world: f"{C}/cards/print-sheet",
+    card_print_sheet,
+    "card_ids",
+    accepted=200,
+)
+
+
+@pytest.mark.parametrize("raw", ['"crd_x"', "1", "true", "{}", "null"])
+def test_the_card_print_sheet_takes_a_list_of_card_ids_and_nothing_else(
+    world: World, raw: str
+) -> None:
+    route = CARD_PRINT_SHEET
+    accepted = route.send(world, json.dumps(route.body(world)).encode())
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.headers["content-type"] == "image/svg+xml"
+    before = written(world)
+
+    assert_refused_field(route.send(world, route.with_raw(world, raw)), "card_ids")
+    unknown = json.dumps({**route.body(world), "resident_id": world.resident.id}).encode()
+    body = assert_problem(route.send(world, unknown), 422, "validation_error")
+    assert ["body", "resident_id"] in [error["location"] for error in body["errors"]]
+    assert written(world) == before
+
+
 def pending_payment(world: World) -> str:
     held = pay(world, payer(world), shop(world).store_qr, amount=1)
     assert held.status_code == 201 and held.json()["state"] == "pending", held.text

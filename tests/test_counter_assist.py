@@ -193,6 +193,7 @@ def _day(text: str) -> date:
 
 def test_the_notice_page_says_what_the_letter_says(world: World, clock: FakeClock) -> None:
     resident = funded_resident(world, 1_200)
+    card = issue(world, resident.id)
     clerk = months_later(world, clock, 100)
     give(world, resident.id, 300)  # expires three months after the first 1,200
     path = f"{C}/residents/{resident.id}/expiry-notice"
@@ -210,12 +211,15 @@ def test_the_notice_page_says_what_the_letter_says(world: World, clock: FakeCloc
         f"{C}/expiry-notices?within_days=60", headers=clerk.headers
     ).content.decode("utf-8-sig")
     [line] = [row for row in letters.splitlines() if row.startswith(resident.id)]
-    _, number, name, _, expiring, first_date, balance_text = line.split(",")
+    _, number, name, _, expiring, first_date, balance_text, last4 = line.split(",")
     assert (int(expiring), first_date, int(balance_text)) == (1_200, first.isoformat(), 1_500)
+    assert last4 == card["last4"]
     assert text.index("ポイントの有効期限のお知らせ") < text.index('lang="en"')
     for shown in (
         f"{name} 様",
         f"宛名番号 {number}",
+        f"カード番号の下4桁 {last4}",
+        f"Your card ends in {last4}.",
         "狛江ポイント",
         "1,200 pt",
         f"{first.year}年{first.month}月{first.day}日",

@@ -29,6 +29,7 @@ from api_world import (
 )
 from conftest import FakeClock
 from earning_helpers import ACTOR, Earning
+from payment_helpers import ensure_signing_key
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -36,15 +37,17 @@ from api.logs import JsonFormatter
 from issuers import awards
 from issuers.programs import Program
 from ledger import LedgerTx, Side
-from points import notices, people, spending, wallets
+from points import notices, people, pointtypes, spending, wallets
 from points.calendar import TOKYO
 from points.notices import HEADER, Notice
 from points.pointtypes import ExpiryRule, PointType
 from points.registry import ResidentStatus, StaffRole
+from redemption import cards
 
 BOM = b"\xef\xbb\xbf"
 HEADER_LINE = (
-    "resident_id,address_number,name,point_type,expiring_points,first_expiry_date,balance\r\n"
+    "resident_id,address_number,name,point_type,expiring_points,first_expiry_date,balance,"
+    "card_last4\r\n"
 )
 #: A character CP932 cannot hold (U+20BB7, the 𠮷 of 𠮷野家), and one only CP932 has among the
 #: Shift_JIS family (髙, an IBM extension).
@@ -243,7 +246,7 @@ def notice(name: str | None, **fields: Any) -> Notice:
 def test_the_csv_in_utf8_has_a_bom_crlf_and_round_trips() -> None:
     listed = [
         notice("狛江 花子"),
-        notice('Comma, "Quote"', resident_id="res_2", address_number=None),
+        notice('Comma, "Quote"', resident_id="res_2", address_number=None, card_last4="0042"),
         notice(None, resident_id="res_3", expiring_points=5),
         notice(f"{OUTSIDE_CP932}野 {CP932_ONLY}子", resident_id="res_4"),
     ]
@@ -258,9 +261,9 @@ def test_the_csv_in_utf8_has_a_bom_crlf_and_round_trips() -> None:
     parsed = list(csv.reader(io.StringIO(text, newline="")))
     assert tuple(parsed[0]) == HEADER
     assert parsed[1:] == [
-        ["res_1", "1234567890", "狛江 花子", "pt", "1200", "2026-05-31", "3400"],
-        ["res_2", "", 'Comma, "Quote"', "pt", "1200", "2026-05-31", "3400"],
-        ["res_3", "1234567890", "", "pt", "5", "2026-05-31", "3400"],
+        ["res_1", "1234567890", "狛江 花子", "pt", "1200", "2026-05-31", "3400", ""],
+        ["res_2", "", 'Comma, "Quote"', "pt", "1200", "2026-05-31", "3400", "0042"],
+        ["res_3", "1234567890", "", "pt", "5", "2026-05-31", "3400", ""],
         [
             "res_4",
             "1234567890",
@@ -269,6 +272,7 @@ def test_the_csv_in_utf8_has_a_bom_crlf_and_round_trips() -> None:
             "1200",
             "2026-05-31",
             "3400",
+            "",
         ],
     ]
     assert notices.to_csv([]) == BOM + HEADER_LINE.encode()
@@ -384,6 +388,7 @@ def test_counter_and_admin_download_the_csv(site: Site) -> None:
         "100",
         "2027-04-30",
         "100",
+        "",
     ]
     assert by_id[rare_id][1:3] == [address, rare_name]
     assert len(by_id) == 2
@@ -471,3 +476,77 @@ def test_personal_data_is_in_the_csv_but_never_in_the_logs(
         line = formatter.format(record) + repr(record.__dict__)
         for secret in secrets:
             assert secret not in line, (secret, record.name)
+
+
+# The card's last four digits (issue 19) -----------------------------------------------------
+
+
+def issue_card(site: Site, resident_id: str) -> dict[str, Any]:
+    ensure_signing_key(site.world)
+    made = site.world.client.post(
+        f"/api/v1/counter/residents/{resident_id}/cards",
+        json={"pin": "4826"},
+        headers=site.counter.headers,
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+def last4_by_resident(site: Site) -> dict[str, str]:
+    response = site.world.client.get(
+        NOTICES, params={"within_days": 60}, headers=site.counter.headers
+    )
+    assert response.status_code == 200, response.text
+    parsed = csv_rows(response.content, "utf-8")
+    assert parsed[0][-1] == "card_last4"
+    return {row[0]: row[-1] for row in parsed[1:]}
+
+
+def test_the_letters_carry_the_active_cards_last_four_digits(site: Site) -> None:
+    """The CSV's last column is the last four digits of the resident's active card, empty for
+    a resident without one; a blocked card's digits leave the letters, a reissued card's new
+    digits replace them. ``notices.expiring`` says the same with the lookup, nothing without."""
+    world, rare_id = site.world, site.rare_id
+    card = issue_card(site, rare_id)
+    assert card["last4"] == card["number"][-4:]
+
+    assert last4_by_resident(site) == {world.resident.id: "", rare_id: card["last4"]}
+    pt = world.read(lambda s: _fresh_type(s, "pt"))
+    now = world.now()
+    listed = world.read(lambda s: notices.expiring(s, pt, now, 60, card_digits=cards.active_last4))
+    assert {n.resident_id: n.card_last4 for n in listed} == {
+        world.resident.id: "",
+        rare_id: card["last4"],
+    }
+    unlooked = world.read(lambda s: notices.expiring(s, pt, now, 60))
+    assert {n.card_last4 for n in unlooked} == {""}
+
+    reissued = world.client.post(
+        f"/api/v1/counter/cards/{card['id']}/reissue",
+        json={"reason": "worn out"},
+        headers=site.counter.headers,
+    )
+    assert reissued.status_code == 201, reissued.text
+    assert last4_by_resident(site)[rare_id] == reissued.json()["last4"]
+
+    blocked = world.client.post(
+        f"/api/v1/counter/cards/{reissued.json()['id']}/block",
+        json={"reason": "lost"},
+        headers=site.counter.headers,
+    )
+    assert blocked.status_code == 200, blocked.text
+    assert last4_by_resident(site) == {world.resident.id: "", rare_id: ""}
+
+
+def test_the_card_lookup_reads_many_residents_in_chunks(site: Site) -> None:
+    """More residents than one chunk of the lookup (500): each with a card is found, once."""
+    world = site.world
+    made = issue_card(site, site.rare_id)
+    ids = [f"res_none{index}" for index in range(1_200)]
+    ids.insert(777, site.rare_id)
+    assert world.read(lambda s: cards.active_last4(s, ids)) == {site.rare_id: made["last4"]}
+    assert world.read(lambda s: cards.active_last4(s, [])) == {}
+
+
+def _fresh_type(session: Session, code: str) -> PointType:
+    return pointtypes.find_point_type(session, code)

@@ -251,7 +251,10 @@ def test_the_qr_page_answers_a_page_or_token_malformed_never_5xx(
     assert response.status_code in (200, 404, 422), (text, response.status_code)
     if response.status_code == 200:
         assert response.headers["content-type"].startswith("text/html")
-        assert "ウォレット" in response.text
+        # A card's kind byte gets the card's page (issue 19), any other text the wallet's.
+        card = qrtokens.unverified_kind(text) is Kind.CARD
+        assert ("地域ポイントカードです" if card else "ウォレット") in response.text
+        assert "<form" not in response.text
         assert response.headers["cache-control"] == "no-store"
     else:  # 404: a "/" in the text makes it another path
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -261,11 +264,17 @@ def test_the_qr_page_answers_a_page_or_token_malformed_never_5xx(
 
 
 def test_a_valid_token_path_gets_the_japanese_page(page_world: World) -> None:
-    for text in VALID.values():
+    for kind, text in VALID.items():
         encoded = text.removeprefix(PREFIX)
         for path in (f"/Q/{encoded}", f"/q/{encoded.lower()}"):
             response = page_world.client.get(path)
             assert response.status_code == 200
+            if kind is Kind.CARD:
+                # A resident's card: its own page, Japanese first (tests/test_card_print.py).
+                assert response.text.index("地域ポイントカードです") < response.text.index(
+                    "This is a"
+                )
+                continue
             # Japanese first, English after it, and a way into the app from the page.
             assert response.text.index("ウォレットで読み取ってください") < response.text.index(
                 "Scan this code in the wallet"

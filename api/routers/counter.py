@@ -39,6 +39,7 @@ from points.calendar import tokyo_date
 from points.errors import NotFound
 from points.pointtypes import CODE_PATTERN
 from points.registry import Resident
+from redemption import cards
 
 #: The mail-merge list carries personal data in bulk: counter staff and admins only.
 NoticeStaffDep = Annotated[Principal, require(Role.COUNTER, Role.ADMIN)]
@@ -297,13 +298,15 @@ def expiry_notices(
     encoding: Annotated[Literal["utf-8", "cp932"], Query()] = "utf-8",
 ) -> Response:
     """The residents with points expiring within N days, one CSV row each, for letters to residents
-    without a phone (mail merge). UTF-8 with BOM by default, or CP932 (`encoding=cp932`). Counter
-    staff and admins only."""
+    without a phone (mail merge), each with the last four digits of the resident's active card
+    (`card_last4`, the last column; empty without one). UTF-8 with BOM by default, or CP932
+    (`encoding=cp932`). Counter staff and admins only."""
     now = services.clock()
 
     def work(session: Session) -> bytes:
         found = pointtypes.find_point_type(session, point_type)
-        return notices.to_csv(notices.expiring(session, found, now, within_days), encoding)
+        listed = notices.expiring(session, found, now, within_days, card_digits=cards.active_last4)
+        return notices.to_csv(listed, encoding)
 
     content = services.read(work)
     filename = f"expiry-notices-{point_type}-{tokyo_date(now).isoformat()}.csv"

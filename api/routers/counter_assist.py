@@ -133,7 +133,12 @@ def expiry_notice(
             notice_page.NoticeLine(point_type, notice)
             for point_type in point_types_of_resident(session, resident_id)
             for notice in notices.expiring(
-                session, point_type, now, within_days, resident_id=resident_id
+                session,
+                point_type,
+                now,
+                within_days,
+                resident_id=resident_id,
+                card_digits=cards.active_last4,
             )
         ]
         return notice_page.render(resident, lines, tokyo_date(now), within_days)

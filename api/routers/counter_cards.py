@@ -3,22 +3,31 @@
 Counter staff issue a card to a verified resident, who chooses the PIN on the staff device;
 find a card by its QR or number; block a lost or stolen card and reissue it (a new id and
 number, the balance untouched); unlock a card after 5 wrong PINs once they checked the
-resident's identity; and change a PIN with the old PIN or after an identity check. Every act
+resident's identity; change a PIN with the old PIN or after an identity check; and print an
+active card (one ID-1 SVG, or an A4 sheet of up to 10: ``redemption.card_print``). Every act
 is audited with the reason; a PIN is never returned, logged or audited.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlmodel import Session
 
 from api.bodies import StrictRoute
-from api.deps import CounterDep, ServicesDep
+from api.deps import CounterDep, Services, ServicesDep
 from api.schemas import PROTECTED_ERRORS, PathId, ReasonInput
-from api.schemas_cards import CardIssue, CardLookup, CardPublic, CardReissue, PinChange
+from api.schemas_cards import (
+    CardIssue,
+    CardLookup,
+    CardPrintSheet,
+    CardPublic,
+    CardReissue,
+    PinChange,
+)
+from points.calendar import tokyo_date
 from points.people import get
 from points.registry import Resident
-from redemption import cards
+from redemption import card_print, cards
 
 router = APIRouter(
     prefix="/api/v1/counter", tags=["counter"], responses=PROTECTED_ERRORS, route_class=StrictRoute
@@ -169,3 +178,71 @@ def change_pin(
         return CardPublic.of(card)
 
     return services.write(work)
+
+
+# Printing ------------------------------------------------------------------------------------
+
+SVG = "image/svg+xml"
+_SVG_RESPONSE: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "An SVG document to print",
+        "content": {SVG: {"schema": {"type": "string"}}},
+    }
+}
+
+
+def _city(services: Services) -> card_print.CityName:
+    return card_print.CityName(services.settings.city_name, services.settings.city_name_en)
+
+
+def _svg(document: str, filename: str) -> Response:
+    """An SVG to print: not cached (a card's QR stays off shared caches), named for saving."""
+    return Response(
+        document,
+        media_type=SVG,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'inline; filename="{filename}"',
+        },
+    )
+
+
+@router.get(
+    "/cards/{card_id}/print",
+    response_class=Response,
+    responses=_SVG_RESPONSE,
+    summary="One active card, print-ready (ID-1 SVG, 85.6 × 54 mm)",
+)
+def print_card(card_id: PathId, caller: CounterDep, services: ServicesDep) -> Response:
+    """The front of the card as an SVG of ID-1 size: its QR (what a till scans), its number in
+    groups of four, the city's name and how to check the balance (Japanese first). No PIN and
+    no name are printed. Only an active card of a resident who may pay is printed
+    (`card_blocked`); the print is audited (`card.print`)."""
+    now, city = services.clock(), _city(services)
+
+    def work(session: Session) -> card_print.CardFace:
+        (card,) = card_print.cards_to_print(session, caller, now, [card_id], sheet=False)
+        return card_print.CardFace.of(card)
+
+    face = services.write(work)
+    return _svg(card_print.card_svg(face, city), f"card-{face.number[-4:]}.svg")
+
+
+@router.post(
+    "/cards/print-sheet",
+    response_class=Response,
+    responses=_SVG_RESPONSE,
+    summary="Up to 10 active cards on an A4 sheet with crop marks (SVG)",
+)
+def print_sheet(body: CardPrintSheet, caller: CounterDep, services: ServicesDep) -> Response:
+    """An A4 SVG (210 × 297 mm) of 1 to 10 different cards (`card_ids`, in order: 2 columns ×
+    5 rows, with crop marks), for batch printing at the counter. Every card must be active
+    (`card_blocked`, `not_found`: nothing is printed then); each print is audited."""
+    now, city = services.clock(), _city(services)
+
+    def work(session: Session) -> list[card_print.CardFace]:
+        printed = card_print.cards_to_print(session, caller, now, body.card_ids, sheet=True)
+        return [card_print.CardFace.of(card) for card in printed]
+
+    faces = services.write(work)
+    return _svg(card_print.sheet_svg(faces, city), f"cards-{tokyo_date(now).isoformat()}.svg")

@@ -3,6 +3,7 @@ code's URL opens (no token needed)."""
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 
@@ -182,12 +183,70 @@ again. No wallet yet? Ask at the city counter.</p>
 """
 
 
+_CARD_PAGE = """<!DOCTYPE html>
+<html lang="ja">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{city}の地域ポイントカード</title>
+</head>
+<body>
+<main>
+<h1>{city}の地域ポイントカードです</h1>
+<p>このQRコードは、お店のレジでカードで支払うときに、お店が読み取ります。
+スマートフォンでは使えません。</p>
+<h2>残高はどこで確かめられますか</h2>
+<ul>
+<li>お店のレジで：カードで支払うと、レシートに残高が出ます。</li>
+<li>市役所の窓口で：カードをお持ちください。</li>
+<li>有効期限のお知らせ（郵送）で：カード番号の下4桁と、期限が近いポイントをお知らせします。</li>
+</ul>
+<p>暗証番号は、お店のレジと市役所の窓口の端末でだけ入力します。このページやほかのウェブページ、
+スマートフォンに入力しないでください。</p>
+<p>カードを拾った方は、市役所の窓口にお届けください。</p>
+<div lang="en">
+<h2>This is a {city_en} points card</h2>
+<p>A shop scans this code at the till when the card pays. It does not work on a phone.</p>
+<h3>How to check the balance</h3>
+<ul>
+<li>At a shop's till: pay with the card, and the receipt shows the balance.</li>
+<li>At the city counter: bring the card.</li>
+<li>On the expiry letter we post: it shows the card's last four digits and the points that
+expire soon.</li>
+</ul>
+<p>The PIN is typed only on a shop's till or at the city counter. Never type it on this page,
+on any other web page, or on a phone.</p>
+<p>Found this card? Please hand it in at the city counter.</p>
+</div>
+</main>
+</body>
+</html>
+"""
+
+
+def _card_page(services: Services) -> str:
+    """The page a card's QR opens on a phone: what the card is and where to check its balance.
+    The same for every card text, whatever the card's state, so that it tells nothing: no
+    form, no PIN field (a page asking for a PIN is what phishing looks like, and a balance
+    behind a PIN would make the card number and a phone a way to guess PINs), no balance, no
+    name, and not even whether the card is active (an oracle for a found card's worth)."""
+    return _CARD_PAGE.format(
+        city=html.escape(services.settings.city_name),
+        city_en=html.escape(services.settings.city_name_en),
+    )
+
+
 def _open_in_wallet(text: str, request: Request, services: Services) -> Response:
-    """A phone whose browser holds a live wallet session goes straight to the scanned code in the
-    app (the text after ``#``, which no server and no Referer sees); any other gets the page."""
+    """A resident's card (its kind read from the text, unverified: the page says nothing that
+    depends on it) gets the card page. Otherwise a phone whose browser holds a live wallet
+    session goes straight to the scanned code in the app (the text after ``#``, which no server
+    and no Referer sees); any other gets the page."""
     if _TOKEN_TEXT.fullmatch(text) is None:
         return problem(422, TokenMalformed.code, "not a QR code of this service")
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    if qrtokens.unverified_kind(text) is qrtokens.Kind.CARD:
+        return HTMLResponse(_card_page(services), headers=headers)
     secret = request.cookies.get(sessions.SESSION_COOKIE)
     if secret is not None:
         now = services.clock()
@@ -215,7 +274,10 @@ def open_qr(text: str, request: Request, services: ServicesDep) -> Response:
     """The URL every QR code of the system carries (`docs/tokens.md`). A phone's own camera
     opens it. With a live session of the wallet app in this browser (its cookie), 303 to the
     app at `/app/#/q/{text}`, which previews the code; otherwise a page (Japanese first) that
-    explains how to open the code in the wallet. The token is not verified here: any text that
+    explains how to open the code in the wallet. A resident's card (kind 4) always gets a page
+    of its own instead: a city points card, and where to check its balance (a shop's till, the
+    city counter, the expiry letter); no form, no balance, no name, nor whether the card is
+    active. The token is not verified here: any text that
     looks like a token (base32 letters, either case, of a token's length) gets the page or the
     redirect, anything else 422 `token_malformed`. Public; matched case-insensitively
     (`/q/...` too); not cached, and no Referer carries the token on."""
