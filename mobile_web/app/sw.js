@@ -1,7 +1,7 @@
 // The wallet's service worker: the app shell from the cache, so the app opens without a
 // connection and shows the last balance it saw (main.js keeps it). The API is never cached:
 // paying and check-in need the server. A new CACHE name (bump VERSION) replaces the old shell.
-const VERSION = "1";
+const VERSION = "2";
 const CACHE = `points-wallet-${VERSION}`;
 const SHELL = [
   "./",
@@ -10,6 +10,7 @@ const SHELL = [
   "manifest.webmanifest",
   "js/main.js",
   "js/pay.js",
+  "js/exchange.js",
   "js/api.js",
   "js/dom.js",
   "js/i18n.js",

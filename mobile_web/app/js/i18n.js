@@ -67,6 +67,12 @@ export function sentence(problem) {
   if (problem.code === "insufficient_balance" && Number.isInteger(problem.available)) {
     return words.insufficient_balance_with(money(problem.available));
   }
+  if (problem.code === "out_of_stock" && problem.in_stock > 0) {
+    return words.out_of_stock_with(problem.in_stock);
+  }
+  if (problem.code === "exchange_limit_exceeded" && Number.isInteger(problem.left)) {
+    return words.exchange_limit_exceeded_with(problem.left);
+  }
   if (problem.code && problem.code.startsWith("token_") && !(problem.code in words)) {
     return words.token_malformed;
   }

@@ -1,9 +1,11 @@
 // The resident's wallet: start, hash routes, and the screens that only read (home, balance by
-// expiry date, history, settings). Paying and scanning are in pay.js. docs/wallet-app.md says how
+// expiry date, history, settings). Paying and scanning are in pay.js, exchanging for goods in
+// exchange.js. docs/wallet-app.md says how
 // the app signs in, what it keeps on the phone and how it behaves offline.
 import { Refused, Unreachable, get, post, put } from "./api.js";
 import { button, errorLine, h, leave, link, redraw, setError, show } from "./dom.js";
 import { day, lang, money, moment, sentence, setLang, t } from "./i18n.js";
+import { catalogScreen, exchangedScreen, itemScreen } from "./exchange.js";
 import { openCode, payCodeScreen, scanScreen } from "./pay.js";
 
 const LAST = "points.last"; // the last wallets seen, with when: shown offline
@@ -66,6 +68,10 @@ async function route() {
       return signedIn(scanScreen);
     case "paycode":
       return signedIn(payCodeScreen);
+    case "exchange":
+      return signedIn(() => (rest ? itemScreen(decodeURIComponent(rest)) : catalogScreen()));
+    case "exchanged":
+      return signedIn(() => exchangedScreen(decodeURIComponent(rest)));
     case "q":
       return signedIn(() => openCode(rest));
     default:
@@ -108,6 +114,7 @@ function restore() {
 
 function forget() {
   localStorage.removeItem(LAST);
+  sessionStorage.removeItem("points.exchanged");
   state.wallets = null;
 }
 
@@ -229,6 +236,7 @@ function homeScreen() {
         { class: "actions" },
         link("go-scan", t().scan, "#/scan"),
         link("go-paycode", t().showPayCode, "#/paycode"),
+        link("go-exchange", t().exchange, "#/exchange"),
       ),
       h(
         "nav",
