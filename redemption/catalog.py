@@ -574,6 +574,14 @@ def exchange_of_payment(session: Session, payment_id: str) -> Exchange | None:
     return session.exec(select(Exchange).where(Exchange.payment_id == payment_id)).first()
 
 
+def items_by_id(session: Session, item_ids: list[str]) -> list[CatalogItem]:
+    if not item_ids:
+        return []
+    return list(
+        session.exec(select(CatalogItem).where(col(CatalogItem.id).in_(set(item_ids)))).all()
+    )
+
+
 def exchanges_of(session: Session, resident_id: str, *, limit: int = 50) -> list[Exchange]:
     return list(
         session.exec(

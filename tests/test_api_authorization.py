@@ -788,6 +788,14 @@ def own_exchange(world: World, actor: Actor | None) -> dict[str, Any]:
     return {**params, "exchange_id": done.json()["id"]}
 
 
+def own_exchanges(world: World, actor: Actor, body: Any) -> None:
+    """The caller's exchanges only: each one's receipt opens for the caller."""
+    assert body, "the caller exchanged (own_exchange)"
+    for done in body:
+        mine = world.client.get(done["receipt_url"], headers=actor.headers)
+        assert mine.status_code == 200, done
+
+
 def exchanged_own(world: World, actor: Actor, body: Any) -> None:
     assert body["payment"]["resident_id"] == actor.id if "resident_id" in body["payment"] else True
     assert body["channel"] == "wallet" and body["payment"]["flow"] == "exchange"
@@ -948,6 +956,7 @@ TABLE: list[Row] = [
     Row("GET", f"{ME}/catalog", RESIDENT, params=catalog_of),
     Row("POST", f"{ME}/exchanges", RESIDENT_201, per_caller=funded_exchange, body=item_body,
         owned=exchanged_own, value_moving=True),
+    Row("GET", f"{ME}/exchanges", RESIDENT, per_caller=own_exchange, owned=own_exchanges),
     Row("GET", f"{ME}/exchanges/{{exchange_id}}/receipt", RESIDENT, per_caller=own_exchange,
         media_type="text/html"),
     Row("GET", f"{ME}/pay-codes/{{code_id}}", RESIDENT, per_caller=own_pay_code,

@@ -227,6 +227,11 @@ def test_a_resident_exchanges_an_eco_bag_in_the_wallet(world: World) -> None:
     assert "<script" not in receipt.text
     other = funded_resident(world, 0)
     assert_problem(world.client.get(body["receipt_url"], headers=other.headers), 404)
+    listed = world.client.get(EXCHANGES, headers=resident.headers).json()
+    assert [(row["id"], row["quantity"], row["points"]) for row in listed] == [
+        (body["id"], 2, 1_000)
+    ]
+    assert world.client.get(EXCHANGES, headers=other.headers).json() == []
 
     # The counter sees it among its payments; the resident among theirs.
     mine = world.client.get("/api/v1/me/payments", headers=resident.headers).json()["items"]

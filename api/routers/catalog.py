@@ -33,6 +33,7 @@ from api.schemas_catalog import (
     CardExchangeCreate,
     CardExchangePublic,
     ExchangeCreate,
+    ExchangePublic,
     ItemChange,
     ItemCreate,
     ItemPublic,
@@ -312,6 +313,34 @@ def exchange(
 
 
 @resident_router.get(
+    "/exchanges", response_model=list[ExchangePublic], summary="My exchanges, newest first"
+)
+def my_exchanges(caller: ResidentDep, services: ServicesDep) -> list[ExchangePublic]:
+    """My last 50 exchanges (what, how many, points, when, where), each with its receipt."""
+
+    def work(session: Session) -> list[ExchangePublic]:
+        done = catalog.exchanges_of(session, caller.principal_id)
+        items = {item.id: item for item in catalog.items_by_id(session, [d.item_id for d in done])}
+        return [
+            ExchangePublic(
+                id=d.id,
+                payment_id=d.payment_id,
+                item_id=d.item_id,
+                item_name_ja=items[d.item_id].name_ja,
+                item_name_en=items[d.item_id].name_en,
+                quantity=d.quantity,
+                points=d.points,
+                channel=catalog.Channel(d.channel),
+                created_at=d.created_at,
+                receipt_url=f"/api/v1/me/exchanges/{d.id}/receipt",
+            )
+            for d in done
+        ]
+
+    return services.read(work)
+
+
+@resident_router.get(
     "/exchanges/{exchange_id}/receipt",
     response_class=Response,
     responses=HTML_PAGE,
@@ -489,7 +518,7 @@ def receipt_page(
 <style>
   @page {{ size: A4; margin: 20mm; }}
   body {{ font-family: "Noto Sans CJK JP", sans-serif; font-size: 14pt; color: #000;
-         max-width: 160mm; margin: 1em auto; }}
+         max-width: 160mm; margin: 1em auto; padding: 0 1em; }}
   h1 {{ font-size: 18pt; }}
   table {{ border-collapse: collapse; width: 100%; }}
   th, td {{ border: 1px solid #000; padding: 6pt; text-align: left; vertical-align: top; }}
