@@ -599,6 +599,7 @@ def test_purge_runs_at_once_and_again_delete_each_row_once(
         "rate_limit_windows": 4,
         "job_runs": 5,
         "used_tokens": 0,
+        "pin_attempts": 0,
     }
     left = purge_leftovers(engine)
     assert left["records"] == [f"new-{n}" for n in range(4)]
@@ -627,6 +628,7 @@ def test_purge_runs_at_once_and_again_delete_each_row_once(
         "rate_limit_windows": 0,
         "job_runs": 0,
         "used_tokens": 0,
+        "pin_attempts": 0,
     }
     [recorded] = [run for run in all_runs(engine, "purge") if run.id == third.run_id]
     assert json.loads(recorded.counts) == third.counts
