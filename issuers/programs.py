@@ -46,6 +46,9 @@ from points.pointtypes import PointType, get_point_type
 from points.registry import Department, new_id
 from points.sqlbase import UTCDateTime
 
+#: The longest budget code (款項目節, for example ``01-02-03-04`` or ``衛生費/保健衛生費/...``).
+BUDGET_CODE_MAX = 64
+
 
 class ProgramStatus(enum.StrEnum):
     DRAFT = "draft"
@@ -106,6 +109,8 @@ class Program(SQLModel, table=True):
     status: str = Field(default=ProgramStatus.DRAFT, max_length=16)
     #: The module's settings, as canonical JSON (``issuers.modules`` validates them).
     config: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
+    #: The budget line (款項目節) the program's points are paid from at settlement, if set.
+    budget_code: str | None = Field(default=None, max_length=BUDGET_CODE_MAX)
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 

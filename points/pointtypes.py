@@ -53,6 +53,8 @@ CODE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 EXPIRY_MONTHS_MAX = 120
 #: The Payment Services Act's line: bought points valid for longer than this need registration.
 PSA_MONTHS = 6
+#: The largest yen rate of a point (yen per point).
+YEN_RATE_MAX = 100_000
 
 #: Owner references of the accounts there is one of per point ledger.
 CITY_OWNER, EXPIRED_OWNER, SETTLED_OWNER = "city", "expired", "settled"
@@ -90,6 +92,7 @@ class PointType(SQLModel, table=True):
         ),
         sa.CheckConstraint("issuer IN ('city', 'operator')", name="issuer"),
         sa.CheckConstraint("funding IN ('free', 'bought')", name="funding"),
+        sa.CheckConstraint(f"yen_rate BETWEEN 1 AND {YEN_RATE_MAX}", name="yen_rate"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -109,6 +112,8 @@ class PointType(SQLModel, table=True):
     issuer: str = Field(max_length=16)
     funding: str = Field(max_length=16)
     psa_override_reason: str | None = Field(default=None, max_length=500)
+    #: Yen the city pays a merchant per point (settlement); frozen once the type has a payment.
+    yen_rate: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     city_account_id: int = Field(sa_column=_account_column())
     expired_account_id: int = Field(sa_column=_account_column())
     settled_account_id: int = Field(sa_column=_account_column())

@@ -51,6 +51,8 @@ CONFIRM_TIMEOUT_MAX = 24 * 3600
 REFUND_WINDOW_DEFAULT = 90
 REFUND_WINDOW_MAX = 366
 AUTO_CONFIRM_MAX = 1_000_000
+#: The largest cash-out fee: 10 % (1,000 basis points).
+FEE_BPS_MAX = 1_000
 
 
 class ConfirmMode(enum.StrEnum):
@@ -80,6 +82,7 @@ class MerchantSettings(SQLModel, table=True):
             f"refund_window_days BETWEEN 0 AND {REFUND_WINDOW_MAX}", name="refund_window"
         ),
         sa.CheckConstraint("event_count >= 0", name="event_count"),
+        sa.CheckConstraint(f"fee_bps BETWEEN 0 AND {FEE_BPS_MAX}", name="fee_bps"),
     )
 
     merchant_id: str = Field(primary_key=True, foreign_key="merchant.id", max_length=32)
@@ -87,6 +90,8 @@ class MerchantSettings(SQLModel, table=True):
     auto_confirm_max: int = Field(default=0)
     confirm_timeout_seconds: int = Field(default=CONFIRM_TIMEOUT_DEFAULT)
     refund_window_days: int = Field(default=REFUND_WINDOW_DEFAULT)
+    #: The cash-out fee in basis points, deducted at settlement: floor(yen × fee_bps / 10,000).
+    fee_bps: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     #: Raised by every payment event of the shop (its lock orders the events).
     event_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))

@@ -36,7 +36,7 @@ from points import (
     wallets,
 )
 from points.uow import unit_of_work
-from redemption import cards, catalog, flows, merchants, payments
+from redemption import cards, catalog, flows, merchants, payments, settlement_models
 
 #: The modules whose tables the migrations manage (imported for that: they register them).
 MODEL_MODULES = (
@@ -59,6 +59,7 @@ MODEL_MODULES = (
     payments,
     flows,
     catalog,
+    settlement_models,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS):
