@@ -44,6 +44,12 @@ RACE_CONSTRAINTS = LEDGER_RACE_CONSTRAINTS | {
     "pk_merchant_settings",
     "pk_merchant_payable",
     "pk_resident_pay_settings",
+    # Two settlement runs of one period at once: the loser's retry finds the run (a replay).
+    "uq_settlement_run_period",
+    # A run's transfer file made twice at once: the loser's retry reads the winner's transfers.
+    "uq_payout_transfer_run_id_merchant_id",
+    # A recovery recorded twice at once: the loser's retry is refused (recorded already).
+    "pk_statement_recovery",
 }
 
 

@@ -21,8 +21,12 @@ every HTTP status, by the base class)::
     ├── CardMerchantLimitExceeded  the card's payments at this shop today (card_shop_limit_exceeded)
     ├── OutOfStock              a catalog item with too few left (out_of_stock, ``in_stock``)
     ├── ItemNotAvailable        a catalog item retired, or outside its window (item_not_available)
-    └── ExchangeLimitExceeded   beyond an item's limit per resident and fiscal year
-                                (exchange_limit_exceeded, ``left``)
+    ├── ExchangeLimitExceeded   beyond an item's limit per resident and fiscal year
+    │                           (exchange_limit_exceeded, ``left``)
+    ├── PeriodNotEnded          a settlement of a month not yet over (period_not_ended, cut_at)
+    ├── PeriodSuperseded        a month older than one settled already (period_superseded)
+    └── TransferFileMade        a run's transfer file is made already; a rejected transfer
+                                goes into the next run's file (transfer_file_made)
     InvalidInput
     ├── PointTypeNotAccepted    a point type the shop does not take (point_type_not_accepted)
     ├── AmountMismatch          an amount other than the payment QR's (amount_mismatch)
@@ -33,7 +37,10 @@ every HTTP status, by the base class)::
     ├── PinIncorrect            a wrong PIN, with ``attempts_left`` (pin_incorrect)
     ├── NotACounter             catalog items belong to a city counter (not_a_counter)
     ├── StockBelowZero          a stock adjustment below zero (stock_below_zero)
-    └── ImageInvalid            not a PNG, JPEG or WebP, or too large (image_invalid)
+    ├── ImageInvalid            not a PNG, JPEG or WebP, or too large (image_invalid)
+    └── BankDetailsInvalid      bank details the Zengin file cannot carry: codes not digits of
+                                the right length, a name outside its character set
+                                (bank_details_invalid, ``position``)
     Forbidden
     └── TillRequired            only a till (a shop's device) takes payments (till_required)
     RateLimited
@@ -159,3 +166,19 @@ class StockBelowZero(InvalidInput):
 
 class ImageInvalid(InvalidInput):
     code = "image_invalid"
+
+
+class PeriodNotEnded(Conflict):
+    code = "period_not_ended"
+
+
+class PeriodSuperseded(Conflict):
+    code = "period_superseded"
+
+
+class TransferFileMade(Conflict):
+    code = "transfer_file_made"
+
+
+class BankDetailsInvalid(InvalidInput):
+    code = "bank_details_invalid"

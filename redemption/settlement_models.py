@@ -6,7 +6,7 @@ The rules they hold are written in ``redemption.settlement`` (runs and statement
 database holds the arithmetic of a statement by CHECK constraints, so that no code path can
 write a statement whose figures disagree with each other:
 
-* ``settle_points - carried_out = carried_in + net_points``, with ``settle_points >= 0``,
+* ``settle_points + carried_out = carried_in + net_points``, with ``settle_points >= 0``,
   ``carried_out <= 0`` and one of them zero (a negative net carries forward, never a negative
   payout);
 * ``yen = settle_points * yen_rate``, ``fee = yen * fee_bps / 10000`` (integer division: the
@@ -129,7 +129,7 @@ class Statement(SQLModel, table=True):
         sa.CheckConstraint(
             "carried_in <= 0 AND carried_out <= 0 AND settle_points >= 0 "
             "AND (settle_points = 0 OR carried_out = 0) "
-            "AND settle_points - carried_out = carried_in + net_points",
+            "AND settle_points + carried_out = carried_in + net_points",
             name="carry",
         ),
         sa.CheckConstraint("yen_rate >= 1 AND fee_bps BETWEEN 0 AND 10000", name="terms"),

@@ -170,7 +170,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "carried_in <= 0 AND carried_out <= 0 AND settle_points >= 0 "
             "AND (settle_points = 0 OR carried_out = 0) "
-            "AND settle_points - carried_out = carried_in + net_points",
+            "AND settle_points + carried_out = carried_in + net_points",
             name=op.f("ck_statement_carry"),
         ),
         sa.CheckConstraint(
