@@ -17,6 +17,11 @@ development: ``http://127.0.0.1:8000``; required in production, and ``https`` th
 printed on residents' cards and on the page a card's QR opens (``redemption.card_print``).
 Default: ``狛江市`` / ``Komae City``, the city this engine was first written for (the demo
 seeds it, and the examples' origin is ``pay.komae.example``); another city sets both.
+``POINTS_ZENGIN_REMITTER_CODE``, ``POINTS_ZENGIN_REMITTER_NAME`` (half-width kana),
+``POINTS_ZENGIN_BANK_CODE``, ``POINTS_ZENGIN_BANK_NAME``, ``POINTS_ZENGIN_BRANCH_CODE``,
+``POINTS_ZENGIN_BRANCH_NAME``, ``POINTS_ZENGIN_ACCOUNT_TYPE`` and
+``POINTS_ZENGIN_ACCOUNT_NUMBER``: the city's account that pays merchants, written in the header
+of the Zengin transfer file (``redemption.payouts``). Unset in development: a demo remitter.
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ PUBLIC_URL_MAX_LENGTH = 40
 #: Scheme and host (letters, digits, dots and hyphens: what QR alphanumeric mode holds once
 #: uppercased) and an optional port; nothing else.
 PUBLIC_URL = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?")
+
+
+#: The remitter of transfer files in development when none is set (not a real account).
+DEMO_REMITTER = {
+    "code": "1234567890",
+    "name_kana": "ｺﾏｴｼ ｶｲｹｲｶﾝﾘｼﾔ",
+    "bank_code": "0001",
+    "branch_code": "001",
+    "account_type": "1",
+    "account_number": "1234567",
+    "bank_name_kana": "",
+    "branch_name_kana": "",
+}
 
 
 class Settings(BaseSettings):
@@ -87,6 +105,19 @@ class Settings(BaseSettings):
     #: The city's name, printed on residents' cards (Japanese first, then English).
     city_name: str = Field(default="狛江市", min_length=1, max_length=40)
     city_name_en: str = Field(default="Komae City", min_length=1, max_length=60)
+    #: The remitter of the Zengin transfer file (the city's account the merchants are paid
+    #: from): 依頼人コード (10 digits, given by the bank), name in half-width kana, bank and
+    #: branch codes, account type (1 普通, 2 当座, 4 貯蓄, 9 その他) and number; bank and branch
+    #: names are optional (blank is accepted by banks). Unset: no transfer file can be made
+    #: (development: a demo remitter, see ``DEMO_REMITTER``).
+    zengin_remitter_code: str | None = Field(default=None, pattern=r"^[0-9]{10}$")
+    zengin_remitter_name: str | None = Field(default=None, min_length=1, max_length=40)
+    zengin_bank_code: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
+    zengin_bank_name: str = Field(default="", max_length=15)
+    zengin_branch_code: str | None = Field(default=None, pattern=r"^[0-9]{3}$")
+    zengin_branch_name: str = Field(default="", max_length=15)
+    zengin_account_type: Literal["1", "2", "4", "9"] = "1"
+    zengin_account_number: str | None = Field(default=None, pattern=r"^[0-9]{1,7}$")
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
@@ -120,6 +151,28 @@ class Settings(BaseSettings):
             raise ValueError("POINTS_PUBLIC_URL must use https in production")
         self.public_url = url
         return self
+
+    @property
+    def zengin_remitter(self) -> dict[str, str] | None:
+        """The remitter of transfer files as set (``None`` when a setting is missing); in
+        development with none set, a demo remitter."""
+        values = {
+            "code": self.zengin_remitter_code,
+            "name_kana": self.zengin_remitter_name,
+            "bank_code": self.zengin_bank_code,
+            "branch_code": self.zengin_branch_code,
+            "account_number": self.zengin_account_number,
+        }
+        if all(value is None for value in values.values()) and self.environment != "production":
+            return dict(DEMO_REMITTER)
+        if any(value is None for value in values.values()):
+            return None
+        return {
+            **{name: str(value) for name, value in values.items()},
+            "account_type": self.zengin_account_type,
+            "bank_name_kana": self.zengin_bank_name,
+            "branch_name_kana": self.zengin_branch_name,
+        }
 
     @property
     def public_origin(self) -> str:

@@ -61,13 +61,15 @@ from sqlmodel import Session, col, select
 from ledger import LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
 from ledger.model import from_us, to_us
-from points import audit
+from points import access, audit
 from points.accounts import AccountCode
 from points.auth import Principal
 from points.calendar import TOKYO
 from points.errors import Conflict, InvalidInput, NotFound
+from points.jobs import Job, JobContext
 from points.pointtypes import PointType
 from points.registry import Merchant, MerchantKind, MerchantStatus, new_id
+from points.uow import unit_of_work
 from points.wallets import WalletBucket
 from redemption.errors import PeriodNotEnded, PeriodSuperseded
 from redemption.merchants import MerchantPayable, MerchantSettings
@@ -759,3 +761,32 @@ def payout_date_of(session: Session, statement: Statement) -> date | None:
         return None
     run = session.get(SettlementRun, transfer.run_id)
     return run.paid_on if run is not None else None
+
+
+# The scheduled run ---------------------------------------------------------------------------
+
+
+def _scheduled(context: JobContext) -> dict[str, int]:
+    now = (context.clock or (lambda: context.as_of))()
+    result = unit_of_work(
+        context.engine,
+        lambda session: settle(
+            session, access.SYSTEM, now, context.period, trigger=RunTrigger.SCHEDULER
+        ),
+    )
+    return {
+        "statements": len(result.statements),
+        "points": sum(s.settle_points for s in result.statements),
+        "yen_to_pay": sum(s.yen_to_pay for s in result.statements),
+    }
+
+
+#: The monthly run: on the 1st at 01:00 Tokyo, of the month that just ended (registered by the
+#: shell, ``points.shell.wiring``).
+SETTLEMENT_JOB = Job(
+    "settlement",
+    "settle the month that ended with the merchants: statements and settlement entries",
+    last_ended_period,
+    _scheduled,
+    {"trigger": "cron", "day": 1, "hour": 1, "minute": 0},
+)

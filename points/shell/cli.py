@@ -59,7 +59,8 @@ from points.shell.scheduler import start_scheduler
 from points.shell.seed import run_seed
 from points.uow import unit_of_work
 from points.verification import verify_and_record
-from redemption import flows
+from redemption import flows, settlement
+from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
 
@@ -440,6 +441,67 @@ def types_delete(code: str, reason: str) -> None:
 
     _explained(lambda: unit_of_work(engine, work))
     click.echo(f"deleted {code}")
+
+
+@main.command("settle")
+@click.option(
+    "--period",
+    default=None,
+    help="The month to settle, YYYY-MM (default: the month that ended last, in Tokyo).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the statements; write nothing.")
+def settle_command(period: str | None, dry_run: bool) -> None:
+    """Settle a month with the merchants: a statement per merchant and point type, and the
+    payables moved to settled. Once per month: asking again prints the same run."""
+    engine = _engine(_settings())
+    now = system_clock()
+    chosen = period or settlement.last_ended_period(now)
+    if dry_run:
+        planned = _explained(
+            lambda: unit_of_work(engine, lambda s: settlement.plan(s, chosen, now), read_only=True)
+        )
+        click.echo(f"{chosen} (dry run, nothing written): {len(planned.statements)} statements")
+        rows = [
+            (
+                p.merchant_id,
+                p.point_type_id,
+                p.net_points,
+                p.carried_in,
+                p.settle_points,
+                p.yen,
+                p.fee,
+                p.yen_to_pay,
+                str(p.transfer),
+            )
+            for p in planned.statements
+        ]
+    else:
+        result = _explained(
+            lambda: unit_of_work(
+                engine,
+                lambda s: settlement.settle(s, access.SYSTEM, now, chosen, trigger=RunTrigger.CLI),
+            )
+        )
+        state = "settled before (a replay: nothing written)" if result.replay else "settled"
+        click.echo(f"{chosen} {state}: run {result.run.id}, {len(result.statements)} statements")
+        rows = [
+            (
+                s.merchant_id,
+                s.point_type_id,
+                s.net_points,
+                s.carried_in,
+                s.settle_points,
+                s.yen,
+                s.fee,
+                s.yen_to_pay,
+                s.transfer,
+            )
+            for s in result.statements
+        ]
+    click.echo("merchant\tpoint type\tnet\tcarried in\tsettled\tyen\tfee\tto pay\ttransfer")
+    for row in rows:
+        click.echo("\t".join(str(value) for value in row))
+    click.echo(f"total to pay: {sum(int(row[7]) for row in rows)} yen")
 
 
 @main.group("jobs")

@@ -36,7 +36,7 @@ from points import (
     wallets,
 )
 from points.uow import unit_of_work
-from redemption import cards, catalog, flows, merchants, payments, settlement_models
+from redemption import cards, catalog, flows, merchants, payments, settlement, settlement_models
 
 #: The modules whose tables the migrations manage (imported for that: they register them).
 MODEL_MODULES = (
@@ -62,7 +62,7 @@ MODEL_MODULES = (
     settlement_models,
 )
 
-for _job in (*maintenance.JOBS, *bulk.JOBS):
+for _job in (*maintenance.JOBS, *bulk.JOBS, settlement.SETTLEMENT_JOB):
     jobs.register(_job)
 
 #: Counters of live printed tokens by key id.
