@@ -10,6 +10,7 @@ the negative balance carried; the budget lines sum to their statement, in points
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -17,11 +18,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from api_world import FISCAL_YEAR, World
+from concurrency import run_together, wait_for_lock_waiters
 from conftest import FakeClock
 from payment_helpers import Shop, funded_resident, key, open_shop, pay, payment_qr
 from sqlmodel import Session, select
 
 from issuers.programs import Program
+from ledger import LedgerTx, NewEntry, Posting, Side
 from ledger import schema as ledger_schema
 from points import access, people
 from points.accounts import AccountCode
@@ -337,3 +340,78 @@ def test_bad_periods_are_refused(world: World, period: str) -> None:
 
     with pytest.raises(InvalidInput):
         settle(world, period)
+
+
+def test_concurrent_runs_of_one_period_make_one_run(world: World, clock: FakeClock) -> None:
+    clock.now = tokyo(2026, 4, 10)
+    shop = open_shop(world)
+    resident = funded_resident(world, 1000)
+    pay_shop(world, shop, resident, 300)
+    clock.now = tokyo(2026, 5, 1, 1)
+    outcomes = run_together([lambda: settle(world, "2026-04") for _ in range(4)])
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    results = [result for _, result in outcomes]
+    assert len({r.run.id for r in results}) == 1
+    assert sorted(r.replay for r in results) == [False, True, True, True]
+    statements = world.read(lambda s: s.exec(select(Statement)).all())
+    assert len(statements) == 1 and statements[0].settle_points == 300
+    check_invariants(world, results[0].run.cut_at)
+
+
+def test_an_entry_committed_after_the_run_read_goes_into_the_next_statement(
+    world: World, clock: FakeClock, backend: str
+) -> None:
+    """PostgreSQL commits in its own order: a payment recorded before the cut, still open while
+    the run reads, is in no statement of that run (the run waits for its lock on the payable,
+    then moves only what it covered) and is covered by the next run. On SQLite writers take
+    turns, so the open transaction is committed first (the other order is the clock test)."""
+    clock.now = tokyo(2026, 4, 10)
+    shop = open_shop(world)
+    resident = funded_resident(world, 1000)
+    pay_shop(world, shop, resident, 300)
+    clock.now = tokyo(2026, 4, 30, 23)
+    recorded_before_cut = world.now()
+
+    def payable_and_bucket(session: Session) -> tuple[int, int]:
+        from points.wallets import WalletBucket
+        from redemption.merchants import MerchantPayable
+
+        payable = session.exec(
+            select(MerchantPayable).where(MerchantPayable.merchant_id == shop.merchant_id)
+        ).one()
+        bucket = session.exec(
+            select(WalletBucket).where(WalletBucket.resident_id == resident.id)
+        ).first()
+        assert bucket is not None
+        return payable.account_id, bucket.account_id
+
+    payable_id, bucket_id = world.read(payable_and_bucket)
+    late = world.engine.connect()
+    late_session = Session(bind=late)
+    LedgerTx(late_session.connection(), lambda: recorded_before_cut).post(
+        NewEntry(
+            [Posting(bucket_id, Side.DEBIT, 40), Posting(payable_id, Side.CREDIT, 40)],
+            kind="payment",
+        )
+    )
+    clock.now = tokyo(2026, 5, 1, 1)
+    if backend == "sqlite":
+        late_session.commit()
+        late.close()
+        april = settle(world, "2026-04")
+        assert april.statements[0].net_points == 340
+        return
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=settle(world, "2026-04")))
+    runner.start()
+    wait_for_lock_waiters(world.engine, 1)
+    late_session.commit()
+    late.close()
+    runner.join(60)
+    april = outcome["result"]
+    assert april.statements[0].net_points == 300
+    check_invariants(world, tokyo(2026, 4, 1, 0))  # the late entry is not covered yet
+    clock.now = tokyo(2026, 6, 1, 1)
+    may = settle(world, "2026-05")
+    assert [s.net_points for s in may.statements] == [40]
+    check_invariants(world, may.run.cut_at)
