@@ -32,6 +32,7 @@ from api.routers import (
     issuer,
     merchant,
     payments_admin,
+    payouts,
     programs_admin,
     public,
     sessions,
@@ -172,6 +173,9 @@ def create_app(
         catalog.merchant_router,
         catalog.counter_router,
         catalog.public_router,
+        payouts.admin_router,
+        payouts.finance_router,
+        payouts.merchant_router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

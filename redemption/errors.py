@@ -43,13 +43,16 @@ every HTTP status, by the base class)::
                                 (bank_details_invalid, ``position``)
     Forbidden
     └── TillRequired            only a till (a shop's device) takes payments (till_required)
+    Unavailable
+    └── RemitterNotConfigured   the city's account for transfer files is not set
+                                (remitter_not_configured: the POINTS_ZENGIN_* settings)
     RateLimited
     └── PinAttemptsExceeded     a till's 10 wrong PINs in an hour (pin_attempts_exceeded)
 """
 
 from __future__ import annotations
 
-from points.errors import Conflict, Forbidden, InvalidInput, RateLimited
+from points.errors import Conflict, Forbidden, InvalidInput, RateLimited, Unavailable
 
 
 class MerchantNotActive(Conflict):
@@ -182,3 +185,7 @@ class TransferFileMade(Conflict):
 
 class BankDetailsInvalid(InvalidInput):
     code = "bank_details_invalid"
+
+
+class RemitterNotConfigured(Unavailable):
+    code = "remitter_not_configured"

@@ -36,10 +36,10 @@ from sqlmodel import Session, col, select
 from points import audit
 from points.auth import Principal
 from points.calendar import tokyo_date
-from points.errors import Conflict, InvalidInput, NotFound, Unavailable
+from points.errors import Conflict, InvalidInput, NotFound
 from points.registry import Merchant
 from redemption import zengin
-from redemption.errors import BankDetailsInvalid, TransferFileMade
+from redemption.errors import BankDetailsInvalid, RemitterNotConfigured, TransferFileMade
 from redemption.settlement import get_run
 from redemption.settlement_models import (
     MerchantBankAccount,
@@ -53,12 +53,6 @@ from redemption.settlement_models import (
 ACCOUNT_TYPES = {"1": "普通", "2": "当座", "4": "貯蓄", "9": "その他"}
 HOLDER_MAX = 30
 REASON_MAX = 500
-
-
-class RemitterNotConfigured(Unavailable):
-    """The city's account (the ``POINTS_ZENGIN_*`` settings) is not set."""
-
-    code = "remitter_not_configured"
 
 
 # Bank details --------------------------------------------------------------------------------
@@ -218,7 +212,7 @@ def get_bank_account(session: Session, merchant_id: str) -> MaskedBankAccount | 
 
 def remove_bank_account(
     session: Session, actor: Principal, now: datetime, merchant_id: str, *, reason: str
-) -> None:
+) -> MaskedBankAccount:
     account = session.get(MerchantBankAccount, merchant_id)
     if account is None:
         raise NotFound(f"merchant {merchant_id} has no bank details")
@@ -235,6 +229,7 @@ def remove_bank_account(
         details={"before": _audit_view(view)},
     )
     session.flush()
+    return view
 
 
 # The transfer file ---------------------------------------------------------------------------
@@ -295,9 +290,10 @@ def _owed(session: Session) -> dict[str, list[Statement]]:
 
 
 def make_transfers(
-    session: Session, actor: Principal, now: datetime, run_id: str
+    session: Session, actor: Principal, now: datetime, run_id: str, transfer_date: date | None
 ) -> list[PayoutTransfer]:
-    """Record the transfers of a run's file, once (later calls return them)."""
+    """Record the transfers of a run's file, once, with its transfer date (later calls return
+    them)."""
     run = get_run(session, run_id)
     existing = transfers_of(session, run.id)
     if run.file_made_at is not None:
@@ -340,7 +336,11 @@ def make_transfers(
             statement.transfer_id = transfer.id
             session.add(statement)
         made.append(transfer)
-    run.file_made_at = now
+    if transfer_date is None:
+        raise InvalidInput("the file's transfer date is required", field="transfer_date")
+    if transfer_date < tokyo_date(run.cut_at):
+        raise InvalidInput("the transfer date is after the period's end", field="transfer_date")
+    run.file_made_at, run.transfer_on = now, transfer_date
     session.add(run)
     session.flush()
     audit.record(
@@ -392,17 +392,19 @@ def transfer_file(
     run_id: str,
     *,
     remitter: zengin.Remitter,
-    transfer_date: date,
+    transfer_date: date | None,
 ) -> TransferFile:
-    """The run's Zengin file (its transfers recorded the first time)."""
-    transfers = make_transfers(session, actor, now, run_id)
+    """The run's Zengin file: its transfers recorded the first time (``transfer_date`` is then
+    required), the same bytes every time after (with the date given then)."""
+    transfers = make_transfers(session, actor, now, run_id, transfer_date)
     run = get_run(session, run_id)
     if not transfers:
         raise Conflict(
             "nothing to transfer in this run: no merchant with bank details is owed yen",
             run_id=run_id,
         )
-    day = run.paid_on or transfer_date
+    assert run.transfer_on is not None
+    day = run.transfer_on
     content = zengin.transfer_file(
         remitter,
         day,

@@ -94,6 +94,8 @@ class SettlementRun(SQLModel, table=True):
             "(paid_on IS NULL) = (paid_at IS NULL) AND (paid_on IS NULL) = (paid_by IS NULL)",
             name="paid",
         ),
+        sa.CheckConstraint("(file_made_at IS NULL) = (transfer_on IS NULL)", name="file"),
+        sa.CheckConstraint("paid_on IS NULL OR file_made_at IS NOT NULL", name="paid_after_file"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -106,6 +108,8 @@ class SettlementRun(SQLModel, table=True):
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     #: When the run's transfer file was first made (its transfers recorded), if it was.
     file_made_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    #: The transfer date written in the file's header (振込指定日), given when it was made.
+    transfer_on: date | None = None
     #: The payout date finance reported (the bank's value date), and who reported it when.
     paid_on: date | None = None
     paid_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))

@@ -589,6 +589,96 @@ def key_header() -> dict[str, str]:
     return idempotency_key("authz")
 
 
+# Paying merchants (redemption.payouts) ------------------------------------------------------
+
+BANK_BODY = {
+    "bank_code": "0005",
+    "branch_code": "123",
+    "account_type": "1",
+    "account_number": "1234567",
+    "holder_name": "コマエショウテン",
+    "reason": "口座届出書",
+}
+
+
+def _set_bank(world: World, merchant_id: str) -> None:
+    from points import access
+    from redemption import payouts
+
+    details = payouts.BankDetails("0005", "123", "1", "1234567", "ｺﾏｴｼﾖｳﾃﾝ")
+    now = world.now()
+    world.write(
+        lambda session: payouts.set_bank_account(
+            session, access.SYSTEM, now, merchant_id, details, reason="table"
+        )
+    )
+
+
+def banked_merchant(world: World) -> dict[str, Any]:
+    merchant_id = world.fresh_merchant()
+    _set_bank(world, merchant_id)
+    return {"merchant_id": merchant_id}
+
+
+def banked_shops(world: World, actor: Actor | None) -> dict[str, Any]:
+    """The world's two shops, with bank details."""
+
+    def build() -> bool:
+        for merchant_id in world.merchants.values():
+            _set_bank(world, merchant_id)
+        return True
+
+    once_per_world(world, "banked shops", build)
+    return stock(world)
+
+
+def owns_bank_account(world: World, actor: Actor, body: Any) -> None:
+    assert body["merchant_id"] == actor.merchant_id, body
+    assert body["account_number"] == "****567", body
+
+
+def settled_run(world: World) -> dict[str, Any]:
+    """April settled (as on May 1) with a shop owed yen that has bank details: the run, its
+    file made, one transfer."""
+
+    def build() -> dict[str, Any]:
+        from datetime import date
+
+        from points import access
+        from points.settings import DEMO_REMITTER
+        from redemption import payouts, settlement, zengin
+        from redemption.settlement_models import RunTrigger
+
+        shop = open_shop(world)
+        payer = funded_resident(world, 10)
+        paid = pay(world, payer, payment_qr(world, shop, 10)["token"])
+        assert paid.status_code == 201, paid.text
+        _set_bank(world, shop.merchant_id)
+        may = world.now().replace(month=5, day=2)
+
+        def work(session: Any) -> dict[str, Any]:
+            run = settlement.settle(
+                session, access.SYSTEM, may, "2026-04", trigger=RunTrigger.API
+            ).run
+            made = payouts.transfer_file(
+                session,
+                access.SYSTEM,
+                may,
+                run.id,
+                remitter=zengin.Remitter(**DEMO_REMITTER),
+                transfer_date=date(2026, 5, 25),
+            )
+            return {"run_id": run.id, "transfer_id": made.transfers[0].id}
+
+        return world.write(work)
+
+    return dict(once_per_world(world, "settled run", build))
+
+
+def rejected_transfer(world: World) -> dict[str, Any]:
+    return {"transfer_id": settled_run(world)["transfer_id"]}
+
+
 def disputed_payment(world: World, actor: Actor | None) -> dict[str, Any]:
     """A new posted payment (2 pt) at shop a, for finance to refund."""
     return fresh_posted_payment(world, None)
@@ -1131,6 +1221,24 @@ TABLE: list[Row] = [
         body=lambda _w, _p: {"status": "active", "reason": "table"}, audited=True),
     # A verify run is recorded in verify_run (not the audit trail: see test_api_registries).
     Row("POST", f"{A}/verify", ADMIN_201),
+    # Paying merchants: bank details (admins), the run's transfer file (finance).
+    Row("PUT", f"{A}/merchants/{{merchant_id}}/bank-account", ADMIN, params=fresh_merchant,
+        body=lambda _w, _p: BANK_BODY, audited=True),
+    Row("GET", f"{A}/merchants/{{merchant_id}}/bank-account", AUDITORS, params=banked_merchant),
+    Row("POST", f"{A}/merchants/{{merchant_id}}/bank-account/remove", ADMIN,
+        params=banked_merchant, body=reason, audited=True),
+    Row("GET", "/api/v1/merchant/bank-account", MERCHANT, per_caller=banked_shops,
+        owned=owns_bank_account),
+    Row("POST", f"{F}/settlement-runs/{{run_id}}/transfer-file", "401 403 403 403 403 201 403",
+        params=settled_run, body=lambda _w, _p: {"transfer_date": "2026-05-25"},
+        value_moving=True),
+    Row("GET", f"{F}/settlement-runs/{{run_id}}/transfer-file", "401 403 403 403 403 200 403",
+        params=settled_run, media_type="text/plain"),
+    Row("GET", f"{F}/settlement-runs/{{run_id}}/transfers", AUDITORS, params=settled_run),
+    Row("POST", f"{F}/settlement-runs/{{run_id}}/paid", "401 403 403 403 403 200 403",
+        params=settled_run, body=lambda _w, _p: {"payout_date": "2026-05-25"}, audited=True),
+    Row("POST", f"{F}/transfers/{{transfer_id}}/rejected", "401 403 403 403 403 200 403",
+        params=rejected_transfer, body=reason, audited=True),
 ]
 # fmt: on
 

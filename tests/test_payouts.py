@@ -22,7 +22,7 @@ from points.errors import Conflict
 from points.registry import MerchantKind
 from points.settings import DEMO_REMITTER
 from redemption import payouts, settlement, zengin
-from redemption.errors import BankDetailsInvalid
+from redemption.errors import BankDetailsInvalid, RemitterNotConfigured
 from redemption.settlement_models import Transfer, TransferStatus
 
 REMITTER = zengin.Remitter(**DEMO_REMITTER)
@@ -227,7 +227,7 @@ def test_the_remitter_must_be_set_in_production() -> None:
         public_url="https://pay.example.jp",
     )
     assert settings.zengin_remitter is None
-    with pytest.raises(payouts.RemitterNotConfigured):
+    with pytest.raises(RemitterNotConfigured):
         payouts.remitter_of(settings.zengin_remitter)
     configured = Settings(
         environment="production",

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("file_made_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("transfer_on", sa.Date(), nullable=True),
         sa.Column("paid_on", sa.Date(), nullable=True),
         sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("paid_by", sa.String(length=32), nullable=True),
@@ -68,6 +69,13 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "(paid_on IS NULL) = (paid_at IS NULL) AND (paid_on IS NULL) = (paid_by IS NULL)",
             name=op.f("ck_settlement_run_paid"),
+        ),
+        sa.CheckConstraint(
+            "(file_made_at IS NULL) = (transfer_on IS NULL)", name=op.f("ck_settlement_run_file")
+        ),
+        sa.CheckConstraint(
+            "paid_on IS NULL OR file_made_at IS NOT NULL",
+            name=op.f("ck_settlement_run_paid_after_file"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_run")),
         sa.UniqueConstraint("period", name=op.f("uq_settlement_run_period")),
