@@ -30,7 +30,7 @@ from points.calendar import fiscal_year, tokyo_date
 from points.errors import NotFound
 from points.registry import Department, Merchant, MerchantKind, Resident, Staff, StaffRole
 from points.uow import unit_of_work
-from redemption import catalog, flows, merchants
+from redemption import catalog, flows, merchants, payouts
 from redemption.payments import Payment
 
 T = TypeVar("T")
@@ -254,6 +254,15 @@ def _shop(
         now,
         merchant.id,
         merchants.SettingsChange(accepted_point_types=[point_type.code]),
+        reason="demo",
+    )
+    # Where the city pays the shop (a demo account: the settlement's transfer file needs one).
+    payouts.set_bank_account(
+        session,
+        SYSTEM,
+        now,
+        merchant.id,
+        payouts.BankDetails("0001", "001", "1", "7654321", "コマエコーヒー"),
         reason="demo",
     )
     made = merchants.create_till(
