@@ -105,6 +105,7 @@ def settings_public(found: SettingsView) -> MerchantSettingsPublic:
         auto_confirm_max=settings.auto_confirm_max,
         confirm_timeout_seconds=settings.confirm_timeout_seconds,
         refund_window_days=settings.refund_window_days,
+        fee_bps=settings.fee_bps,
         updated_at=settings.updated_at,
     )
 

@@ -24,9 +24,9 @@ from api.schemas import (
 )
 from issuers.awards import RECORD_ID_MAX_LENGTH
 from issuers.modules import CHECKUP_TYPES, MODULES
-from issuers.programs import BudgetStatus, ProgramStatus, YearEndDecision
+from issuers.programs import BUDGET_CODE_MAX, BudgetStatus, ProgramStatus, YearEndDecision
 from points.calendar import NEVER
-from points.pointtypes import CODE_PATTERN, ExpiryRule, Funding, IssuerKind
+from points.pointtypes import CODE_PATTERN, YEN_RATE_MAX, ExpiryRule, Funding, IssuerKind
 from points.wallet_views import LineState
 
 #: Amounts of points: positive integers that fit the ledger's 64-bit totals.
@@ -46,6 +46,14 @@ RecordId = Annotated[
     StringConstraints(min_length=1, max_length=RECORD_ID_MAX_LENGTH, pattern=r"^[\x21-\x7e]+$"),
 ]
 DetailValue = Annotated[str, StringConstraints(max_length=200), PlainText]
+#: Whole yen the city pays a shop per point at settlement (a JSON integer).
+YenRate = Annotated[int, Field(ge=1, le=YEN_RATE_MAX, examples=[1])]
+#: A program's budget line (款項目節), e.g. ``01-02-03-04``.
+BudgetCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=BUDGET_CODE_MAX),
+    PlainText,
+]
 ModuleKind = Literal["fixed_award", "health_checkup", "volunteering"]
 assert set(get_args(ModuleKind)) == set(MODULES), "keep ModuleKind in step with issuers.modules"
 
@@ -66,6 +74,9 @@ class PointTypeCreate(Input):
     funding: Annotated[Funding, ByValue] = Funding.FREE
     #: Required for operator-sold points valid for more than 6 months (Payment Services Act).
     psa_override_reason: Reason | None = None
+    #: Whole yen per point paid to shops at settlement (1 when left out); frozen once the type
+    #: has a payment.
+    yen_rate: YenRate = 1
 
 
 class PointTypePublic(Output):
@@ -81,8 +92,14 @@ class PointTypePublic(Output):
     issuer: IssuerKind
     funding: Funding
     psa_override_reason: str | None
+    yen_rate: int
     ledger_id: int
     created_at: datetime
+
+
+class YenRateChange(Input):
+    yen_rate: YenRate
+    reason: Reason
 
 
 class ProgramCreate(Input):
@@ -109,6 +126,8 @@ class ProgramCreate(Input):
         ),
         examples=[{"checkup_types": ["specific_health_checkup", "cancer_screening"]}],
     )
+    #: The budget line (款項目節) the program's points are paid from at settlement.
+    budget_code: BudgetCode | None = Field(default=None, examples=["03-01-02-19"])
 
 
 class ProgramPublic(Output):
@@ -126,6 +145,7 @@ class ProgramPublic(Output):
     cap_per_fiscal_year: int | None
     status: ProgramStatus
     config: dict[str, Any]
+    budget_code: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -133,6 +153,12 @@ class ProgramPublic(Output):
     @classmethod
     def _parse_config(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+
+class BudgetCodeChange(Input):
+    #: The new budget code, or null to clear it.
+    budget_code: BudgetCode | None = Field(examples=["03-01-02-19"])
+    reason: Reason
 
 
 class ProgramStatusChange(Input):

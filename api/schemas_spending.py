@@ -16,6 +16,7 @@ from redemption.merchants import (
     AUTO_CONFIRM_MAX,
     CONFIRM_TIMEOUT_MAX,
     CONFIRM_TIMEOUT_MIN,
+    FEE_BPS_MAX,
     REFUND_WINDOW_MAX,
     ConfirmMode,
 )
@@ -37,6 +38,8 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)]
 #: The points of one payment.
 PaymentAmount = Annotated[int, Field(ge=1, le=AMOUNT_MAX)]
 TypeCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+#: A shop's cash-out fee in basis points (a JSON integer, 0 to 1,000 = 10 %).
+FeeBps = Annotated[int, Field(ge=0, le=FEE_BPS_MAX, examples=[150])]
 Reference = Annotated[
     str, StringConstraints(max_length=REFERENCE_MAX, pattern=r"^[\x20-\x7e]*$"), PlainText
 ]
@@ -54,6 +57,8 @@ class MerchantSettingsPublic(Output):
     auto_confirm_max: int
     confirm_timeout_seconds: int
     refund_window_days: int
+    #: The cash-out fee deducted at settlement, in basis points: floor(yen × fee_bps / 10,000).
+    fee_bps: int
     updated_at: datetime
 
 
@@ -67,6 +72,13 @@ class MerchantSettingsChange(Input):
         default=None, ge=CONFIRM_TIMEOUT_MIN, le=CONFIRM_TIMEOUT_MAX
     )
     refund_window_days: int | None = Field(default=None, ge=0, le=REFUND_WINDOW_MAX)
+    #: The cash-out fee in basis points (0 to 1,000).
+    fee_bps: FeeBps | None = None
+    reason: Reason
+
+
+class MerchantFeeChange(Input):
+    fee_bps: FeeBps
     reason: Reason
 
 

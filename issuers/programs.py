@@ -15,6 +15,10 @@ by the ledger (and its CHECK constraint), never by a Python ``if``. Money reache
 either **lapses** (back to city funding) or **carries over** into the next year's budget, by an
 explicit decision recorded in the audit trail and as a ledger entry; the budget account is then
 closed, so the ledger itself refuses any later award charged to that year.
+
+A program may carry a **budget code** (款項目節, at most ``BUDGET_CODE_MAX`` characters): the
+budget line its points are paid from at settlement. Admins set it at creation or later
+(``set_budget_code``, audited as ``program.budget_code``).
 """
 
 from __future__ import annotations
@@ -158,6 +162,23 @@ class NewProgram:
     cap_per_month: int | None = None
     cap_per_fiscal_year: int | None = None
     config: dict[str, Any] | None = None
+    budget_code: str | None = None
+
+
+def check_budget_code(budget_code: str | None) -> str | None:
+    """A budget code (款項目節) is 1 to ``BUDGET_CODE_MAX`` characters after stripping, with no
+    control characters; ``None`` means none."""
+    if budget_code is None:
+        return None
+    stripped = budget_code.strip() if isinstance(budget_code, str) else ""
+    if not 1 <= len(stripped) <= BUDGET_CODE_MAX or any(
+        ord(c) < 32 or 127 <= ord(c) < 160 for c in stripped
+    ):
+        raise InvalidInput(
+            f"a budget code is 1 to {BUDGET_CODE_MAX} characters without control characters",
+            field="budget_code",
+        )
+    return stripped
 
 
 def create_program(session: Session, actor: Principal, now: datetime, new: NewProgram) -> Program:
@@ -166,6 +187,7 @@ def create_program(session: Session, actor: Principal, now: datetime, new: NewPr
         raise NotFound(f"no department {new.department_id}", field="department_id")
     get_point_type(session, new.point_type_id)
     module = module_for(new.module)
+    budget_code = check_budget_code(new.budget_code)
     if new.valid_until is not None and new.valid_until < new.valid_from:
         raise InvalidInput("valid_until is before valid_from", field="valid_until")
     for name in ("cap_per_day", "cap_per_month", "cap_per_fiscal_year"):
@@ -190,6 +212,7 @@ def create_program(session: Session, actor: Principal, now: datetime, new: NewPr
         valid_until=new.valid_until,
         status=ProgramStatus.DRAFT,
         config=canonical_config(module, new.config or {}),
+        budget_code=budget_code,
         created_at=now,
         updated_at=now,
     )
@@ -201,7 +224,12 @@ def create_program(session: Session, actor: Principal, now: datetime, new: NewPr
         object_type="program",
         object_id=program.id,
         at=now,
-        details={"department_id": new.department_id, "module": module.kind, "amount": new.amount},
+        details={
+            "department_id": new.department_id,
+            "module": module.kind,
+            "amount": new.amount,
+            "budget_code": budget_code,
+        },
     )
     session.flush()
     return program
@@ -256,6 +284,45 @@ def change_status(
         at=now,
         reason=reason,
         details={"from": str(before), "to": str(status)},
+    )
+    session.flush()
+    return program
+
+
+def set_budget_code(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    program_id: str,
+    budget_code: str | None,
+    *,
+    reason: str,
+) -> Program:
+    """Set or clear (``None``) the program's budget code (款項目節), audited with the values
+    before and after; the same code again changes nothing and records nothing."""
+    code = check_budget_code(budget_code)
+    if not reason.strip():
+        raise InvalidInput("say why the budget code changes", field="reason")
+    program = session.exec(
+        select(Program).where(Program.id == program_id).with_for_update()
+    ).first()
+    if program is None:
+        raise NotFound(f"no program {program_id}", object_id=program_id)
+    if program.budget_code == code:
+        return program
+    before = program.budget_code
+    program.budget_code = code
+    program.updated_at = now
+    session.add(program)
+    audit.record(
+        session,
+        actor=actor,
+        action="program.budget_code",
+        object_type="program",
+        object_id=program_id,
+        at=now,
+        reason=reason.strip(),
+        details={"before": before, "after": code},
     )
     session.flush()
     return program

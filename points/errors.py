@@ -22,6 +22,7 @@
     │   ├── RequestInProgress      the first request with this Idempotency-Key is running
     │   │                          (with ``retry_after_seconds``, sent as Retry-After)
     │   ├── PointTypeInUse         a point type a program uses cannot be deleted
+    │   ├── RateFrozen             a point type's yen rate once it has a payment (rate_frozen)
     │   ├── AlreadyDone            a job's period is done already (job_period_done)
     │   ├── RunningElsewhere       another process runs the job's period (job_running)
     │   ├── LeaseLost              another process took a job's period over (job_lease_lost)
@@ -168,6 +169,12 @@ def seconds_until(instant: datetime, now: datetime) -> int:
 
 class PointTypeInUse(Conflict):
     code = "point_type_in_use"
+
+
+class RateFrozen(Conflict):
+    """The point type has a payment: its yen rate stays (a new rate means a new point type)."""
+
+    code = "rate_frozen"
 
 
 class PaymentServicesActRefused(InvalidInput):

@@ -19,6 +19,11 @@ of per ledger: city funding, expired points, settled. Its policy:
 
 A type in use (a program refers to it, or its ledger holds an entry) cannot be deleted; an
 unused one is deleted with its ledger and accounts.
+
+Each type has a **yen rate**: the whole yen the city pays a shop per point at settlement (1 by
+default, at most ``YEN_RATE_MAX``). An admin may change it (audited) until the type has a
+payment, that is until its ledger holds an entry posting to a shop's payable account; then it is
+frozen (``rate_frozen``): a new rate means a new point type.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from points.errors import (
     NotFound,
     PaymentServicesActRefused,
     PointTypeInUse,
+    RateFrozen,
 )
 from points.registry import new_id
 from points.sqlbase import UTCDateTime
@@ -143,6 +149,21 @@ class NewPointType:
     issuer: IssuerKind = IssuerKind.CITY
     funding: Funding = Funding.FREE
     psa_override_reason: str | None = None
+    yen_rate: int = 1
+
+
+def check_yen_rate(yen_rate: object) -> int:
+    """A yen rate is an integer (not a bool) from 1 to ``YEN_RATE_MAX``."""
+    if (
+        not isinstance(yen_rate, int)
+        or isinstance(yen_rate, bool)
+        or not 1 <= yen_rate <= YEN_RATE_MAX
+    ):
+        raise InvalidInput(
+            f"the yen rate is a whole number of yen per point, 1 to {YEN_RATE_MAX}",
+            field="yen_rate",
+        )
+    return yen_rate
 
 
 def check_policy(new: NewPointType, today: date) -> None:
@@ -153,6 +174,7 @@ def check_policy(new: NewPointType, today: date) -> None:
             "starting with a letter",
             field="code",
         )
+    check_yen_rate(new.yen_rate)
     rule = ExpiryRule(new.expiry_rule)
     if rule is ExpiryRule.MONTHS:
         if new.expiry_months is None or not 1 <= new.expiry_months <= EXPIRY_MONTHS_MAX:
@@ -225,6 +247,7 @@ def create_point_type(
         issuer=IssuerKind(new.issuer),
         funding=Funding(new.funding),
         psa_override_reason=(new.psa_override_reason or "").strip() or None,
+        yen_rate=new.yen_rate,
         city_account_id=account(AccountCode.CITY_FUNDING, CITY_OWNER),
         expired_account_id=account(AccountCode.EXPIRED_POINTS, EXPIRED_OWNER),
         settled_account_id=account(AccountCode.SETTLED, SETTLED_OWNER),
@@ -244,6 +267,7 @@ def create_point_type(
             "expiry_rule": str(new.expiry_rule),
             "issuer": str(new.issuer),
             "funding": str(new.funding),
+            "yen_rate": new.yen_rate,
         },
     )
     session.flush()
@@ -267,6 +291,63 @@ def find_point_type(session: Session, code: str) -> PointType:
 
 def list_point_types(session: Session) -> list[PointType]:
     return list(session.exec(select(PointType).order_by(col(PointType.code))))
+
+
+def has_payment(session: Session, point_type: PointType) -> bool:
+    """Whether the type's ledger holds an entry posting to a shop's payable account (a payment,
+    pending or posted; its refunds post there too)."""
+    account, posting = ledger_schema.account, ledger_schema.posting
+    query = sa.select(
+        sa.exists()
+        .where(account.c.ledger_id == point_type.ledger_id)
+        .where(account.c.code == int(AccountCode.MERCHANT_PAYABLE))
+        .where(posting.c.account_id == account.c.id)
+    )
+    return bool(session.connection().execute(query).scalar_one())
+
+
+def set_yen_rate(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    point_type_id: str,
+    yen_rate: int,
+    *,
+    reason: str,
+) -> PointType:
+    """Change the type's yen rate, audited; refused once the type has a payment
+    (``rate_frozen``). The same rate again changes nothing and records nothing."""
+    check_yen_rate(yen_rate)
+    if not reason.strip():
+        raise InvalidInput("say why the yen rate changes", field="reason")
+    point_type = session.exec(
+        select(PointType).where(PointType.id == point_type_id).with_for_update()
+    ).first()
+    if point_type is None:
+        raise NotFound(f"no point type {point_type_id}", object_id=point_type_id)
+    if point_type.yen_rate == yen_rate:
+        return point_type
+    if has_payment(session, point_type):
+        raise RateFrozen(
+            f"point type {point_type.code!r} has payments: its yen rate "
+            f"({point_type.yen_rate}) is frozen; a new rate needs a new point type",
+            yen_rate=point_type.yen_rate,
+        )
+    before = point_type.yen_rate
+    point_type.yen_rate = yen_rate
+    session.add(point_type)
+    audit.record(
+        session,
+        actor=actor,
+        action="point_type.yen_rate",
+        object_type="point_type",
+        object_id=point_type.id,
+        at=now,
+        reason=reason.strip(),
+        details={"before": before, "after": yen_rate},
+    )
+    session.flush()
+    return point_type
 
 
 def delete_point_type(

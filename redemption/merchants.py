@@ -5,7 +5,9 @@ an admin changes them, audited): the point types the shop accepts (``MerchantPoi
 store-QR payments are confirmed (``confirm_each``, or ``auto_confirm`` up to
 ``auto_confirm_max`` points, above which the shop confirms), how long a store-QR payment waits
 for the shop (``confirm_timeout_seconds``, 10 minutes by default, at most 24 hours), and how long
-after a payment the shop may refund it (``refund_window_days``, 90 by default). The row also
+after a payment the shop may refund it (``refund_window_days``, 90 by default), and the cash-out
+fee deducted at settlement (``fee_bps``, basis points, 0 by default, at most ``FEE_BPS_MAX``:
+fee = floor(yen × fee_bps / 10,000); admins or finance set it, the shop only sees it). The row also
 orders the shop's payment events: every payment act raises ``event_count`` in its transaction
 (``redemption.payments.record_event``), which takes the row's lock, so the shop's events get
 their ids in the order they commit and a cursor over them never skips one.
@@ -152,6 +154,7 @@ class SettingsChange:
     auto_confirm_max: int | None = None
     confirm_timeout_seconds: int | None = None
     refund_window_days: int | None = None
+    fee_bps: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,8 @@ def change_settings(
         raise InvalidInput(
             f"the auto-confirm limit is 0 to {AUTO_CONFIRM_MAX}", field="auto_confirm_max"
         )
+    if change.fee_bps is not None:
+        check_fee_bps(change.fee_bps)
     if change.accepted_point_types is not None:
         wanted = {find_point_type(session, code).id for code in change.accepted_point_types}
         current = set(
@@ -283,6 +288,7 @@ def change_settings(
         "auto_confirm_max",
         "confirm_timeout_seconds",
         "refund_window_days",
+        "fee_bps",
     ):
         value = getattr(change, name)
         if value is not None:
@@ -313,7 +319,34 @@ def _settings_dict(session: Session, settings: MerchantSettings) -> dict[str, ob
         "auto_confirm_max": settings.auto_confirm_max,
         "confirm_timeout_seconds": settings.confirm_timeout_seconds,
         "refund_window_days": settings.refund_window_days,
+        "fee_bps": settings.fee_bps,
     }
+
+
+def check_fee_bps(fee_bps: object) -> int:
+    """A cash-out fee is an integer (not a bool) of 0 to ``FEE_BPS_MAX`` basis points."""
+    if not isinstance(fee_bps, int) or isinstance(fee_bps, bool) or not 0 <= fee_bps <= FEE_BPS_MAX:
+        raise InvalidInput(f"the cash-out fee is 0 to {FEE_BPS_MAX} basis points", field="fee_bps")
+    return fee_bps
+
+
+def set_fee(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    merchant_id: str,
+    fee_bps: int,
+    *,
+    reason: str,
+) -> SettingsView:
+    """Set the shop's cash-out fee (an admin's or finance's act, never the shop's): a settings
+    change of that one value, audited as ``merchant.settings`` with the values before and after."""
+    check_fee_bps(fee_bps)
+    if not reason.strip():
+        raise InvalidInput("say why the fee changes", field="reason")
+    return change_settings(
+        session, actor, now, merchant_id, SettingsChange(fee_bps=fee_bps), reason=reason.strip()
+    )
 
 
 # Payables ------------------------------------------------------------------------------------

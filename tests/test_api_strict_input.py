@@ -15,6 +15,8 @@ payment, a resident's payment, a refund, the resident's pay-code limit and a sho
 (integers), a scanned token and a till's name (strings), and each refuses unknown fields; so
 does a till's card payment (issue 19: its amount, and its PIN, a string of digits), and so do
 the counter's assisted payment and resident lookup and an organizer's check-in by card.
+Settlement's terms (issue 20) too: a point type's yen rate and a shop's fee (integers) and a
+program's budget code (a string).
 """
 
 from __future__ import annotations
@@ -347,6 +349,34 @@ SHOP_SETTINGS = Route(
     accepted=200,
     method="PATCH",
 )
+YEN_RATE = Route(
+    "admin: point type's yen rate",
+    "admin",
+    # The world's type keeps its rate of 1: the same rate again is accepted even once frozen.
+    lambda world: f"{A}/point-types/{world.point_type_id}/yen-rate",
+    lambda world: {"yen_rate": 1, "reason": "strict input"},
+    "yen_rate",
+    accepted=200,
+    method="PUT",
+)
+SHOP_FEE = Route(
+    "finance: shop's fee",
+    "finance",
+    lambda world: f"{F}/merchants/{shop(world).merchant_id}/fee",
+    lambda world: {"fee_bps": 0, "reason": "strict input"},
+    "fee_bps",
+    accepted=200,
+    method="PUT",
+)
+BUDGET_CODE = Route(
+    "admin: program's budget code",
+    "admin",
+    lambda world: f"{A}/programs/{world.programs['b']}/budget-code",
+    lambda world: {"budget_code": "03-01-02-19", "reason": "strict input"},
+    "budget_code",
+    accepted=200,
+    method="PUT",
+)
 PREVIEW = Route(
     "resident: payment preview",
     payer,
@@ -462,6 +492,8 @@ INTEGER_ROUTES = [
     STOCK_CHANGE,
     CATALOG_ITEM,
     FINANCE_REFUND,
+    YEN_RATE,
+    SHOP_FEE,
 ]
 STRING_ROUTES = [
     AWARD,
@@ -473,6 +505,7 @@ STRING_ROUTES = [
     ASSISTED_PIN,
     RESIDENT_FIND,
     CARD_CHECK_IN,
+    BUDGET_CODE,
 ]
 MONEY_ROUTES = [
     ALLOCATION,
@@ -495,7 +528,17 @@ MONEY_ROUTES = [
 ]
 ACCEPTING = [
     route
-    for route in [*MONEY_ROUTES, COUNTER_RESIDENT, STAFF, PREVIEW, NEW_TILL, *ASSIST_ROUTES[1:]]
+    for route in [
+        *MONEY_ROUTES,
+        COUNTER_RESIDENT,
+        STAFF,
+        PREVIEW,
+        NEW_TILL,
+        *ASSIST_ROUTES[1:],
+        YEN_RATE,
+        SHOP_FEE,
+        BUDGET_CODE,
+    ]
     if route.accepted
 ]
 

@@ -82,7 +82,8 @@ def my_merchant(caller: MerchantDep, services: ServicesDep) -> MerchantPublic:
 @router.get("/settings", response_model=MerchantSettingsPublic, summary="My shop's settings")
 def my_settings(caller: MerchantDep, services: ServicesDep) -> MerchantSettingsPublic:
     """The point types the shop accepts, how store-QR payments are confirmed, the confirmation
-    timeout and the refund window. Admins change them."""
+    timeout, the refund window and the cash-out fee (`fee_bps`, basis points deducted at
+    settlement). Admins change them (finance too for the fee)."""
     assert caller.merchant_id is not None
     merchant_id, now = caller.merchant_id, services.clock()
     return settings_public(

@@ -21,6 +21,7 @@ from api.schemas_spending import (
     FinancePaymentPublic,
     FinanceRefundCreate,
     Limit,
+    MerchantFeeChange,
     MerchantSettingsChange,
     MerchantSettingsPublic,
     TillCreate,
@@ -111,6 +112,29 @@ def refund_on_behalf(
     return idempotency.run(caller, body, work)
 
 
+@finance_router.put(
+    "/merchants/{merchant_id}/fee",
+    response_model=MerchantSettingsPublic,
+    summary="Set a shop's cash-out fee (finance or admin)",
+)
+def set_fee(
+    merchant_id: PathId, body: MerchantFeeChange, caller: AuditorDep, services: ServicesDep
+) -> MerchantSettingsPublic:
+    """Sets the fee deducted from what the shop is paid at settlement, in basis points (0 to
+    1,000, that is up to 10 %): fee = floor(yen × fee_bps / 10,000), shown on the shop's
+    statement. Finance or an admin sets it, never the shop, which sees it in its settings;
+    recorded in the audit trail (`merchant.settings`) with the values before and after and the
+    reason."""
+    now = services.clock()
+    return settings_public(
+        services.write(
+            lambda session: merchants.set_fee(
+                session, caller, now, merchant_id, body.fee_bps, reason=body.reason
+            )
+        )
+    )
+
+
 @admin_router.get(
     "/merchants/{merchant_id}/settings",
     response_model=MerchantSettingsPublic,
@@ -119,7 +143,8 @@ def refund_on_behalf(
 def get_settings(
     merchant_id: PathId, caller: AdminDep, services: ServicesDep
 ) -> MerchantSettingsPublic:
-    """Accepted point types, confirmation mode, confirmation timeout, refund window."""
+    """Accepted point types, confirmation mode, confirmation timeout, refund window, cash-out
+    fee."""
     now = services.clock()
     return settings_public(
         services.read(lambda session: merchants.settings_view(session, merchant_id, now))
@@ -134,8 +159,9 @@ def get_settings(
 def change_settings(
     merchant_id: PathId, body: MerchantSettingsChange, caller: AdminDep, services: ServicesDep
 ) -> MerchantSettingsPublic:
-    """Changes the fields sent (the accepted point types are replaced as a whole); recorded in
-    the audit trail with the values before and after and the reason."""
+    """Changes the fields sent (the accepted point types are replaced as a whole), the cash-out
+    fee `fee_bps` (0 to 1,000 basis points) among them; recorded in the audit trail with the
+    values before and after and the reason. The shop itself only reads its settings."""
     now = services.clock()
     change = merchants.SettingsChange(
         accepted_point_types=body.accepted_point_types,
@@ -143,6 +169,7 @@ def change_settings(
         auto_confirm_max=body.auto_confirm_max,
         confirm_timeout_seconds=body.confirm_timeout_seconds,
         refund_window_days=body.refund_window_days,
+        fee_bps=body.fee_bps,
     )
     return settings_public(
         services.write(

@@ -16,12 +16,14 @@ from api.bodies import StrictRoute
 from api.deps import AdminDep, ServicesDep
 from api.schemas import PROTECTED_ERRORS, ObjectId, Page, PathId
 from api.schemas_earning import (
+    BudgetCodeChange,
     IdCursor,
     PointTypeCreate,
     PointTypePublic,
     ProgramCreate,
     ProgramPublic,
     ProgramStatusChange,
+    YenRateChange,
 )
 from issuers import programs
 from points import people, pointtypes
@@ -46,7 +48,8 @@ def create_point_type(
     """Creates a point type (a ledger and its policy): its code, names, unit, expiry rule (`months`
     after the month earned, a `fixed_date`, or `none`), who issues it and how it is funded.
     Operator-sold points valid for more than 6 months need a Payment Services Act reason
-    (`payment_services_act`); a rule that makes no sense is `expiry_rule_invalid`."""
+    (`payment_services_act`); a rule that makes no sense is `expiry_rule_invalid`. `yen_rate` is
+    the whole yen paid to shops per point at settlement (1 to 100,000; 1 when left out)."""
     now = services.clock()
     fields = body.model_dump()
     if body.expiry_rule is pointtypes.ExpiryRule.MONTHS and body.expiry_months is None:
@@ -83,6 +86,28 @@ def get_point_type(
     )
 
 
+@router.put(
+    "/point-types/{point_type_id}/yen-rate",
+    response_model=PointTypePublic,
+    summary="Change a point type's yen rate (409 rate_frozen once it has a payment)",
+)
+def set_yen_rate(
+    point_type_id: PathId, body: YenRateChange, caller: AdminDep, services: ServicesDep
+) -> PointTypePublic:
+    """Sets the whole yen the city pays a shop per point of this type at settlement (1 to
+    100,000), with the reason, recorded in the audit trail with the rates before and after. Once
+    the type has a payment its rate is frozen (409 `rate_frozen`): a new rate needs a new point
+    type. The same rate again changes nothing."""
+    now = services.clock()
+    return services.write(
+        lambda session: PointTypePublic.model_validate(
+            pointtypes.set_yen_rate(
+                session, caller, now, point_type_id, body.yen_rate, reason=body.reason
+            )
+        )
+    )
+
+
 @router.delete(
     "/point-types/{point_type_id}",
     status_code=204,
@@ -113,7 +138,8 @@ def delete_point_type(point_type_id: PathId, caller: AdminDep, services: Service
 def create_program(body: ProgramCreate, caller: AdminDep, services: ServicesDep) -> ProgramPublic:
     """Creates a department's program in draft: its module (`health_checkup`, `volunteering`,
     `fixed_award`), point type, amount per event (a JSON integer), dates (`YYYY-MM-DD`), optional
-    caps per day, month and fiscal year, and the module's `config`."""
+    caps per day, month and fiscal year, the module's `config`, and optionally its `budget_code`
+    (款項目節, 1 to 64 characters)."""
     now = services.clock()
     new = programs.NewProgram(**body.model_dump())
     return services.write(
@@ -169,6 +195,28 @@ def change_program_status(
         lambda session: ProgramPublic.model_validate(
             programs.change_status(
                 session, caller, now, program_id, body.status, reason=body.reason
+            )
+        )
+    )
+
+
+@router.put(
+    "/programs/{program_id}/budget-code",
+    response_model=ProgramPublic,
+    summary="Set or clear a program's budget code (款項目節)",
+)
+def set_budget_code(
+    program_id: PathId, body: BudgetCodeChange, caller: AdminDep, services: ServicesDep
+) -> ProgramPublic:
+    """Sets the budget line (款項目節, 1 to 64 characters without control characters) the
+    program's points are paid from at settlement, or clears it with `null`; recorded in the
+    audit trail with the codes before and after and the reason. The same code again changes
+    nothing."""
+    now = services.clock()
+    return services.write(
+        lambda session: ProgramPublic.model_validate(
+            programs.set_budget_code(
+                session, caller, now, program_id, body.budget_code, reason=body.reason
             )
         )
     )
