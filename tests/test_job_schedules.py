@@ -185,6 +185,17 @@ def test_each_job_is_scheduled_on_its_trigger_in_tokyo_time(sqlite_engine: Engin
         )
         # purge: every day at 03:00 in Tokyo.
         fires_daily_at(scheduler.get_job("purge"), 3, 0, before, after)
+        # settlement: the 1st of each month at 01:00 in Tokyo, for the month that ended.
+        settling = scheduler.get_job("settlement")
+        assert str(settling.trigger.timezone) == "Asia/Tokyo"
+        assert cron_fields(settling.trigger) == {
+            "day": "1",
+            "hour": "1",
+            "minute": "0",
+            "second": "0",
+        }
+        local = settling.next_run_time.astimezone(TOKYO)
+        assert (local.day, local.hour, local.minute) == (1, 1, 0)
 
         # hold timeouts: every minute, at second 0.
         holds = scheduler.get_job("hold_timeouts")
@@ -243,7 +254,7 @@ def test_schedule_overrides_change_the_triggers(sqlite_engine: Engine) -> None:
 
     # The other way round: an interval job on a cron trigger, with only the cron's arguments.
     flipped = job_settings(
-        jobs_disabled=["expiry", "purge", "hold_timeouts", "upload_handback"],
+        jobs_disabled=["expiry", "purge", "hold_timeouts", "upload_handback", "settlement"],
         job_schedules={"seal": {"trigger": "cron", "second": "*/2"}},
     )
     with scheduler_running(sqlite_engine, flipped) as scheduler:
@@ -262,6 +273,7 @@ def test_disabled_jobs_are_not_scheduled(sqlite_engine: Engine) -> None:
         assert sorted(job.id for job in scheduler.get_jobs()) == [
             "hold_timeouts",
             "seal",
+            "settlement",
             "upload_handback",
         ]
 

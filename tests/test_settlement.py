@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from api_world import FISCAL_YEAR, World
 from concurrency import run_together, wait_for_lock_waiters
 from conftest import FakeClock
-from payment_helpers import Shop, funded_resident, key, open_shop, pay, payment_qr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from payment_helpers import Shop, funded_resident, key, once_per_world, open_shop, pay, payment_qr
 from sqlmodel import Session, select
 
 from issuers.programs import Program
@@ -415,3 +417,112 @@ def test_an_entry_committed_after_the_run_read_goes_into_the_next_statement(
     may = settle(world, "2026-05")
     assert [s.net_points for s in may.statements] == [40]
     check_invariants(world, may.run.cut_at)
+
+
+# Any history: hypothesis -------------------------------------------------------------------
+
+#: (month 0..2, shop 0..2, points: positive a payment, negative a refund, late: committed
+#: after its month's run although recorded before the cut)
+Operation = tuple[int, int, int, bool]
+
+
+@pytest.fixture(scope="module")
+def history_world(shared_world: World) -> World:
+    return shared_world
+
+
+_years = iter(range(2100, 2999))
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    operations=st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.integers(0, 2),
+            st.integers(-300, 500).filter(lambda n: n != 0),
+            st.booleans(),
+        ),
+        max_size=25,
+    )
+)
+def test_any_history_of_payments_refunds_and_late_entries_is_settled_exactly(
+    history_world: World, operations: list[Operation]
+) -> None:
+    """Whatever the order of payments, refunds (also larger than what was paid: a refund of
+    an earlier month) and entries committed after their month's run: every entry is in one
+    statement, the statements move exactly the payable, carries never pay out negative."""
+    world = history_world
+    year = next(_years)
+    shops, bucket = _history_accounts(world)
+
+    def post(account_id: int, points: int, at: datetime) -> None:
+        if points > 0:
+            postings = [
+                Posting(bucket, Side.DEBIT, points),
+                Posting(account_id, Side.CREDIT, points),
+            ]
+            metadata: dict[str, Any] = {}
+        else:
+            postings = [
+                Posting(account_id, Side.DEBIT, -points),
+                Posting(bucket, Side.CREDIT, -points),
+            ]
+            metadata = {"refund_of": 0, "buckets": [[bucket, -points]]}
+        world.write(
+            lambda s: LedgerTx(s.connection(), lambda: at).post(
+                NewEntry(postings, kind="payment" if points > 0 else "refund", metadata=metadata)
+            )
+        )
+
+    for month in range(3):
+        for _, shop, points, _late in (o for o in operations if o[0] == month and not o[3]):
+            post(shops[shop], points, datetime(year, month + 1, 10, tzinfo=TOKYO))
+        cut = datetime(year, month + 2, 1, 1, tzinfo=TOKYO)
+        result = world.write(
+            lambda s, m=month, c=cut: settlement.settle(
+                s, access.SYSTEM, c, f"{year}-{m + 1:02d}", trigger=RunTrigger.CLI
+            )
+        )
+        for statement in result.statements:
+            assert statement.settle_points >= 0 and statement.carried_out <= 0
+            assert statement.settle_points == 0 or statement.carried_out == 0
+        for _, shop, points, _late in (o for o in operations if o[0] == month and o[3]):
+            post(shops[shop], points, datetime(year, month + 1, 28, tzinfo=TOKYO))
+    final_cut = datetime(year, 5, 1, 1, tzinfo=TOKYO)
+    world.write(
+        lambda s: settlement.settle(
+            s, access.SYSTEM, final_cut, f"{year}-04", trigger=RunTrigger.CLI
+        )
+    )
+    check_invariants(world, final_cut)
+
+
+def _history_accounts(world: World) -> tuple[list[int], int]:
+    """Three shops' payables and a resident's bucket with points enough (once per world)."""
+
+    def build() -> tuple[list[int], int]:
+        from points.wallets import WalletBucket
+        from redemption.merchants import payable_account
+
+        resident = funded_resident(world, 10**9)
+        now = world.now()
+
+        def work(session: Session) -> tuple[list[int], int]:
+            point_type = session.get(PointType, world.point_type_id)
+            assert point_type is not None
+            payables = [
+                payable_account(session, world.fresh_merchant(), point_type, now) for _ in range(3)
+            ]
+            bucket = session.exec(
+                select(WalletBucket).where(WalletBucket.resident_id == resident.id)
+            ).one()
+            return payables, bucket.account_id
+
+        return world.write(work)
+
+    return once_per_world(world, "history accounts", build)
