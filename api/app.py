@@ -36,6 +36,7 @@ from api.routers import (
     programs_admin,
     public,
     sessions,
+    settlement,
     wallet,
     wallet_payments,
 )
@@ -176,6 +177,8 @@ def create_app(
         payouts.admin_router,
         payouts.finance_router,
         payouts.merchant_router,
+        settlement.finance_router,
+        settlement.merchant_router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

@@ -908,6 +908,92 @@ def card_exchange_body(world: World, params: dict[str, Any]) -> Any:
     }
 
 
+# Settlement (api.routers.settlement) -----------------------------------------------------------
+
+
+def settlement_params(world: World, actor: Actor | None) -> dict[str, Any]:
+    """A settlement run (of 2026-01, written directly: the world's clock never leaves April)
+    with a statement of each of the world's shops; the caller's shop's (shop a's for others)."""
+    made = once_per_world(world, "settlement statements", lambda: _settlement(world))
+    key = shop_key(world, actor)
+    return {**stock(world), "run_id": made["run_id"], "statement_id": made[key]}
+
+
+def _settlement(world: World) -> dict[str, str]:
+    from redemption.settlement import period_cut
+    from redemption.settlement_models import SettlementRun, Statement
+
+    now = world.now()
+    made = {"run_id": f"stl_authz{uuid.uuid4().hex[:12]}"}
+
+    def work(session: Any) -> None:
+        session.add(
+            SettlementRun(
+                id=made["run_id"],
+                period="2026-01",
+                cut_at=period_cut("2026-01"),
+                trigger="cli",
+                created_by="system",
+                created_at=now,
+            )
+        )
+        session.flush()
+        for key in ("a", "b"):
+            made[key] = f"stm_authz{key}{uuid.uuid4().hex[:12]}"
+            session.add(
+                Statement(
+                    id=made[key],
+                    run_id=made["run_id"],
+                    period="2026-01",
+                    merchant_id=world.merchants[key],
+                    point_type_id=world.point_type_id,
+                    **dict.fromkeys(
+                        (
+                            "payment_count",
+                            "refund_count",
+                            "payment_points",
+                            "refund_points",
+                            "net_points",
+                            "carried_in",
+                            "settle_points",
+                            "carried_out",
+                            "yen",
+                            "fee",
+                            "yen_to_pay",
+                            "fee_bps",
+                        ),
+                        0,
+                    ),
+                    yen_rate=1,
+                    transfer="bank",
+                    created_at=now,
+                )
+            )
+
+    world.write(work)
+    return made
+
+
+def owns_statement(world: World, actor: Actor, body: Any) -> None:
+    """The caller's shop's statement, without ledger ids; the other shop's staff do not find
+    it, nor its file or page."""
+    key = shop_key(world, actor)
+    assert body["merchant_id"] == actor.merchant_id == world.merchants[key]
+    assert body["entry_id"] is None
+    other = other_key(key)
+    for staff in (world.actors[f"merchant_{other}"],):
+        for suffix in ("", ".csv", "/print"):
+            response = world.client.get(
+                f"{M}/statements/{body['id']}{suffix}", headers=staff.headers
+            )
+            assert_hidden(response, *merchant_names(world, key))
+
+
+def owns_statements(world: World, actor: Actor, body: Any) -> None:
+    assert body["items"], "the shop's statement is listed"
+    assert {item["merchant_id"] for item in body["items"]} == {actor.merchant_id}
+
+
 @dataclass(frozen=True)
 class Row:
     method: str
@@ -1245,6 +1331,42 @@ TABLE: list[Row] = [
         params=settled_run, body=lambda _w, _p: {"payout_date": "2026-05-25"}, audited=True),
     Row("POST", f"{F}/transfers/{{transfer_id}}/rejected", "401 403 403 403 403 200 403",
         params=rejected_transfer, body=reason, audited=True),
+    # Settlement: finance runs and reads (admins read); a shop reads its own statements.
+    # A run is made in test_settlement_api.py; here finance reaches the rule whatever runs the
+    # shared world holds (the month of the world's clock has not ended: period_not_ended).
+    Row("POST", f"{F}/settlement-runs", "401 403 403 403 403 409 403",
+        body=lambda _w, _p: {"period": "2026-12"}, value_moving=True,
+        media_type="application/problem+json"),
+    Row("GET", f"{F}/settlement-runs", AUDITORS),
+    Row("GET", f"{F}/settlement-runs/{{run_id}}", AUDITORS,
+        params=lambda w: settlement_params(w, None)),
+    Row("GET", f"{F}/settlement-runs/{{run_id}}/statements.csv", AUDITORS,
+        params=lambda w: settlement_params(w, None), media_type="text/csv"),
+    Row("GET", f"{F}/settlement-runs/{{run_id}}/budget-lines.csv", AUDITORS,
+        params=lambda w: settlement_params(w, None), media_type="text/csv"),
+    Row("GET", f"{F}/settlement-plan", "401 403 403 403 403 409 409", query="?period=2026-12",
+        media_type="application/problem+json"),
+    Row("GET", f"{F}/statements", AUDITORS),
+    Row("GET", f"{F}/statements/{{statement_id}}", AUDITORS,
+        params=lambda w: settlement_params(w, None)),
+    Row("GET", f"{F}/statements/{{statement_id}}.csv", AUDITORS,
+        params=lambda w: settlement_params(w, None), media_type="text/csv"),
+    Row("GET", f"{F}/statements/{{statement_id}}/print", AUDITORS,
+        params=lambda w: settlement_params(w, None), media_type="text/html"),
+    # Finance reaches the rule (an open shop's statement has no balance to recover: 409); a
+    # recovery itself is tested in test_settlement_api.py.
+    Row("POST", f"{F}/statements/{{statement_id}}/recovery", "401 403 403 403 403 409 403",
+        params=lambda w: settlement_params(w, None),
+        body=lambda _w, _p: {"method": "repaid", "note": "table"}, value_moving=True,
+        media_type="application/problem+json"),
+    Row("GET", f"{M}/statements", MERCHANT, per_caller=settlement_params,
+        owned=owns_statements),
+    Row("GET", f"{M}/statements/{{statement_id}}", MERCHANT, per_caller=settlement_params,
+        owned=owns_statement),
+    Row("GET", f"{M}/statements/{{statement_id}}.csv", MERCHANT,
+        per_caller=settlement_params, media_type="text/csv"),
+    Row("GET", f"{M}/statements/{{statement_id}}/print", MERCHANT,
+        per_caller=settlement_params, media_type="text/html"),
 ]
 # fmt: on
 

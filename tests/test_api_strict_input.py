@@ -460,6 +460,24 @@ FINANCE_REFUND = Route(
     "amount",
     value_moving=True,
 )
+SETTLEMENT_RUN = Route(
+    "finance: settlement run",
+    "finance",
+    lambda world: f"{F}/settlement-runs",
+    lambda world: {"period": "2026-03"},
+    "period",
+    value_moving=True,
+    accepted=None,  # tests/test_settlement_api.py runs months
+)
+RECOVERY = Route(
+    "finance: recovery of a final statement",
+    "finance",
+    lambda world: f"{F}/statements/stm_strictinput/recovery",
+    lambda world: {"method": "repaid", "note": "strict input"},
+    "note",
+    value_moving=True,
+    accepted=None,  # tests/test_settlement_api.py records one
+)
 PAYMENT_ROUTES = [
     PAYMENT_REQUEST,
     PAY_CODE_PAYMENT,
@@ -506,6 +524,8 @@ STRING_ROUTES = [
     RESIDENT_FIND,
     CARD_CHECK_IN,
     BUDGET_CODE,
+    SETTLEMENT_RUN,
+    RECOVERY,
 ]
 MONEY_ROUTES = [
     ALLOCATION,
@@ -525,6 +545,8 @@ MONEY_ROUTES = [
     STOCK_CHANGE,
     CATALOG_ITEM,
     FINANCE_REFUND,
+    SETTLEMENT_RUN,
+    RECOVERY,
 ]
 ACCEPTING = [
     route
