@@ -632,15 +632,10 @@ def get_statement(
 
 
 def list_statements(
-    session: Session,
-    *,
-    merchant_id: str | None = None,
-    period: str | None = None,
-    before: str | None = None,
-    limit: int = 100,
+    session: Session, *, merchant_id: str | None = None, period: str | None = None
 ) -> list[Statement]:
-    """Statements, latest period first (then by merchant); ``before`` a statement id cursor
-    is not ordered, so pages go by period: ``before`` is a period."""
+    """Every statement (of a merchant, of a period), latest period first, then by merchant and
+    point type; the API pages its own lists (``api.routers.settlement``)."""
     query = select(Statement).order_by(
         col(Statement.period).desc(), col(Statement.merchant_id), col(Statement.point_type_id)
     )
@@ -648,9 +643,7 @@ def list_statements(
         query = query.where(Statement.merchant_id == merchant_id)
     if period is not None:
         query = query.where(Statement.period == period)
-    if before is not None:
-        query = query.where(col(Statement.period) < before)
-    return list(session.exec(query.limit(limit)).all())
+    return list(session.exec(query).all())
 
 
 def lines_of(session: Session, statement_id: str) -> list[StatementLine]:
@@ -706,9 +699,16 @@ def record_recovery(
             "only the negative balance of a closed merchant's final statement is recovered here; "
             "an open merchant's nets into its next statement"
         )
-    latest = list_statements(session, merchant_id=statement.merchant_id, limit=1_000_000)
-    latest_of_type = [s for s in latest if s.point_type_id == statement.point_type_id]
-    if latest_of_type and latest_of_type[0].id != statement.id:
+    latest = session.exec(
+        select(Statement)
+        .where(
+            Statement.merchant_id == statement.merchant_id,
+            Statement.point_type_id == statement.point_type_id,
+        )
+        .order_by(col(Statement.period).desc())
+        .limit(1)
+    ).one()
+    if latest.id != statement.id:
         raise Conflict("a later statement carries this balance; record it on that one")
     point_type = session.get(PointType, statement.point_type_id)
     payable = session.get(MerchantPayable, (statement.merchant_id, statement.point_type_id))

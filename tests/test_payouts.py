@@ -200,7 +200,7 @@ def test_a_runs_file_pays_merchants_with_bank_details_and_lists_the_others(
     statuses = world.read(
         lambda s: [
             (st.merchant_id, st.yen_to_pay, st.transfer_id)
-            for st in settlement.list_statements(s, limit=100)
+            for st in settlement.list_statements(s)
             if st.transfer == Transfer.BANK
         ]
     )
