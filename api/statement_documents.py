@@ -606,7 +606,7 @@ def render(view: StatementView, city_name: str, today: date) -> str:
     line_rows = "".join(
         "<tr>"
         f"<td>{escape(_line_name(line))}</td>"
-        f"<td>{escape(line.budget_code or '')}</td>"
+        f"<td>{escape(_budget_code(line))}</td>"
         f'<td class="n">{_n(line.points)} {unit}</td>'
         f'<td class="n">{_n(line.yen)} 円</td>'
         "</tr>"
@@ -676,6 +676,13 @@ def render(view: StatementView, city_name: str, today: date) -> str:
 </body>
 </html>
 """
+
+
+def _budget_code(line: StatementLinePublic) -> str:
+    """A program's budget code, or 未設定 (not set) for a program without one."""
+    if line.budget_code:
+        return line.budget_code
+    return "未設定" if line.kind == LineKind.PROGRAM else ""
 
 
 def _line_name(line: StatementLinePublic) -> str:

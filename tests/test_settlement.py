@@ -510,14 +510,13 @@ def _history_accounts(world: World) -> tuple[list[int], int]:
         from redemption.merchants import payable_account
 
         resident = funded_resident(world, 10**9)
+        merchants = [world.fresh_merchant() for _ in range(3)]
         now = world.now()
 
         def work(session: Session) -> tuple[list[int], int]:
             point_type = session.get(PointType, world.point_type_id)
             assert point_type is not None
-            payables = [
-                payable_account(session, world.fresh_merchant(), point_type, now) for _ in range(3)
-            ]
+            payables = [payable_account(session, m, point_type, now) for m in merchants]
             bucket = session.exec(
                 select(WalletBucket).where(WalletBucket.resident_id == resident.id)
             ).one()
