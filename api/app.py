@@ -35,6 +35,7 @@ from api.routers import (
     payouts,
     programs_admin,
     public,
+    reports,
     sessions,
     settlement,
     wallet,
@@ -179,6 +180,7 @@ def create_app(
         payouts.merchant_router,
         settlement.finance_router,
         settlement.merchant_router,
+        reports.router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

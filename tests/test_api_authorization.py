@@ -1367,6 +1367,16 @@ TABLE: list[Row] = [
         per_caller=settlement_params, media_type="text/csv"),
     Row("GET", f"{M}/statements/{{statement_id}}/print", MERCHANT,
         per_caller=settlement_params, media_type="text/html"),
+    # Reports (docs/reports.md): finance and admins read; each figure is checked against the
+    # ledger in test_reports.py.
+    Row("GET", f"{F}/reports/trial-balance", AUDITORS, query="?date=2026-11-30"),
+    Row("GET", f"{F}/reports/outstanding", AUDITORS, query="?date=2026-11-30&format=csv",
+        media_type="text/csv"),
+    Row("GET", f"{F}/reports/breakage", AUDITORS, query="?from=2026-04-01&to=2026-11-30"),
+    Row("GET", f"{F}/reports/payments-by-merchant", AUDITORS,
+        query="?from=2026-04-01&to=2026-11-30"),
+    Row("GET", f"{F}/reports/budgets", AUDITORS, query="?fiscal_year=2026"),
+    Row("GET", f"{F}/reports/psa-base-date", AUDITORS, query="?date=2026-09-30"),
 ]
 # fmt: on
 
