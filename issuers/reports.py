@@ -18,6 +18,10 @@ from issuers.programs import Program, ProgramBudget
 from ledger import schema as ledger_schema
 from points.reports import POSTED_PHASES, Report, cutoff_us
 
+_BUDGET = sa.table(
+    "program_budget", sa.column("account_id", sa.BigInteger), sa.column("fiscal_year", sa.Integer)
+)
+
 
 def budgets(session: Session, fiscal_year: int | None = None, day: date | None = None) -> Report:
     posting, entry = ledger_schema.posting, ledger_schema.entry
@@ -31,9 +35,12 @@ def budgets(session: Session, fiscal_year: int | None = None, day: date | None =
         totals = (
             sa.select(posting.c.account_id, posting.c.side, sa.func.sum(posting.c.amount))
             .join(entry, entry.c.id == posting.c.entry_id)
-            .where(posting.c.account_id.in_(accounts), entry.c.phase.in_(POSTED_PHASES))
+            .join(_BUDGET, _BUDGET.c.account_id == posting.c.account_id)
+            .where(entry.c.phase.in_(POSTED_PHASES))
             .group_by(posting.c.account_id, posting.c.side)
         )
+        if fiscal_year is not None:
+            totals = totals.where(_BUDGET.c.fiscal_year == fiscal_year)
         if day is not None:
             totals = totals.where(entry.c.recorded_at_us < cutoff_us(day))
         for account_id, side, amount in session.connection().execute(totals):

@@ -98,6 +98,25 @@ def _posted(before_us: int, since_us: int | None = None) -> sa.Select[Any]:
     return query
 
 
+def _totals(before_us: int) -> sa.Select[Any]:
+    """Posted debits and credits per account and side by ``before_us``, summed by the database
+    (one row per account and side, not per posting)."""
+    posting, entry, account = ledger_schema.posting, ledger_schema.entry, ledger_schema.account
+    return (
+        sa.select(
+            posting.c.account_id,
+            account.c.ledger_id,
+            account.c.code,
+            posting.c.side,
+            sa.func.sum(posting.c.amount).label("amount"),
+        )
+        .join(entry, entry.c.id == posting.c.entry_id)
+        .join(account, account.c.id == posting.c.account_id)
+        .where(entry.c.phase.in_(POSTED_PHASES), entry.c.recorded_at_us < before_us)
+        .group_by(posting.c.account_id, account.c.ledger_id, account.c.code, posting.c.side)
+    )
+
+
 def _ledger_codes(session: Session) -> dict[int, str]:
     ledger = ledger_schema.ledger
     return {
@@ -110,7 +129,7 @@ def trial_balance(session: Session, day: date) -> Report:
     """Debits and credits posted to each kind of account of each ledger by the end of ``day``;
     the totals' row last. Debits equal credits in every ledger and in all."""
     sums: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
-    for row in session.connection().execute(_posted(cutoff_us(day))):
+    for row in session.connection().execute(_totals(cutoff_us(day))):
         sums[(int(row.ledger_id), int(row.code))][0 if row.side == 1 else 1] += int(row.amount)
     codes = _ledger_codes(session)
     rows: list[tuple[Any, ...]] = []
@@ -164,7 +183,7 @@ def outstanding(session: Session, day: date) -> Report:
     buckets = _bucket_info(session)
     sums: dict[tuple[int, str, str, str], int] = defaultdict(int)
     for row in session.connection().execute(
-        _posted(cutoff_us(day)).where(
+        _totals(cutoff_us(day)).where(
             ledger_schema.account.c.code == int(AccountCode.RESIDENT_BUCKET)
         )
     ):
@@ -277,7 +296,7 @@ def psa_base_date(session: Session, day: date) -> Report:
     liability = (int(AccountCode.RESIDENT_BUCKET), int(AccountCode.MERCHANT_PAYABLE))
     by_ledger: dict[int, int] = defaultdict(int)
     for row in session.connection().execute(
-        _posted(cutoff_us(day)).where(ledger_schema.account.c.code.in_(liability))
+        _totals(cutoff_us(day)).where(ledger_schema.account.c.code.in_(liability))
     ):
         by_ledger[int(row.ledger_id)] += int(row.amount) if row.side == 2 else -int(row.amount)
     rows = []

@@ -22,6 +22,7 @@ from redemption import settlement
 from redemption.merchants import MerchantPayable
 
 NOT_PAYMENTS = (settlement.SETTLEMENT_KIND, settlement.RECOVERY_KIND)
+_PAYABLE = sa.table("merchant_payable", sa.column("account_id", sa.BigInteger))
 
 
 def payments_by_merchant(session: Session, start: date, end: date) -> Report:
@@ -37,8 +38,8 @@ def payments_by_merchant(session: Session, start: date, end: date) -> Report:
             sa.func.sum(posting.c.amount),
         )
         .join(entry, entry.c.id == posting.c.entry_id)
+        .join(_PAYABLE, _PAYABLE.c.account_id == posting.c.account_id)
         .where(
-            posting.c.account_id.in_(list(payables)),
             entry.c.phase.in_(POSTED_PHASES),
             entry.c.kind.not_in(NOT_PAYMENTS),
             entry.c.recorded_at_us >= cutoff_us(start - timedelta(days=1)),
