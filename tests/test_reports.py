@@ -396,6 +396,8 @@ def test_reports_as_csv(world: World, clock: FakeClock) -> None:
         ("trial-balance", {}, "date"),
         ("trial-balance", {"date": "2026-11-31"}, "date"),
         ("trial-balance", {"date": "30/11/2026"}, "date"),
+        ("trial-balance", {"date": "2026-11-30T00:00:00"}, "date"),
+        ("outstanding", {"date": "20261130"}, "date"),
         ("outstanding", {"date": "2026-11-30", "format": "xlsx"}, "format"),
         ("psa-base-date", {"date": "2026-09-30", "encoding": "latin-1"}, "encoding"),
         ("breakage", {"from": "2026-04-01"}, "to"),

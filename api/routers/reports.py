@@ -5,11 +5,13 @@ nothing here writes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BeforeValidator
 from sqlmodel import Session
 
 from api.bodies import StrictRoute
@@ -36,9 +38,19 @@ router = APIRouter(
 
 Format = Annotated[Literal["json", "csv"], Query(description="`json` (default) or `csv`")]
 Encoding = Annotated[Literal["utf-8", "cp932"], Query(description="of the CSV")]
-Day = Annotated[date, Query(description="a Tokyo date, YYYY-MM-DD")]
-FromDay = Annotated[date, Query(alias="from", description="a Tokyo date, YYYY-MM-DD")]
-ToDay = Annotated[date, Query(alias="to", description="a Tokyo date, included")]
+
+
+def _day_as_written(value: object) -> object:
+    """A date is written YYYY-MM-DD and nothing else (no time, no week date)."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+StrictDay = BeforeValidator(_day_as_written)
+Day = Annotated[date, StrictDay, Query(description="a Tokyo date, YYYY-MM-DD")]
+FromDay = Annotated[date, StrictDay, Query(alias="from", description="a Tokyo date, YYYY-MM-DD")]
+ToDay = Annotated[date, StrictDay, Query(alias="to", description="a Tokyo date, included")]
 FiscalYear = Annotated[int | None, Query(ge=2000, le=2999, description="e.g. 2026 for FY2026")]
 #: The longest range a report reads (a year and a day: one fiscal year, leap or not).
 RANGE_DAYS_MAX = 366
