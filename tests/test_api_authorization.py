@@ -1367,6 +1367,8 @@ TABLE: list[Row] = [
         per_caller=settlement_params, media_type="text/csv"),
     Row("GET", f"{M}/statements/{{statement_id}}/print", MERCHANT,
         per_caller=settlement_params, media_type="text/html"),
+    # The verify job queued by finance (or an admin): 202 and the run's id (test_verify_job.py).
+    Row("POST", f"{F}/verify-runs", "401 403 403 403 403 202 202"),
 ]
 # fmt: on
 
