@@ -441,3 +441,15 @@ class CheckInPublic(Output):
     amount: int
     #: True when the resident had checked in before: nothing new was awarded.
     replayed: bool
+
+
+class JobRunQueued(Output):
+    """A job run queued by the API (``POST /api/v1/finance/verify-runs``)."""
+
+    run_id: int = Field(description="The run's id in `GET /api/v1/finance/job-runs`.")
+    job: str
+    period: str = Field(description="The Tokyo minute the run is for (`2026-06-01T14:03`).")
+    state: str = Field(
+        description="`running` (queued now, or still running), `done` or `failed` (this "
+        "minute's run had finished already)."
+    )

@@ -26,6 +26,7 @@
     │   ├── AlreadyDone            a job's period is done already (job_period_done)
     │   ├── RunningElsewhere       another process runs the job's period (job_running)
     │   ├── LeaseLost              another process took a job's period over (job_lease_lost)
+    │   ├── ProblemsFound          a checking job (verify) found problems (ledger_problems)
     │   ├── InsufficientPoints     the wallet holds too little (insufficient_balance)
     │   ├── WalletClosed           the wallet was closed (moved out, deceased)
     │   ├── WalletNotClosed        only a closed wallet can be reopened
@@ -201,6 +202,17 @@ class LeaseLost(Conflict):
     work so far stands, being idempotent; the other run finishes it)."""
 
     code = "job_lease_lost"
+
+
+class ProblemsFound(Conflict):
+    """A job that checks (``verify``) did its work and found problems: the run is recorded
+    failed, with the counts it carries and this message as its outcome."""
+
+    code = "ledger_problems"
+
+    def __init__(self, message: str, *, counts: dict[str, int], **context: Any) -> None:
+        super().__init__(message, **context)
+        self.counts = counts
 
 
 # Wallets and spending (points.wallets, points.spending) -----------------------------------

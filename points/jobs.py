@@ -17,7 +17,9 @@ engines do not all honour):
    ``RENEW_EVERY``), so a long run is not taken for dead; if it finds the run taken over
    (its own lease lapsed, say the process stalled), it stops with ``LeaseLost``.
 3. **Record.** The row becomes ``done`` with its counts (or ``failed`` with the error), with
-   start and end times. Finance and admins list the runs.
+   start and end times. Finance and admins list the runs. A job that checks rather than
+   changes (``verify``) fails with ``ProblemsFound`` when it finds problems: the run is
+   ``failed``, its outcome names the first problem, and it keeps its counts.
 
 Jobs are registered in ``JOBS``; ``points serve`` schedules them with APScheduler in the time
 zone Asia/Tokyo (``points.shell.scheduler``), and ``points jobs run NAME`` runs one by hand.
@@ -43,7 +45,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from ledger import schema as ledger_schema
 from points.calendar import TOKYO
-from points.errors import InvalidInput, LeaseLost
+from points.errors import InvalidInput, LeaseLost, ProblemsFound
 from points.sqlbase import UTCDateTime
 from points.uow import unit_of_work
 
@@ -78,7 +80,8 @@ class JobRun(SQLModel, table=True):
     counts: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
     #: "ok", or the error that stopped the run.
     outcome: str = Field(default="", max_length=500)
-    #: Who ran it: "scheduler", or "cli" for a run by hand.
+    #: Who ran it: "scheduler", "cli" for a run by hand, or "api" for a run finance queued
+    #: (``POST /api/v1/finance/verify-runs``).
     trigger: str = Field(default="scheduler", max_length=16)
 
 
@@ -214,6 +217,16 @@ class RunResult:
     run_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A (job, period) claimed by ``claim_run``, for ``carry_out`` to run."""
+
+    job: Job
+    period: str
+    owner: str
+    run_id: int
+
+
 def run_job(
     engine: Engine,
     name: str,
@@ -223,18 +236,53 @@ def run_job(
     progress: Progress = no_progress,
     trigger: str = "scheduler",
     options: dict[str, Any] | None = None,
+    period: str | None = None,
 ) -> RunResult:
     """Claim (job, period of ``as_of``), run the job, record the outcome; see the docstring.
-    A period already done or running elsewhere is not run again (``status`` says so)."""
+    A period already done or running elsewhere is not run again (``status`` says so).
+    ``period`` claims that period instead of the job's period of ``as_of`` (an on-demand run:
+    ``verify`` queued by finance claims its Tokyo minute, never the nightly run's day)."""
+    claimed = claim_run(engine, name, as_of=as_of, clock=clock, trigger=trigger, period=period)
+    if isinstance(claimed, RunResult):
+        return claimed
+    return carry_out(engine, claimed, as_of=as_of, clock=clock, progress=progress, options=options)
+
+
+def claim_run(
+    engine: Engine,
+    name: str,
+    *,
+    as_of: datetime,
+    clock: Callable[[], datetime],
+    trigger: str = "scheduler",
+    period: str | None = None,
+) -> Claim | RunResult:
+    """Step 1 of a run: the claim, or (a ``RunResult``) why the period is not run. A caller
+    that answers before the work is done (the API's queued runs) claims here, answers with the
+    claim's ``run_id`` and has ``carry_out`` run it."""
     job = job_named(name)
-    period = job.period(as_of)
+    chosen = job.period(as_of) if period is None else period
     owner = str(uuid.uuid4())
     claimed = unit_of_work(
-        engine, lambda session: _claim(session, job.name, period, owner, clock(), trigger)
+        engine, lambda session: _claim(session, job.name, chosen, owner, clock(), trigger)
     )
     if isinstance(claimed, str):
-        return RunResult(job.name, period, claimed, {}, None)
-    run_id = claimed
+        return RunResult(job.name, chosen, claimed, {}, None)
+    return Claim(job, chosen, owner, claimed)
+
+
+def carry_out(
+    engine: Engine,
+    claim: Claim,
+    *,
+    as_of: datetime,
+    clock: Callable[[], datetime],
+    progress: Progress = no_progress,
+    options: dict[str, Any] | None = None,
+) -> RunResult:
+    """Steps 2 and 3 of a claimed run: the work, then the outcome recorded (``failed`` with the
+    error, re-raised, when it fails; a ``ProblemsFound`` keeps the counts it carries)."""
+    job, period, owner, run_id = claim.job, claim.period, claim.owner, claim.run_id
     renewed = clock()
 
     def report(done: int, total: int | None) -> None:
@@ -257,10 +305,16 @@ def run_job(
         counts = job.run(context)
     except Exception as error:
         message = f"{type(error).__name__}: {error}"[:500]
-        log.exception("job %s for %s failed", job.name, period)
+        found = error.counts if isinstance(error, ProblemsFound) else {}
+        if isinstance(error, ProblemsFound):
+            log.error("job %s for %s: %s", job.name, period, error)
+        else:
+            log.exception("job %s for %s failed", job.name, period)
         unit_of_work(
             engine,
-            lambda session: _finish(session, run_id, owner, clock(), RunState.FAILED, {}, message),
+            lambda session: _finish(
+                session, run_id, owner, clock(), RunState.FAILED, found, message
+            ),
         )
         raise
     unit_of_work(
@@ -346,6 +400,11 @@ def _finish(
             outcome=outcome,
         )
     )
+
+
+def run_of(session: Session, job: str, period: str) -> JobRun | None:
+    """The run of (job, period), if any."""
+    return session.exec(select(JobRun).where(JobRun.job == job, JobRun.period == period)).first()
 
 
 def list_runs(session: Session, *, job: str | None, before: int | None, limit: int) -> list[JobRun]:

@@ -12,6 +12,11 @@ purge          daily at 03:00              idempotency records past retention, o
                                            (``Job.frequent``: these two, ``upload_handback``),
                                            used QR tokens a day past their expiry,
                                            card PIN attempts older than a year
+verify         daily at 02:30              ``points verify``: recompute and check the
+                                           whole ledger, recorded in ``verify_run``; a
+                                           run that finds problems is ``failed`` (its
+                                           outcome names the first, its counts say how
+                                           many); finance also queues one by the API
 =============  ==========================  ===========================================
 
 Each is idempotent for its period and safe when two processes run it at once (``points.jobs``).
@@ -27,8 +32,11 @@ from sqlalchemy.engine import Engine
 from ledger import Ledger
 from ledger.service import system_clock
 from points import expiry, idempotency, jobs, qrtokens, ratelimit
+from points.errors import ProblemsFound
 from points.jobs import Job, JobContext, purge_runs, seconds_slot, tokyo_day, tokyo_minute
+from points.settings import Settings
 from points.uow import unit_of_work
+from points.verification import verify_and_record
 
 #: Runs of the frequent jobs are kept this long (the daily ones are kept for good).
 FREQUENT_RUNS_KEPT = timedelta(days=7)
@@ -102,6 +110,37 @@ def _purge(context: JobContext) -> dict[str, int]:
     return counts
 
 
+def _verify(context: JobContext) -> dict[str, int]:
+    """``points verify`` as a job: the run is recorded in ``verify_run`` (what
+    ``GET /api/v1/finance/verify/last`` shows) and its counts in the job run; problems found
+    make the run ``failed`` (``ProblemsFound``), its outcome naming the first."""
+    grace = int(context.options.get("unsealed_grace_seconds", DEFAULT_UNSEALED_GRACE_SECONDS))
+    context.progress(0, 1)
+    ledger = Ledger(context.engine, clock=context.clock or system_clock)
+    report, run = verify_and_record(ledger, unsealed_grace_seconds=grace)
+    context.progress(1, 1)
+    assert run.id is not None
+    counts = {
+        "entries": report.entries,
+        "accounts": report.accounts,
+        "sealed": report.sealed,
+        "unsealed": report.unsealed,
+        "problems": len(report.problems),
+        "verify_run": run.id,
+    }
+    if not report.ok:
+        first = report.problems[0]
+        raise ProblemsFound(
+            f"{len(report.problems)} problems found; the first: [{first.kind}] {first.message}",
+            counts=counts,
+        )
+    return counts
+
+
+#: The verify job's grace for unsealed entries when the settings give none.
+DEFAULT_UNSEALED_GRACE_SECONDS = int(Settings.model_fields["unsealed_grace_seconds"].default)
+
+
 EXPIRY = Job(
     "expiry",
     "move expired buckets' remainders to expired points",
@@ -133,5 +172,13 @@ PURGE = Job(
     {"trigger": "cron", "hour": 3, "minute": 0},
 )
 
+VERIFY = Job(
+    "verify",
+    "recompute and check the whole ledger (points verify); problems found fail the run",
+    tokyo_day,
+    _verify,
+    {"trigger": "cron", "hour": 2, "minute": 30},
+)
+
 #: The jobs of the point domain, registered by the application shell (``points.shell.wiring``).
-JOBS = (EXPIRY, HOLD_TIMEOUTS, SEAL, PURGE)
+JOBS = (EXPIRY, HOLD_TIMEOUTS, SEAL, PURGE, VERIFY)

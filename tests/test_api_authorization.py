@@ -1377,6 +1377,8 @@ TABLE: list[Row] = [
         query="?from=2026-04-01&to=2026-11-30"),
     Row("GET", f"{F}/reports/budgets", AUDITORS, query="?fiscal_year=2026"),
     Row("GET", f"{F}/reports/psa-base-date", AUDITORS, query="?date=2026-09-30"),
+    # The verify job queued by finance (or an admin): 202 and the run's id (test_verify_job.py).
+    Row("POST", f"{F}/verify-runs", "401 403 403 403 403 202 202"),
 ]
 # fmt: on
 

@@ -185,6 +185,8 @@ def test_each_job_is_scheduled_on_its_trigger_in_tokyo_time(sqlite_engine: Engin
         )
         # purge: every day at 03:00 in Tokyo.
         fires_daily_at(scheduler.get_job("purge"), 3, 0, before, after)
+        # verify: every day at 02:30 in Tokyo.
+        fires_daily_at(scheduler.get_job("verify"), 2, 30, before, after)
         # settlement: the 1st of each month at 01:00 in Tokyo, for the month that ended.
         settling = scheduler.get_job("settlement")
         assert str(settling.trigger.timezone) == "Asia/Tokyo"
@@ -254,7 +256,14 @@ def test_schedule_overrides_change_the_triggers(sqlite_engine: Engine) -> None:
 
     # The other way round: an interval job on a cron trigger, with only the cron's arguments.
     flipped = job_settings(
-        jobs_disabled=["expiry", "purge", "hold_timeouts", "upload_handback", "settlement"],
+        jobs_disabled=[
+            "expiry",
+            "purge",
+            "hold_timeouts",
+            "upload_handback",
+            "settlement",
+            "verify",
+        ],
         job_schedules={"seal": {"trigger": "cron", "second": "*/2"}},
     )
     with scheduler_running(sqlite_engine, flipped) as scheduler:
@@ -275,6 +284,7 @@ def test_disabled_jobs_are_not_scheduled(sqlite_engine: Engine) -> None:
             "seal",
             "settlement",
             "upload_handback",
+            "verify",
         ]
 
     # Jobs off: no scheduler at all, whatever else the settings say.

@@ -450,6 +450,8 @@ def test_the_periods_and_schedules_of_the_registered_jobs() -> None:
     assert JOBS["purge"].schedule == {"trigger": "cron", "hour": 3, "minute": 0}
     assert JOBS["hold_timeouts"].schedule == {"trigger": "cron", "minute": "*"}
     assert JOBS["seal"].schedule == {"trigger": "interval", "seconds": 5}
+    assert JOBS["verify"].period(at) == "2026-06-01"
+    assert JOBS["verify"].schedule == {"trigger": "cron", "hour": 2, "minute": 30}
 
 
 def _record_run(engine: Engine, job: str, period: str, started: datetime, state: RunState) -> int:

@@ -1,12 +1,17 @@
 """Finance (a read-only auditor) and admins: the ledger, the audit trail, the runs of the
-scheduled jobs, residents by pseudonymous id only. Nothing here writes."""
+scheduled jobs, residents by pseudonymous id only. Nothing here writes, but for a queued run of
+the ledger's verification (``POST /verify-runs``), which changes nothing in the ledger."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Path, Query
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from api.bodies import StrictRoute
@@ -24,16 +29,18 @@ from api.schemas import (
     ResidentPseudonymous,
     VerifyResultPublic,
 )
-from api.schemas_earning import JobRunPublic
+from api.schemas_earning import JobRunPublic, JobRunQueued
 from api.verify_view import verify_result
 from ledger import Account, Entry, LedgerTx
 from ledger.model import PAGE_LIMIT_MAX
 from points import people
 from points.audit import AuditEvent
 from points.errors import NotFound
-from points.jobs import list_runs
+from points.jobs import Claim, RunResult, carry_out, claim_run, list_runs, run_of, tokyo_minute
 from points.registry import Resident
 from points.verification import last_run
+
+log = logging.getLogger("points.api.finance")
 
 router = APIRouter(
     prefix="/api/v1/finance", tags=["finance"], responses=PROTECTED_ERRORS, route_class=StrictRoute
@@ -257,7 +264,8 @@ def audit_trail(
 @router.get(
     "/job-runs",
     response_model=Page[JobRunPublic],
-    summary="Runs of the scheduled jobs (expiry, hold timeouts, sealing, purge), newest first",
+    summary="Runs of the scheduled jobs (expiry, hold timeouts, sealing, purge, verify, ...), "
+    "newest first",
 )
 def list_job_runs(
     caller: AuditorDep,
@@ -279,3 +287,57 @@ def list_job_runs(
         )
 
     return services.read(work)
+
+
+def _carry_out_verify(
+    engine: Engine,
+    claim: Claim,
+    as_of: datetime,
+    clock: Callable[[], datetime],
+    options: dict[str, int],
+) -> None:
+    """A queued verify run, after the answer: its outcome is recorded in its job run (and a
+    failure logged) by ``carry_out``; nothing is left to raise to."""
+    try:
+        carry_out(engine, claim, as_of=as_of, clock=clock, options=options)
+    except Exception:  # recorded as a failed run and logged already
+        log.debug("queued verify run %s failed", claim.run_id)
+
+
+@router.post(
+    "/verify-runs",
+    response_model=JobRunQueued,
+    status_code=202,
+    summary="Queue a verification of the whole ledger (the verify job), answered at once",
+)
+def queue_verify_run(
+    caller: AuditorDep, services: ServicesDep, background: BackgroundTasks
+) -> JobRunQueued:
+    """Runs the `verify` job now, in the background (what `points verify` and the nightly run
+    at 02:30 Tokyo do: totals recomputed, every entry balanced, the seal chain, the schema's
+    guards), and answers 202 at once with the run's id. Takes no body (or `{}`).
+
+    The run is for the current Tokyo minute (`2026-06-01T14:03`; the nightly run's period is
+    the day, so the two never meet): a second request within the same minute answers the same
+    run (its id and state) and starts nothing, unless that run failed, when it runs again.
+    Follow it in `GET /api/v1/finance/job-runs?job=verify`: `done` with its counts (`entries`,
+    `accounts`, `sealed`, `unsealed`, `problems` 0, `verify_run`), or `failed` when problems
+    were found (the outcome names the first; `GET /api/v1/finance/verify/last` lists them all).
+    """
+    now = services.clock()
+    period = tokyo_minute(now)
+    claimed = claim_run(
+        services.engine, "verify", as_of=now, clock=services.clock, trigger="api", period=period
+    )
+    if isinstance(claimed, RunResult):
+
+        def existing(session: Session) -> JobRunQueued:
+            run = run_of(session, "verify", period)
+            if run is None or run.id is None:  # pragma: no cover - the claim saw it just now
+                raise NotFound(f"no verify run for {period}")
+            return JobRunQueued(run_id=run.id, job="verify", period=period, state=run.state)
+
+        return services.read(existing)
+    options = {"unsealed_grace_seconds": services.settings.unsealed_grace_seconds}
+    background.add_task(_carry_out_verify, services.engine, claimed, now, services.clock, options)
+    return JobRunQueued(run_id=claimed.run_id, job="verify", period=period, state="running")

@@ -55,7 +55,7 @@ from points.registry import StaffRole
 from points.settings import Settings
 from points.shell import schema
 from points.shell.ledger_demo import run_demo
-from points.shell.scheduler import start_scheduler
+from points.shell.scheduler import job_options, start_scheduler
 from points.shell.seed import run_seed
 from points.uow import unit_of_work
 from points.verification import verify_and_record
@@ -557,7 +557,7 @@ def _run_by_hand(name: str, as_of: datetime) -> None:
                 clock=system_clock,
                 progress=bar,
                 trigger="cli",
-                options={"idempotency_retention_hours": settings.idempotency_retention_hours},
+                options=job_options(settings),
             )
         )
     finally:

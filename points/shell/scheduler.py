@@ -34,6 +34,14 @@ def enabled_jobs(settings: Settings) -> list[str]:
     return [name for name in JOBS if name not in settings.jobs_disabled]
 
 
+def job_options(settings: Settings) -> dict[str, int]:
+    """The settings the jobs read (``JobContext.options``), for every run however started."""
+    return {
+        "idempotency_retention_hours": settings.idempotency_retention_hours,
+        "unsealed_grace_seconds": settings.unsealed_grace_seconds,
+    }
+
+
 def start_scheduler(
     engine: Engine, settings: Settings, clock: Callable[[], datetime]
 ) -> BackgroundScheduler | None:
@@ -46,7 +54,7 @@ def start_scheduler(
     # in job_run instead, and this module logs the ones that did something.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=TOKYO)
-    options = {"idempotency_retention_hours": settings.idempotency_retention_hours}
+    options = job_options(settings)
     for name in names:
         trigger = dict(JOBS[name].schedule)
         override = settings.job_schedules.get(name, {})
