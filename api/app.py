@@ -28,6 +28,7 @@ from api.routers import (
     counter,
     counter_assist,
     counter_cards,
+    exports,
     finance,
     issuer,
     merchant,
@@ -179,6 +180,7 @@ def create_app(
         payouts.merchant_router,
         settlement.finance_router,
         settlement.merchant_router,
+        exports.router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

@@ -48,6 +48,7 @@ from api_world import (
     unique_address_number,
 )
 from conftest import FakeClock
+from export_helpers import sealed_world
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from payment_helpers import (
@@ -1367,6 +1368,9 @@ TABLE: list[Row] = [
         per_caller=settlement_params, media_type="text/csv"),
     Row("GET", f"{M}/statements/{{statement_id}}/print", MERCHANT,
         per_caller=settlement_params, media_type="text/html"),
+    # Ledger exports (issue 21): finance and admins, audited.
+    Row("GET", f"{F}/exports", AUDITORS, params=sealed_world,
+        query="?format=jsonl&from_seq=1&to_seq=1", media_type="application/jsonl", audited=True),
 ]
 # fmt: on
 
