@@ -319,3 +319,20 @@ def test_the_accounts_of_a_side(engine: Engine) -> None:
     """Side is stored as 1 debit, 2 credit: the CSV writes words, the check maps them back."""
     assert int(Side.DEBIT) == 1 and int(Side.CREDIT) == 2
     assert exports.EXPORT_FORMAT == "ledger-export/1"
+
+
+def test_the_documented_checker_works(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The few lines of Python in docs/exports.md check an export, and catch a change."""
+    build(Ledger(engine))
+    text = (Path(__file__).parent.parent / "docs" / "exports.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    lines = jsonl(engine)
+    (tmp_path / "ledger.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    exec(code, {})
+    changed, _ = altered(lines, "amount")
+    (tmp_path / "ledger.jsonl").write_text("\n".join(changed) + "\n", encoding="utf-8")
+    with pytest.raises(AssertionError, match="line 4: hash"):
+        exec(code, {})
