@@ -156,6 +156,38 @@ def range_for_times(connection: sa.Connection, from_us: int, to_us: int) -> tupl
     return int(row[0]), int(row[1])
 
 
+def range_for_entries(connection: sa.Connection, from_id: int, to_id: int) -> tuple[int, int]:
+    """The seal range covering the entries with ids ``from_id .. to_id`` (ids are given in
+    write order, seals in commit order, so the range may hold a few other entries). Refused
+    when none of them exists, or when some are not sealed yet (named)."""
+    if from_id < 1 or to_id < from_id:
+        raise ExportError("export_range_reversed", f"the id range {from_id}..{to_id} is empty")
+    waiting = [
+        int(r[0])
+        for r in connection.execute(
+            sa.text(
+                "SELECT entry_id FROM ledger_unsealed WHERE entry_id BETWEEN :a AND :b "
+                "ORDER BY entry_id LIMIT 10"
+            ),
+            {"a": from_id, "b": to_id},
+        )
+    ]
+    if waiting:
+        raise ExportError(
+            "export_range_unsealed",
+            "entries in the range are not sealed yet: " + ", ".join(map(str, waiting)),
+        )
+    row = connection.execute(
+        sa.text(
+            "SELECT min(sequence), max(sequence) FROM ledger_seal WHERE entry_id BETWEEN :a AND :b"
+        ),
+        {"a": from_id, "b": to_id},
+    ).first()
+    if row is None or row[0] is None:
+        raise ExportError("export_range_empty", f"no sealed entry has an id in {from_id}..{to_id}")
+    return int(row[0]), int(row[1])
+
+
 def sealed_entries(
     connection: sa.Connection, from_seq: int, to_seq: int, *, batch: int = BATCH
 ) -> Iterator[SealedEntry]:
@@ -171,6 +203,11 @@ def sealed_entries(
             ),
             {"a": start, "b": end},
         ).fetchall()
+        if len(seals) != end - start + 1:
+            raise ExportError(
+                "export_chain_gap",
+                f"the seal chain lacks sequences between {start} and {end} (run points verify)",
+            )
         ids = ", ".join(str(int(row[1])) for row in seals)
         entries = {
             int(row[0]): list(row)

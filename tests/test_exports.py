@@ -313,6 +313,18 @@ def test_cli_export_and_verify_export(engine: Engine, database_url: str, tmp_pat
     assert result.exit_code == 0, result.output
     assert f"sequences 1..{last + 1}" in result.output
     assert audit_exports(engine)[-1]["from_seq"] == 1
+    out = tmp_path / "ids.jsonl"
+    result = invoke(
+        database_url, "export", "--format", "jsonl", "--from-id", "2", "--to-id", "3",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "sequences 2..3" in result.output
+    refused = invoke(
+        database_url, "export", "--format", "jsonl", "--from-id", "2", "--to-seq", "3",
+        "--out", str(tmp_path / "mixed.jsonl"),
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "give one range" in refused.output
 
 
 def test_the_accounts_of_a_side(engine: Engine) -> None:

@@ -36,6 +36,7 @@ STATUS = {
     "export_range_reversed": 422,
     "export_range_empty": 422,
     "export_range_unsealed": 409,
+    "export_chain_gap": 409,
 }
 #: At most this many unencodable characters are named in the CP932 report header.
 REPORTED_MAX = 20

@@ -838,6 +838,8 @@ def keys_list(as_json: bool) -> None:
     default=None,
     help="Last day (Tokyo, included).",
 )
+@click.option("--from-id", type=int, default=None, help="First entry id; widened to seals.")
+@click.option("--to-id", type=int, default=None, help="Last entry id (included).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def export_command(
     format_name: str,
@@ -845,6 +847,8 @@ def export_command(
     to_seq: int | None,
     from_day: datetime | None,
     to_day: datetime | None,
+    from_id: int | None,
+    to_id: int | None,
     out_path: Path,
 ) -> None:
     """Export sealed ledger entries by seal sequence (docs/exports.md). CP932 CSV and hledger
@@ -852,9 +856,21 @@ def export_command(
     engine = _engine(_settings())
     try:
         fmt = exports.parse_format(format_name)
-        if from_day is not None or to_day is not None:
-            if from_day is None or to_day is None or from_seq is not None or to_seq is not None:
-                raise click.ClickException("give --from and --to, or --from-seq and --to-seq")
+        if not out_path.parent.is_dir():
+            raise click.ClickException(f"no such directory: {out_path.parent}")
+        ranges = [
+            pair
+            for pair in ((from_seq, to_seq), (from_day, to_day), (from_id, to_id))
+            if pair != (None, None)
+        ]
+        if len(ranges) != 1 or None in ranges[0]:
+            raise click.ClickException(
+                "give one range: --from-seq and --to-seq, --from and --to, or --from-id and --to-id"
+            )
+        if from_id is not None and to_id is not None:
+            with ledger_export.reading(engine) as connection:
+                from_seq, to_seq = ledger_export.range_for_entries(connection, from_id, to_id)
+        if from_day is not None and to_day is not None:
             start = start_of_day(from_day.date())
             end = start_of_day(to_day.date() + timedelta(days=1))
             with ledger_export.reading(engine) as connection:
