@@ -356,14 +356,15 @@ def verify_file(path: str) -> VerifyResult:
     if start == b"\xef\xbb\xbf":
         with open(path, encoding="utf-8-sig", newline="") as text:
             return verify_csv(text)
-    with open(path, encoding="utf-8", newline="") as text:
-        first = text.readline()
-        if not first.startswith("{"):
-            return VerifyResult(
-                False, 0, 1, "neither JSON Lines nor a UTF-8 CSV export (check the JSONL twin)"
-            )
-        text.seek(0)
-        return verify_lines(line.rstrip("\n") for line in text)
+    if not start.startswith(b"{"):
+        return VerifyResult(
+            False, 0, 1, "neither JSON Lines nor a UTF-8 CSV export (check the JSONL twin)"
+        )
+    try:
+        with open(path, encoding="utf-8", newline="") as text:
+            return verify_lines(line.rstrip("\n") for line in text)
+    except UnicodeDecodeError as error:
+        return VerifyResult(False, 0, None, f"not UTF-8: {error}")
 
 
 # hledger ------------------------------------------------------------------------------------

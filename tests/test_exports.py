@@ -270,6 +270,9 @@ def test_cli_export_and_verify_export(engine: Engine, database_url: str, tmp_pat
         assert result.exit_code == 0, result.output
         if fmt == "csv-cp932":
             assert "2 characters CP932 cannot hold were written as ?" in result.output
+        if fmt in ("csv-cp932", "hledger"):
+            direct = invoke(database_url, "verify-export", str(out))
+            assert direct.exit_code == 1 and "JSONL twin" in direct.output
         target = out if fmt in ("jsonl", "csv") else out.with_name(out.name + ".jsonl")
         checked = invoke(database_url, "verify-export", str(target))
         assert checked.exit_code == 0, checked.output
