@@ -48,7 +48,6 @@ REPORTED_MAX = 20
     response_model=None,
     responses={
         200: {"description": "The export, streamed.", "content": {"text/csv": {}}},
-        409: {"description": "Part of the range is not sealed yet."},
     },
 )
 def export_ledger(
