@@ -28,6 +28,7 @@ from api.routers import (
     counter,
     counter_assist,
     counter_cards,
+    exports,
     finance,
     issuer,
     merchant,
@@ -181,6 +182,7 @@ def create_app(
         settlement.finance_router,
         settlement.merchant_router,
         reports.router,
+        exports.router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

@@ -48,6 +48,7 @@ from api_world import (
     unique_address_number,
 )
 from conftest import FakeClock
+from export_helpers import sealed_world
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from payment_helpers import (
@@ -1379,6 +1380,9 @@ TABLE: list[Row] = [
     Row("GET", f"{F}/reports/psa-base-date", AUDITORS, query="?date=2026-09-30"),
     # The verify job queued by finance (or an admin): 202 and the run's id (test_verify_job.py).
     Row("POST", f"{F}/verify-runs", "401 403 403 403 403 202 202"),
+    # Ledger exports (issue 21): finance and admins, audited.
+    Row("GET", f"{F}/exports", AUDITORS, params=sealed_world,
+        query="?format=jsonl&from_seq=1&to_seq=1", media_type="application/jsonl", audited=True),
 ]
 # fmt: on
 
