@@ -11,6 +11,9 @@ that says what it measures and how. It prints a readable table, then one JSON li
 - ``pay`` (``bench.pay``): payments at shops (payment QR, pay code) through a real
   ``points serve`` over loopback, against a bare endpoint inserting one row per request into the
   same database (``bench.bare_endpoint``); payments/s, requests/s, p50 and p99 latency.
+- ``export`` (``bench.export``): exporting 1,000,000 sealed entries as CSV and as an hledger
+  journal through ``points.exports.stream_export``, against plain SQL writing the same CSV rows
+  (PostgreSQL's ``COPY``, SQLite's cursor and ``csv.writer``), and the exports' peak memory.
 """
 
 #: Benchmark name -> the module whose ``main(argv)`` runs it.
@@ -19,4 +22,5 @@ BENCHMARKS = {
     "expiry": "bench.earning_expiry",
     "award": "bench.earning_award",
     "pay": "bench.pay",
+    "export": "bench.export",
 }

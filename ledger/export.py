@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.database import READ_ONLY
+from ledger.database import READ_ONLY, DriverCursor, is_sqlite
 from ledger.seal import _ENTRY_FIELDS, CANONICAL_TAG, GENESIS_HASH
 
 EXPORT_FORMAT = "ledger-export/1"
@@ -43,6 +43,9 @@ EXPORT_FORMAT = "ledger-export/1"
 BATCH = 500
 
 DEBIT, CREDIT = 1, 2
+
+#: ``_ENTRY_FIELDS`` of the entry ``e`` in a join.
+_JOINED_ENTRY_FIELDS = ", ".join(f"e.{name.strip()}" for name in _ENTRY_FIELDS.split(","))
 
 
 class ExportError(ValueError):
@@ -191,45 +194,51 @@ def range_for_entries(connection: sa.Connection, from_id: int, to_id: int) -> tu
 def sealed_entries(
     connection: sa.Connection, from_seq: int, to_seq: int, *, batch: int = BATCH
 ) -> Iterator[SealedEntry]:
-    """The sealed entries ``from_seq .. to_seq`` in sequence order, read ``batch`` at a time."""
+    """The sealed entries ``from_seq .. to_seq`` in sequence order, read ``batch`` at a time.
+
+    Two reads a batch, each joined to the batch's range of seals (the same two statements each
+    time, so PostgreSQL prepares them): the seals with their entries, and the entries'
+    postings. They go through the driver's own cursor (``DriverCursor``: no result rows made by
+    SQLAlchemy) inside the connection's transaction (begun by ``check_range``).
+    """
     check_range(connection, from_seq, to_seq)
-    start = from_seq
-    while start <= to_seq:
-        end = min(to_seq, start + batch - 1)
-        seals = connection.execute(
-            sa.text(
-                "SELECT sequence, entry_id, previous_hash, hash FROM ledger_seal "
-                "WHERE sequence BETWEEN :a AND :b ORDER BY sequence"
-            ),
-            {"a": start, "b": end},
-        ).fetchall()
-        if len(seals) != end - start + 1:
-            raise ExportError(
-                "export_chain_gap",
-                f"the seal chain lacks sequences between {start} and {end} (run points verify)",
-            )
-        ids = ", ".join(str(int(row[1])) for row in seals)
-        entries = {
-            int(row[0]): list(row)
-            for row in connection.exec_driver_sql(
-                f"SELECT {_ENTRY_FIELDS} FROM ledger_entry WHERE id IN ({ids})"
-            )
-        }
-        postings: dict[int, list[list[int]]] = {entry_id: [] for entry_id in entries}
-        for row in connection.exec_driver_sql(
-            "SELECT entry_id, id, account_id, side, amount FROM ledger_posting "
-            f"WHERE entry_id IN ({ids}) ORDER BY id"
-        ):
-            postings[int(row[0])].append([int(row[1]), int(row[2]), int(row[3]), int(row[4])])
-        for sequence, entry_id, previous, digest in seals:
-            fields = entries[int(entry_id)]
-            yield SealedEntry(
-                sequence=int(sequence),
-                previous_hash=bytes(previous),
-                hash=bytes(digest),
-                document=[CANONICAL_TAG, *fields, postings[int(entry_id)]],
-            )
-        start = end + 1
+    mark = "?" if is_sqlite(connection) else "%s"
+    seals = f"WHERE s.sequence BETWEEN {mark} AND {mark}"
+    entries_sql = (
+        f"SELECT s.sequence, s.previous_hash, s.hash, {_JOINED_ENTRY_FIELDS} "
+        f"FROM ledger_seal s JOIN ledger_entry e ON e.id = s.entry_id {seals} ORDER BY s.sequence"
+    )
+    postings_sql = (
+        "SELECT p.entry_id, p.id, p.account_id, p.side, p.amount FROM ledger_seal s "
+        f"JOIN ledger_posting p ON p.entry_id = s.entry_id {seals} ORDER BY p.id"
+    )
+    cursor = DriverCursor(connection)
+    try:
+        start = from_seq
+        while start <= to_seq:
+            end = min(to_seq, start + batch - 1)
+            rows = cursor.execute(entries_sql, (start, end)).fetchall()
+            if len(rows) != end - start + 1:
+                raise ExportError(
+                    "export_chain_gap",
+                    f"the seal chain lacks sequences between {start} and {end} (run points verify)",
+                )
+            postings: dict[int, list[list[int]]] = {row[3]: [] for row in rows}
+            for entry_id, posting_id, account_id, side, amount in cursor.execute(
+                postings_sql, (start, end)
+            ).fetchall():
+                postings[entry_id].append([posting_id, account_id, side, amount])
+            for row in rows:
+                # (sequence, previous_hash, hash, document), positionally: it is quicker.
+                yield SealedEntry(
+                    row[0],
+                    bytes(row[1]),
+                    bytes(row[2]),
+                    [CANONICAL_TAG, *row[3:], postings[row[3]]],
+                )
+            start = end + 1
+    finally:
+        cursor.close()
 
 
 @dataclass
@@ -243,8 +252,9 @@ class Totals:
     def add(self, item: SealedEntry) -> None:
         self.entries += 1
         self.last_hash = item.hash
-        sums = self.by_ledger.setdefault(item.ledger_id, [0, 0])
-        for _, _, side, amount in item.postings:
+        document = item.document
+        sums = self.by_ledger.setdefault(int(document[2]), [0, 0])
+        for _, _, side, amount in document[14]:
             sums[0 if side == DEBIT else 1] += int(amount)
 
     def as_json(self) -> dict[str, Any]:

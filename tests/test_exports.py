@@ -17,10 +17,12 @@ from sqlalchemy.engine import Engine
 from test_cli import invoke
 
 from ledger import Ledger, Side
-from ledger.export import ExportError, reading, sealed_entries, verify_lines
+from ledger.export import ExportError, SealedEntry, reading, sealed_entries, verify_lines
+from ledger.model import from_us
 from points import exports
 from points.accounts import AccountCode
 from points.auth import Principal, Role
+from points.calendar import TOKYO
 
 NOW = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 FINANCE = Principal(Role.FINANCE, "stf_finance", "tok_1")
@@ -355,3 +357,80 @@ def test_the_documented_checker_works(
     (tmp_path / "ledger.jsonl").write_text("\n".join(changed) + "\n", encoding="utf-8")
     with pytest.raises(AssertionError, match="line 4: hash"):
         exec(code, {})
+
+
+def _tricky_entries() -> list[SealedEntry]:
+    """Entries whose text needs every kind of CSV quoting, absent values, a voided hold without
+    postings, and instants around Tokyo's summer time of 1948-1951 and the epoch."""
+    texts = [
+        "",
+        "plain",
+        "a,b",
+        'say "hi"',
+        "line\nbreak",
+        "cr\rhere",
+        "crlf\r\nend",
+        " leading and trailing ",
+        "お買い物 髙橋商店 ①",
+        "😀",
+        '"',
+        ",",
+    ]
+    instants = [
+        0,
+        -1,
+        1,
+        -(10**12) - 7,
+        1_775_001_600_000_000,
+        1_775_001_600_172_963,
+        1_775_001_599_999_999,
+        datetime(1949, 4, 2, 15, 0, tzinfo=UTC).timestamp() * 10**6,
+        datetime(1949, 9, 10, 14, 30, 0, 5, tzinfo=UTC).timestamp() * 10**6,
+        datetime(1950, 5, 6, 14, 59, 59, 999_999, tzinfo=UTC).timestamp() * 10**6,
+        253_402_261_199_999_999,
+    ]
+    made = []
+    for number, text in enumerate(texts * 2, start=1):
+        instant = int(instants[number % len(instants)])
+        optional = None if number % 2 else text
+        postings = [[number * 2, number % 4 + 1, 1, number], [number * 2 + 1, 9, 2, number]]
+        if number % 5 == 0:
+            postings = []
+        document = [
+            "ledger-entry/1", number, number % 3 + 1, 3 if not postings else 0, text or "kind",
+            text, json.dumps({"note": text}, ensure_ascii=False), instant, instant + 1,
+            optional, optional, None if number % 3 else number, None if number % 4 else number,
+            None if number % 5 else number, postings,
+        ]  # fmt: skip
+        made.append(SealedEntry(number, bytes([number]) * 32, bytes([number + 1]) * 32, document))
+    return made
+
+
+def test_csv_lines_write_what_csv_writer_writes() -> None:
+    """``csv_lines`` (the export's fast writer) makes the very text ``csv.writer`` makes of
+    ``csv_rows``, the rows as lists."""
+    entries = _tricky_entries()
+    accounts = {1: "assets:city-funding:x", 2: "a,b", 3: 'q"uote', 9: "liabilities:points:x"}
+    names = exports.Names(accounts=accounts, ledgers={1: "pt", 2: "e,co", 3: 'p"t'})
+    expected = "".join(exports._csv_line(row) for row in exports.csv_rows(entries, names, 1, 24))
+    assert "".join(exports.csv_lines(entries, names, 1, 24)) == expected
+
+
+def test_tokyo_times_are_isoformat() -> None:
+    times = exports.TokyoTimes()
+    for item in _tricky_entries():
+        instant = item.document[7]
+        for us in (instant, instant + 3_600_000_000, instant - 1):
+            expected = from_us(us).astimezone(TOKYO).isoformat()
+            assert times.iso(us) == expected, us
+
+
+def test_cp932_names_the_line_past_a_chunk() -> None:
+    """Pieces are encoded a chunk at a time; a character CP932 cannot hold is still named by
+    its line, also after quoted line breaks and past the first chunk."""
+    pieces = ["a,b\r\n"] * (exports.CHUNK_LINES + 5) + ['"x\r\ny",😀\r\n', "z,😀\r\n"]
+    found = exports.Unencodable()
+    data = b"".join(exports.encode_csv(pieces, cp932=True, unencodable=found))
+    lines = data.decode("cp932").split("\r\n")
+    assert [line for line, _ in found.found] == [exports.CHUNK_LINES + 7, exports.CHUNK_LINES + 8]
+    assert all("?" in lines[line - 1] for line, _ in found.found)
