@@ -83,3 +83,13 @@ export function button(id, label, onclick, kind = "primary") {
 export function link(id, label, href) {
   return h("a", { id, href, class: "button link" }, label);
 }
+
+// The API's SVG of a QR code, parsed as SVG (never as HTML), sized by its container.
+export function svgOf(text) {
+  const parsed = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+  const svg = document.importNode(parsed, true);
+  svg.removeAttribute("width");
+  svg.removeAttribute("height");
+  svg.setAttribute("aria-hidden", "true");
+  return svg;
+}
