@@ -28,6 +28,7 @@ from api.routers import (
     counter,
     counter_assist,
     counter_cards,
+    devices,
     exports,
     finance,
     issuer,
@@ -185,6 +186,7 @@ def create_app(
         settlement.merchant_router,
         reports.router,
         exports.router,
+        devices.router,
     ):
         app.include_router(router)
     if APP_DIR.is_dir():

@@ -85,7 +85,7 @@ def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The bearer token's principal; without an ``Authorization`` header, the wallet app's
-    session cookie's resident (``api.sessions``: its CSRF checks and its renewal)."""
+    session cookie's principal (``api.sessions``: its CSRF checks and its renewal)."""
     now = services.clock()
     if credentials is None and "authorization" not in request.headers:
         cookie = request.cookies.get(sessions.SESSION_COOKIE)
@@ -103,7 +103,7 @@ def _session_caller(request: Request, services: Services, secret: str, now: date
     principal, lapses = services.read(
         lambda session: access.authenticate_session(session, secret, now)
     )
-    lifetime = sessions.session_lifetime(services.settings)
+    lifetime = sessions.session_lifetime(services.settings, principal.role)
     if lapses < now + lifetime - access.SESSION_RENEW_AFTER:
         until = services.write(
             lambda session: access.renew_session(session, principal.token_id, now, lifetime)

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    model_validator,
 )
 
 from points.auth import Role
@@ -283,6 +284,73 @@ class SessionStarted(Output):
     """A wallet app's session started: the token is in the HttpOnly cookie, not here."""
 
     resident_id: str
+    expires_at: datetime
+
+
+class DeviceCodeCreate(Input):
+    """The device to enrol: a shop's till (`till_id`) or a member of staff (`staff_id`, e.g.
+    a counter PC): exactly one of the two."""
+
+    till_id: ObjectId | None = None
+    staff_id: ObjectId | None = None
+    label: Annotated[str, StringConstraints(max_length=120), PlainText] | None = Field(
+        default=None,
+        description="What the device is, shown in the list of sessions; by default the till "
+        "and its shop, or the member of staff's name",
+    )
+
+    @model_validator(mode="after")
+    def _one_device(self) -> DeviceCodeCreate:
+        if (self.till_id is None) == (self.staff_id is None):
+            raise ValueError("give exactly one of till_id and staff_id")
+        return self
+
+
+class DeviceCodeCreated(Output):
+    """A single-use, 15-minute code for one device, shown this once: as text to type, and as
+    a QR (`qr_svg`) of `enrol_url`, which the device's camera opens or scans."""
+
+    code: str
+    expires_at: datetime
+    staff_id: str
+    role: Role
+    label: str
+    enrol_url: str
+    qr_svg: str
+
+
+class DeviceCodeRedeem(Input):
+    code: Annotated[str, StringConstraints(min_length=4, max_length=32), PlainText] = Field(
+        examples=["ABCD-EF23-45"]
+    )
+
+
+class SessionPublic(Output):
+    """Who the session (or bearer token) is: a resident, or a member of staff with their shop,
+    till or department; `expires_at` is when it lapses unless used."""
+
+    role: Role
+    principal_id: str
+    label: str
+    expires_at: datetime
+    merchant_id: str | None = None
+    merchant_name: str | None = None
+    till_id: str | None = None
+    till_name: str | None = None
+    department_id: str | None = None
+
+
+class DeviceSessionPublic(Output):
+    """A live device session: its token (revoke it with `POST /api/v1/admin/tokens/{id}/revoke`),
+    the device's label and member of staff, when it was enrolled and when it lapses unless
+    used."""
+
+    token_id: str
+    token_prefix: str
+    label: str
+    staff_id: str
+    role: Role
+    enrolled_at: datetime
     expires_at: datetime
 
 

@@ -1,4 +1,9 @@
-"""The wallet app's session: a resident token kept in an HttpOnly cookie, and its CSRF guard.
+"""The web apps' sessions: a token kept in an HttpOnly cookie, and their CSRF guard.
+
+Two apps use them: the wallet app (a resident's session, ``X-Points-Client: wallet``) and the
+staff app (a device session of a till or a staff PC, enrolled with a device code,
+``X-Points-Client: staff``). What follows says "the wallet app"; a staff device's session works
+the same way with its own lifetime (``device_session_days``, 30 by default).
 
 The wallet app (``mobile_web``, served at ``/app/`` from the API's own origin) never holds a token
 in script-readable storage: Safari deletes what a script wrote after seven days without a visit,
@@ -28,19 +33,30 @@ from datetime import datetime, timedelta
 
 from fastapi import Request, Response
 
+from points.auth import Role
 from points.errors import CsrfRefused
 from points.settings import Settings
 
 SESSION_COOKIE = "points_session"
 APP_HEADER = "X-Points-Client"
 APP_HEADER_VALUE = "wallet"
+STAFF_HEADER_VALUE = "staff"
+APP_HEADER_VALUES = frozenset({APP_HEADER_VALUE, STAFF_HEADER_VALUE})
 #: The cookie's own age: Chromium's cap. The session's lapse is the server's to decide.
 COOKIE_MAX_AGE = int(timedelta(days=400).total_seconds())
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def session_lifetime(settings: Settings) -> timedelta:
-    return timedelta(days=settings.wallet_session_days)
+def session_lifetime(settings: Settings, role: Role = Role.RESIDENT) -> timedelta:
+    """How long a session lasts unused: a resident's wallet, or a staff device."""
+    if role is Role.RESIDENT:
+        return timedelta(days=settings.wallet_session_days)
+    return device_lifetime(settings)
+
+
+def device_lifetime(settings: Settings) -> timedelta:
+    """How long a staff device's session lasts unused (every staff role alike)."""
+    return timedelta(days=settings.device_session_days)
 
 
 def own_origins(request: Request, settings: Settings) -> set[str]:
@@ -52,13 +68,16 @@ def own_origins(request: Request, settings: Settings) -> set[str]:
     return origins
 
 
-def check_from_the_app(request: Request, settings: Settings) -> None:
-    """Refuse (``csrf_refused``) a request that is not the wallet app's own: without its header,
-    from another origin, or one the browser marks cross-site."""
+def check_from_the_app(
+    request: Request, settings: Settings, allowed: frozenset[str] = APP_HEADER_VALUES
+) -> None:
+    """Refuse (``csrf_refused``) a request that is not one of our apps' own: without the app's
+    header (one of ``allowed``), from another origin, or one the browser marks cross-site."""
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise CsrfRefused("a request from another site is refused")
-    if request.headers.get(APP_HEADER) != APP_HEADER_VALUE:
-        raise CsrfRefused(f"send the header {APP_HEADER}: {APP_HEADER_VALUE} from the wallet app")
+    if request.headers.get(APP_HEADER) not in allowed:
+        expected = " or ".join(sorted(allowed))
+        raise CsrfRefused(f"send the header {APP_HEADER}: {expected} from the app")
     origin = request.headers.get("origin")
     if origin is None or origin.lower() not in own_origins(request, settings):
         raise CsrfRefused("a request from another origin is refused")

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from points import audit
 from points.auth import (
+    DeviceCode,
     EnrolmentCode,
     NewToken,
     Principal,
@@ -53,6 +54,7 @@ RESIDENT_TOKEN_LIFETIME = timedelta(days=400)
 STAFF_TOKEN_LIFETIME_DEFAULT = timedelta(days=90)
 TOKEN_LIFETIME_MAX = timedelta(days=400)
 ENROLMENT_CODE_LIFETIME = timedelta(minutes=15)
+DEVICE_CODE_LIFETIME = timedelta(minutes=15)
 #: A wallet app session in use pushes its lapse forward at most this often (one write).
 SESSION_RENEW_AFTER = timedelta(hours=1)
 
@@ -171,23 +173,34 @@ def authenticate(session: Session, secret: str, now: datetime) -> Principal:
 def authenticate_session(
     session: Session, secret: str, now: datetime
 ) -> tuple[Principal, datetime]:
-    """The resident a wallet app's session cookie stands for, and when the session lapses.
+    """The principal a session cookie stands for (a wallet app's resident, or a staff device's
+    member of staff), and when the session lapses.
 
-    A session is a resident token kept in an HttpOnly cookie (``api.sessions``). One that lapsed
-    unused is ``SessionExpired``, so that the app can say "get a new code at the counter"; only
-    the holder of the secret learns it, and only of its own session. Anything else wrong is
-    ``Unauthenticated``, as for a bearer token.
+    A session is a token kept in an HttpOnly cookie (``api.sessions``): any resident token, or
+    a staff token that a device code gave (a staff member's bearer token is refused, so that a
+    token made for a script does not become a browser session). One that lapsed unused
+    (not revoked, its principal still in good standing) is ``SessionExpired``, so that the app
+    can say "link this device again with a code"; only the holder of the secret learns it, and
+    only of its own session. Anything else wrong is ``Unauthenticated``, as for a bearer token.
     """
     row = _token_row(session, secret)
-    if row is None or row.role != Role.RESIDENT:
+    if row is None:
         raise Unauthenticated("the session is not valid")
-    if (
-        row.expires_at <= now
-        and row.revoked_at is None
-        and row.resident_status == ResidentStatus.ACTIVE
-    ):
-        raise SessionExpired("the session has lapsed; link this phone again with a counter code")
+    # A staff member's bearer token is not a session: only one a device code gave is.
+    if row.role != Role.RESIDENT and not _is_device_session(session, row.id):
+        raise Unauthenticated("the session is not valid")
+    if row.expires_at <= now and row.revoked_at is None:
+        try:
+            _principal(row, row.expires_at - timedelta(microseconds=1))
+        except Unauthenticated:
+            raise Unauthenticated("the session is not valid") from None
+        raise SessionExpired("the session has lapsed; link this device again with a new code")
     return _principal(row, now), row.expires_at
+
+
+def _is_device_session(session: Session, token_id: str) -> bool:
+    found = session.exec(select(DeviceCode.id).where(DeviceCode.token_id == token_id)).first()
+    return found is not None
 
 
 def renew_session(
@@ -211,13 +224,13 @@ def renew_session(
 
 
 def end_session(session: Session, secret: str, now: datetime) -> bool:
-    """Sign a wallet app's session out: revoke its token if it is a live resident's; whether
-    one was revoked."""
+    """Sign a session out (a wallet app's or a staff device's): revoke its token if it is
+    live; whether one was revoked."""
     row = _token_row(session, secret)
-    if row is None or row.role != Role.RESIDENT or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None:
         return False
-    actor = Principal(Role.RESIDENT, row.principal_id, row.id)
-    revoke_token(session, actor, now, row.id, "signed out of the wallet app")
+    actor = Principal(Role(row.role), row.principal_id, row.id)
+    revoke_token(session, actor, now, row.id, "signed out")
     return True
 
 
@@ -394,3 +407,94 @@ def self_enrol(
         label=label,
         lifetime=lifetime,
     )
+
+
+# Staff devices --------------------------------------------------------------------------------
+
+
+def create_device_code(
+    session: Session,
+    actor: Principal,
+    now: datetime,
+    staff_id: str,
+    *,
+    secret_key: bytes,
+    label: str = "",
+) -> tuple[DeviceCode, str]:
+    """A single-use, 15-minute code (shown once) that enrols one device as ``staff_id`` (a
+    till is a member of staff); ``label`` names the device in the list of sessions."""
+    staff = get(session, Staff, staff_id)
+    if staff.status != StaffStatus.ACTIVE:
+        raise InvalidInput(f"staff {staff_id} is disabled", field="staff_id")
+    code = make_enrolment_code()
+    device = DeviceCode(
+        id=new_id("dvc"),
+        code_hash=hash_enrolment_code(code, secret_key),
+        staff_id=staff_id,
+        label=label or staff.display_name,
+        created_by=actor.principal_id,
+        created_at=now,
+        expires_at=now + DEVICE_CODE_LIFETIME,
+    )
+    session.add(device)
+    audit.record(
+        session,
+        actor=actor,
+        action="device_code.create",
+        object_type="staff",
+        object_id=staff_id,
+        at=now,
+        details={"device_code_id": device.id, "label": device.label},
+    )
+    return device, code
+
+
+def redeem_device_code(
+    session: Session, now: datetime, code: str, *, secret_key: bytes, lifetime: timedelta
+) -> tuple[DeviceCode, NewToken]:
+    """Use a device code once: a new token of its member of staff (the device's session,
+    labelled with the code's label), the code marked used with that token's id."""
+    device = session.exec(
+        select(DeviceCode).where(
+            DeviceCode.code_hash == hash_enrolment_code(normalize_enrolment_code(code), secret_key)
+        )
+    ).first()
+    if device is None:
+        raise EnrolmentCodeInvalid("the code is not valid; check it or ask for a new one")
+    if device.used_at is not None:
+        raise EnrolmentCodeUsed("the code was used already")
+    if device.expires_at <= now:
+        raise EnrolmentCodeExpired("the code has expired; ask for a new one")
+    staff = get(session, Staff, device.staff_id)
+    actor = Principal(Role(staff.role), staff.id, "device-code")
+    new = issue_token(
+        session,
+        actor,
+        now,
+        role=Role(staff.role),
+        principal_id=staff.id,
+        label=f"device session: {device.label}"[:200],
+        lifetime=lifetime,
+    )
+    session.flush()
+    # Conditional: two devices racing with one code cannot both win (the loser's token is
+    # rolled back with its transaction).
+    claimed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.update(DeviceCode)
+        .where(col(DeviceCode.id) == device.id, col(DeviceCode.used_at).is_(None))
+        .values(used_at=now, token_id=new.token.id)
+    )
+    if claimed.rowcount != 1:
+        raise EnrolmentCodeUsed("the code was used already")
+    return device, new
+
+
+def device_sessions(session: Session, now: datetime) -> list[tuple[DeviceCode, Token]]:
+    """Every device session not revoked and not lapsed, newest first, with its code."""
+    rows = session.exec(
+        select(DeviceCode, Token)
+        .join(Token, col(Token.id) == col(DeviceCode.token_id))
+        .where(col(Token.revoked_at).is_(None), col(Token.expires_at) > now)
+        .order_by(col(DeviceCode.used_at).desc(), col(DeviceCode.id))
+    )
+    return [(device, token) for device, token in rows]

@@ -11,6 +11,12 @@ wallet: counter staff create it (single use, short-lived), the resident types it
 and the wallet receives a resident token. A lost phone: the counter revokes the resident's
 tokens and issues a new code; the points stay, because they belong to the resident, not to the
 token.
+
+A *device code* does the same for a staff device (a shop's till, a counter PC): an admin creates
+it for one member of staff (a till is one), shown once as text and as a QR; the device that
+redeems it gets a *device session* (a staff token in the HttpOnly session cookie, renewed while
+used, ``points.access.redeem_device_code``). No long-lived token is typed by hand. The redeemed
+code keeps the id of the token it gave, which is how device sessions are listed.
 """
 
 from __future__ import annotations
@@ -71,6 +77,30 @@ class EnrolmentCode(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     used_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+
+
+class DeviceCode(SQLModel, table=True):
+    """A single-use code that enrols a staff device; ``token_id`` is the session it gave."""
+
+    __tablename__ = "device_code"
+    __table_args__ = (
+        sa.CheckConstraint("(used_at IS NULL) = (token_id IS NULL)", name="used_token"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    code_hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary(32), nullable=False, unique=True))
+    staff_id: str = Field(foreign_key="staff.id", max_length=32, index=True)
+    #: What the device is, e.g. "the till レジ1 at 狛江珈琲店": the session's label.
+    label: str = Field(default="", max_length=200)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    used_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+    token_id: str | None = Field(
+        default=None, foreign_key="api_token.id", max_length=32, unique=True
     )
 
 

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     expiry_notice_days: int = Field(default=60, ge=1, le=366)
     #: The wallet app's session (a cookie) lasts this many days since it was last used.
     wallet_session_days: int = Field(default=180, ge=1, le=400)
+    #: A staff device's session (a till, a counter PC) lasts this many days since it was last
+    #: used; the device is then enrolled again with a new code.
+    device_session_days: int = Field(default=30, ge=1, le=400)
     #: Residents may start a wallet without visiting the counter (unverified until they do).
     self_enrolment: bool = True
     #: Origins allowed to call the API from a browser; none by default (CORS off).

@@ -76,6 +76,7 @@ WRITABLE_TABLES = (
     "staff",
     "api_token",
     "enrolment_code",
+    "device_code",
     "verify_run",
     "point_type",
     "program",

@@ -66,6 +66,7 @@ from payment_helpers import key as idempotency_key
 
 from api.app import create_app
 from issuers import events
+from points import access
 from points.auth import Role
 from points.registry import StaffRole
 from points.settings import Settings
@@ -330,6 +331,17 @@ def new_token_body(world: World, _params: dict[str, Any]) -> Any:
 
 def enrolment_code_body(world: World, _params: dict[str, Any]) -> Any:
     return {"code": world.fresh_enrolment_code()}
+
+
+def device_code_body(world: World, _params: dict[str, Any]) -> Any:
+    """A fresh device code for the world's counter staff's PC."""
+    secret_key = world.app.state.services.settings.secret_key_bytes
+    _device, code = world.write(
+        lambda session: access.create_device_code(
+            session, access.SYSTEM, world.now(), world.counter.id, secret_key=secret_key
+        )
+    )
+    return {"code": code}
 
 
 def owns_profile(_world: World, actor: Actor, body: Any) -> None:
@@ -1025,6 +1037,8 @@ class Row:
     #: The wallet app's own request (``api.sessions``): its header and origin are sent, and the
     #: session cookie it may set is dropped afterwards (the shared client holds no session).
     from_the_app: bool = False
+    #: The app's ``X-Points-Client`` when ``from_the_app``: the wallet's, or the staff app's.
+    app_client: str = "wallet"
 
     def status_for(self, column: str) -> int:
         statuses = self.expect.split()
@@ -1069,6 +1083,12 @@ TABLE: list[Row] = [
         from_the_app=True),
     Row("POST", "/api/v1/sessions/self", EVERYONE_201, from_the_app=True),
     Row("POST", "/api/v1/sessions/end", "204 204 204 204 204 204 204", from_the_app=True),
+    Row("POST", "/api/v1/sessions/device", EVERYONE_201, body=device_code_body,
+        from_the_app=True, app_client="staff"),
+    Row("GET", "/api/v1/sessions/current", "401 200 200 200 200 200 200"),
+    Row("POST", f"{A}/device-codes", ADMIN_201, body=lambda w, _p: {"staff_id": w.counter.id},
+        audited=True),
+    Row("GET", f"{A}/device-sessions", ADMIN),
     Row("GET", "/Q/{text}", EVERYONE_200, params=lambda world: {"text": "A" * 135},
         media_type="text/html"),
     Row("GET", "/q/{text}", EVERYONE_200, params=lambda world: {"text": "a" * 154},
@@ -1417,7 +1437,7 @@ def call(world: World, row: Row, actor: Actor | None) -> Any:
     if row.value_moving:
         headers["Idempotency-Key"] = str(uuid.uuid4())
     if row.from_the_app:
-        headers.update({"X-Points-Client": "wallet", "Origin": "http://testserver"})
+        headers.update({"X-Points-Client": row.app_client, "Origin": "http://testserver"})
     content = row.csv(world, params) if row.csv is not None else None
     before = world.snapshot()
     if content is not None:

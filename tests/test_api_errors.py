@@ -599,6 +599,7 @@ def test_openapi_documents_errors_and_the_bearer_scheme(openapi: dict[str, Any])
         "/api/v1/sessions/code",
         "/api/v1/sessions/self",
         "/api/v1/sessions/end",
+        "/api/v1/sessions/device",
     }
     for method, path, operation in operations(openapi):
         responses = operation["responses"]

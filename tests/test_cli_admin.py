@@ -299,3 +299,22 @@ def test_purge_deletes_only_what_is_past_its_retention(database_url: str) -> Non
             assert windows.scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_device_code_prints_a_code_that_enrols_a_device(database_url: str, api: TestClient) -> None:
+    staff_id = create_staff(database_url, "counter", "窓口 1")
+    result = points(database_url, "admin", "device-code", "--staff", staff_id, "--label", "窓口PC")
+    assert result.exit_code == 0, result.output
+    code = result.stdout.strip()
+    assert re.fullmatch(r"[2-9A-HJ-NP-Z]{10}", code), result.stdout
+    assert f"/staff/#/enrol/{code}" in result.stderr
+    headers = {"X-Points-Client": "staff", "Origin": "http://testserver"}
+    started = api.post("/api/v1/sessions/device", json={"code": code}, headers=headers)
+    assert started.status_code == 201, started.text
+    assert started.json()["role"] == "counter"
+    assert started.json()["label"] == "device session: 窓口PC"
+
+    neither = points(database_url, "admin", "device-code")
+    assert neither.exit_code == 2 and "exactly one of --till and --staff" in neither.output
+    unknown = points(database_url, "admin", "device-code", "--staff", "stf_nobody")
+    assert_one_line_error(unknown, "stf_nobody")

@@ -64,7 +64,7 @@ from points.shell.scheduler import job_options, start_scheduler
 from points.shell.seed import run_seed
 from points.uow import unit_of_work
 from points.verification import verify_and_record
-from redemption import flows, settlement
+from redemption import flows, merchants, settlement
 from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
@@ -341,6 +341,40 @@ def create_token(role: str, principal_id: str, label: str, days: int | None) -> 
     # On its own line of stderr, so that ``$(points admin create-token ...)`` takes the secret
     # alone and a terminal shows the two apart.
     click.echo(f"(prefix {new.token.prefix}, expires {new.token.expires_at.isoformat()})", err=True)
+
+
+@admin_group.command("device-code")
+@click.option("--till", "till_id", default=None, help="Enrol this till (its session).")
+@click.option("--staff", "staff_id", default=None, help="Enrol a device of this member of staff.")
+@click.option("--label", default="", help="What the device is, shown in the list of sessions.")
+def device_code(till_id: str | None, staff_id: str | None, label: str) -> None:
+    """Print a one-time code (15 minutes) that enrols a till or a staff device in the staff
+    app, and the address that opens the staff app with it."""
+    if (till_id is None) == (staff_id is None):
+        raise click.UsageError("give exactly one of --till and --staff")
+    settings = _settings()
+    engine = _engine(settings)
+
+    def work(session: Session) -> str:
+        nonlocal staff_id, label
+        if till_id is not None:
+            till = merchants.get_till(session, till_id)
+            staff_id = till.staff_id
+            label = label or till.name
+        assert staff_id is not None
+        _device, code = access.create_device_code(
+            session,
+            access.SYSTEM,
+            system_clock(),
+            staff_id,
+            secret_key=settings.secret_key_bytes,
+            label=label,
+        )
+        return code
+
+    code = _explained(lambda: unit_of_work(engine, work))
+    click.echo(code)
+    click.echo(f"(open {settings.public_origin}/staff/#/enrol/{code} on the device)", err=True)
 
 
 @main.group("types")

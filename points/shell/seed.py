@@ -160,6 +160,13 @@ def run_seed(
     echo("")
     echo(f"The wallet app: {signing.origin.rstrip('/')}/app/  (a phone-sized window shows it best)")
     echo(f"  Counter code for {payer} (valid 15 minutes, once): {code}")
+    _device, till_code = write(
+        lambda s: access.create_device_code(
+            s, SYSTEM, now, till.staff_id, secret_key=secret_key, label=till.name
+        )
+    )
+    echo(f"The shop's till: {signing.origin.rstrip('/')}/staff/#/enrol/{till_code}")
+    echo(f"  Till code for {till.name} (valid 15 minutes, once): {till_code}")
 
 
 def _get_point_type(session: Session, point_type: pointtypes.PointType) -> pointtypes.PointType:
