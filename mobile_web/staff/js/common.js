@@ -99,6 +99,11 @@ export function yen(amount) {
   return t().yen(Number(amount).toLocaleString("en-US"));
 }
 
+// The shop's pseudonym of the customer, short: enough to tell two customers apart.
+export function shortName(customer) {
+  return (customer || "").replace(/^cus_/, "").slice(0, 6);
+}
+
 export function shopName() {
   return state.session ? state.session.merchant_name : "";
 }

@@ -9,7 +9,7 @@
 import { Refused, newKey, post } from "../../app/js/api.js";
 import { errorLine, h, link, onLeave, redraw, show } from "../../app/js/dom.js";
 import { money, t } from "../../app/js/i18n.js";
-import { clock, explain } from "./common.js";
+import { clock, explain, shortName } from "./common.js";
 import { banner, listen, live } from "./live.js";
 
 const PAYMENTS = "/api/v1/merchant/payments";
@@ -72,8 +72,8 @@ export function incomingScreen() {
           return h(
             "li",
             { class: "incoming-item", "data-payment": payment.id },
-            h("p", { class: "huge" }, money(payment.amount)),
-            h("p", { class: "when" }, `${clock(payment.created_at)} ・ ${t().customer(payment.customer.slice(0, 6))}`),
+            h("p", { class: "huge incoming-amount" }, money(payment.amount)),
+            h("p", { class: "when" }, `${clock(payment.created_at)} ・ ${t().customer(shortName(payment.customer))}`),
             payment.confirm_by && h("p", { class: "quiet" }, t().confirmBy(clock(payment.confirm_by))),
             h(
               "div",

@@ -30,6 +30,14 @@ function start() {
   addEventListener("offline", () => offline(true));
   addEventListener("points:signed-out", () => stopLive());
   addEventListener("hashchange", route);
+  // A link to the route on screen (a step drawn over it, "take the next payment") starts it anew.
+  document.addEventListener("click", (event) => {
+    const anchor = event.target instanceof Element ? event.target.closest('a[href^="#/"]') : null;
+    if (anchor && anchor.getAttribute("href") === location.hash) {
+      event.preventDefault();
+      go(location.hash);
+    }
+  });
   header();
   offline(!navigator.onLine);
   route();
@@ -146,6 +154,8 @@ function enrolScreen(code) {
   };
   const screen = show("enrol", () => [
     h("h1", {}, t().enrolTitle),
+    // Why the device is here (registration withdrawn or lapsed), or what went wrong.
+    errorLine(notice),
     resident && h("p", { id: "resident-here", class: "warning" }, t().residentHere),
     h("p", {}, t().enrolIntro),
     h(
@@ -162,7 +172,6 @@ function enrolScreen(code) {
         "aria-describedby": "code-hint",
       }),
       h("p", { id: "code-hint", class: "hint" }, t().enrolCodeHint),
-      errorLine(notice),
       h("button", { id: "enrol-code", type: "submit", class: "button primary" }, t().enrolWithCode),
     ),
     link("enrol-scan", t().enrolScan, "#/enrol-scan"),
@@ -212,7 +221,7 @@ function homeScreen() {
     const count = live.pending.size;
     return [
       h("p", { class: "label" }, t().thisDevice),
-      h("h1", { id: "till-of", class: "till-of" }, t().tillOf(session.till_name, session.merchant_name)),
+      h("h1", { id: "till-of", class: "till-of" }, tillOf(session)),
       h("p", { id: "live-status", class: "quiet", role: "status" }, liveText()),
       h(
         "div",
@@ -230,6 +239,12 @@ function homeScreen() {
       ),
     ];
   });
+}
+
+// "狛江珈琲店のレジ「レジ1」", the till's name kept on one line if it fits.
+function tillOf(session) {
+  const parts = t().tillOf("\u0000", session.merchant_name).split("\u0000");
+  return [parts[0], h("span", { class: "keep" }, session.till_name), parts.slice(1).join("")];
 }
 
 function laterScreen(session) {

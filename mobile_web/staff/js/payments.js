@@ -6,7 +6,7 @@
 import { Refused, Unreachable, get, newKey, post } from "../../app/js/api.js";
 import { button, errorLine, h, link, redraw, setError, show } from "../../app/js/dom.js";
 import { money, moment, t } from "../../app/js/i18n.js";
-import { amountKeypad, amountOutput, clock, explain, go, yen } from "./common.js";
+import { amountKeypad, amountOutput, clock, explain, go, shortName, yen } from "./common.js";
 
 const PAYMENTS = "/api/v1/merchant/payments";
 const PAGE = 20;
@@ -51,6 +51,7 @@ export function paymentsScreen() {
             "a",
             { class: "row-link", href: `#/payments/${encodeURIComponent(payment.id)}`, "data-payment": payment.id },
             h("span", { class: "amount" }, money(payment.amount)),
+            " ",
             h(
               "span",
               {},
@@ -119,7 +120,7 @@ export async function paymentScreen(id) {
       payment.refunded > 0 && [h("dt", {}, t().refundedLabel), h("dd", { id: "payment-refunded" }, money(payment.refunded))],
       payment.reference && [h("dt", {}, t().reference), h("dd", {}, payment.reference)],
       h("dt", {}, t().customerLabel),
-      h("dd", { class: "mono" }, payment.customer.slice(0, 6)),
+      h("dd", { class: "mono" }, shortName(payment.customer)),
     ),
     refundable > 0
       ? [

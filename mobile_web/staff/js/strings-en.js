@@ -194,7 +194,7 @@ export default {
   period: (year, month) =>
     `${new Date(Date.UTC(year, month - 1, 1)).toLocaleString("en-GB", { month: "long", timeZone: "UTC" })} ${year}`,
   settled: (amount) => `Points settled: ${amount}`,
-  yenToPay: (yen) => `Paid to the shop: ${yen}`,
+  yenToPay: (yen) => `Paid by the city: ${yen}`,
   yen: (amount) => `¥${amount}`,
   openStatement: "Open the statement (to print)",
   statementCsv: "Download as CSV",

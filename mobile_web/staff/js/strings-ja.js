@@ -194,7 +194,7 @@ export default {
   statementsEmpty: "まだ精算書はありません。",
   period: (year, month) => `${year}年${month}月分`,
   settled: (amount) => `精算するポイント ${amount}`,
-  yenToPay: (yen) => `お支払い額 ${yen}`,
+  yenToPay: (yen) => `市からのお支払い額 ${yen}`,
   yen: (amount) => `${amount}円`,
   openStatement: "精算書を開く（印刷用）",
   statementCsv: "CSVをダウンロード",

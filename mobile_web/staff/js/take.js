@@ -205,9 +205,10 @@ function pinScreen(sale) {
     h("p", { id: "hand-over", class: "staff-line" }, t().handOver),
     h("h1", {}, t().pinTitle),
     h("p", { id: "pin-for", class: "lead" }, t().pinFor(money(sale.amount), shopName())),
+    // Above the pad, where the customer looks: how many tries are left.
+    errorLine(null),
     h("p", { id: "pin-dots", class: "pin-dots", "aria-live": "polite" }, pinDots(pad.digits.length)),
     pad.element("pin-pad"),
-    errorLine(null),
     h("div", { id: "retry-slot" }),
     button("pin-pay", t().pinPay, pay),
     button("pin-cancel", t().pinCancel, () => go("#/home"), "secondary"),
