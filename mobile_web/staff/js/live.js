@@ -77,8 +77,10 @@ export function stopLive() {
 function openStream(mine) {
   if (!("EventSource" in window)) return poll(mine);
   errors = 0;
+  let opened = false;
   source = new EventSource(`${EVENTS}/stream?after=${encodeURIComponent(live.cursor)}`);
   source.addEventListener("open", () => {
+    opened = true;
     errors = 0;
     live.mode = "stream";
     status();
@@ -89,9 +91,12 @@ function openStream(mine) {
   });
   source.addEventListener("error", () => {
     errors += 1;
-    // CLOSED: the server refused the stream (a 401, say); many errors: a proxy that never lets it
-    // through. Polling takes over (and a 401 there sends the device back to enrolment).
-    if (source && (source.readyState === EventSource.CLOSED || errors >= STREAM_ERRORS_MAX)) {
+    // The browser reconnects by itself when a stream that worked ends. Polling takes over when
+    // the stream never opened (a proxy that does not let it through), was refused (CLOSED: a
+    // 401, say; polling's own 401 then sends the device back to enrolment), or fails again and
+    // again.
+    const givenUp = !opened || source.readyState === EventSource.CLOSED || errors >= STREAM_ERRORS_MAX;
+    if (source && givenUp) {
       source.close();
       source = null;
       poll(mine);

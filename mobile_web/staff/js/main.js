@@ -7,13 +7,13 @@
 // registration code (POST /api/v1/sessions/device); GET /api/v1/sessions/current says what the
 // device is. The session's role chooses the screens: a merchant's till gets the till's screens.
 import { Refused, get, post } from "../../app/js/api.js";
-import { button, errorLine, h, leave, link, redraw, setError, show } from "../../app/js/dom.js";
+import { button, errorLine, h, leave, link, onLeave, redraw, setError, show } from "../../app/js/dom.js";
 import { lang, setLang, t } from "../../app/js/i18n.js";
 import { startCamera, viewfinder } from "./camera.js";
 import { explain, forget, go, remember, signedOut, state } from "./common.js";
 import { chargeScreen, requestScreen } from "./charge.js";
 import { incomingScreen } from "./incoming.js";
-import { banner, live, liveText, startLive, stopLive } from "./live.js";
+import { banner, listen, live, liveText, startLive, stopLive } from "./live.js";
 import { paymentScreen, paymentsScreen, statementsScreen } from "./payments.js";
 import { cardNumberScreen, takeScreen } from "./take.js";
 
@@ -217,7 +217,10 @@ function enrolScanScreen() {
 
 function homeScreen() {
   const session = state.session;
-  show("home", () => {
+  let screen = null;
+  // The count of payments to confirm follows the events.
+  onLeave(listen(() => redraw(screen)));
+  screen = show("home", () => {
     const count = live.pending.size;
     return [
       h("p", { class: "label" }, t().thisDevice),
