@@ -56,7 +56,11 @@ function paint(focus) {
   if (heading) {
     heading.tabIndex = -1;
     document.title = `${heading.textContent} | ${t().appName}`;
-    if (focus) heading.focus({ preventScroll: false });
+    if (focus) {
+      // A new screen starts at the top (the bar in view), whatever was scrolled to tap.
+      window.scrollTo(0, 0);
+      heading.focus({ preventScroll: true });
+    }
   }
 }
 
