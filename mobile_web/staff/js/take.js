@@ -91,9 +91,10 @@ function amountScreen(sale) {
   let pointType = defaultType();
   const next = () => {
     if (pad.amount < 1) return setError(t().amountHelp);
+    // The same sale sent again keeps its key (a cut connection); another amount is another sale.
+    if (sale.amount !== pad.amount || sale.point_type !== pointType) sale.key = null;
     sale.amount = pad.amount;
     sale.point_type = pointType;
-    sale.key = null;
     if (sale.kind === "pay_code") return payByCode(sale);
     return pinScreen(sale);
   };
