@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,16 +43,18 @@ from ledger.export import (
     VerifyResult,
     check_range,
     jsonl_lines,
+    range_for_entries,
+    range_for_times,
     reading,
     sealed_entries,
     verify_lines,
     walk,
 )
-from ledger.model import from_us
+from ledger.model import from_us, to_us
 from points import audit
 from points.accounts import AccountCode
 from points.auth import Principal
-from points.calendar import TOKYO
+from points.calendar import TOKYO, start_of_day
 from points.uow import unit_of_work
 
 CSV_FORMAT = "ledger-export-csv/1"
@@ -478,3 +480,30 @@ def parse_format(value: str) -> ExportFormat:
         raise ExportError(
             "export_format_unknown", f"the format {value!r} is not offered ({offered})"
         ) from None
+
+
+def resolve_range(
+    engine: Engine,
+    *,
+    seqs: tuple[int | None, int | None] = (None, None),
+    days: tuple[date | None, date | None] = (None, None),
+    ids: tuple[int | None, int | None] = (None, None),
+) -> tuple[int, int]:
+    """The seal range of exactly one given range: seal sequences as they are; days (Tokyo, both
+    included) or entry ids widened to the seal range that covers their entries (refused when
+    some of them are not sealed yet). The CLI and the API both ask here."""
+    given = [pair for pair in (seqs, days, ids) if pair != (None, None)]
+    if len(given) != 1 or None in given[0]:
+        raise ExportError(
+            "export_range_invalid",
+            "give one range: from_seq and to_seq, from and to (days), or from_id and to_id",
+        )
+    if seqs[0] is not None and seqs[1] is not None:
+        return seqs[0], seqs[1]
+    with reading(engine) as connection:
+        if days[0] is not None and days[1] is not None:
+            start = to_us(start_of_day(days[0]))
+            end = to_us(start_of_day(days[1] + timedelta(days=1)))
+            return range_for_times(connection, start, end)
+        assert ids[0] is not None and ids[1] is not None
+        return range_for_entries(connection, ids[0], ids[1])

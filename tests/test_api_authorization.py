@@ -333,6 +333,19 @@ def enrolment_code_body(world: World, _params: dict[str, Any]) -> Any:
     return {"code": world.fresh_enrolment_code()}
 
 
+def a_job_run(world: World) -> dict[str, Any]:
+    """A run of the seal job (made once per world)."""
+
+    def make() -> int:
+        from points.jobs import run_job
+
+        result = run_job(world.engine, "seal", as_of=world.now(), clock=world.clock)
+        assert result.run_id is not None, result
+        return result.run_id
+
+    return {"run_id": once_per_world(world, "a job run", make)}
+
+
 def device_code_body(world: World, _params: dict[str, Any]) -> Any:
     """A fresh device code for the world's counter staff's PC."""
     secret_key = world.app.state.services.settings.secret_key_bytes
@@ -1256,6 +1269,7 @@ TABLE: list[Row] = [
     Row("GET", f"{F}/residents", AUDITORS, owned=pseudonymous),
     Row("GET", f"{F}/audit", AUDITORS),
     Row("GET", f"{F}/job-runs", AUDITORS),
+    Row("GET", f"{F}/job-runs/{{run_id}}", AUDITORS, params=a_job_run),
     Row("GET", f"{F}/payments", AUDITORS, per_caller=own_shop, query="?limit=200",
         owned=finance_sees_pseudonymous_payments),
     Row("GET", f"{F}/payments/{{payment_id}}", AUDITORS, per_caller=own_shop,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from ledger import Ledger
 from ledger.export import verify_lines
 from points import exports
+from points.calendar import TOKYO
 
 URL = "/api/v1/finance/exports"
 
@@ -91,7 +92,15 @@ def test_the_resident_data_is_not_in_an_export(world: World) -> None:
         ("format=csv&from_seq=1&to_seq=999999", 409, "export_range_unsealed"),
         ("format=csv&from_seq=0&to_seq=1", 422, "validation_error"),
         ("format=csv&from_seq=x&to_seq=1", 422, "validation_error"),
-        ("format=csv&from_seq=1", 422, "validation_error"),
+        ("format=csv&from_seq=1", 422, "export_range_invalid"),
+        ("format=csv", 422, "export_range_invalid"),
+        ("format=csv&from_seq=1&to_seq=1&from_id=1&to_id=1", 422, "export_range_invalid"),
+        ("format=csv&from=2026-04-02&to=2026-04-01", 422, "export_range_reversed"),
+        ("format=csv&from=2026-02-30&to=2026-04-01", 422, "export_range_invalid"),
+        ("format=csv&from=2026/04/01&to=2026-04-01", 422, "validation_error"),
+        ("format=csv&from=2020-01-01&to=2020-01-31", 422, "export_range_empty"),
+        ("format=csv&from_id=5&to_id=1", 422, "export_range_reversed"),
+        ("format=csv&from_id=900000&to_id=900001", 422, "export_range_empty"),
         ("from_seq=1&to_seq=1", 422, "validation_error"),
         ("format=csv&from_seq=1&to_seq=1&extra=1", 422, "validation_error"),
         ("format=csv&from_seq=1&from_seq=2&to_seq=1", 422, "validation_error"),
@@ -107,6 +116,23 @@ def test_bad_input_is_a_problem_and_writes_nothing(
     if code == "export_range_unsealed":
         assert "not sealed" in body["detail"]
     assert world.snapshot() == before
+
+
+def test_days_and_entry_ids_are_widened_to_the_seal_range(world: World) -> None:
+    last = head(world)
+    day = world.now().astimezone(TOKYO).date().isoformat()
+    by_day = get(world, f"format=jsonl&from={day}&to={day}")
+    assert by_day.status_code == 200, by_day.text  # type: ignore[attr-defined]
+    headers = by_day.headers  # type: ignore[attr-defined]
+    assert (headers["x-export-from-seq"], headers["x-export-to-seq"]) == ("1", str(last))
+    assert f'filename="ledger-1-{last}.jsonl"' in headers["content-disposition"]
+    assert verify_lines(by_day.text.splitlines()).ok  # type: ignore[attr-defined]
+    assert world.last_audit()["object_id"] == f"seq:1-{last}"
+    by_id = get(world, f"format=jsonl&from_id={world.entry_id}&to_id={world.entry_id}")
+    assert by_id.status_code == 200, by_id.text  # type: ignore[attr-defined]
+    seq = by_id.headers["x-export-from-seq"]  # type: ignore[attr-defined]
+    assert by_id.headers["x-export-to-seq"] == seq  # type: ignore[attr-defined]
+    assert f'"entry":["ledger-entry/1",{world.entry_id},' in by_id.text  # type: ignore[attr-defined]
 
 
 def test_others_may_not_export(world: World) -> None:

@@ -53,11 +53,15 @@ def verify_runs(world: World) -> list[dict[str, Any]]:
 
 
 def finished(world: World, run_id: int, timeout: float = 30.0) -> dict[str, Any]:
-    """The run ``run_id`` as finance lists it, once it is no longer running."""
+    """The run ``run_id`` as finance lists it, once it is no longer running (and as finance
+    reads it alone, the same)."""
     deadline = time.monotonic() + timeout
     while True:
         [run] = [item for item in verify_runs(world) if item["id"] == run_id]
         if run["state"] != "running":
+            alone = world.client.get(f"{F}/job-runs/{run_id}", headers=world.finance.headers)
+            assert alone.status_code == 200, alone.text
+            assert alone.json() == run
             return run
         assert time.monotonic() < deadline, f"run {run_id} still running after {timeout} s"
         time.sleep(0.05)
@@ -237,3 +241,10 @@ def test_only_finance_and_admins_queue_a_run(world: World) -> None:
         f"{F}/verify-runs", headers=world.finance.headers, json={"grace": 1}
     )
     assert refused.status_code == 422, refused.text
+
+
+def test_an_unknown_run_is_404(world: World) -> None:
+    response = world.client.get(f"{F}/job-runs/987654321", headers=world.finance.headers)
+    assert_problem(response, 404, "not_found")
+    response = world.client.get(f"{F}/job-runs/0", headers=world.finance.headers)
+    assert_problem(response, 422, "validation_error")

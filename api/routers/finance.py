@@ -36,7 +36,16 @@ from ledger.model import PAGE_LIMIT_MAX
 from points import people
 from points.audit import AuditEvent
 from points.errors import NotFound
-from points.jobs import Claim, RunResult, carry_out, claim_run, list_runs, run_of, tokyo_minute
+from points.jobs import (
+    Claim,
+    JobRun,
+    RunResult,
+    carry_out,
+    claim_run,
+    list_runs,
+    run_of,
+    tokyo_minute,
+)
 from points.registry import Resident
 from points.verification import last_run
 
@@ -52,6 +61,7 @@ NumericCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 LedgerId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 AccountId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 EntryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def account_public(account: Account) -> AccountPublic:
@@ -285,6 +295,20 @@ def list_job_runs(
             items=[JobRunPublic.model_validate(run) for run in runs],
             next_cursor=str(runs[-1].id) if len(runs) == limit else None,
         )
+
+    return services.read(work)
+
+
+@router.get("/job-runs/{run_id}", response_model=JobRunPublic, summary="One run of a job")
+def get_job_run(run_id: RunId, caller: AuditorDep, services: ServicesDep) -> JobRunPublic:
+    """One job run by id (the `run_id` a queued verification answered): its state (`running`,
+    `done`, `failed`), counts and outcome; to follow a run without paging through the list."""
+
+    def work(session: Session) -> JobRunPublic:
+        run = session.get(JobRun, run_id)
+        if run is None:
+            raise NotFound(f"no job run {run_id}")
+        return JobRunPublic.model_validate(run)
 
     return services.read(work)
 

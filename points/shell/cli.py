@@ -49,7 +49,6 @@ from issuers import bulk
 from ledger import Ledger
 from ledger import export as ledger_export
 from ledger.errors import LedgerError
-from ledger.model import to_us
 from ledger.service import system_clock
 from points import access, db, expiry, exports, idempotency, keys, people, pointtypes, ratelimit
 from points.auth import Principal, Role
@@ -892,27 +891,15 @@ def export_command(
         fmt = exports.parse_format(format_name)
         if not out_path.parent.is_dir():
             raise click.ClickException(f"no such directory: {out_path.parent}")
-        ranges = [
-            pair
-            for pair in ((from_seq, to_seq), (from_day, to_day), (from_id, to_id))
-            if pair != (None, None)
-        ]
-        if len(ranges) != 1 or None in ranges[0]:
-            raise click.ClickException(
-                "give one range: --from-seq and --to-seq, --from and --to, or --from-id and --to-id"
-            )
-        if from_id is not None and to_id is not None:
-            with ledger_export.reading(engine) as connection:
-                from_seq, to_seq = ledger_export.range_for_entries(connection, from_id, to_id)
-        if from_day is not None and to_day is not None:
-            start = start_of_day(from_day.date())
-            end = start_of_day(to_day.date() + timedelta(days=1))
-            with ledger_export.reading(engine) as connection:
-                from_seq, to_seq = ledger_export.range_for_times(
-                    connection, to_us(start), to_us(end)
-                )
-        if from_seq is None or to_seq is None:
-            raise click.ClickException("give --from-seq and --to-seq, or --from and --to")
+        from_seq, to_seq = exports.resolve_range(
+            engine,
+            seqs=(from_seq, to_seq),
+            days=(
+                None if from_day is None else from_day.date(),
+                None if to_day is None else to_day.date(),
+            ),
+            ids=(from_id, to_id),
+        )
         request = exports.ExportRequest(fmt, from_seq, to_seq)
         actor = Principal(Role.ADMIN, f"cli:{getpass.getuser()}", "cli")
         exports.record_export(engine, request, actor=actor, at=datetime.now(UTC), via="cli")
