@@ -19,8 +19,13 @@ export function incomingScreen() {
   let message = null;
   let error = null;
   let screen = null;
+  // Drawn again when the list changed (not for every event: a tap is never lost to a redraw).
+  const ids = () => [...live.pending.keys()].sort().join(",");
+  let shown = ids();
   onLeave(
     listen(() => {
+      if (ids() === shown) return;
+      shown = ids();
       redraw(screen);
     }),
   );

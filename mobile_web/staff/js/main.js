@@ -218,8 +218,16 @@ function enrolScanScreen() {
 function homeScreen() {
   const session = state.session;
   let screen = null;
-  // The count of payments to confirm follows the events.
-  onLeave(listen(() => redraw(screen)));
+  // The count of payments to confirm follows the events (drawn again only when it changed, so a
+  // tap is never lost to a redraw for nothing).
+  let shown = live.pending.size;
+  onLeave(
+    listen(() => {
+      if (live.pending.size === shown) return;
+      shown = live.pending.size;
+      redraw(screen);
+    }),
+  );
   screen = show("home", () => {
     const count = live.pending.size;
     return [
