@@ -47,7 +47,7 @@ from api.safety import API_CSP, APP_CACHE_CONTROL, SECURITY_HEADERS, WEB_CSP, Bo
 from api.sessions import send_renewed
 from ledger import Ledger
 from ledger.service import system_clock
-from mobile_web.static import APP_DIR
+from mobile_web.static import APP_DIR, STAFF_DIR
 from points import db
 from points.keys import KeyRing
 from points.settings import Settings
@@ -56,6 +56,8 @@ log = logging.getLogger("api")
 DOCS_PATH = "/api/v1/docs"
 #: Where the wallet app (``mobile_web``) is served: the API's own origin, so CORS stays closed.
 APP_PATH = "/app"
+#: Where the staff devices' app (a shop's till, later the counters') is served, likewise.
+STAFF_PATH = "/staff"
 
 DESCRIPTION = """
 The API of a city's local digital points: departments award points to residents, residents
@@ -130,9 +132,9 @@ def create_app(
         ):
             response = _as_problem(response)
         send_renewed(request, response, settings)
-        if request.url.path.startswith(APP_PATH + "/"):
-            # The wallet app's static files: its own policy; revalidated, so an update shows
-            # (the service worker keeps the copy that works offline).
+        if request.url.path.startswith((APP_PATH + "/", STAFF_PATH + "/")):
+            # The web apps' static files: their own policy; revalidated, so an update shows
+            # (the wallet's service worker keeps the copy that works offline).
             response.headers.setdefault("Content-Security-Policy", WEB_CSP)
             response.headers.setdefault("Cache-Control", APP_CACHE_CONTROL)
         for name, value in SECURITY_HEADERS.items():
@@ -189,6 +191,8 @@ def create_app(
         app.include_router(router)
     if APP_DIR.is_dir():
         app.mount(APP_PATH, StaticFiles(directory=APP_DIR, html=True), name="wallet-app")
+    if STAFF_DIR.is_dir():
+        app.mount(STAFF_PATH, StaticFiles(directory=STAFF_DIR, html=True), name="staff-app")
     return app
 
 

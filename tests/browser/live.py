@@ -11,7 +11,10 @@ tokens are signed for that origin), waits for ``/readyz`` and stops it with SIGT
 runs: the point type ``pt``, a department, fixed-award programs, a volunteering program with an
 open check-in event, and a shop accepting ``pt`` with one till (its token and printed store QR).
 ``City.new_resident(points)`` is a verified resident with ``points`` awarded and a fresh counter
-code; the shop's side calls the real HTTP API with the till's bearer token.
+code; the shop's side calls the real HTTP API with the till's bearer token. For the staff app's
+till: ``City.device_code()`` is a one-time device code of the till (``points.access``), and
+``new_till``, ``new_card``, ``revoke_device_sessions``, ``lapse_device_sessions`` and
+``statement_of_last_month`` make what its tests need.
 """
 
 from __future__ import annotations
@@ -35,17 +38,19 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 import ledger
 from issuers import awards, events, programs
 from ledger.service import system_clock
 from points import access, keys, people, pointtypes
-from points.auth import Role
+from points.auth import DeviceCode, Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
+from points.registry import StaffRole
 from points.settings import DEVELOPMENT_SECRET_KEY
 from points.uow import unit_of_work
-from redemption import merchants
+from redemption import cards, flows, merchants, settlement
+from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
@@ -411,6 +416,152 @@ class City:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no pending payment of {amount} at the shop")
             time.sleep(0.1)
+
+    # The shop's devices (the staff app) ----------------------------------------------------
+
+    def till_staff_id(self, till_id: str | None = None) -> str:
+        """The member of staff a till is (its device sessions are theirs)."""
+        wanted = till_id or self.till_id
+        till = self.read(lambda session: session.get(merchants.Till, wanted))
+        assert till is not None
+        return till.staff_id
+
+    def device_code(self, till_id: str | None = None, *, staff_id: str | None = None) -> str:
+        """A one-time, 15-minute code that enrols a device as the till (the city's by default)
+        or as ``staff_id``, as an admin's ``POST /api/v1/admin/device-codes`` makes it."""
+        who = staff_id or self.till_staff_id(till_id)
+        now = system_clock()
+        return self.write(
+            lambda session: access.create_device_code(
+                session, SYSTEM, now, who, secret_key=DEVELOPMENT_SECRET_KEY.encode()
+            )[1]
+        )
+
+    def enrol_url(self, code: str) -> str:
+        """What the device code's QR holds (``enrol_url``)."""
+        return f"{self.server.url}/staff/#/enrol/{code}"
+
+    def new_till(self, name: str) -> str:
+        """Another till of the shop (its own member of staff): its id."""
+        now = system_clock()
+        ring = keys.KeyRing(self.server.key_dir)
+        made = self.write(
+            lambda session: merchants.create_till(
+                session, SYSTEM, now, self.merchant_id, name, keys=ring, origin=self.server.url
+            )
+        )
+        return made.till.id
+
+    def new_staff(self, role: StaffRole) -> str:
+        """A member of staff of another role (a counter's): their id."""
+        now = system_clock()
+
+        def work(session: Session) -> str:
+            staff = people.create_staff(
+                session,
+                SYSTEM,
+                now,
+                role=role,
+                display_name=f"{role} staff",
+                department_id=self.department_id if role is StaffRole.ISSUER else None,
+            )
+            session.flush()
+            return staff.id
+
+        return self.write(work)
+
+    def _device_tokens(self, session: Session, staff_id: str) -> list[Token]:
+        rows = session.exec(
+            select(Token)
+            .join(DeviceCode, col(DeviceCode.token_id) == col(Token.id))
+            .where(col(Token.principal_id) == staff_id, col(Token.revoked_at).is_(None))
+        ).all()
+        return list(rows)
+
+    def revoke_device_sessions(self, staff_id: str) -> int:
+        """Revoke the member of staff's device sessions (as an admin's
+        ``POST /api/v1/admin/tokens/{id}/revoke`` does); how many."""
+        now = system_clock()
+
+        def work(session: Session) -> int:
+            tokens = self._device_tokens(session, staff_id)
+            for token in tokens:
+                access.revoke_token(session, SYSTEM, now, token.id, "browser tests: lost till")
+            return len(tokens)
+
+        return self.write(work)
+
+    def lapse_device_sessions(self, staff_id: str) -> int:
+        """Make the member of staff's device sessions lapse (not used for too long)."""
+        past = system_clock() - timedelta(minutes=1)
+
+        def work(session: Session) -> int:
+            tokens = self._device_tokens(session, staff_id)
+            for token in tokens:
+                token.expires_at = past
+                session.add(token)
+            return len(tokens)
+
+        return self.write(work)
+
+    # Cards and statements ---------------------------------------------------------------
+
+    def new_card(self, resident: Resident, pin: str, *, attempts_left: int = 5) -> cards.Card:
+        """A card for the resident with ``pin``; ``attempts_left`` below 5 as if wrong PINs
+        had been typed before."""
+        now = system_clock()
+        ring = keys.KeyRing(self.server.key_dir)
+        signing = cards.CardSigning(ring, self.server.url, ring)
+
+        def work(session: Session) -> cards.Card:
+            card = cards.issue_card(session, SYSTEM, now, resident.id, pin, signing=signing).card
+            card.pin_attempts = cards.PIN_ATTEMPTS_MAX - attempts_left
+            session.add(card)
+            session.flush()
+            session.expunge(card)
+            return card
+
+        return self.write(work)
+
+    def statement_of_last_month(self, resident: Resident, amount: int) -> str:
+        """A payment QR of ``amount`` paid by the resident at the till on a day of last month
+        (backdated, as the awards of a year ago are), and last month settled: the period."""
+        now = system_clock()
+        today = tokyo_date(now)
+        first = today.replace(day=1)
+        paid_at = datetime(first.year, first.month, 1, 3, 0, tzinfo=now.tzinfo) - timedelta(days=2)
+        till = Principal(
+            Role.MERCHANT, self.till_staff_id(), "browser-tests", merchant_id=self.merchant_id
+        )
+        ring = keys.KeyRing(self.server.key_dir)
+        signing = flows.Signing(ring, self.server.url)
+
+        def pay(session: Session) -> None:
+            made = flows.create_request(
+                session,
+                till,
+                paid_at,
+                amount=amount,
+                point_type=None,
+                reference="last month",
+                signing=signing,
+            )
+            flows.pay(
+                session,
+                resident.id,
+                paid_at,
+                made.request.token,
+                amount=None,
+                point_type=None,
+                signing=signing,
+            )
+
+        self.write(pay)
+        period = settlement.last_ended_period(now)
+        self.write(
+            lambda session: settlement.settle(session, SYSTEM, now, period, trigger=RunTrigger.CLI)
+        )
+        return period
 
 
 def _a_year_before(now: datetime) -> datetime:

@@ -1,6 +1,14 @@
 // The public API, from the app. The session is an HttpOnly cookie the script never sees; every
-// request says it comes from the app (`X-Points-Client: wallet`), which with the browser's Origin
+// request says it comes from the app (`X-Points-Client: wallet`, or `staff` from the staff app,
+// which imports this module and calls `setClient("staff")`), which with the browser's Origin
 // header is what the server's cross-site check looks for (docs/wallet-app.md).
+
+let client = "wallet";
+
+// The app this page is: the value of the X-Points-Client header.
+export function setClient(name) {
+  client = name;
+}
 
 export class Refused extends Error {
   // The API said no: `problem` is its problem+json (status, code, and any extra fields).
@@ -24,7 +32,7 @@ export function newKey() {
 }
 
 export async function call(method, path, { body, key } = {}) {
-  const headers = { Accept: "application/json", "X-Points-Client": "wallet" };
+  const headers = { Accept: "application/json", "X-Points-Client": client };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (key) headers["Idempotency-Key"] = key;
   let response;

@@ -56,7 +56,11 @@ function paint(focus) {
   if (heading) {
     heading.tabIndex = -1;
     document.title = `${heading.textContent} | ${t().appName}`;
-    if (focus) heading.focus({ preventScroll: false });
+    if (focus) {
+      // A new screen starts at the top (the bar in view), whatever was scrolled to tap.
+      window.scrollTo(0, 0);
+      heading.focus({ preventScroll: true });
+    }
   }
 }
 
@@ -82,4 +86,14 @@ export function button(id, label, onclick, kind = "primary") {
 
 export function link(id, label, href) {
   return h("a", { id, href, class: "button link" }, label);
+}
+
+// The API's SVG of a QR code, parsed as SVG (never as HTML), sized by its container.
+export function svgOf(text) {
+  const parsed = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+  const svg = document.importNode(parsed, true);
+  svg.removeAttribute("width");
+  svg.removeAttribute("height");
+  svg.setAttribute("aria-hidden", "true");
+  return svg;
 }

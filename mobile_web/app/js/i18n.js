@@ -3,7 +3,7 @@
 import ja from "./strings-ja.js";
 import en from "./strings-en.js";
 
-const STRINGS = { ja, en };
+let STRINGS = { ja, en };
 const KEY = "points.lang";
 let current = localStorage.getItem(KEY) === "en" ? "en" : "ja";
 
@@ -13,6 +13,11 @@ export function lang() {
 
 export function t() {
   return STRINGS[current];
+}
+
+// Another app's words (the staff app: `useStrings({ ja, en })` before its first screen).
+export function useStrings(tables) {
+  STRINGS = tables;
 }
 
 export function setLang(code) {

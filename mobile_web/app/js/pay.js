@@ -5,7 +5,18 @@
 // sessionStorage, by the scanned token) until the API gave a definite answer: a retry after a cut
 // connection, a reload or a double tap sends the same key, so it never pays twice.
 import { Refused, Unreachable, get, newKey, post } from "./api.js";
-import { button, errorLine, h, link, onLeave, onScreen, redraw, setError, show } from "./dom.js";
+import {
+  button,
+  errorLine,
+  h,
+  link,
+  onLeave,
+  onScreen,
+  redraw,
+  setError,
+  show,
+  svgOf,
+} from "./dom.js";
 import { lang, money, moment, sentence, t } from "./i18n.js";
 import { go, loadWallets, offline, state } from "./main.js";
 import { Scanner, classify } from "./qr.js";
@@ -406,14 +417,4 @@ export function payCodeScreen() {
     link("done", t().done, "#/home"),
   ]);
   renew();
-}
-
-// The API's SVG of the code, parsed as SVG (never as HTML).
-function svgOf(text) {
-  const parsed = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
-  const svg = document.importNode(parsed, true);
-  svg.removeAttribute("width");
-  svg.removeAttribute("height");
-  svg.setAttribute("aria-hidden", "true");
-  return svg;
 }
