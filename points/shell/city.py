@@ -74,7 +74,7 @@ from points.calendar import TOKYO, add_months, end_of_month, fiscal_year, tokyo_
 from points.errors import Conflict
 from points.jobs import run_job
 from points.pointtypes import PointType
-from points.registry import Merchant, MerchantKind, Resident, StaffRole
+from points.registry import Department, Merchant, MerchantKind, Resident, StaffRole
 from points.shell import city_data as data
 from points.shell import wiring as _wiring  # noqa: F401  (registers the jobs run here)
 from points.shell.city_record import DemoCity
@@ -265,12 +265,12 @@ def _claim(session: Session, now: datetime, seed: int, residents: int) -> tuple[
                 "POINTS_DATABASE_URL to a new one)"
             )
         return found, False
-    for model in (PointType, Resident, Merchant):
+    for model in (PointType, Department, Resident, Merchant):
         if session.exec(select(model.id).limit(1)).first() is not None:
             raise Conflict(
                 "this database holds data that points demo did not make (point types, "
-                "residents or shops); the demo city needs an empty database (remove points.db, "
-                "or set POINTS_DATABASE_URL to a new one)"
+                "departments, residents or shops); the demo city needs an empty database "
+                "(remove points.db, or set POINTS_DATABASE_URL to a new one)"
             )
     record = DemoCity(
         seed=seed,
