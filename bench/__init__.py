@@ -19,4 +19,5 @@ BENCHMARKS = {
     "expiry": "bench.earning_expiry",
     "award": "bench.earning_award",
     "pay": "bench.pay",
+    "city": "bench.city",
 }
