@@ -290,3 +290,19 @@ def test_a_database_with_other_data_is_refused(engine: Engine, tmp_path: Path) -
     ring = key_ring(tmp_path / "k")
     with pytest.raises(Conflict, match="needs an empty database"):
         seed(engine, ring, FIRST)
+
+
+def test_a_seeding_that_did_not_finish_is_refused(engine: Engine, tmp_path: Path) -> None:
+    """An interrupted seeding (Ctrl-C, a crash) leaves its record without ``finished_at``: the
+    next run says so and adds nothing, rather than build a second history on half of one."""
+
+    def interrupted(session: Session) -> None:
+        session.add(
+            DemoCity(seed=1, residents=SIZE, generator=1, anchor_day=FIRST.date(), started_at=FIRST)
+        )
+
+    unit_of_work(engine, interrupted)
+    ring = key_ring(tmp_path / "k")
+    with pytest.raises(Conflict, match="did not finish"):
+        seed(engine, ring, FIRST + timedelta(days=1))
+    assert scalar(engine, "SELECT count(*) FROM resident") == 0

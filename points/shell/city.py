@@ -33,18 +33,27 @@ seeding, stored in ``demo_city``), every act at its own simulated instant, in or
   that ended; finance makes the transfer file on the 5th and marks it paid on the 10th;
   April 1 allocates the new fiscal year's budgets and April 20 decides the old ones (lapse or
   carry over);
-* on the anchor day itself only the night's jobs run. Everything is sealed at the end.
+* on the anchor day itself nothing but the night's jobs (when it is a 1st), no later than the
+  seeding's real time. Everything is sealed at the end. The day's acts run in a fixed order
+  between 08:30 and 20:00 Tokyo; nothing is recorded after the seeding's real time.
 
 Every choice (who, what, when, how much) comes from one ``random.Random(seed)``, and the script
 keeps its own model of every wallet (balances by expiry date, earliest expiry spent first, as
 the ledger does), so nothing is refused and the same seed and anchor day give the same ledger
-totals and counts (ids are random, as always). Acts of a day share one unit of work; what runs
-its own transactions (CSV uploads, PIN checks, jobs) runs between them. The mass awards go
-through the bulk path (``issuers.bulk``), expiry through the job's bulk path.
+totals and counts, on either database. Ids are random, as always, and the ledger draws a
+resident's buckets of one expiry date in program-id order, so which program's bucket a payment
+drew from (its postings, a statement's lines by program) may differ between two seedings.
+
+Acts of a day share one unit of work; what runs its own transactions (CSV uploads, PIN checks,
+jobs) runs between them. The mass awards go through the bulk path (``issuers.bulk``), expiry
+through the job's bulk path.
 
 **Seeding again** finds the ``demo_city`` row and adds nothing, whatever the day or the options:
 the city is the one the first run made. A database with other data is refused, and so is one
 whose seeding was interrupted (start from an empty one).
+
+Over 1,000 lines because it is the whole script, one step per kind of act; the work is done by
+the services it calls.
 """
 
 from __future__ import annotations
