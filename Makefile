@@ -1,6 +1,7 @@
-# make demo  - seed a small city on SQLite, print the wallet app's address and a counter code, and serve
+# make demo  - seed the pilot city on SQLite (points.db: a year of history, about 20 s), print a
+#              one-time way in for each role (points demo), and serve until Ctrl-C
 # make test  - lint (ruff, import contracts), type-check and run every test (PostgreSQL too when POINTS_TEST_POSTGRES_URL is set)
-# make bench - python -m bench ledger (not part of the tests)
+# make bench - python -m bench ledger (not part of the tests; python -m bench city times the demo)
 #
 # Each creates .venv when it is missing and installs exactly the versions in constraints.txt: the
 # demo only what the system runs on; test and bench add their extras (pyproject.toml).
@@ -31,10 +32,7 @@ $(BENCHING): $(RUNTIME)
 	touch $@
 
 demo: $(RUNTIME)
-	$(BIN)/points db upgrade
 	$(BIN)/points demo
-	@echo "Serving the API and the wallet app on http://127.0.0.1:8000 (Ctrl-C stops it)"
-	$(BIN)/points serve
 
 lint: $(TESTING)
 	$(BIN)/ruff check .

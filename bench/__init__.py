@@ -23,4 +23,5 @@ BENCHMARKS = {
     "award": "bench.earning_award",
     "pay": "bench.pay",
     "export": "bench.export",
+    "city": "bench.city",
 }

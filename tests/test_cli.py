@@ -204,52 +204,69 @@ def _account_id(engine: Engine, owner_ref: str) -> int:
         )
 
 
-def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
-    result = invoke(database_url, "demo")
+#: Tables the ways in ``points demo`` prints write to (codes, tokens and their audit): a second
+#: run adds rows to these and to no other table.
+SIGN_IN_TABLES = {"enrolment_code", "device_code", "api_token", "audit_event"}
+#: A small city, to keep the test quick (the full one is timed by hand: README).
+DEMO = ("demo", "--residents", "40", "--no-serve")
+
+
+def table_counts(engine: sa.Engine) -> dict[str, int]:
+    """Every table's row count (Alembic's own table aside)."""
+    names = [name for name in sa.inspect(engine).get_table_names() if name != "alembic_version"]
+    return {name: count(engine, name) for name in names}
+
+
+def test_points_demo_seeds_the_city_once_prints_ways_in_and_verifies(database_url: str) -> None:
+    result = invoke(database_url, *DEMO)
     assert result.exit_code == 0, result.output
-    assert "Specific health checkup FY" in result.output
-    assert "awarded 1,500 to 2 residents, remaining 998,500" in result.output
-    assert "awarded 600 to 2 residents, remaining 299,400" in result.output
-    # 狛江 花子: 500 + 500 (two checkup types) + 300 (clean-up) - 600 paid at the shop.
-    assert "狛江 花子" in result.output and ": 700 pt" in result.output
-    # The output says where the 600 went.
-    assert "Paid at a shop: 狛江 花子 paid 600 pt at 狛江珈琲店 / Komae Coffee" in result.output
-    assert "verify: no problems" in result.output
-    # The wallet app's address, and a counter code that signs it in as 狛江 花子.
-    assert "The wallet app: http://127.0.0.1:8000/app/" in result.output
-    code = re.search(r"Counter code for 狛江 花子 \(valid 15 minutes, once\): (\S+)", result.output)
-    assert code is not None, result.output
-    first_tokens = re.findall(r"kp_\S+", result.output)
-    assert len(first_tokens) == 5  # admin, finance, issuer, resident and till tokens
+    assert "The pilot city: 40 residents" in result.output
+    assert "points verify: no problems" in result.output
+    assert "nothing added" not in result.output
     # In development the first use creates the QR signing key (conftest: a temporary
-    # POINTS_KEY_DIR) and says so on stderr.
+    # POINTS_KEY_DIR) and says so on stderr, as it says that it seeds.
     assert "created signing key 1 in " in result.stderr
+    assert "Seeding the pilot city (40 residents, seed 2026)" in result.stderr
+    # A way in for each role: the wallet app's counter code, the card and its PIN, a device
+    # code for a till, the counter, a department, finance and the admin.
+    code = re.search(
+        r"open http://127.0.0.1:8000/app/ and type the counter code (\S+)", result.output
+    )
+    card = re.search(r"card number ([0-9 ]{19}), PIN ([0-9]{4})", result.output)
+    devices = dict(
+        re.findall(r"  (till|counter|department|finance|admin) .*\n +open \S+/staff/#/enrol/(\S+)",
+                   result.output)
+    )  # fmt: skip
+    assert code and card, result.output
+    assert sorted(devices) == ["admin", "counter", "department", "finance", "till"]
+    first_tokens = re.findall(r"kp_\S+", result.output)
+    assert len(first_tokens) == 6  # resident, till, counter, issuer, finance, admin
 
     engine = ledger.create_engine(database_url)
 
-    def counts() -> tuple[int, ...]:
-        return tuple(
-            count(engine, table) for table in ("ledger_entry", "award", "program", "staff")
-        )
-
     def live_tokens() -> int:
         with engine.connect() as connection:
-            query = "SELECT count(*) FROM api_token WHERE revoked_at IS NULL"
+            query = (
+                "SELECT count(*) FROM api_token WHERE revoked_at IS NULL AND label = 'points demo'"
+            )
             return int(connection.exec_driver_sql(query).scalar_one())
 
     try:
-        before, live_before = counts(), live_tokens()
-        again = invoke(database_url, "demo")
+        before = table_counts(engine)
+        again = invoke(database_url, "demo", "--residents", "50", "--seed", "7", "--no-serve")
         assert again.exit_code == 0, again.output
-        assert "created signing key" not in again.output
-        # Nothing awarded or paid twice, no new staff, and the first run's tokens revoked: five
-        # demo tokens are live however often the demo runs.
-        assert (counts(), live_tokens()) == (before, live_before) == (before, 5)
+        after = table_counts(engine)
+        # The city is the first run's, whatever the options: nothing added but the ways in.
+        assert "here already" in again.output and "nothing added" in again.output
+        assert "The pilot city: 40 residents" in again.output
+        assert {name: n for name, n in after.items() if name not in SIGN_IN_TABLES} == {
+            name: n for name, n in before.items() if name not in SIGN_IN_TABLES
+        }
+        assert live_tokens() == 6  # the first run's demo tokens were revoked
     finally:
         engine.dispose()
-    assert "sealed 0 entries" in again.output
     second_tokens = re.findall(r"kp_\S+", again.output)
-    assert len(second_tokens) == 5 and not set(first_tokens) & set(second_tokens)
+    assert len(second_tokens) == 6 and not set(first_tokens) & set(second_tokens)
     engine = ledger.create_engine(database_url)
     try:
         with TestClient(create_app(Settings(database_url=database_url), engine=engine)) as api:
@@ -261,15 +278,34 @@ def test_points_demo_seeds_a_city_once_and_verifies(database_url: str) -> None:
                 ]
                 assert [answer.status_code in (200, 403) for answer in answers] == [False, True]
                 assert answers[0].status_code == 401
-            # The printed counter code signs the wallet app in as 狛江 花子.
+            # The first run's counter code signs the wallet app in as 狛江 花子.
             app_headers = {"X-Points-Client": "wallet", "Origin": "http://testserver"}
             signed_in = api.post(
                 "/api/v1/sessions/code", json={"code": code.group(1)}, headers=app_headers
             )
             assert signed_in.status_code == 201, signed_in.text
             assert api.get("/api/v1/me").json()["name"] == "狛江 花子"
+            api.cookies.clear()
+        for role, expected in (("till", "merchant"), ("admin", "admin"), ("finance", "finance")):
+            with TestClient(create_app(Settings(database_url=database_url), engine=engine)) as api:
+                staff_headers = {"X-Points-Client": "staff", "Origin": "http://testserver"}
+                started = api.post(
+                    "/api/v1/sessions/device", json={"code": devices[role]}, headers=staff_headers
+                )
+                assert started.status_code == 201, started.text
+                assert started.json()["role"] == expected
+                if role == "till":
+                    # The printed card and PIN pay at the till (和泉 太郎 keeps 500 pt).
+                    paid = api.post(
+                        "/api/v1/merchant/card-payments",
+                        json={"card_number": card.group(1).replace(" ", ""),
+                              "pin": card.group(2), "amount": 100},
+                        headers={**staff_headers, "Idempotency-Key": "demo-card-1"},
+                    )  # fmt: skip
+                    assert paid.status_code == 201, paid.text
     finally:
         engine.dispose()
-    # The ledger demo runs beside it on the same database.
+    # The ledger demo runs beside it on the same database, and everything verifies.
     assert invoke(database_url, "ledger", "demo").exit_code == 0
-    assert invoke(database_url, "verify").exit_code == 0
+    verified = invoke(database_url, "verify")
+    assert verified.exit_code == 0, verified.output

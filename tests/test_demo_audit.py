@@ -1,4 +1,5 @@
-"""Issue 21's done-when on the demo city's ledger: ``points demo`` seeds it, ``points export
+"""Issue 21's done-when on the demo city's ledger: ``points demo`` seeds it (a small pilot city:
+a year of awards, payments, refunds, expiry and settlement), ``points export
 --format hledger`` writes its journal, and Debian's ``hledger`` passes ``hledger check -s`` on
 it and reads account balances that equal our trial balance (``points.reports``), kind of account
 by kind of account in each point type. ``points verify-export`` passes on its JSON Lines twin.
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from test_cli import invoke
+from test_cli import DEMO, invoke
 from test_exports import balances_from_hledger
 
 from ledger.model import from_us
@@ -45,7 +46,7 @@ def kind_of(account: str) -> AccountCode:
 def test_the_demo_citys_journal_passes_hledger_and_is_the_trial_balance(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    seeded = invoke(database_url, "demo")
+    seeded = invoke(database_url, *DEMO)
     assert seeded.exit_code == 0, seeded.output
     with engine.connect() as connection:
         head = int(connection.exec_driver_sql("SELECT sequence FROM ledger_seal_head").scalar_one())

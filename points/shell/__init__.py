@@ -10,7 +10,9 @@ module             what it wires
 ``migrations``     the migrations themselves (they ship inside the wheel)
 ``scheduler``      APScheduler inside ``points serve``
 ``cli``            the ``points`` command
-``seed``           ``points demo``: a small city, through the services the API uses
+``city``           ``points demo``: the pilot city and its year of history, through the
+                   services the API uses (``city_data`` its cast, ``city_record`` its
+                   row, ``city_report`` what the demo prints)
 ``ledger_demo``    ``points ledger demo``: the chart of accounts on a few raw entries
 =================  ==============================================================
 

@@ -7,7 +7,7 @@
     points verify              recompute and check everything; exit 1 naming the first problem
     points seal                seal every committed entry not sealed yet
     points purge               delete expired idempotency records and rate-limit windows
-    points demo                seed a small city (programs, residents, awards) and show it
+    points demo [--seed --residents --no-serve]   seed the pilot city, print ways in, serve
     points ledger demo         a few accounts and entries on the configured database
     points serve               the HTTP API (uvicorn)
     points admin create-staff  add a member of staff (the first admin, for example)
@@ -57,13 +57,13 @@ from points.errors import AlreadyDone, PointsError, RunningElsewhere
 from points.jobs import JOBS, list_runs, run_job
 from points.registry import StaffRole
 from points.settings import Settings
-from points.shell import schema
+from points.shell import city, city_report, schema
+from points.shell.city import DEFAULT_RESIDENTS, DEFAULT_SEED, RESIDENTS_MAX, RESIDENTS_MIN
 from points.shell.ledger_demo import run_demo
 from points.shell.scheduler import job_options, start_scheduler
-from points.shell.seed import run_seed
 from points.uow import unit_of_work
 from points.verification import verify_and_record
-from redemption import flows, merchants, settlement
+from redemption import merchants, settlement
 from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
@@ -178,18 +178,75 @@ def purge_command() -> None:
 
 
 @main.command("demo")
-def demo_command() -> None:
-    """Seed a small city on the configured database and print wallets and tokens."""
+@click.option(
+    "--seed", type=int, default=DEFAULT_SEED, show_default=True, help="The city's random seed."
+)
+@click.option(
+    "--residents",
+    type=click.IntRange(RESIDENTS_MIN, RESIDENTS_MAX),
+    default=DEFAULT_RESIDENTS,
+    show_default=True,
+    help="How many residents (a smaller city seeds faster).",
+)
+@click.option("--no-serve", is_flag=True, help="Seed and print, but do not serve.")
+def demo_command(seed: int, residents: int, no_serve: bool) -> None:
+    """Seed the pilot city (a year of history; points.shell.city) on the configured database,
+    print it and a one-time way in for each role, then serve the API and the apps until Ctrl-C.
+    Run again, it adds nothing (the city is the first run's) and prints new ways in."""
     settings = _settings()
     engine = _engine(settings)
     schema.upgrade(engine)
     _signing_key_ready(settings)
-    signing = flows.Signing(keys.KeyRing(settings.key_dir), settings.public_origin)
-    _explained(
-        lambda: run_seed(
-            engine, system_clock, signing, secret_key=settings.secret_key_bytes, echo=click.echo
+    ring = keys.KeyRing(settings.key_dir)
+    origin = settings.public_origin
+
+    def progress(month: str) -> None:
+        click.echo(f"  ... {month}", err=True)
+
+    found = city.find_city(engine)
+    if found is None:
+        click.echo(f"Seeding the pilot city ({residents:,} residents, seed {seed}) ...", err=True)
+    seeded = _explained(
+        lambda: city.seed_city(
+            engine,
+            ring,
+            origin,
+            clock=system_clock,
+            seed=seed,
+            residents=residents,
+            progress=progress,
         )
     )
+    record = seeded.record
+    if not seeded.added:
+        click.echo(
+            f"The pilot city is here already (seeded {record.anchor_day.isoformat()}, seed "
+            f"{record.seed}, {record.residents:,} residents): nothing added."
+        )
+    for line in city_report.describe(engine, record):
+        click.echo(line)
+    report = Ledger(engine).verify(unsealed_grace_seconds=settings.unsealed_grace_seconds)
+    click.echo("  points verify: " + ("no problems" if report.ok else report.problems[0].message))
+    ways, tokens = _explained(
+        lambda: city_report.sign_in(
+            engine, record, system_clock(), secret_key=settings.secret_key_bytes, origin=origin
+        )
+    )
+    click.echo("")
+    click.echo("Ways in (each code works once, for 15 minutes; `points demo` prints new ones):")
+    for way in ways:
+        click.echo(f"  {way.role:10} {way.who}")
+        for line in way.lines:
+            click.echo(f"             {line}")
+    click.echo("")
+    click.echo(f"Bearer tokens for the API ({origin.rstrip('/')}/api/v1/docs):")
+    for role, secret in tokens:
+        click.echo(f"  {role:9} {secret}")
+    if no_serve:
+        return
+    click.echo("")
+    click.echo(f"Serving the API and the apps on {origin} (Ctrl-C stops it)")
+    _serve_with_jobs(settings, "127.0.0.1", 8000, 1, "info")
 
 
 def _signing_key_ready(settings: Settings) -> None:
@@ -241,10 +298,17 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
     The scheduled jobs run in this process (one scheduler however many workers serve requests)
     unless POINTS_JOBS_ENABLED=false."""
+    _serve_with_jobs(None, host, port, workers, log_level)
+
+
+def _serve_with_jobs(
+    settings: Settings | None, host: str, port: int, workers: int, log_level: str
+) -> None:
+    """``points serve``'s work (``points demo`` serves the same way once it has seeded)."""
     configure_logging(log_level.upper())
     # Each worker process reads the level from its environment (api.app.app_from_environment).
     os.environ["POINTS_LOG_LEVEL"] = log_level.upper()
-    settings = _settings()
+    settings = settings or _settings()
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
     # that was installed before it; with the default one the process died there, before the
     # scheduler below was shut down, and a job in the middle of a run was killed (its run left

@@ -35,6 +35,7 @@ from points import (
     verification,
     wallets,
 )
+from points.shell import city_record
 from points.uow import unit_of_work
 from redemption import cards, catalog, flows, merchants, payments, settlement, settlement_models
 
@@ -60,6 +61,7 @@ MODEL_MODULES = (
     flows,
     catalog,
     settlement_models,
+    city_record,
 )
 
 for _job in (*maintenance.JOBS, *bulk.JOBS, settlement.SETTLEMENT_JOB):
