@@ -16,6 +16,7 @@ import { incomingScreen } from "./incoming.js";
 import { banner, listen, live, liveText, startLive, stopLive } from "./live.js";
 import { paymentScreen, paymentsScreen, statementsScreen } from "./payments.js";
 import { cardNumberScreen, takeScreen } from "./take.js";
+import { deskRoute, drawMenu, isDesk, markCurrent, noDesk } from "./desks.js";
 
 // --- Start and routes --------------------------------------------------------------------------
 
@@ -23,6 +24,7 @@ function start() {
   document.getElementById("lang").addEventListener("click", () => {
     setLang(lang() === "ja" ? "en" : "ja");
     header();
+    drawMenu();
     banner();
     redraw();
   });
@@ -76,6 +78,7 @@ async function route() {
   const mine = ++routing;
   const [, name, rest] = /^#\/([a-z-]*)\/?(.*)$/.exec(location.hash) || [];
   const detail = decodeURIComponent(rest || "");
+  if (name === "enrol" || name === "enrol-scan") noDesk();
   if (name === "enrol") return enrolScreen(detail);
   if (name === "enrol-scan") return enrolScanScreen();
   let session;
@@ -87,8 +90,18 @@ async function route() {
     return trouble(explain(failure));
   }
   if (mine !== routing) return null;
-  if (session.role === "resident") return residentScreen();
+  if (session.role === "resident") {
+    noDesk();
+    return residentScreen();
+  }
   remember(session);
+  // A counter, department, finance or admin PC: its role's screens and menu (desks.js).
+  if (isDesk(session.role)) {
+    if (name !== "settings") return deskRoute(session, name, detail);
+    markCurrent(session, "settings");
+    return settingsScreen();
+  }
+  noDesk();
   if (session.role !== "merchant" || !session.till_id) {
     return name === "settings" ? settingsScreen() : laterScreen(session);
   }
@@ -283,6 +296,7 @@ function settingsScreen() {
   const choose = (code) => () => {
     setLang(code);
     header();
+    drawMenu();
     banner();
     redraw();
   };
@@ -294,6 +308,7 @@ function settingsScreen() {
     }
     stopLive();
     forget();
+    noDesk();
     go("#/enrol");
   };
   const ask = (yes) => () => {

@@ -48,6 +48,7 @@ export default {
   banner: (count) =>
     count === 1 ? "1 payment to confirm. Tap to see it." : `${count} payments to confirm. Tap to see them.`,
 
+  deskMenu: "Menu",
   laterTitle: "This device's screens are on their way",
   laterHelp: (role) =>
     `This device is registered for ${role}. The screens for ${role} come with a later update.`,

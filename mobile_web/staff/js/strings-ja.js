@@ -48,6 +48,7 @@ export default {
   liveOff: "支払いの知らせを受け取れていません。通信を確かめてください。",
   banner: (count) => `承認待ちの支払いが ${count} 件あります。押して確かめてください。`,
 
+  deskMenu: "メニュー",
   laterTitle: "この端末の画面は準備中です",
   laterHelp: (role) =>
     `この端末は「${role}」として登録されています。${role}の画面は、今後の更新で使えるようになります。`,

@@ -1,0 +1,14 @@
+// The admin PC's screens.
+import { h } from "../../app/js/dom.js";
+import { desk, words } from "./desk.js";
+import table from "./words-admin.js";
+
+const w = words(table);
+
+export const menu = [{ route: "home", label: () => w().home }];
+
+function homeScreen() {
+  desk("admin-home", () => [h("h1", {}, w().homeTitle)], "home");
+}
+
+export const routes = { home: homeScreen };

@@ -1,0 +1,14 @@
+// The counter PC's screens.
+import { h } from "../../app/js/dom.js";
+import { desk, words } from "./desk.js";
+import table from "./words-counter.js";
+
+const w = words(table);
+
+export const menu = [{ route: "home", label: () => w().home }];
+
+function homeScreen() {
+  desk("counter-home", () => [h("h1", {}, w().homeTitle)], "home");
+}
+
+export const routes = { home: homeScreen };

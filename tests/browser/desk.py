@@ -1,0 +1,40 @@
+"""Steps of the city's office PCs in the staff app (``/staff/``): counter, department, finance and
+admin, each enrolled with a device code of a member of staff of that role (``City.new_staff`` and
+``City.device_code(staff_id=...)``), at 1280x800 (``DESK``). Screens are ``<section
+data-screen="NAME">`` inside ``<main id="view">``; the role's menu is ``<nav id="desk-nav">`` with
+links ``#menu-<route>``."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Browser, Locator, Page
+
+from points.registry import StaffRole
+
+from .live import City
+from .till import new_device
+from .wallet import on_screen
+
+DESK = {"width": 1280, "height": 800}
+
+
+def new_desk(browser: Browser, city: City) -> Page:
+    """A new browser context at 1280x800 in Japanese (its own cookie); close its context after."""
+    return new_device(browser, city, DESK)
+
+
+def enrol_desk(page: Page, city: City, role: StaffRole, home: str) -> tuple[str, Locator]:
+    """A new member of staff of ``role``, this browser enrolled as their PC with a device code:
+    their staff id and the role's home screen (``data-screen=home``)."""
+    staff_id = city.new_staff(role)
+    code = city.device_code(staff_id=staff_id)
+    page.goto("/staff/#/enrol")
+    enrol = on_screen(page, "enrol")
+    enrol.locator("#code").fill(code)
+    enrol.locator("#enrol-code").click()
+    return staff_id, on_screen(page, home)
+
+
+def open_menu(page: Page, route: str, screen: str) -> Locator:
+    """Click the menu item ``route``: the screen ``screen``."""
+    page.locator(f"#desk-nav #menu-{route}").click()
+    return on_screen(page, screen)
