@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from api.app import create_app
 from ledger import Ledger
 from points import db
 from points.settings import Settings
-from points.shell.cli import main
+from points.shell.cli import demo_origin, main
 
 DEMO_BALANCES = {
     # owner reference: (debits, credits, balance) as the demo prints them
@@ -211,6 +212,23 @@ SIGN_IN_TABLES = {"enrolment_code", "device_code", "api_token", "audit_event"}
 DEMO = ("demo", "--residents", "40", "--no-serve")
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "environ", "origin"),
+    [
+        ("127.0.0.1", 8000, {}, None),  # the settings' default
+        ("127.0.0.1", 8123, {}, "http://127.0.0.1:8123"),
+        ("localhost", 8000, {}, "http://localhost:8000"),
+        ("::1", 9000, {}, "http://[::1]:9000"),
+        ("0.0.0.0", 8000, {}, None),  # every interface: no origin (the command warns)
+        ("127.0.0.1", 8123, {"POINTS_PUBLIC_URL": "https://pay.example"}, None),
+    ],
+)
+def test_the_demos_origin_follows_host_and_port_unless_set(
+    host: str, port: int, environ: dict[str, str], origin: str | None
+) -> None:
+    assert demo_origin(host, port, environ) == origin
+
+
 def table_counts(engine: sa.Engine) -> dict[str, int]:
     """Every table's row count (Alembic's own table aside)."""
     names = [name for name in sa.inspect(engine).get_table_names() if name != "alembic_version"]
@@ -305,6 +323,12 @@ def test_points_demo_seeds_the_city_once_prints_ways_in_and_verifies(database_ur
                     assert paid.status_code == 201, paid.text
     finally:
         engine.dispose()
+    # Another port: the ways in (and the QR codes) are for the address it would serve at.
+    elsewhere = invoke(database_url, "demo", "--no-serve", "--port", "8123")
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert "open http://127.0.0.1:8123/app/ and type the counter code" in elsewhere.output
+    assert "127.0.0.1:8000" not in elsewhere.output
+    assert "POINTS_PUBLIC_URL" not in os.environ
     # The ledger demo runs beside it on the same database, and everything verifies.
     assert invoke(database_url, "ledger", "demo").exit_code == 0
     verified = invoke(database_url, "verify")

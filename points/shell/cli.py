@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,10 +69,11 @@ from redemption.settlement_models import RunTrigger
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
-    """The settings; a bad value is a one-line message per problem and exit status 1."""
+def _settings(**overrides: Any) -> Settings:
+    """The settings (``overrides`` before the environment); a bad value is a one-line message
+    per problem and exit status 1."""
     try:
-        return Settings()
+        return Settings(**overrides)
     except ValidationError as error:
         problems = "; ".join(
             problem["msg"].removeprefix("Value error, ") for problem in error.errors()
@@ -189,11 +190,23 @@ def purge_command() -> None:
     help="How many residents (a smaller city seeds faster).",
 )
 @click.option("--no-serve", is_flag=True, help="Seed and print, but do not serve.")
-def demo_command(seed: int, residents: int, no_serve: bool) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to serve on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def demo_command(seed: int, residents: int, no_serve: bool, host: str, port: int) -> None:
     """Seed the pilot city (a year of history; points.shell.city) on the configured database,
     print it and a one-time way in for each role, then serve the API and the apps until Ctrl-C.
-    Run again, it adds nothing (the city is the first run's) and prints new ways in."""
-    settings = _settings()
+    Run again, it adds nothing (the city is the first run's) and prints new ways in.
+
+    The URLs printed and the QR codes signed are for POINTS_PUBLIC_URL; when it is not set, for
+    http://HOST:PORT (with --host 0.0.0.0, set POINTS_PUBLIC_URL to the address phones reach)."""
+    origin_given = demo_origin(host, port, os.environ)
+    if host in WILDCARD_HOSTS and not os.environ.get("POINTS_PUBLIC_URL"):
+        click.echo(
+            f"serving on {host}: set POINTS_PUBLIC_URL to the address phones and PCs open "
+            "(http://192.168.1.20:8000, say), or their QR codes will not work",
+            err=True,
+        )
+    settings = _settings() if origin_given is None else _settings(public_url=origin_given)
     engine = _engine(settings)
     schema.upgrade(engine)
     _signing_key_ready(settings)
@@ -246,7 +259,24 @@ def demo_command(seed: int, residents: int, no_serve: bool) -> None:
         return
     click.echo("")
     click.echo(f"Serving the API and the apps on {origin} (Ctrl-C stops it)")
-    _serve_with_jobs(settings, "127.0.0.1", 8000, 1, "info")
+    if origin_given is not None:
+        os.environ["POINTS_PUBLIC_URL"] = origin_given  # the server's app reads its environment
+    _serve_with_jobs(settings, host, port, 1, "info")
+
+
+#: Addresses that serve on every interface: no origin can be made of them.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (recognised, not bound)
+
+
+def demo_origin(host: str, port: int, environ: Mapping[str, str]) -> str | None:
+    """The public origin ``points demo --host --port`` serves at when POINTS_PUBLIC_URL is not
+    set (None: leave the settings as they are; the default, or the wildcard address)."""
+    if environ.get("POINTS_PUBLIC_URL") or host in WILDCARD_HOSTS:
+        return None
+    if (host, port) == ("127.0.0.1", 8000):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
 
 
 def _signing_key_ready(settings: Settings) -> None:
