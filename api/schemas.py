@@ -334,10 +334,14 @@ class SessionPublic(Output):
     label: str
     expires_at: datetime
     merchant_id: str | None = None
+    #: The shop's name in Japanese (`merchant_name`) and in English.
     merchant_name: str | None = None
+    merchant_name_en: str | None = None
     till_id: str | None = None
     till_name: str | None = None
     department_id: str | None = None
+    department_name_ja: str | None = None
+    department_name_en: str | None = None
 
 
 class DeviceSessionPublic(Output):

@@ -76,6 +76,7 @@ def test_a_till_is_enrolled_by_a_code_and_takes_payments_in_its_session(
     body = started.json()
     assert body["till_id"] == till["id"] and body["till_name"] == "レジ1"
     assert body["merchant_id"] == world.merchants["a"] and body["merchant_name"] == "店a"
+    assert body["merchant_name_en"] == "Merchant a"
     assert body["expires_at"].startswith(str((world.now() + timedelta(days=30)).date()))
     cookie = started.headers["set-cookie"]
     assert cookie.startswith("points_session=kp_") and "httponly" in cookie.lower()
@@ -218,6 +219,7 @@ def test_current_answers_for_a_bearer_token_and_a_wallet_too(world: World) -> No
     issuer = world.actors["issuer_a"]
     them = world.client.get("/api/v1/sessions/current", headers=issuer.headers).json()
     assert them["department_id"] == world.departments["a"]
+    assert (them["department_name_ja"], them["department_name_en"]) == ("部署a", "Department a")
     assert_problem(world.client.get("/api/v1/sessions/current"), 401, "unauthenticated")
 
 

@@ -23,7 +23,7 @@ from points import access, qrtokens
 from points.auth import Role, Token
 from points.errors import SelfEnrolmentClosed, Unauthenticated
 from points.people import get
-from points.registry import Merchant, Staff
+from points.registry import Department, Merchant, Staff
 from redemption.merchants import Till
 
 router = APIRouter(tags=["wallet app"], route_class=StrictRoute)
@@ -202,11 +202,14 @@ def describe(session: Session, token: Token) -> SessionPublic:
     if info.role is Role.RESIDENT:
         return info
     staff = get(session, Staff, token.principal_id)
-    info.department_id = staff.department_id
+    if staff.department_id is not None:
+        department = get(session, Department, staff.department_id)
+        info.department_id = department.id
+        info.department_name_ja, info.department_name_en = department.name_ja, department.name_en
     if staff.merchant_id is not None:
         merchant = get(session, Merchant, staff.merchant_id)
         info.merchant_id = merchant.id
-        info.merchant_name = merchant.name_ja
+        info.merchant_name, info.merchant_name_en = merchant.name_ja, merchant.name_en
         till = session.exec(select(Till).where(Till.staff_id == staff.id)).first()
         if till is not None:
             info.till_id, info.till_name = till.id, till.name

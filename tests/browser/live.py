@@ -453,7 +453,8 @@ class City:
         return made.till.id
 
     def new_staff(self, role: StaffRole) -> str:
-        """A member of staff of another role (a counter's): their id."""
+        """A member of staff of another role (a counter's; a merchant's is the shop's, and an
+        issuer's the department's): their id."""
         now = system_clock()
 
         def work(session: Session) -> str:
@@ -464,6 +465,7 @@ class City:
                 role=role,
                 display_name=f"{role} staff",
                 department_id=self.department_id if role is StaffRole.ISSUER else None,
+                merchant_id=self.merchant_id if role is StaffRole.MERCHANT else None,
             )
             session.flush()
             return staff.id

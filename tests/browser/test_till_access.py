@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from .camera import FakeCamera
-from .live import City, Server, call, expect_status
+from .live import SHOP_NAME_EN, City, Server, call, expect_status
 from .test_wallet_access import CUT_OFF, HORIZONTAL_SCROLL
 from .till import PHONE, TABLET, enrol_till, expect_sound, key_in
 from .wallet import axe, japanese_in, on_screen, points
@@ -177,7 +177,8 @@ def test_the_till_in_english_and_a_role_whose_screens_come_later(
     page.locator("#lang").click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(home.locator("#till-of")).to_contain_text("The till")
-    # Only the names (the shop's and the till's, which have no English) are in Japanese.
+    # The shop's English name (sessions/current); only the till's name (no English) is Japanese.
+    expect(home.locator("#till-of")).to_contain_text(SHOP_NAME_EN)
     outside_names = home.evaluate(
         """section => {
             const copy = section.cloneNode(true);
@@ -195,7 +196,8 @@ def test_the_till_in_english_and_a_role_whose_screens_come_later(
     page.locator("#lang").click()
     expect(page.locator("html")).to_have_attribute("lang", "ja")
 
-    other = city.new_staff(StaffRole.FINANCE)
+    # A shop's member of staff who is not a till (a manager): no screens yet.
+    other = city.new_staff(StaffRole.MERCHANT)
     page.goto(f"/staff/#/enrol/{city.device_code(staff_id=other)}")
     check(page, "later", shoot)
 

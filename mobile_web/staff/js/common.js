@@ -3,7 +3,7 @@
 // sentence (a lost session goes back to enrolment), the amount keypad, and the sound.
 import { Refused, setClient } from "../../app/js/api.js";
 import { h, onLeave, setError } from "../../app/js/dom.js";
-import { money, sentence, t, useStrings } from "../../app/js/i18n.js";
+import { lang, money, sentence, t, useStrings } from "../../app/js/i18n.js";
 import en from "./strings-en.js";
 import ja from "./strings-ja.js";
 
@@ -104,8 +104,11 @@ export function shortName(customer) {
   return (customer || "").replace(/^cus_/, "").slice(0, 6);
 }
 
+// The shop's name in the language on screen (Japanese when it has no English name).
 export function shopName() {
-  return state.session ? state.session.merchant_name : "";
+  const session = state.session;
+  if (!session) return "";
+  return (lang() === "en" && session.merchant_name_en) || session.merchant_name || "";
 }
 
 // --- The keypad ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { Refused, get, post } from "../../app/js/api.js";
 import { button, errorLine, h, leave, link, onLeave, redraw, setError, show } from "../../app/js/dom.js";
 import { lang, setLang, t } from "../../app/js/i18n.js";
 import { startCamera, viewfinder } from "./camera.js";
-import { explain, forget, go, remember, signedOut, state } from "./common.js";
+import { explain, forget, go, remember, shopName, signedOut, state } from "./common.js";
 import { chargeScreen, requestScreen } from "./charge.js";
 import { incomingScreen } from "./incoming.js";
 import { banner, listen, live, liveText, startLive, stopLive } from "./live.js";
@@ -267,7 +267,7 @@ function homeScreen() {
 
 // "狛江珈琲店のレジ「レジ1」", the till's name kept on one line if it fits.
 function tillOf(session) {
-  const parts = t().tillOf("\u0000", session.merchant_name).split("\u0000");
+  const parts = t().tillOf("\u0000", shopName()).split("\u0000");
   return [parts[0], h("span", { class: "keep" }, session.till_name), parts.slice(1).join("")];
 }
 
