@@ -7,7 +7,7 @@ time (``hmac.compare_digest``) after a lookup by the token's visible prefix.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -184,23 +184,12 @@ def authenticate_session(
     only of its own session. Anything else wrong is ``Unauthenticated``, as for a bearer token.
     """
     row = _token_row(session, secret)
-    if row is None:
-        raise Unauthenticated("the session is not valid")
     # A staff member's bearer token is not a session: only one a device code gave is.
-    if row.role != Role.RESIDENT and not _is_device_session(session, row.id):
+    if row is None or (row.role != Role.RESIDENT and row.device_code_id is None):
         raise Unauthenticated("the session is not valid")
-    if row.expires_at <= now and row.revoked_at is None:
-        try:
-            _principal(row, row.expires_at - timedelta(microseconds=1))
-        except Unauthenticated:
-            raise Unauthenticated("the session is not valid") from None
+    if row.revoked_at is None and row.expires_at <= now and _in_good_standing(row):
         raise SessionExpired("the session has lapsed; link this device again with a new code")
     return _principal(row, now), row.expires_at
-
-
-def _is_device_session(session: Session, token_id: str) -> bool:
-    found = session.exec(select(DeviceCode.id).where(DeviceCode.token_id == token_id)).first()
-    return found is not None
 
 
 def renew_session(
@@ -241,11 +230,12 @@ def _token_row(session: Session, secret: str) -> sa.Row[Any] | None:
     if prefix is None:
         return None
     # One query on the hot path of every request: the token, and its principal's standing.
-    token_t, resident_t, staff_t, merchant_t = (
+    token_t, resident_t, staff_t, merchant_t, device_t = (
         Token.__table__,  # type: ignore[attr-defined]
         Resident.__table__,  # type: ignore[attr-defined]
         Staff.__table__,  # type: ignore[attr-defined]
         Merchant.__table__,  # type: ignore[attr-defined]
+        DeviceCode.__table__,  # type: ignore[attr-defined]
     )
     row = session.execute(
         sa.select(
@@ -261,11 +251,14 @@ def _token_row(session: Session, secret: str) -> sa.Row[Any] | None:
             staff_t.c.merchant_id,
             staff_t.c.department_id,
             merchant_t.c.status.label("merchant_status"),
+            # Set when a device code gave this token (a staff device's session).
+            device_t.c.id.label("device_code_id"),
         )
         .select_from(token_t)
         .outerjoin(resident_t, resident_t.c.id == token_t.c.principal_id)
         .outerjoin(staff_t, staff_t.c.id == token_t.c.principal_id)
         .outerjoin(merchant_t, merchant_t.c.id == staff_t.c.merchant_id)
+        .outerjoin(device_t, device_t.c.token_id == token_t.c.id)
         .where(token_t.c.prefix == prefix)
     ).first()
     if row is None or not secret_matches(secret, row.secret_hash):
@@ -273,21 +266,23 @@ def _token_row(session: Session, secret: str) -> sa.Row[Any] | None:
     return row
 
 
-def _principal(row: sa.Row[Any], now: datetime) -> Principal:
-    if row.revoked_at is not None or row.expires_at <= now:
-        raise Unauthenticated("the token is not valid")
+def _in_good_standing(row: sa.Row[Any]) -> bool:
+    """Whether the token's principal may act, whatever the time: an active resident, or active
+    staff of the token's role whose shop (if any) is not closed (a suspended shop's staff and
+    tills still read and refund)."""
     role = Role(row.role)
     if role is Role.RESIDENT:
-        if row.resident_status != ResidentStatus.ACTIVE:
-            raise Unauthenticated("the token is not valid")
-        return Principal(role, row.principal_id, row.id)
+        return bool(row.resident_status == ResidentStatus.ACTIVE)
     if row.staff_status != StaffStatus.ACTIVE or row.staff_role != role.value:
-        raise Unauthenticated("the token is not valid")
-    # A closed shop's staff and tills are shut out (a suspended shop's still read and refund).
-    if row.merchant_id is not None and row.merchant_status in (None, MerchantStatus.CLOSED):
+        return False
+    return row.merchant_id is None or row.merchant_status not in (None, MerchantStatus.CLOSED)
+
+
+def _principal(row: sa.Row[Any], now: datetime) -> Principal:
+    if row.revoked_at is not None or row.expires_at <= now or not _in_good_standing(row):
         raise Unauthenticated("the token is not valid")
     return Principal(
-        role,
+        Role(row.role),
         row.principal_id,
         row.id,
         merchant_id=row.merchant_id,
@@ -339,27 +334,9 @@ def redeem_enrolment_code(
 ) -> NewToken:
     """Use a code once: mark it used and return a new resident token (a wallet app's session
     passes its own ``lifetime`` and ``label``)."""
-    normalized = normalize_enrolment_code(code)
-    enrolment = session.exec(
-        select(EnrolmentCode).where(
-            EnrolmentCode.code_hash == hash_enrolment_code(normalized, secret_key)
-        )
-    ).first()
-    if enrolment is None:
-        raise EnrolmentCodeInvalid("the enrolment code is not valid; check it or ask the counter")
-    if enrolment.used_at is not None:
-        raise EnrolmentCodeUsed("the enrolment code was used already")
-    if enrolment.expires_at <= now:
-        raise EnrolmentCodeExpired("the enrolment code has expired; ask the counter for a new one")
-    # A conditional update, not the value read above: two phones racing with one code cannot
-    # both win (the second waits for the first's row lock, then finds the code used).
-    claimed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        sa.update(EnrolmentCode)
-        .where(col(EnrolmentCode.id) == enrolment.id, col(EnrolmentCode.used_at).is_(None))
-        .values(used_at=now)
-    )
-    if claimed.rowcount != 1:
-        raise EnrolmentCodeUsed("the enrolment code was used already")
+    enrolment = _live_code(session, EnrolmentCode, code, now, secret_key, "ask the counter")
+    # Claimed by a conditional update: two phones racing with one code cannot both win.
+    _claim_code(session, EnrolmentCode, enrolment.id, now)
     actor = Principal(Role.RESIDENT, enrolment.resident_id, "enrolment")
     return issue_token(
         session,
@@ -454,17 +431,7 @@ def redeem_device_code(
 ) -> tuple[DeviceCode, NewToken]:
     """Use a device code once: a new token of its member of staff (the device's session,
     labelled with the code's label), the code marked used with that token's id."""
-    device = session.exec(
-        select(DeviceCode).where(
-            DeviceCode.code_hash == hash_enrolment_code(normalize_enrolment_code(code), secret_key)
-        )
-    ).first()
-    if device is None:
-        raise EnrolmentCodeInvalid("the code is not valid; check it or ask for a new one")
-    if device.used_at is not None:
-        raise EnrolmentCodeUsed("the code was used already")
-    if device.expires_at <= now:
-        raise EnrolmentCodeExpired("the code has expired; ask for a new one")
+    device = _live_code(session, DeviceCode, code, now, secret_key, "ask for a new one")
     staff = get(session, Staff, device.staff_id)
     actor = Principal(Role(staff.role), staff.id, "device-code")
     new = issue_token(
@@ -477,16 +444,47 @@ def redeem_device_code(
         lifetime=lifetime,
     )
     session.flush()
-    # Conditional: two devices racing with one code cannot both win (the loser's token is
-    # rolled back with its transaction).
+    # Claimed with the new token's id (the loser of a race rolls its token back).
+    _claim_code(session, DeviceCode, device.id, now, token_id=new.token.id)
+    return device, new
+
+
+CodeRow = TypeVar("CodeRow", EnrolmentCode, DeviceCode)
+
+
+def _live_code(
+    session: Session, table: type[CodeRow], code: str, now: datetime, secret_key: bytes, ask: str
+) -> CodeRow:
+    """The one-time code (a wallet's enrolment code or a device code) typed, if it can still be
+    used; else ``EnrolmentCodeInvalid``, ``…Used`` or ``…Expired`` (``ask``: where a new one
+    comes from)."""
+    digest = hash_enrolment_code(normalize_enrolment_code(code), secret_key)
+    found = session.exec(select(table).where(table.code_hash == digest)).first()
+    if found is None:
+        raise EnrolmentCodeInvalid(f"the code is not valid; check it or {ask}")
+    if found.used_at is not None:
+        raise EnrolmentCodeUsed("the code was used already")
+    if found.expires_at <= now:
+        raise EnrolmentCodeExpired(f"the code has expired; {ask}")
+    return found
+
+
+def _claim_code(
+    session: Session,
+    table: type[EnrolmentCode] | type[DeviceCode],
+    code_id: str,
+    now: datetime,
+    **values: Any,
+) -> None:
+    """Mark a code used by a conditional update, not by the value read before: of two requests
+    racing with one code, the second waits for the first's row lock, then finds it used."""
     claimed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        sa.update(DeviceCode)
-        .where(col(DeviceCode.id) == device.id, col(DeviceCode.used_at).is_(None))
-        .values(used_at=now, token_id=new.token.id)
+        sa.update(table)
+        .where(col(table.id) == code_id, col(table.used_at).is_(None))
+        .values(used_at=now, **values)
     )
     if claimed.rowcount != 1:
         raise EnrolmentCodeUsed("the code was used already")
-    return device, new
 
 
 def device_sessions(session: Session, now: datetime) -> list[tuple[DeviceCode, Token]]:
