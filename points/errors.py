@@ -48,6 +48,7 @@
     └── Unavailable                the database or another dependency is down (unavailable)
         ├── KeyDirectoryMissing    POINTS_KEY_DIR does not exist (key_directory_missing)
         ├── NoSigningKey           no active key to sign with (no_signing_key)
+        │   └── NoPinPepper        no card PIN pepper in the key directory (no_pin_pepper)
         └── KeyFileUnsafe          a key file others may read, or a broken one (key_file_unsafe)
 
 The issuing side's refusals (programs, budgets, awards, uploads) extend ``Conflict`` and
@@ -263,6 +264,13 @@ class KeyDirectoryMissing(Unavailable):
 
 class NoSigningKey(Unavailable):
     code = "no_signing_key"
+
+
+class NoPinPepper(NoSigningKey):
+    """The key directory holds no ``pin-pepper`` (``points keys init`` writes it): card PINs can
+    be neither set nor checked."""
+
+    code = "no_pin_pepper"
 
 
 class KeyFileUnsafe(Unavailable):

@@ -66,6 +66,7 @@ from points.errors import (
     KeyFileUnsafe,
     KeyInUse,
     KeyNotFound,
+    NoPinPepper,
     NoSigningKey,
 )
 
@@ -199,7 +200,7 @@ def read_pin_pepper(directory: Path) -> bytes:
     _check_directory(directory)
     path = directory / PEPPER_FILE
     if not path.exists():
-        raise NoSigningKey(
+        raise NoPinPepper(
             f"{directory} (POINTS_KEY_DIR) holds no {PEPPER_FILE}; `points keys init` writes it",
             key_dir=str(directory),
         )

@@ -32,6 +32,7 @@ from points.errors import (
     KeyFileUnsafe,
     KeyInUse,
     KeyNotFound,
+    NoPinPepper,
     NoSigningKey,
 )
 from points.keys import KeyRing, KeyStatus
@@ -108,8 +109,9 @@ def test_init_adds_the_pin_pepper_to_a_directory_from_before_it(tmp_path: Path) 
     key_dir = tmp_path / "keys"
     keys.init_keys(key_dir, NOW)
     (key_dir / keys.PEPPER_FILE).unlink()
-    with pytest.raises(NoSigningKey):
+    with pytest.raises(NoPinPepper) as missing:
         keys.KeyRing(key_dir).pin_pepper()
+    assert missing.value.code == "no_pin_pepper"  # its own code (a NoSigningKey still)
     assert keys.init_keys(key_dir, LATER) is None  # the pepper only
     pepper = keys.KeyRing(key_dir).pin_pepper()
     assert len(pepper) == keys.PEPPER_SIZE and pepper != bytes(keys.PEPPER_SIZE)
