@@ -3,7 +3,7 @@
 // inline SVG beside its table; every report is also a CSV to download.
 import { get } from "../../app/js/api.js";
 import { errorLine, h, redraw } from "../../app/js/dom.js";
-import { money } from "../../app/js/i18n.js";
+import { day, money } from "../../app/js/i18n.js";
 import { desk, field, sentenceOf, table } from "./desk.js";
 import { monthChart, monthEnd, monthName, monthStart, rowChart, sumBy, tokyoToday, w } from "./finance-charts.js";
 
@@ -15,6 +15,18 @@ function monthsOf(from, to) {
   for (let first = monthStart(from); first <= to && months.length < 13; first = monthStart(first, 1)) {
     const last = monthEnd(first);
     months.push({ period: first.slice(0, 7), from: first < from ? from : first, to: last > to ? to : last });
+  }
+  return months;
+}
+
+// Sums by month [{ key: "2027-07", value }] with the months between them (0) filled in.
+function everyMonth(sums) {
+  if (!sums.length) return [];
+  const by = new Map(sums.map((sum) => [sum.key, sum.value]));
+  const last = sums[sums.length - 1].key;
+  const months = [];
+  for (let first = `${sums[0].key}-01`; first.slice(0, 7) <= last && months.length < 60; first = monthStart(first, 1)) {
+    months.push({ period: first.slice(0, 7), value: by.get(first.slice(0, 7)) || 0 });
   }
   return months;
 }
@@ -70,10 +82,7 @@ export function reportsScreen() {
       state.data = {
         date,
         range,
-        outstanding: sumBy(outstanding.rows, (row) => row.expiry_month, (row) => row.points).map((bar) => ({
-          period: bar.key,
-          value: bar.value,
-        })),
+        outstanding: everyMonth(sumBy(outstanding.rows, (row) => row.expiry_month, (row) => row.points)),
         breakage: [...breakageMonths.entries()].map(([period, value]) => ({ period, value })),
         perMonth,
         byMerchant: byMerchant.rows,
@@ -128,7 +137,7 @@ function reportSections(data) {
   return [
     section(
       "outstanding",
-      w().outstandingTitle(data.date),
+      w().outstandingTitle(day(data.date)),
       h("p", { class: "quiet" }, w().outstandingLead, " ", w().total(money(data.outstanding.reduce((s, b) => s + b.value, 0)))),
       data.outstanding.length
         ? [
@@ -188,7 +197,7 @@ function reportSections(data) {
     ),
     section(
       "trial",
-      w().trialTitle(data.date),
+      w().trialTitle(day(data.date)),
       h("p", { class: "quiet" }, w().trialLead),
       table(
         "table-trial",

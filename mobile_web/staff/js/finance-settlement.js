@@ -12,6 +12,9 @@ import { monthEnd, monthName, monthStart, tokyoToday, w } from "./finance-charts
 
 const FINANCE = "/api/v1/finance";
 
+// A refusal already put as a sentence of this screen's own.
+class Notice extends Error {}
+
 function runState(run) {
   if (run.paid_on) return w().runPaid(day(run.paid_on));
   if (run.file_made_at) return w().runFileMade;
@@ -41,11 +44,13 @@ function statementColumns(withLinks) {
   if (withLinks) {
     columns.push({
       label: w().statement,
-      value: (row) => [
-        h("a", { href: `${FINANCE}/statements/${encodeURIComponent(row.id)}/print`, target: "_blank", rel: "noopener", class: "statement-print" }, w().print),
-        " ・ ",
-        h("a", { href: `${FINANCE}/statements/${encodeURIComponent(row.id)}.csv`, download: "" }, w().csv),
-      ],
+      value: (row) =>
+        h(
+          "span",
+          { class: "links" },
+          h("a", { href: `${FINANCE}/statements/${encodeURIComponent(row.id)}/print`, target: "_blank", rel: "noopener", class: "statement-print" }, w().print),
+          h("a", { href: `${FINANCE}/statements/${encodeURIComponent(row.id)}.csv`, download: "" }, w().csv),
+        ),
     });
   }
   return columns;
@@ -186,7 +191,7 @@ export async function runScreen(id) {
       state.asking = null;
       await load();
     } catch (failure) {
-      state.error = sentenceOf(w, failure);
+      state.error = failure instanceof Notice ? failure.message : sentenceOf(w, failure);
     }
     state.busy = false;
     redraw(screen);
@@ -199,6 +204,8 @@ export async function runScreen(id) {
         state.fileKey = null;
       } catch (failure) {
         if (failure instanceof Refused) state.fileKey = null;
+        // Nothing to transfer: no bank statement left outside a sent or paid file.
+        if (failure instanceof Refused && failure.problem.code === "conflict") throw new Notice(w().nothingToTransfer);
         throw failure;
       }
     });

@@ -161,7 +161,6 @@ function homeScreen() {
             "p",
             { id: "verify-state", role: "status", class: `verify-${state.verify.state}` },
             w().jobState[state.verify.state] || state.verify.state,
-            state.verify.outcome ? ` ${state.verify.outcome}` : "",
           ),
       ),
     ];
