@@ -52,6 +52,7 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         _, home = enrol_desk(page, city, StaffRole.FINANCE, "finance-home")
         expect(home.locator("#figures")).not_to_contain_text("…")
         expect(home.locator("#todo-title")).to_be_visible()
+        expect(page.locator("#desk-nav #menu-home")).to_have_attribute("aria-current", "page")
         axe(page, "finance home")
 
         # A verification, queued and followed to its end (sealed first: the seal job is off).
@@ -64,6 +65,7 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         shoot(page, "home")
 
         reports = open_menu(page, "reports", "finance-reports")
+        expect(page.locator("#desk-nav #menu-reports")).to_have_attribute("aria-current", "page")
         for chart in CHARTS:
             svg = reports.locator(f"#{chart}")
             expect(svg).to_be_visible()
@@ -90,6 +92,7 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         expect(reports.locator("h1")).to_have_text("報告書")
 
         exports = open_menu(page, "exports", "finance-exports")
+        expect(page.locator("#desk-nav #menu-exports")).to_have_attribute("aria-current", "page")
         axe(page, "finance exports")
         exports.locator("#export-format").select_option("hledger")
         exports.locator("#export-from").fill((today - timedelta(days=800)).isoformat())
@@ -119,6 +122,7 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         month = f"{int(period[:4])}年{int(period[5:])}月"
         settlement.get_by_role("link", name=month, exact=True).first.click()
         run = on_screen(page, "finance-run")
+        expect(page.locator("#desk-nav #menu-settlement")).to_have_attribute("aria-current", "page")
         expect(run.locator("#table-statements")).to_contain_text(SHOP_NAME_JA)
         expect(run.locator("#run-totals")).to_contain_text("円")
         axe(page, "finance run")

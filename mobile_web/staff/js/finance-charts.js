@@ -71,7 +71,7 @@ export function monthChart(id, label, bars) {
   const top = 16;
   const plot = height - bottom - top;
   const max = niceMax(Math.max(0, ...bars.map((bar) => bar.value)));
-  const slot = (width - left - 10) / Math.max(bars.length, 1);
+  const slot = Math.min((width - left - 10) / Math.max(bars.length, 1), 90);
   const svg = el("svg", {
     id,
     class: "chart",

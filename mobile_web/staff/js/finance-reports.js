@@ -124,7 +124,7 @@ export function reportsScreen() {
       errorLine(state.error),
       data && reportSections(data),
     ];
-  });
+  }, "reports");
   load();
 }
 

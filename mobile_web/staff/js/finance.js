@@ -164,7 +164,7 @@ function homeScreen() {
           ),
       ),
     ];
-  });
+  }, "home");
   load();
 }
 
@@ -227,7 +227,7 @@ function exportsScreen() {
     ),
     h("p", { class: "hint", id: "export-hint" }, w().exportsHint),
     h("a", { id: "export-download", class: "button primary", href: href(), download: "" }, w().download),
-  ]);
+  ], "exports");
 }
 
 export const routes = {
