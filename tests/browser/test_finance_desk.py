@@ -3,7 +3,8 @@ its home queues a verification of the ledger and follows it to the end; the repo
 charts as inline SVG with bars for the seeded data (points outstanding, expired points, payments
 by month and by shop) beside their tables; an export in hledger format downloads and passes
 ``hledger check -s``; the settlement screens list last month's run, its statements, and say why
-the transfer file cannot be made (the test shop has no bank details) as a sentence. axe on every
+the transfer file cannot be made (the test shop has no bank details) as a sentence; the payments
+list shows the resident's payment and the audit screen the verification's job run. axe on every
 screen; screenshots in Japanese and English."""
 
 from __future__ import annotations
@@ -131,7 +132,22 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         axe(page, "finance run, confirming")
         run.locator("#transfer-confirm").click()
         text = check_error(page)
-        assert "振込する明細がありません" in text  # the test shop has no bank details
+        assert "振込する精算書がありません" in text  # the test shop has no bank details
         shoot(page, "run")
+
+        payments = open_menu(page, "payments", "finance-payments")
+        payments.locator("#payments-from").fill(
+            (today.replace(day=1) - timedelta(days=1)).replace(day=1).isoformat()
+        )
+        payments.locator("#payments-show").click()
+        expect(payments.locator("#table-payments-list")).to_contain_text(SHOP_NAME_JA)
+        expect(payments.locator("#table-payments-list")).to_contain_text(resident.id)
+        axe(page, "finance payments")
+
+        audit = open_menu(page, "audit", "finance-audit")
+        expect(audit.locator("#table-jobs")).to_contain_text("台帳の点検")
+        expect(audit.locator("#table-audit tbody tr").first).to_be_visible()
+        axe(page, "finance audit")
+        shoot(page, "audit")
     finally:
         page.context.close()

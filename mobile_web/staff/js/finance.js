@@ -1,11 +1,12 @@
 // The finance PC's screens: home (the ledger's last verification, a new one queued and followed,
 // the headline figures and this month's settlement), reports (finance-reports.js), exports of the
-// ledger, and settlement (finance-settlement.js).
+// ledger, settlement (finance-settlement.js), payments and the audit trail (finance-ledger.js).
 import { get, post } from "../../app/js/api.js";
 import { errorLine, h, link, onLeave, onScreen, redraw } from "../../app/js/dom.js";
 import { money, moment } from "../../app/js/i18n.js";
 import { desk, field, sentenceOf, sums } from "./desk.js";
 import { monthName, monthStart, tokyoToday, w } from "./finance-charts.js";
+import { auditScreen, paymentsScreen } from "./finance-ledger.js";
 import { reportsScreen } from "./finance-reports.js";
 import { runScreen, settlementScreen } from "./finance-settlement.js";
 
@@ -16,6 +17,8 @@ export const menu = [
   { route: "reports", label: () => w().reports },
   { route: "exports", label: () => w().exports },
   { route: "settlement", label: () => w().settlement },
+  { route: "payments", label: () => w().payments },
+  { route: "audit", label: () => w().audit },
 ];
 
 // --- Home --------------------------------------------------------------------------------------
@@ -235,4 +238,6 @@ export const routes = {
   reports: reportsScreen,
   exports: exportsScreen,
   settlement: (detail) => (detail ? runScreen(detail) : settlementScreen()),
+  payments: paymentsScreen,
+  audit: auditScreen,
 };
