@@ -15,6 +15,13 @@ const FINANCE = "/api/v1/finance";
 // A refusal already put as a sentence of this screen's own.
 class Notice extends Error {}
 
+// A merchant's name on screen, from the run's statements (its id when none names it).
+function nameOf(statements, merchantId) {
+  const statement = statements.find((item) => item.merchant_id === merchantId);
+  if (!statement) return merchantId;
+  return lang() === "ja" ? statement.merchant_name_ja : statement.merchant_name_en || statement.merchant_name_ja;
+}
+
 function runState(run) {
   if (run.paid_on) return w().runPaid(day(run.paid_on));
   if (run.file_made_at) return w().runFileMade;
@@ -301,7 +308,7 @@ export async function runScreen(id) {
             "table-transfers",
             [
               { label: w().line, numeric: true, key: "line" },
-              { label: w().merchant, key: "merchant_id" },
+              { label: w().merchant, value: (row) => nameOf(run.statements, row.merchant_id) },
               { label: w().bank, value: (row) => `${row.bank_code}-${row.branch_code} ${row.account_number}` },
               { label: w().yenToPay, numeric: true, value: (row) => w().yenOf(row.amount) },
               { label: w().stateLabel, value: (row) => w().transferState[row.status] || row.status },
