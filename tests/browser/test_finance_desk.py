@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Download, Page, expect
 
 from ledger.service import system_clock
 from points.calendar import tokyo_date
@@ -95,6 +95,19 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         exports = open_menu(page, "exports", "finance-exports")
         expect(page.locator("#desk-nav #menu-exports")).to_have_attribute("aria-current", "page")
         axe(page, "finance exports")
+        exports.locator("#export-from").fill(today.isoformat())
+        exports.locator("#export-to").fill((today - timedelta(days=1)).isoformat())
+        downloads: list[Download] = []
+
+        def downloaded(download: Download) -> None:
+            downloads.append(download)
+
+        page.on("download", downloaded)
+        exports.locator("#export-download").click()
+        check_error(page)  # the last day before the first: a sentence, no download
+        page.wait_for_timeout(300)
+        page.remove_listener("download", downloaded)
+        assert not downloads
         exports.locator("#export-format").select_option("hledger")
         exports.locator("#export-from").fill((today - timedelta(days=800)).isoformat())
         exports.locator("#export-to").fill(today.isoformat())

@@ -2,7 +2,7 @@
 // the headline figures and this month's settlement), reports (finance-reports.js), exports of the
 // ledger, settlement (finance-settlement.js), payments and the audit trail (finance-ledger.js).
 import { get, post } from "../../app/js/api.js";
-import { errorLine, h, link, onLeave, onScreen, redraw } from "../../app/js/dom.js";
+import { errorLine, h, link, onLeave, onScreen, redraw, setError } from "../../app/js/dom.js";
 import { money, moment } from "../../app/js/i18n.js";
 import { desk, field, sentenceOf, sums } from "./desk.js";
 import { monthName, monthStart, tokyoToday, w } from "./finance-charts.js";
@@ -209,6 +209,14 @@ function exportsScreen() {
     state[name] = event.target.value;
     const anchor = document.getElementById("export-download");
     if (anchor) anchor.href = href();
+    setError(state.from && state.to && state.from <= state.to ? null : w().exportRangeWrong);
+  };
+  // A range the API refuses downloads its refusal: the link does nothing then, the line says why.
+  const guard = (event) => {
+    if (!state.from || !state.to || state.from > state.to) {
+      event.preventDefault();
+      setError(w().exportRangeWrong);
+    }
   };
   desk("finance-exports", () => [
     h("h1", {}, w().exportsTitle),
@@ -229,7 +237,8 @@ function exportsScreen() {
       field("export-to", w().toDay, h("input", { id: "export-to", type: "date", value: state.to, onchange: update("to") })),
     ),
     h("p", { class: "hint", id: "export-hint" }, w().exportsHint),
-    h("a", { id: "export-download", class: "button primary", href: href(), download: "" }, w().download),
+    errorLine(null),
+    h("a", { id: "export-download", class: "button primary", href: href(), download: "", onclick: guard }, w().download),
   ], "exports");
 }
 
