@@ -565,6 +565,23 @@ class City:
         )
         return period
 
+    # Finance (tests/browser/test_finance_*.py) ----------------------------------------------
+
+    def seal(self) -> int:
+        """Seal every committed entry (the scheduler's seal job is off in the tests)."""
+        return ledger.Ledger(self.server.engine).seal()
+
+    def expired_points(self, points: int) -> Resident:
+        """A new resident awarded ``points`` fourteen months ago, and an expiry run now: the
+        points are expired (breakage of this month)."""
+        from points import expiry
+
+        now = system_clock()
+        resident = self.new_resident()
+        self.award(resident.id, points, at=now - timedelta(days=425))
+        expiry.expire(self.server.engine, now)
+        return resident
+
 
 def _a_year_before(now: datetime) -> datetime:
     """The same day a year earlier, at noon Tokyo time: what was earned then expires at the end
