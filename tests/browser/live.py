@@ -46,10 +46,10 @@ from ledger.service import system_clock
 from points import access, keys, people, pointtypes
 from points.auth import DeviceCode, Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
-from points.registry import StaffRole
+from points.registry import MerchantKind, StaffRole
 from points.settings import DEVELOPMENT_SECRET_KEY
 from points.uow import unit_of_work
-from redemption import cards, flows, merchants, settlement
+from redemption import catalog, cards, flows, merchants, settlement
 from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
@@ -562,6 +562,49 @@ class City:
             lambda session: settlement.settle(session, SYSTEM, now, period, trigger=RunTrigger.CLI)
         )
         return period
+
+    # The counter's catalog ----------------------------------------------------------------
+
+    def new_catalog_item(self, name_ja: str, name_en: str, points: int, stock: int = 10) -> str:
+        """An item of a new city counter (a merchant of kind ``counter`` taking the city's
+        type), offered from now: its id."""
+        now = system_clock()
+
+        def work(session: Session) -> str:
+            counter = people.create_merchant(
+                session,
+                SYSTEM,
+                now,
+                name_ja="市役所 交換窓口",
+                name_en="City hall exchange counter",
+                category="city",
+                kind=MerchantKind.COUNTER,
+            )
+            session.flush()
+            merchants.change_settings(
+                session,
+                SYSTEM,
+                now,
+                counter.id,
+                merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
+                reason="browser tests",
+            )
+            item = catalog.create_item(
+                session,
+                SYSTEM,
+                now,
+                catalog.NewItem(
+                    merchant_id=counter.id,
+                    point_type=POINT_TYPE,
+                    name_ja=name_ja,
+                    name_en=name_en,
+                    points=points,
+                    stock=stock,
+                ),
+            )
+            return item.id
+
+        return self.write(work)
 
 
 def _a_year_before(now: datetime) -> datetime:
