@@ -160,6 +160,8 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
         # English, on the resident's page.
         exchange.locator("#back-resident").click()
         resident = on_screen(page, "counter-resident")
+        expect(resident.locator("#wallets")).to_contain_text("700 pt")
+        shoot(page, "resident-ja")
         page.locator("#lang").click()
         expect(resident.locator("#wallets")).to_contain_text("700 pt")
         expect(page.locator("#desk-nav #menu-home")).to_have_text("Find a resident")

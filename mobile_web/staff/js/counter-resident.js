@@ -175,7 +175,7 @@ export function residentScreen(residentId) {
       errorLine(failed),
       sums("resident-details", [
         [w().addressNumber, resident.address_number || "—"],
-        [w().birthYear, resident.birth_year ? w().yearOf(resident.birth_year) : "—"],
+        [w().birthYearShort, resident.birth_year ? w().yearOf(resident.birth_year) : "—"],
         [w().verification, verified ? w().isVerified : w().selfEnrolled],
         [w().status, w().residentStatus[resident.status] || resident.status],
         [w().since, moment(resident.created_at)],
@@ -281,6 +281,11 @@ function cardState(card) {
   return card.status === "active" && card.locked ? `${word}（${w().locked}）` : word;
 }
 
+// "ABCD-EF23-45": the code in groups of four, as the wallet's enrolment screen takes it.
+function grouped(code) {
+  return code.length > 8 ? `${code.slice(0, 4)}-${code.slice(4, 8)}-${code.slice(8)}` : code;
+}
+
 // The enrolment code just issued, large, on a slip that prints alone.
 export function codeScreen(residentId) {
   const done = takeDone();
@@ -295,7 +300,7 @@ export function codeScreen(residentId) {
             "div",
             { id: "slip", class: "slip" },
             h("h2", {}, w().slipTitle),
-            h("p", { id: "enrol-code-text", class: "slip-code", lang: "en" }, code.code),
+            h("p", { id: "enrol-code-text", class: "slip-code", lang: "en" }, grouped(code.code)),
             h("p", { id: "code-expires", class: "slip-expires" }, w().validUntil(moment(code.expires_at))),
             h("ol", { class: "slip-steps" }, w().slipSteps.map((step) => h("li", {}, step))),
           )
