@@ -43,13 +43,13 @@ from sqlmodel import Session, col, select
 import ledger
 from issuers import awards, events, programs
 from ledger.service import system_clock
-from points import access, keys, people, pointtypes
+from points import access, keys, people, pointtypes, wallets
 from points.auth import DeviceCode, Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
 from points.registry import MerchantKind, StaffRole
 from points.settings import DEVELOPMENT_SECRET_KEY
 from points.uow import unit_of_work
-from redemption import catalog, cards, flows, merchants, settlement
+from redemption import cards, catalog, flows, merchants, settlement
 from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
@@ -605,6 +605,16 @@ class City:
             return item.id
 
         return self.write(work)
+
+    def close_wallet(self, resident: Resident) -> None:
+        """The resident's wallet of the city's type closed (moved out): its balance expired."""
+        now = system_clock()
+
+        def work(session: Session) -> None:
+            found = pointtypes.find_point_type(session, POINT_TYPE)
+            wallets.close_wallet(session, SYSTEM, now, found, resident.id, reason="browser tests")
+
+        self.write(work)
 
 
 def _a_year_before(now: datetime) -> datetime:

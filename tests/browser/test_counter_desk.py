@@ -209,3 +209,26 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
         expect(link).to_have_attribute("aria-disabled", "true")
     finally:
         page.context.close()
+
+
+def test_counter_reopens_a_closed_wallet(browser: Browser, city: City) -> None:
+    back = city.new_resident(500)
+    city.close_wallet(back)
+    page = new_desk(browser, city)
+    try:
+        enrol_desk(page, city, StaffRole.COUNTER, "counter-home")
+        find(page, back.id)
+        resident = on_screen(page, "counter-resident")
+        expect(resident.locator("#wallets")).to_contain_text("閉鎖")
+        resident.locator("#open-reopen").click()
+        expect(resident.locator("#reopen-form")).to_contain_text("戻りません")
+        resident.locator("#reopen-go").click()
+        check_error(page)
+        resident.locator("#reopen-reason").fill("市内に再転入")
+        axe(page, "counter reopen")
+        resident.locator("#reopen-go").click()
+        expect(resident.locator("#done")).to_contain_text("再開しました")
+        expect(resident.locator("#wallets")).to_contain_text("利用中")
+        expect(resident.locator("#open-reopen")).to_have_count(0)
+    finally:
+        page.context.close()

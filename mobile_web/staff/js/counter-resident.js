@@ -3,7 +3,7 @@
 // verified), the card (issued with the PIN the resident types, blocked, reissued, unlocked,
 // its PIN changed, printed) and the expiry notice page. Every act that cannot be undone asks
 // first (its form is the question: what, why, and a button that says what it does).
-import { post } from "../../app/js/api.js";
+import { Refused, newKey, post } from "../../app/js/api.js";
 import { button, errorLine, h, onScreen, redraw, svgOf } from "../../app/js/dom.js";
 import { money, moment } from "../../app/js/i18n.js";
 import { go } from "./common.js";
@@ -118,6 +118,29 @@ export function residentScreen(residentId) {
       return after(said);
     });
 
+  // A closed wallet opened again (the resident came back): value-moving route, one key per act
+  // kept until a definite answer.
+  let reopenKey = null;
+  const reopen = submit("reopen", async () => {
+    const reason = valueOf("reopen-reason");
+    if (!reason) return refuse(w().reasonEmpty);
+    const wallet = (known.wallets || []).find((row) => row.status === "closed");
+    if (!wallet) return undefined;
+    reopenKey = reopenKey || newKey();
+    const url = `${path(residentId)}/wallets/${encodeURIComponent(wallet.point_type)}/reopen`;
+    const answer = await act("reopen-go", async () => {
+      try {
+        return await post(url, { reason }, reopenKey);
+      } catch (failure) {
+        if (failure instanceof Refused) reopenKey = null;
+        throw failure;
+      }
+    });
+    if (!answer) return undefined;
+    reopenKey = null;
+    return after(() => w().reopened);
+  });
+
   const block = cardAct("block", "block", (reason) => ({ reason }), () => w().blocked);
   const unlock = cardAct("unlock", "unlock", (reason) => ({ reason }), () => w().unlocked);
   const pin = cardAct(
@@ -193,6 +216,9 @@ export function residentScreen(residentId) {
         wallets,
         { empty: w().noWallets },
       ),
+      wallets.some((row) => row.status === "closed") &&
+        h("div", { class: "row" }, button("open-reopen", w().reopenOpen, toggle("reopen"), "secondary")),
+      form("reopen", w().reopenTitle, w().reopenLead, reasonField("reopen-reason", w().reopenHint), w().reopenGo, reopen),
       h(
         "p",
         {},
