@@ -76,6 +76,12 @@ def test_counter_registers_a_resident_and_prints_a_card_that_scans(
         expect(slip.locator("#enrol-code-text")).to_have_text(re.compile(r"^[A-Z0-9-]{8,}$"))
         axe(page, "counter code")
         shoot(page, "code")
+        # Printed, the slip is all there is.
+        page.emulate_media(media="print")
+        expect(slip.locator("#slip")).to_be_visible()
+        expect(slip.locator("h1")).to_be_hidden()
+        expect(page.locator("#desk-nav")).to_be_hidden()
+        page.emulate_media(media="screen")
         slip.locator("#back-resident").click()
 
         # A trivial PIN is refused with a sentence; the resident's own one makes the card.
@@ -98,6 +104,11 @@ def test_counter_registers_a_resident_and_prints_a_card_that_scans(
         axe(page, "counter card")
         shoot(page, "card")
         scanned = qr_text(card.locator("#card-face"))
+        page.emulate_media(media="print")
+        expect(card.locator("#card-face")).to_be_visible()
+        expect(card.locator("#print-card")).to_be_hidden()
+        expect(card.locator("#done")).to_be_hidden()
+        page.emulate_media(media="screen")
 
         # The card's QR, as the scanner types it, finds the same resident.
         find(page, scanned)
@@ -173,6 +184,8 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
         # Block (asked first), then reissue: a new card to print.
         resident.locator("#open-block").click()
         expect(resident.locator("#block-form")).to_contain_text("元に戻せません")
+        axe(page, "counter block form")
+        shoot(page, "block-form")
         resident.locator("#block-reason").fill("カード紛失の申し出")
         resident.locator("#block-go").click()
         expect(resident.locator("#done")).to_contain_text("カードを止めました")
