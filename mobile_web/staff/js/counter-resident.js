@@ -174,6 +174,8 @@ export function residentScreen(residentId) {
       h("h3", {}, title),
       lead && h("p", { class: kind === "danger" ? "warning" : null }, lead),
       fields,
+      // The screen's one error line sits in the open form, next to what it is about.
+      errorLine(null),
       h(
         "div",
         { class: "row" },
@@ -195,7 +197,7 @@ export function residentScreen(residentId) {
     return [
       h("h1", { id: "resident-name" }, nameOf(resident)),
       doneLine(done),
-      errorLine(failed),
+      !open && errorLine(failed),
       sums("resident-details", [
         [w().addressNumber, resident.address_number || "—"],
         [w().birthYearShort, resident.birth_year ? w().yearOf(resident.birth_year) : "—"],
