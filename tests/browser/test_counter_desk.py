@@ -152,6 +152,7 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
         exchange.locator("#ex-reason").fill("スマートフォンがないため")
         exchange.locator("#ex-pin").fill("9157")
         axe(page, "counter exchange")
+        shoot(page, "exchange")
         exchange.locator("#ex-next").click()
         expect(exchange.locator("#ex-question")).to_contain_text(item_ja)
         axe(page, "counter exchange confirm")
@@ -209,6 +210,7 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
         # The expiry notice list: the link follows the form; a wrong number of days is a sentence.
         notices = open_menu(page, "notices", "counter-notices")
         axe(page, "counter notices")
+        shoot(page, "notices")
         link = notices.locator("#notices-download")
         expect(link).to_have_attribute("href", re.compile(r"within_days=60"))
         notices.locator("#notice-days").fill("30")
