@@ -188,7 +188,7 @@ export function exchangeScreen(residentId) {
           : h("p", { id: "no-items", class: "warning" }, w().noItems),
         h(
           "div",
-          { class: "row" },
+          { class: "row fields" },
           field("ex-quantity", w().quantity, h("input", { id: "ex-quantity", type: "number", min: "1", max: "10", value: String(quantity), inputmode: "numeric" })),
           reasonField("ex-reason", w().exchangeReasonHint, reason),
         ),

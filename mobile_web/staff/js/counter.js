@@ -162,7 +162,7 @@ function noticesScreen() {
       h("p", {}, w().noticesLead),
       h(
         "div",
-        { class: "row" },
+        { class: "row fields" },
         field(
           "notice-days",
           w().noticeDays,
