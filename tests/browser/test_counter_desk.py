@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlmodel import Session
 
+from ledger.service import system_clock
+from points import access, people
 from points.registry import StaffRole
 
 from .desk import enrol_desk, new_desk, open_menu
@@ -245,5 +248,44 @@ def test_counter_reopens_a_closed_wallet(browser: Browser, city: City) -> None:
         expect(resident.locator("#done")).to_contain_text("再開しました")
         expect(resident.locator("#wallets")).to_contain_text("利用中")
         expect(resident.locator("#open-reopen")).to_have_count(0)
+    finally:
+        page.context.close()
+
+
+def test_counter_verifies_a_self_enrolled_resident_before_a_card(
+    browser: Browser, city: City
+) -> None:
+    number = address()
+
+    def work(session: Session) -> str:
+        made = people.create_resident(
+            session,
+            access.SYSTEM,
+            system_clock(),
+            name="自己 登録",
+            address_number=number,
+            birth_year=None,
+            verified=False,
+        )
+        session.flush()
+        return made.id
+
+    city.write(work)
+    page = new_desk(browser, city)
+    try:
+        enrol_desk(page, city, StaffRole.COUNTER, "counter-home")
+        find(page, number)
+        resident = on_screen(page, "counter-resident")
+        expect(resident.locator("#resident-details")).to_contain_text("未確認")
+        expect(resident.locator("#issue-code")).to_have_count(0)
+        expect(resident.locator("#open-issue")).to_have_count(0)
+        resident.locator("#open-verify").click()
+        resident.locator("#verify-reason").fill("マイナンバーカードで確認")
+        axe(page, "counter verify")
+        resident.locator("#verify-go").click()
+        expect(resident.locator("#done")).to_contain_text("本人確認済みにしました")
+        expect(resident.locator("#resident-details")).to_contain_text("確認済み")
+        expect(resident.locator("#issue-code")).to_be_visible()
+        expect(resident.locator("#open-issue")).to_be_visible()
     finally:
         page.context.close()
