@@ -84,8 +84,15 @@ export function exchangeScreen(residentId) {
       asking = false;
       known = await loadResident(residentId).catch(() => known);
     } catch (failure) {
-      // A refusal is a definite answer: the next try is a new exchange. No answer keeps the key.
-      if (failure instanceof Refused) key = null;
+      busy = false;
+      if (!(failure instanceof Refused)) {
+        // No answer: whether it was exchanged is unknown. The question stays, and pressing
+        // again sends the same exchange with the same key (never a second exchange).
+        if (yes) yes.disabled = false;
+        return setError(sentenceOf(w, failure));
+      }
+      // A refusal is a definite answer: the next try is a new exchange.
+      key = null;
       failed = sentenceOf(w, failure);
       pin = "";
       asking = false;
@@ -93,6 +100,7 @@ export function exchangeScreen(residentId) {
       busy = false;
     }
     redraw(screen);
+    return undefined;
   };
 
   const itemChoice = (item) =>
