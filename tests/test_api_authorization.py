@@ -1227,6 +1227,7 @@ TABLE: list[Row] = [
     Row("POST", f"{C}/residents/{{resident_id}}/cards", COUNTER_201, params=card_issue_params,
         body=lambda _w, _p: {"pin": CARD_PIN}, owned=card_issued, audited=True),
     Row("GET", f"{C}/residents/{{resident_id}}/cards", COUNTER),
+    Row("GET", f"{C}/catalog", COUNTER, params=catalog_of),
     Row("POST", f"{C}/assisted-exchanges", COUNTER_201, params=catalog_of,
         body=assisted_exchange_body, owned=assisted_exchange, value_moving=True, audited=True),
     Row("GET", f"{C}/exchanges/{{exchange_id}}/receipt", COUNTER, per_caller=own_exchange,

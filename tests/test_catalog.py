@@ -360,6 +360,11 @@ def test_counter_staff_exchange_for_a_resident_only_with_the_pin(world: World) -
     item = add_item(world, counter, points=400, per_resident_limit=1)
     resident = funded_resident(world, 1_000)
     card = issue_card(world, resident.id)
+    # Counter staff read what the resident may choose (the wallet's list).
+    offered = world.client.get("/api/v1/counter/catalog", headers=world.counter.headers)
+    assert offered.status_code == 200, offered.text
+    assert [(row["id"], row["stock"]) for row in offered.json()] == [(item["id"], 10)]
+    assert_problem(world.client.get("/api/v1/counter/catalog", headers=world.finance.headers), 403)
     url = "/api/v1/counter/assisted-exchanges"
     body = {
         "card_number": card["number"],

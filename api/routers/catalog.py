@@ -447,6 +447,19 @@ def assisted_exchange(
 
 
 @counter_router.get(
+    "/catalog", response_model=list[ItemPublic], summary="What the city counters offer now"
+)
+def offered_at_the_counter(caller: CounterDep, services: ServicesDep) -> list[ItemPublic]:
+    """The items counter staff can exchange for a resident now (`POST
+    /api/v1/counter/assisted-exchanges`): the resident's list (`GET /api/v1/me/catalog`), with
+    the stock left (0: out of stock)."""
+    now = services.clock()
+    return services.read(
+        lambda session: _public(session, catalog.list_items(session, offered_at=now))
+    )
+
+
+@counter_router.get(
     "/exchanges/{exchange_id}/receipt",
     response_class=Response,
     responses=HTML_PAGE,

@@ -43,13 +43,13 @@ from sqlmodel import Session, col, select
 import ledger
 from issuers import awards, events, programs
 from ledger.service import system_clock
-from points import access, keys, people, pointtypes
+from points import access, keys, people, pointtypes, wallets
 from points.auth import DeviceCode, Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
-from points.registry import StaffRole
+from points.registry import MerchantKind, StaffRole
 from points.settings import DEVELOPMENT_SECRET_KEY
 from points.uow import unit_of_work
-from redemption import cards, flows, merchants, settlement
+from redemption import cards, catalog, flows, merchants, settlement
 from redemption.settlement_models import RunTrigger
 
 T = TypeVar("T")
@@ -581,6 +581,59 @@ class City:
         self.award(resident.id, points, at=now - timedelta(days=425))
         expiry.expire(self.server.engine, now)
         return resident
+
+    # The counter's catalog ----------------------------------------------------------------
+
+    def new_catalog_item(self, name_ja: str, name_en: str, points: int, stock: int = 10) -> str:
+        """An item of a new city counter (a merchant of kind ``counter`` taking the city's
+        type), offered from now: its id."""
+        now = system_clock()
+
+        def work(session: Session) -> str:
+            counter = people.create_merchant(
+                session,
+                SYSTEM,
+                now,
+                name_ja="市役所 交換窓口",
+                name_en="City hall exchange counter",
+                category="city",
+                kind=MerchantKind.COUNTER,
+            )
+            session.flush()
+            merchants.change_settings(
+                session,
+                SYSTEM,
+                now,
+                counter.id,
+                merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
+                reason="browser tests",
+            )
+            item = catalog.create_item(
+                session,
+                SYSTEM,
+                now,
+                catalog.NewItem(
+                    merchant_id=counter.id,
+                    point_type=POINT_TYPE,
+                    name_ja=name_ja,
+                    name_en=name_en,
+                    points=points,
+                    stock=stock,
+                ),
+            )
+            return item.id
+
+        return self.write(work)
+
+    def close_wallet(self, resident: Resident) -> None:
+        """The resident's wallet of the city's type closed (moved out): its balance expired."""
+        now = system_clock()
+
+        def work(session: Session) -> None:
+            found = pointtypes.find_point_type(session, POINT_TYPE)
+            wallets.close_wallet(session, SYSTEM, now, found, resident.id, reason="browser tests")
+
+        self.write(work)
 
 
 def _a_year_before(now: datetime) -> datetime:
