@@ -563,6 +563,46 @@ class City:
         )
         return period
 
+    # The department PC ---------------------------------------------------------------------
+
+    def new_numbered_resident(self) -> tuple[Resident, str]:
+        """A new verified resident (no points, no wallet yet) and their address number, as a
+        department knows them."""
+        from points.registry import Resident as Registered
+
+        made = self.new_resident()
+        row = self.read(lambda session: people.get(session, Registered, made.id))
+        assert row.address_number is not None
+        return made, row.address_number
+
+    def new_department_program(self, name_ja: str, name_en: str, amount: int) -> str:
+        """A new active fixed-award program of the department, funded (10**12) for this fiscal
+        year and the two before."""
+        now = system_clock()
+        return self.write(
+            lambda session: _program(
+                session,
+                now,
+                self.department_id,
+                self.point_type_id,
+                module="fixed_award",
+                name_ja=name_ja,
+                name_en=name_en,
+                amount=amount,
+            )
+        )
+
+    def budget_awarded(self, program_id: str) -> int:
+        """What the program awarded this fiscal year (Tokyo), read from its budget."""
+        now = system_clock()
+
+        def work(session: Session) -> int:
+            program = programs.get_program(session, program_id)
+            year = fiscal_year(tokyo_date(now))
+            return int(awards.budget_view(session, program, year, now).awarded)
+
+        return self.read(work)
+
 
 def _a_year_before(now: datetime) -> datetime:
     """The same day a year earlier, at noon Tokyo time: what was earned then expires at the end

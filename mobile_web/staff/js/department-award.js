@@ -45,7 +45,7 @@ export function awardScreen(detail) {
     budget: null,
     error: null,
   };
-  const screen = desk("department-award", () => drawAward(state, actions), "award");
+  let screen = null;
   const program = () => (state.programs || []).find((item) => item.id === state.programId);
   const actions = {
     choose(id) {
@@ -119,6 +119,7 @@ export function awardScreen(detail) {
       redraw(screen);
     },
   };
+  screen = desk("department-award", () => drawAward(state, actions), "award");
   (async () => {
     try {
       state.programs = (await loadPrograms()).filter((item) => item.status === "active");
@@ -239,7 +240,7 @@ function templateUrl(module) {
 
 export function uploadScreen(detail) {
   const state = { programs: null, programId: detail || "", file: null, bytes: null, check: null, busy: false, key: null, error: null, fileProblems: null };
-  const screen = desk("department-upload", () => drawUpload(state, actions), "upload");
+  let screen = null;
   const path = () => `${ISSUER}/programs/${encodeURIComponent(state.programId)}`;
   const actions = {
     choose(id) {
@@ -295,6 +296,7 @@ export function uploadScreen(detail) {
       redraw(screen);
     },
   };
+  screen = desk("department-upload", () => drawUpload(state, actions), "upload");
   (async () => {
     try {
       state.programs = (await loadPrograms()).filter((item) => item.status === "active");
@@ -372,7 +374,7 @@ function drawUpload(state, actions) {
 
 export function uploadResultScreen(detail) {
   const state = { upload: null, program: null, budget: null, error: null, reason: "", cancelling: false, busy: false, key: null };
-  const screen = desk("department-upload-result", () => drawResult(state, actions), "upload");
+  let screen = null;
   const load = async () => {
     try {
       state.upload = await get(`${ISSUER}/award-uploads/${encodeURIComponent(detail)}`);
@@ -412,6 +414,7 @@ export function uploadResultScreen(detail) {
       redraw(screen);
     },
   };
+  screen = desk("department-upload-result", () => drawResult(state, actions), "upload");
   load();
 }
 

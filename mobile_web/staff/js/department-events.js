@@ -32,7 +32,7 @@ export function eventsScreen(detail) {
     closing: null,
     reason: "",
   };
-  const screen = desk("department-events", () => drawEvents(state, actions), "events");
+  let screen = null;
   const path = () => `${ISSUER}/programs/${encodeURIComponent(state.programId)}/events`;
   const loadEvents = async () => {
     try {
@@ -116,6 +116,7 @@ export function eventsScreen(detail) {
       redraw(screen);
     },
   };
+  screen = desk("department-events", () => drawEvents(state, actions), "events");
   (async () => {
     try {
       state.programs = (await loadPrograms()).filter((item) => item.module === "volunteering");
