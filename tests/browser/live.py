@@ -575,22 +575,34 @@ class City:
         assert row.address_number is not None
         return made, row.address_number
 
-    def new_department_program(self, name_ja: str, name_en: str, amount: int) -> str:
-        """A new active fixed-award program of the department, funded (10**12) for this fiscal
-        year and the two before."""
+    def new_department_program(self, name_ja: str, name_en: str, amount: int, budget: int) -> str:
+        """A new active fixed-award program of the department, valid from last fiscal year,
+        with ``budget`` allocated for this fiscal year."""
         now = system_clock()
-        return self.write(
-            lambda session: _program(
+        year = fiscal_year(tokyo_date(now))
+
+        def work(session: Session) -> str:
+            program = programs.create_program(
                 session,
+                SYSTEM,
                 now,
-                self.department_id,
-                self.point_type_id,
-                module="fixed_award",
-                name_ja=name_ja,
-                name_en=name_en,
-                amount=amount,
+                programs.NewProgram(
+                    department_id=self.department_id,
+                    point_type_id=self.point_type_id,
+                    valid_from=date(year - 1, 4, 1),
+                    module="fixed_award",
+                    name_ja=name_ja,
+                    name_en=name_en,
+                    amount=amount,
+                ),
             )
-        )
+            programs.change_status(
+                session, SYSTEM, now, program.id, programs.ProgramStatus.ACTIVE, reason="tests"
+            )
+            programs.allocate(session, SYSTEM, now, program.id, year, budget, reason="tests")
+            return program.id
+
+        return self.write(work)
 
     def budget_awarded(self, program_id: str) -> int:
         """What the program awarded this fiscal year (Tokyo), read from its budget."""

@@ -45,7 +45,9 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
     browser: Browser, city: City, shoot: Callable[..., Path]
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    program = city.new_department_program(f"特定健診受診ポイント{tag}", f"Checkup points {tag}", AMOUNT)
+    program = city.new_department_program(
+        f"健診受診ポイント{tag}", f"Checkup points {tag}", AMOUNT, 2_000_000
+    )
     first, first_number = city.new_numbered_resident()
     second, second_number = city.new_numbered_resident()
     third, third_number = city.new_numbered_resident()
@@ -131,6 +133,8 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         expect(detail.locator("#budget-awarded")).to_have_text("2,100 pt")
         expect(detail.locator("#budget-residents")).to_have_text("3人")
         expect(detail.locator("#awards tbody tr")).to_have_count(3)
+        expect(detail.locator("#budget-remaining")).to_have_text("1,997,900 pt")
+        expect(detail.locator("#budget-share")).to_contain_text("1%未満")
         axe(page, "department program")
         picture = shoot(page, "program")
         shutil.copy(picture, ROOT / "docs" / "screenshots" / "desk-department.png")

@@ -195,9 +195,9 @@ function drawEvents(state, actions) {
             { label: w().eventName, value: (event) => h("span", { "data-event": event.id }, event.name) },
             { label: w().place, value: (event) => event.place },
             { label: w().when, value: (event) => `${moment(event.starts_at)}–${clock(event.ends_at)}` },
-            { label: w().checkInWindow, value: (event) => `${clock(event.opens_at)}–${clock(event.closes_at)}` },
+            { label: w().checkInWindow, value: (event) => h("span", { class: "nowrap" }, `${clock(event.opens_at)}–${clock(event.closes_at)}`) },
             { label: w().attendance, value: (event) => w().attendanceOf(event.attendance, event.capacity), numeric: true },
-            { label: w().status, value: (event) => w().eventStatus[event.status] || event.status },
+            { label: w().status, value: (event) => h("span", { class: "nowrap" }, w().eventStatus[event.status] || event.status) },
             {
               label: w().actions,
               value: (event) =>

@@ -84,8 +84,8 @@ function drawHome(state, year) {
             value: (program) =>
               h("a", { href: `#/program/${encodeURIComponent(program.id)}`, "data-program": program.id }, nameOf(program)),
           },
-          { label: w().kind, value: (program) => moduleWord(program.module) },
-          { label: w().status, value: (program) => statusWord(program.status) },
+          { label: w().kind, value: (program) => h("span", { class: "nowrap" }, moduleWord(program.module)) },
+          { label: w().status, value: (program) => h("span", { class: "nowrap" }, statusWord(program.status)) },
           { label: w().perAward, value: (program) => money(program.amount), numeric: true },
           { label: w().allocated, value: value("allocated"), numeric: true },
           { label: w().awarded, value: value("awarded"), numeric: true },
@@ -188,7 +188,7 @@ function drawProgram(state, year, more) {
     ),
     h("h2", {}, w().budgetOf(year)),
     budget && budgetSums("budget", budget),
-    budget && budgetBar(budget),
+    budget && h("div", { class: "budget-use" }, budgetBar(budget), h("p", { id: "budget-share" }, w().usedShare(shareOf(budget)))),
     h("h2", {}, w().recentAwards),
     table(
       "awards",
@@ -223,6 +223,14 @@ export function budgetSums(id, budget) {
   );
 }
 
+// The share of the budget awarded, in whole percent ("<1" for a little but not nothing).
+function shareOf(budget) {
+  const total = Math.max(budget.allocated, budget.awarded + budget.remaining);
+  if (!total || !budget.awarded) return "0";
+  const percent = Math.floor((budget.awarded / total) * 100);
+  return percent < 1 ? "<1" : String(percent);
+}
+
 // How much of the budget is awarded, as one bar (SVG attributes, no inline style).
 function budgetBar(budget) {
   const total = Math.max(budget.allocated, budget.awarded + budget.remaining, 1);
@@ -230,8 +238,7 @@ function budgetBar(budget) {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", "0 0 600 40");
   svg.setAttribute("class", "chart budget-bar");
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", w().usedShare(Math.round(used * 100)));
+  svg.setAttribute("aria-hidden", "true");
   const rect = (x, width, fill) => {
     const node = document.createElementNS("http://www.w3.org/2000/svg", "rect");
     node.setAttribute("x", String(x));
