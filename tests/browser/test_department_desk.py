@@ -76,10 +76,12 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         expect(problems.locator("tbody tr")).to_have_count(1)
         expect(problems.locator("tbody tr")).to_contain_text("3行目")
         expect(problems.locator("tbody tr")).to_contain_text("宛名番号")
+        expect(problems.locator("tbody tr")).to_contain_text("の住民はいません")
         expect(page.locator("#nothing-awarded")).to_be_visible()
         expect(page.locator("#award-file")).to_have_count(0)
         assert city.budget_awarded(program) == 0
         assert city.balance(first) == 0
+        problems.scroll_into_view_if_needed()
         axe(page, "department upload check with a problem")
         shoot(page, "upload-problem")
 

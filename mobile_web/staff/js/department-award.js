@@ -5,7 +5,7 @@
 // answer, and its button is disabled while the request is out.
 import { Refused, get, newKey, post } from "../../app/js/api.js";
 import { button, errorLine, h, link, redraw } from "../../app/js/dom.js";
-import { day, money, moment } from "../../app/js/i18n.js";
+import { day, lang, money, moment } from "../../app/js/i18n.js";
 import { go } from "./common.js";
 import { budgetSums } from "./department.js";
 import {
@@ -225,6 +225,8 @@ function drawAward(state, actions) {
 
 // --- A CSV file ------------------------------------------------------------------------------
 
+const STILL_AWARDING = new Set(["upload_in_progress", "request_in_progress"]);
+
 const TEMPLATE_DETAIL = { health_checkup: "checkup_type", volunteering: "event_id" };
 
 // The sample file for a program's module, as a data: URL (UTF-8 with a byte order mark, so
@@ -288,7 +290,8 @@ export function uploadScreen(detail) {
         state.busy = false;
         return go(`#/uploads/${encodeURIComponent(upload.id)}`);
       } catch (failure) {
-        if (failure instanceof Refused && failure.problem.code !== "upload_in_progress" && failure.problem.code !== "request_in_progress") state.key = null;
+        // A file still being awarded keeps its key: awarding it again later resumes it.
+        if (failure instanceof Refused && !STILL_AWARDING.has(failure.problem.code)) state.key = null;
         if (failure instanceof Refused && Array.isArray(failure.problem.errors)) state.fileProblems = failure.problem.errors;
         state.error = why(failure);
       }
@@ -309,6 +312,40 @@ export function uploadScreen(detail) {
 
 const COLUMNS = ["address_number", "resident_id", "record_id", "occurred_on", "amount", "checkup_type", "event_id"];
 
+// The API says why a line is bad in English; the usual reasons in Japanese on a Japanese screen
+// (anything else as the API says it).
+const REASONS_JA = [
+  [/^no resident has address number (\S+)/, (m) => `宛名番号 ${m[1]} の住民はいません。`],
+  [/^more than one resident has address number (\S+)/, (m) => `宛名番号 ${m[1]} の住民が2人以上います。住民記録の担当へ確認してください。`],
+  [/^the same record_id is on line (\d+)/, (m) => `同じ記録番号が${m[1]}行目にもあります。`],
+  [/^not a date \(YYYY-MM-DD\): '(.*)'$/, (m) => `日付ではありません（2026-05-12 の形で）：${m[1]}`],
+  [/^not a positive integer: '(.*)'$/, (m) => `1以上の整数ではありません：${m[1]}`],
+  [/^this program awards (\d+) per event/, (m) => `この事業の1回の付与は ${Number(m[1]).toLocaleString("en-US")} pt です。`],
+  [/^give resident_id or address_number, not both/, () => "住民IDと宛名番号のどちらか一方だけを入れてください。"],
+  [/^give resident_id or address_number$/, () => "宛名番号（または住民ID）を入れてください。"],
+  [/^not an address number \(1 to 20 digits\): '(.*)'$/, (m) => `宛名番号ではありません（半角数字20桁まで）：${m[1]}`],
+  [/^not a resident id: '(.*)'$/, (m) => `住民IDではありません：${m[1]}`],
+  [/^missing column '(\w+)' or '(\w+)'/, (m) => `列「${m[1]}」または「${m[2]}」がありません。`],
+  [/^missing column '(\w+)'/, (m) => `列「${m[1]}」がありません。`],
+  [/^unknown column '(\w+)'/, (m) => `使えない列「${m[1]}」があります。`],
+  [/^column '(\w+)' appears twice/, (m) => `列「${m[1]}」が2回あります。`],
+  [/^the file has no header row/, () => "1行目に列名がありません。"],
+  [/^the file is empty/, () => "ファイルが空です。"],
+  [/^(\d+) fields where the header has (\d+)/, (m) => `項目が${m[1]}個あります（列名は${m[2]}個）。`],
+  [/^the CSV is broken here/, () => "CSVの形が崩れています（引用符 \" の閉じ忘れなど）。"],
+  [/record_id_reused/, () => "この記録番号は別の住民または別の内容で付与済みです。"],
+  [/^a file holds at most (\d+) rows/, (m) => `1つのファイルは${Number(m[1]).toLocaleString("en-US")}行までです。`],
+];
+
+export function reasonOf(reason) {
+  if (lang() !== "ja") return reason;
+  for (const [pattern, say] of REASONS_JA) {
+    const match = pattern.exec(reason || "");
+    if (match) return say(match);
+  }
+  return reason;
+}
+
 function columnWord(column) {
   return COLUMNS.includes(column) ? `${w().columns[column]} (${column})` : column || "—";
 }
@@ -319,7 +356,7 @@ function problemsTable(id, problems) {
     [
       { label: w().line, value: (row) => w().lineNo(row.line), numeric: true },
       { label: w().column, value: (row) => columnWord(row.column) },
-      { label: w().reason, value: (row) => row.reason },
+      { label: w().reason, value: (row) => reasonOf(row.reason) },
     ],
     problems,
   );
@@ -442,7 +479,7 @@ function drawResult(state, actions) {
         "upload-failures",
         [
           { label: w().line, value: (row) => w().lineNo(row.line), numeric: true },
-          { label: w().reason, value: (row) => (w().problems[row.code] ? w().problems[row.code] : row.reason) },
+          { label: w().reason, value: (row) => (w().problems[row.code] ? w().problems[row.code] : reasonOf(row.reason)) },
         ],
         upload.failures,
       ),

@@ -193,7 +193,7 @@ function drawProgram(state, year, more) {
     table(
       "awards",
       [
-        { label: w().occurredOn, value: (award) => day(award.occurred_on) },
+        { label: w().occurredOn, value: (award) => h("span", { class: "nowrap" }, day(award.occurred_on)) },
         { label: w().recordId, value: (award) => h("span", { class: "mono" }, award.record_id) },
         { label: w().resident, value: (award) => h("span", { class: "mono" }, award.resident_id) },
         { label: w().amount, value: (award) => money(award.amount), numeric: true },
