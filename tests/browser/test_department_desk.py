@@ -31,7 +31,9 @@ AMOUNT = 700
 def csv_file(page: Page, name: str, lines: list[str]) -> None:
     page.set_input_files(
         "#csv-file",
-        files=[{"name": name, "mimeType": "text/csv", "buffer": ("\n".join(lines) + "\n").encode()}],
+        files=[
+            {"name": name, "mimeType": "text/csv", "buffer": ("\n".join(lines) + "\n").encode()}
+        ],
     )
 
 
@@ -63,7 +65,7 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         shoot(page, "home")
 
         # A file with one bad line: reported line by line, nothing awarded.
-        upload = open_menu(page, "upload", "department-upload")
+        open_menu(page, "upload", "department-upload")
         axe(page, "department upload (no program)")
         choose_program(page, "#upload-program", program, "department-upload")
         expect(page.locator("#template")).to_have_attribute("href", re.compile(r"^data:text/csv"))
@@ -86,7 +88,11 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         shoot(page, "upload-problem")
 
         # Mended: two lines, awarded after the check.
-        csv_file(page, "checkups-mended.csv", [header, f"{first_number},{tag}-1,", f"{second_number},{tag}-2,"])
+        csv_file(
+            page,
+            "checkups-mended.csv",
+            [header, f"{first_number},{tag}-1,", f"{second_number},{tag}-2,"],
+        )
         expect(page.locator("#check-problems")).to_have_count(0)
         page.locator("#check-file").click()
         expect(page.locator("#check-good")).to_be_visible()
@@ -191,7 +197,14 @@ def test_department_runs_events_and_the_check_in_screen(
         text = qr_text(checkin.locator("#checkin-qr"))
         resident = city.new_resident()
         expect_status(
-            call(city.server.url, "POST", "/api/v1/me/check-ins", body={"token": text}, token=resident.token, idempotent=True),
+            call(
+                city.server.url,
+                "POST",
+                "/api/v1/me/check-ins",
+                body={"token": text},
+                token=resident.token,
+                idempotent=True,
+            ),
             201,
             "check-in",
         )
