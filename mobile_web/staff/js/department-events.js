@@ -10,6 +10,9 @@ import { clock, go } from "./common.js";
 import { ISSUER, loadPrograms, nameOf, programChooser, tokyoToday, w, why } from "./department-common.js";
 import { desk, field, table } from "./desk.js";
 
+// The event token's slot (points/qrtokens.py SLOT_SECONDS).
+const SLOT_SECONDS = 30;
+
 function input(id, value, onInput, extra = {}) {
   return h("input", { id, value: value ?? "", oninput: (event) => onInput(event.target.value), ...extra });
 }
@@ -246,7 +249,9 @@ export function checkInScreen(detail) {
     if (gone) return;
     try {
       state.qr = await get(`${ISSUER}/events/${encodeURIComponent(eventId)}/check-in`);
-      left = state.qr.seconds_left;
+      // A token is accepted until the end of the slot after its own (`seconds_left`); the
+      // screen shows the new slot's token as soon as it starts, so a scan never meets the end.
+      left = Math.max(1, state.qr.seconds_left - SLOT_SECONDS);
       const box = document.getElementById("checkin-qr");
       if (box) {
         box.replaceChildren(svgOf(state.qr.svg));
@@ -254,7 +259,7 @@ export function checkInScreen(detail) {
       } else redraw(screen);
       put("checkin-seconds", w().secondsLeft(left));
       state.error = null;
-      timer = setTimeout(refresh, Math.max(1, left) * 1000 + 250);
+      timer = setTimeout(refresh, left * 1000 + 300);
     } catch (failure) {
       state.error = why(failure);
       redraw(screen);
@@ -343,7 +348,7 @@ function drawCheckIn(state, actions, programId) {
         { class: "checkin-qr-side" },
         h("p", { class: "checkin-say" }, w().scanToCheckIn),
         h("div", { id: "checkin-qr", class: "checkin-qr", role: "img", "aria-label": w().qrLabel, "data-token": state.qr ? state.qr.token : null }, state.qr ? svgOf(state.qr.svg) : null),
-        h("p", { id: "checkin-seconds", class: "quiet" }, state.qr ? w().secondsLeft(state.qr.seconds_left) : w().loading),
+        h("p", { id: "checkin-seconds", class: "quiet" }, state.qr ? w().secondsLeft(Math.max(1, state.qr.seconds_left - SLOT_SECONDS)) : w().loading),
       ),
       h(
         "div",
