@@ -82,9 +82,9 @@ function drawHome(state, year) {
           {
             label: w().program,
             value: (program) =>
-              h("a", { href: `#/program/${encodeURIComponent(program.id)}`, "data-program": program.id }, nameOf(program)),
+              h("a", { class: "program-name", href: `#/program/${encodeURIComponent(program.id)}`, "data-program": program.id }, nameOf(program)),
           },
-          { label: w().kind, value: (program) => h("span", { class: "nowrap" }, moduleWord(program.module)) },
+          { label: w().kind, value: (program) => moduleWord(program.module) },
           { label: w().status, value: (program) => h("span", { class: "nowrap" }, statusWord(program.status)) },
           { label: w().perAward, value: (program) => money(program.amount), numeric: true },
           { label: w().allocated, value: value("allocated"), numeric: true },
