@@ -19,6 +19,7 @@ till: ``City.device_code()`` is a one-time device code of the till (``points.acc
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -30,7 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -614,6 +615,40 @@ class City:
             return int(awards.budget_view(session, program, year, now).awarded)
 
         return self.read(work)
+
+    def stopped_upload(self, program_id: str, data: bytes) -> str:
+        """An upload of the CSV ``data`` that stopped after awarding its first row (as when the
+        connection is cut): still ``issuing``, its lease let go, the rest still set aside. Its
+        id."""
+        from issuers import bulk
+
+        class Cut(Exception):
+            pass
+
+        def cut(done: int, _total: int | None) -> None:
+            if done >= 1:
+                raise Cut
+
+        staff_id = self.new_staff(StaffRole.ISSUER)
+        caller = Principal(Role.ISSUER, staff_id, "browser-tests", department_id=self.department_id)
+        with suppress(Cut):
+            bulk.upload(
+                self.server.engine,
+                caller,
+                system_clock,
+                program_id,
+                data,
+                department_id=self.department_id,
+                filename="stopped.csv",
+                progress=cut,
+                batch=1,
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        return self.read(
+            lambda session: session.exec(
+                select(bulk.AwardUpload.id).where(bulk.AwardUpload.sha256 == digest)
+            ).one()
+        )
 
 
 def _a_year_before(now: datetime) -> datetime:

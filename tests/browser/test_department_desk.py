@@ -151,6 +151,26 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         shoot(page, "program-en")
         page.locator("#lang").click()
         expect(detail.locator("#budget-residents")).to_have_text("3人")
+
+        # An upload that stopped after its first line: cancelled, the rest back to the budget.
+        fourth_number = city.new_numbered_resident()[1]
+        fifth_number = city.new_numbered_resident()[1]
+        lines = [header, f"{fourth_number},{tag}-4,", f"{fifth_number},{tag}-5,"]
+        stopped = city.stopped_upload(program, ("\n".join(lines) + "\n").encode())
+        page.goto(f"/staff/#/uploads/{stopped}")
+        outcome = on_screen(page, "department-upload-result")
+        expect(outcome.locator("#upload-status")).to_contain_text("付与の途中です")
+        expect(outcome.locator("#upload-awarded")).to_have_text("1行")
+        outcome.locator("#cancel-upload").click()
+        outcome.locator("#cancel-confirm").click()
+        check_error(page)
+        outcome.locator("#cancel-reason").fill("名簿の誤りのため")
+        axe(page, "department upload stopped")
+        outcome.locator("#cancel-confirm").click()
+        expect(outcome.locator("#upload-status")).to_contain_text("取り消しました")
+        expect(outcome.locator("#upload-sums")).to_contain_text("700 pt")
+        assert city.budget_awarded(program) == 4 * AMOUNT
+        shoot(page, "upload-cancelled")
     finally:
         page.context.close()
 
