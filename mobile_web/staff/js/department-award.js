@@ -466,7 +466,7 @@ function drawResult(state, actions) {
       [w().fileName, upload.filename || "—"],
       [w().rows, w().rowsN(upload.rows)],
       [w().awardedRows, h("span", { id: "upload-awarded" }, w().rowsN(upload.awarded))],
-      [w().replays, w().rowsN(upload.replayed)],
+      [w().replayedRows, w().rowsN(upload.replayed)],
       [w().failedRows, h("span", { id: "upload-failed" }, w().rowsN(upload.failed))],
       [w().setAside, money(upload.total)],
       [w().returned, money(upload.returned)],
@@ -484,7 +484,7 @@ function drawResult(state, actions) {
         upload.failures,
       ),
     ],
-    state.budget && [h("h2", {}, w().budgetAfter(state.budget.fiscal_year)), budgetSums("budget-after", state.budget)],
+    state.budget && [h("h2", {}, w().budgetNow(state.budget.fiscal_year)), budgetSums("budget-after", state.budget)],
     errorLine(state.error),
     upload.status === "issuing" && [
       h("p", {}, w().stoppedText),

@@ -47,6 +47,7 @@ export default {
     fiscalYear: (year) => `${year}年度（${year}年4月〜${year + 1}年3月）`,
     budgetOf: (year) => `${year}年度の予算`,
     budgetAfter: (year) => `付与した後の${year}年度の予算`,
+    budgetNow: (year) => `今の${year}年度の予算`,
     budgetStatusLabel: "予算の状態",
     budgetStatus: {
       none: "配分なし",
@@ -143,6 +144,7 @@ export default {
     },
     fileName: "ファイル名",
     awardedRows: "付与した行",
+    replayedRows: "付与済みだった行",
     failedRows: "付与できなかった行",
     setAside: "確保したポイント",
     returned: "予算に戻したポイント",
@@ -279,6 +281,7 @@ export default {
     fiscalYear: (year) => `FY${year} (April ${year} to March ${year + 1})`,
     budgetOf: (year) => `Budget for fiscal year ${year}`,
     budgetAfter: (year) => `The budget for fiscal year ${year} after this`,
+    budgetNow: (year) => `The budget for fiscal year ${year} now`,
     budgetStatusLabel: "Budget status",
     budgetStatus: {
       none: "Nothing allocated",
@@ -375,6 +378,7 @@ export default {
     },
     fileName: "File name",
     awardedRows: "Lines awarded",
+    replayedRows: "Lines awarded before",
     failedRows: "Lines not awarded",
     setAside: "Points set aside",
     returned: "Points returned to the budget",
