@@ -19,6 +19,7 @@ till: ``City.device_code()`` is a one-time device code of the till (``points.acc
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -30,7 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -634,6 +635,92 @@ class City:
             wallets.close_wallet(session, SYSTEM, now, found, resident.id, reason="browser tests")
 
         self.write(work)
+
+    # The department PC ---------------------------------------------------------------------
+
+    def new_numbered_resident(self) -> tuple[Resident, str]:
+        """A new verified resident (no points, no wallet yet) and their address number, as a
+        department knows them."""
+        from points.registry import Resident as Registered
+
+        made = self.new_resident()
+        row = self.read(lambda session: people.get(session, Registered, made.id))
+        assert row.address_number is not None
+        return made, row.address_number
+
+    def new_department_program(self, name_ja: str, name_en: str, amount: int, budget: int) -> str:
+        """A new active fixed-award program of the department, valid from last fiscal year,
+        with ``budget`` allocated for this fiscal year."""
+        now = system_clock()
+        year = fiscal_year(tokyo_date(now))
+
+        def work(session: Session) -> str:
+            program = programs.create_program(
+                session,
+                SYSTEM,
+                now,
+                programs.NewProgram(
+                    department_id=self.department_id,
+                    point_type_id=self.point_type_id,
+                    valid_from=date(year - 1, 4, 1),
+                    module="fixed_award",
+                    name_ja=name_ja,
+                    name_en=name_en,
+                    amount=amount,
+                ),
+            )
+            programs.change_status(
+                session, SYSTEM, now, program.id, programs.ProgramStatus.ACTIVE, reason="tests"
+            )
+            programs.allocate(session, SYSTEM, now, program.id, year, budget, reason="tests")
+            return program.id
+
+        return self.write(work)
+
+    def budget_awarded(self, program_id: str) -> int:
+        """What the program awarded this fiscal year (Tokyo), read from its budget."""
+        now = system_clock()
+
+        def work(session: Session) -> int:
+            program = programs.get_program(session, program_id)
+            year = fiscal_year(tokyo_date(now))
+            return int(awards.budget_view(session, program, year, now).awarded)
+
+        return self.read(work)
+
+    def stopped_upload(self, program_id: str, data: bytes) -> str:
+        """An upload of the CSV ``data`` that stopped after awarding its first row (as when the
+        connection is cut): still ``issuing``, its lease let go, the rest still set aside. Its
+        id."""
+        from issuers import bulk
+
+        class Cut(Exception):
+            pass
+
+        def cut(done: int, _total: int | None) -> None:
+            if done >= 1:
+                raise Cut
+
+        staff_id = self.new_staff(StaffRole.ISSUER)
+        caller = Principal(Role.ISSUER, staff_id, "browser-tests", department_id=self.department_id)
+        with suppress(Cut):
+            bulk.upload(
+                self.server.engine,
+                caller,
+                system_clock,
+                program_id,
+                data,
+                department_id=self.department_id,
+                filename="stopped.csv",
+                progress=cut,
+                batch=1,
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        return self.read(
+            lambda session: session.exec(
+                select(bulk.AwardUpload.id).where(bulk.AwardUpload.sha256 == digest)
+            ).one()
+        )
 
 
 def _a_year_before(now: datetime) -> datetime:
