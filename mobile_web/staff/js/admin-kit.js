@@ -172,7 +172,7 @@ export async function everything(getPage, path, most = 1000) {
   const items = [];
   let cursor = null;
   do {
-    const query = new URLSearchParams({ limit: "100" });
+    const query = new URLSearchParams({ limit: "200" });
     if (cursor) query.set("cursor", cursor);
     const page = await getPage(`${path}?${query}`);
     items.push(...page.items);

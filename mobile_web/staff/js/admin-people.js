@@ -146,10 +146,18 @@ async function loadSessions(s) {
   try {
     const [sessions, tokens] = await Promise.all([
       get(`${ADMIN}/device-sessions`),
-      everything(get, `${ADMIN}/tokens`, 200),
+      everything(get, `${ADMIN}/tokens`, 5000),
     ]);
     s.sessions = sessions;
-    s.tokens = tokens.filter((token) => !token.revoked_at && new Date(token.expires_at) > new Date());
+    // The API tokens of other systems: not the devices' own (listed above), not residents'.
+    const devices = new Set(sessions.map((one) => one.token_id));
+    s.tokens = tokens.filter(
+      (token) =>
+        !devices.has(token.id) &&
+        token.role !== "resident" &&
+        !token.revoked_at &&
+        new Date(token.expires_at) > new Date(),
+    );
   } catch (failure) {
     s.error = say(failure);
   }

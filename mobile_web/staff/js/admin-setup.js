@@ -75,8 +75,8 @@ function drawTypes(s) {
         name_ja: (f.typeNameJa || "").trim(),
         name_en: (f.typeNameEn || "").trim(),
         expiry_rule: "months",
-        expiry_months: numberOr(f.typeMonths ?? "12"),
-        yen_rate: numberOr(f.typeRate ?? "1"),
+        expiry_months: numberOr(String(f.typeMonths ?? "").trim() || "12"),
+        yen_rate: numberOr(String(f.typeRate ?? "").trim() || "1"),
       });
       s.types = [...types, made];
       for (const key of ["typeCode", "typeNameJa", "typeNameEn"]) f[key] = "";
@@ -415,5 +415,5 @@ function drawPrograms(s) {
 
 function budgetLine(budget) {
   if (!budget || budget.status === "none") return w().none;
-  return w().budgetLeft(money(budget.remaining), money(budget.allocated));
+  return [h("span", { class: "block" }, money(budget.remaining)), h("span", { class: "block quiet" }, w().budgetAll(money(budget.allocated)))];
 }

@@ -51,7 +51,7 @@ function homeScreen() {
         activePrograms: programs.filter((p) => p.status === "active").length,
         merchants: merchants.length,
         activeMerchants: merchants.filter((m) => m.status === "active").length,
-        staff: staff.length,
+        staff: staff.filter((one) => ["counter", "issuer", "finance"].includes(one.role)).length,
         sessions: sessions.length,
       };
     } catch (failure) {
@@ -99,7 +99,7 @@ function drawHome(s) {
             [w().menuDepartments, c.departments],
             [w().programsActive, `${c.activePrograms} / ${c.programs}`],
             [w().merchantsActive, `${c.activeMerchants} / ${c.merchants}`],
-            [w().menuStaff, c.staff],
+            [w().officeStaff, c.staff],
             [w().deviceSessions, c.sessions],
           ].map(([label, value]) => [h("dt", {}, label), h("dd", {}, String(value))]),
         )
