@@ -14,7 +14,7 @@ function numberOr(text) {
 }
 
 export function catalogScreen() {
-  const s = screenOf("admin-catalog", "catalog", draw, { items: null, counters: [], types: [] });
+  const s = screenOf("admin-catalog", "catalog", draw, { busy: true, items: null, counters: [], types: [] });
   (async () => {
     try {
       const [items, merchants, types] = await Promise.all([
@@ -28,6 +28,7 @@ export function catalogScreen() {
     } catch (failure) {
       s.error = say(failure);
     }
+    s.busy = false;
     s.refresh();
   })();
 }

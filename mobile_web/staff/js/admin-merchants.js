@@ -29,7 +29,7 @@ const ADMIN = "/api/v1/admin";
 // --- The list ----------------------------------------------------------------------------------
 
 export function merchantsScreen() {
-  const s = screenOf("admin-merchants", "merchants", draw, { merchants: null });
+  const s = screenOf("admin-merchants", "merchants", draw, { busy: true, merchants: null });
   load(s);
 }
 
@@ -39,6 +39,7 @@ async function load(s) {
   } catch (failure) {
     s.error = say(failure);
   }
+  s.busy = false;
   s.refresh();
 }
 
@@ -99,7 +100,7 @@ async function register(s) {
 
 export function merchantScreen(id) {
   if (!id) return merchantsScreen();
-  const s = screenOf("admin-merchant", "merchants", drawOne, {
+  const s = screenOf("admin-merchant", "merchants", drawOne, { busy: true,
     id,
     merchant: null,
     settings: null,
@@ -126,6 +127,7 @@ async function loadOne(s) {
   } catch (failure) {
     s.error = say(failure);
   }
+  s.busy = false;
   s.refresh();
 }
 

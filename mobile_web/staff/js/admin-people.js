@@ -26,7 +26,7 @@ const ROLES = ["counter", "issuer", "finance", "admin", "merchant"];
 // --- Staff -------------------------------------------------------------------------------------
 
 export function staffScreen() {
-  const s = screenOf("admin-staff", "staff", drawStaff, { staff: null, departments: [], merchants: [], code: null });
+  const s = screenOf("admin-staff", "staff", drawStaff, { busy: true, staff: null, departments: [], merchants: [], code: null });
   loadStaff(s);
 }
 
@@ -41,6 +41,7 @@ async function loadStaff(s) {
   } catch (failure) {
     s.error = say(failure);
   }
+  s.busy = false;
   s.refresh();
 }
 
@@ -138,7 +139,7 @@ function drawStaff(s) {
 // --- Devices and tokens ------------------------------------------------------------------------
 
 export function sessionsScreen() {
-  const s = screenOf("admin-sessions", "sessions", drawSessions, { sessions: null, tokens: null });
+  const s = screenOf("admin-sessions", "sessions", drawSessions, { busy: true, sessions: null, tokens: null });
   loadSessions(s);
 }
 
@@ -161,6 +162,7 @@ async function loadSessions(s) {
   } catch (failure) {
     s.error = say(failure);
   }
+  s.busy = false;
   s.refresh();
 }
 

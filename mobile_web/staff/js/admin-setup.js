@@ -38,7 +38,7 @@ function numberOr(text) {
 // --- Point types -------------------------------------------------------------------------------
 
 export function pointTypesScreen() {
-  const s = screenOf("admin-point-types", "point-types", drawTypes, { types: null, policies: {} });
+  const s = screenOf("admin-point-types", "point-types", drawTypes, { busy: true, types: null, policies: {} });
   loadTypes(s);
 }
 
@@ -56,6 +56,7 @@ async function loadTypes(s) {
   } catch (failure) {
     s.error = say(failure);
   }
+  s.busy = false;
   s.refresh();
 }
 
@@ -168,13 +169,14 @@ function drawTypes(s) {
 // --- Departments -------------------------------------------------------------------------------
 
 export function departmentsScreen() {
-  const s = screenOf("admin-departments", "departments", drawDepartments, { departments: null });
+  const s = screenOf("admin-departments", "departments", drawDepartments, { busy: true, departments: null });
   (async () => {
     try {
       s.departments = await everything(get, `${ADMIN}/departments`);
     } catch (failure) {
       s.error = say(failure);
     }
+    s.busy = false;
     s.refresh();
   })();
 }
@@ -237,7 +239,7 @@ function today() {
 }
 
 export function programsScreen() {
-  const s = screenOf("admin-programs", "programs", drawPrograms, {
+  const s = screenOf("admin-programs", "programs", drawPrograms, { busy: true,
     programs: null,
     departments: [],
     types: [],
@@ -269,6 +271,7 @@ async function loadPrograms(s) {
   } catch (failure) {
     s.error = say(failure);
   }
+  s.busy = false;
   s.refresh();
 }
 
