@@ -131,6 +131,17 @@ def test_an_admin_sets_up_a_shop_and_its_till_and_revokes_it(
         page.evaluate("() => window.scrollTo(0, 0)")
         shoot(page, "merchant")
 
+        # The till's store QR to print, and the shop suspended and reactivated after a confirmation.
+        shop.locator("#tills button[id^=qr-]").first.click()
+        expect(shop.locator("#store-qr svg")).to_be_visible()
+        shop.locator("#merchant-suspend").click()
+        expect(shop.locator("#confirm")).to_contain_text(shop_ja)
+        confirm(shop, "改装のため休業")
+        expect(shop.locator("#merchant-status")).to_have_text("一時停止中")
+        shop.locator("#merchant-reactivate").click()
+        confirm(shop, "営業再開")
+        expect(shop.locator("#merchant-status")).to_have_text("有効")
+
         # A second browser enrols with it as that till.
         till_page = new_device(browser, city)
         enrol_till(till_page, code_text, f"{shop_ja}のレジ「{till_name}」")
