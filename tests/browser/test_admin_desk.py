@@ -222,6 +222,12 @@ def test_every_admin_screen_in_japanese_and_english(
         program.locator("button", has_text="開始する").click()
         confirm(programs, "議会で承認")
         expect(program).to_contain_text("有効")
+        programs.locator("#allocation-program").select_option(label=f"試験の事業{mark}")
+        programs.locator("#allocation-amount").fill("50000")
+        programs.locator("#allocation-reason").fill("議会の議決")
+        programs.locator("#allocation-add").click()
+        expect(programs.locator("#done")).to_contain_text("50,000 pt")
+        expect(program).to_contain_text("50,000 pt")
         axe(page, "admin programs")
 
         # A city counter that takes the city's points, and goods for it with their stock.

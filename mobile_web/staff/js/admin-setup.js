@@ -326,11 +326,18 @@ function drawPrograms(s) {
     const slot = `${id}/${fy}/${amount}`;
     if (!s.keys[slot]) s.keys[slot] = newKey();
     return act(s, async () => {
-      const made = await post(
-        `/api/v1/budgets/${encodeURIComponent(id)}/${fy}/allocations`,
-        { amount, reason: (f.allocReason || "").trim() },
-        s.keys[slot],
-      );
+      let made;
+      try {
+        made = await post(
+          `/api/v1/budgets/${encodeURIComponent(id)}/${fy}/allocations`,
+          { amount, reason: (f.allocReason || "").trim() },
+          s.keys[slot],
+        );
+      } catch (failure) {
+        // A definite no: the next try is a new act. No answer: the same key, never twice.
+        if (failure instanceof Refused) delete s.keys[slot];
+        throw failure;
+      }
       delete s.keys[slot];
       s.budgets[id] = made.budget;
       f.allocAmount = "";
