@@ -54,7 +54,7 @@ function draw(s) {
       { id: "merchant-form", class: "row", "aria-labelledby": "merchant-new-title", onsubmit: (event) => event.preventDefault() },
       input(s, "merchant-name-ja", w().nameJa, "nameJa"),
       input(s, "merchant-name-en", w().nameEn, "nameEn"),
-      input(s, "merchant-category", w().category, "category", {}, w().codeHint),
+      input(s, "merchant-category", w().category, "category", {}, w().categoryHint),
       choose(s, "merchant-kind", w().kind, "kind", [
         ["shop", w().kindWords.shop],
         ["counter", w().kindWords.counter],

@@ -357,9 +357,11 @@ function drawPrograms(s) {
       : table(
           "programs",
           [
-            { label: w().name, value: (p) => nameOf(p) },
+            {
+              label: w().name,
+              value: (p) => [h("span", { class: "block" }, nameOf(p)), h("span", { class: "block quiet" }, type(p.point_type_id))],
+            },
             { label: w().department, value: (p) => department(p.department_id) },
-            { label: w().pointType, value: (p) => type(p.point_type_id) },
             { label: w().perEvent, value: (p) => money(p.amount), numeric: true },
             { label: w().budgetCode, value: (p) => p.budget_code || w().none },
             { label: w().budgetOf(fy), value: (p) => budgetLine(s.budgets[p.id]), numeric: true },

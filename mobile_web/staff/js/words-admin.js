@@ -42,6 +42,7 @@ export default {
     nameEn: "名前（英語）",
     code: "コード",
     codeHint: "半角の英小文字・数字・ハイフン（例: health）",
+    categoryHint: "半角の英小文字・数字・ハイフン（例: cafe、bakery）",
     category: "業種",
     kind: "種類",
     kindWords: {
@@ -371,6 +372,7 @@ export default {
     nameEn: "Name (English)",
     code: "Code",
     codeHint: "Lower-case letters, digits and hyphens (e.g. health)",
+    categoryHint: "Lower-case letters, digits and hyphens (e.g. cafe, bakery)",
     category: "Category",
     kind: "Kind",
     kindWords: {
