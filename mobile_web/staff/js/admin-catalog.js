@@ -1,0 +1,151 @@
+// The admin PC's goods catalog: what the city counters exchange for points, with the stock (add,
+// change the price or the limit, retire, and stock changes with their reason).
+import { call, get, post } from "../../app/js/api.js";
+import { errorLine, h } from "../../app/js/dom.js";
+import { money } from "../../app/js/i18n.js";
+import { table } from "./desk.js";
+import { act, ask, choose, confirmBox, everything, input, nameOf, press, say, screenOf, statusWord, w } from "./admin-kit.js";
+
+const ADMIN = "/api/v1/admin";
+
+function numberOr(text) {
+  const value = String(text ?? "").trim().replace(/[,，]/g, "");
+  return /^-?[0-9]+$/.test(value) ? Number(value) : -1e18;
+}
+
+export function catalogScreen() {
+  const s = screenOf("admin-catalog", "catalog", draw, { busy: true, items: null, counters: [], types: [] });
+  (async () => {
+    try {
+      const [items, merchants, types] = await Promise.all([
+        get(`${ADMIN}/catalog-items`),
+        everything(get, `${ADMIN}/merchants`),
+        get(`${ADMIN}/point-types`),
+      ]);
+      s.items = items;
+      s.counters = merchants.filter((m) => m.kind === "counter");
+      s.types = types;
+    } catch (failure) {
+      s.error = say(failure);
+    }
+    s.busy = false;
+    s.refresh();
+  })();
+}
+
+function draw(s) {
+  const f = s.form;
+  const items = s.items || [];
+  const counter = (id) => nameOf(s.counters.find((m) => m.id === id));
+  const replace = (changed) => {
+    s.items = items.map((one) => (one.id === changed.id ? changed : one));
+  };
+  const add = () =>
+    act(s, async () => {
+      const body = {
+        merchant_id: f.itemCounter || s.counters[0]?.id || "",
+        point_type: f.itemType || s.types[0]?.code || "",
+        name_ja: (f.itemNameJa || "").trim(),
+        name_en: (f.itemNameEn || "").trim(),
+        points: numberOr(f.itemPoints),
+        stock: numberOr(f.itemStock),
+      };
+      if (String(f.itemLimit || "").trim()) body.per_resident_limit = numberOr(f.itemLimit);
+      const made = await post(`${ADMIN}/catalog-items`, body);
+      s.items = [...items, made];
+      for (const key of ["itemNameJa", "itemNameEn", "itemPoints", "itemStock", "itemLimit"]) f[key] = "";
+      s.done = w().itemAdded(nameOf(made));
+    });
+  const price = () =>
+    act(s, async () => {
+      const id = f.priceItem || items[0]?.id;
+      const changed = await call("PATCH", `${ADMIN}/catalog-items/${encodeURIComponent(id)}`, {
+        body: { points: numberOr(f.pricePoints) },
+      });
+      replace(changed);
+      f.pricePoints = "";
+      s.done = w().itemChanged(nameOf(changed));
+    });
+  const stock = () =>
+    act(s, async () => {
+      const id = f.stockItem || items[0]?.id;
+      const changed = await post(`${ADMIN}/catalog-items/${encodeURIComponent(id)}/stock-changes`, {
+        delta: numberOr(f.stockDelta),
+        reason: (f.stockReason || "").trim(),
+      });
+      replace(changed);
+      f.stockDelta = "";
+      f.stockReason = "";
+      s.done = w().stockChanged(nameOf(changed), changed.stock);
+    });
+  const retire = (item) =>
+    ask(s, w().retireAsk(nameOf(item)), w().retire, async () => {
+      replace(await call("PATCH", `${ADMIN}/catalog-items/${encodeURIComponent(item.id)}`, { body: { status: "retired" } }));
+      s.done = w().itemRetired(nameOf(item));
+    }, w().retireDetail, true);
+  const itemOptions = items.filter((i) => i.status === "active").map((i) => [i.id, nameOf(i)]);
+  return [
+    h("h1", {}, w().catalogTitle),
+    h("p", { class: "lead" }, w().catalogLead),
+    errorLine(s.error),
+    s.done && h("p", { id: "done", class: "done-line", role: "status" }, s.done),
+    confirmBox(s),
+    s.items === null
+      ? h("p", { class: "quiet" }, w().loading)
+      : table(
+          "catalog",
+          [
+            { label: w().name, value: (i) => nameOf(i) },
+            { label: w().counterOf, value: (i) => counter(i.merchant_id) },
+            { label: w().price, value: (i) => money(i.points), numeric: true },
+            { label: w().stock, value: (i) => w().pieces(i.stock), numeric: true },
+            { label: w().perResident, value: (i) => (i.per_resident_limit ? w().pieces(i.per_resident_limit) : w().none), numeric: true },
+            { label: w().status, value: (i) => statusWord(i.status) },
+            {
+              label: w().actions,
+              value: (i) =>
+                i.status === "active"
+                  ? press(s, `retire-${i.id}`, w().retire, () => retire(i), "danger", { "aria-label": w().retireFor(nameOf(i)) })
+                  : "",
+            },
+          ],
+          items,
+          { empty: w().catalogEmpty },
+        ),
+    itemOptions.length > 0 && [
+      h("h2", { id: "stock-title" }, w().stockChange),
+      h("p", { class: "hint" }, w().stockHint),
+      h(
+        "form",
+        { id: "stock-form", class: "row", "aria-labelledby": "stock-title", onsubmit: (event) => event.preventDefault() },
+        choose(s, "stock-item", w().item, "stockItem", itemOptions),
+        input(s, "stock-delta", w().stockDelta, "stockDelta", { inputmode: "numeric" }),
+        input(s, "stock-reason", w().reason, "stockReason"),
+        press(s, "stock-save", w().save, stock),
+      ),
+      h("h2", { id: "price-title" }, w().priceChange),
+      h(
+        "form",
+        { id: "price-form", class: "row", "aria-labelledby": "price-title", onsubmit: (event) => event.preventDefault() },
+        choose(s, "price-item", w().item, "priceItem", itemOptions),
+        input(s, "price-points", w().price, "pricePoints", { inputmode: "numeric" }),
+        press(s, "price-save", w().save, price),
+      ),
+    ],
+    h("h2", { id: "item-new-title" }, w().itemNew),
+    s.counters.length === 0 && s.items !== null
+      ? h("p", { id: "no-counter", class: "quiet" }, w().noCounter)
+      : h(
+          "form",
+          { id: "item-form", class: "row", "aria-labelledby": "item-new-title", onsubmit: (event) => event.preventDefault() },
+          input(s, "item-name-ja", w().nameJa, "itemNameJa"),
+          input(s, "item-name-en", w().nameEn, "itemNameEn"),
+          choose(s, "item-counter", w().counterOf, "itemCounter", s.counters.map((m) => [m.id, nameOf(m)])),
+          choose(s, "item-type", w().pointType, "itemType", s.types.map((t) => [t.code, nameOf(t)])),
+          input(s, "item-points", w().price, "itemPoints", { inputmode: "numeric" }),
+          input(s, "item-stock", w().stock, "itemStock", { inputmode: "numeric" }),
+          input(s, "item-limit", w().perResident, "itemLimit", { inputmode: "numeric" }, w().perResidentHint),
+          press(s, "item-add", w().add, add),
+        ),
+  ];
+}

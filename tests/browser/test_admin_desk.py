@@ -1,0 +1,289 @@
+"""The administrator's PC (``/staff/`` enrolled with an admin's device code, 1280x800): the home
+with the set-up steps; a merchant registered with a till and bank details (shown masked, a bad
+account number refused with a sentence and nothing changed); a device code for the till that a
+second browser enrols with as that till; its session revoked (the till goes back to enrolment);
+axe on every admin screen; screenshots in Japanese and in English."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from points.registry import StaffRole
+
+from .desk import DESK, enrol_desk, new_desk, open_menu
+from .live import City
+from .test_wallet_access import CUT_OFF, HORIZONTAL_SCROLL
+from .till import enrol_till, new_device
+from .wallet import axe, check_error, on_screen
+
+pytestmark = pytest.mark.browser
+
+Shoot = Callable[..., Path]
+
+#: The admin's screens reached from the menu: route -> screen.
+MENU = {
+    "point-types": "admin-point-types",
+    "departments": "admin-departments",
+    "programs": "admin-programs",
+    "merchants": "admin-merchants",
+    "catalog": "admin-catalog",
+    "staff": "admin-staff",
+    "sessions": "admin-sessions",
+}
+
+
+def fits(page: Page, label: str) -> None:
+    """Nothing scrolls sideways and no text is cut off."""
+    scroll_width, inner_width = page.evaluate(HORIZONTAL_SCROLL)
+    assert scroll_width <= inner_width, f"{label}: scrolls sideways"
+    cut = page.evaluate(CUT_OFF)
+    assert not cut, f"{label}: text cut off: {cut}"
+
+
+def confirm(screen: Locator, reason: str) -> None:
+    box = screen.locator("#confirm")
+    expect(box).to_be_visible()
+    box.locator("#confirm-reason").fill(reason)
+    box.locator("#confirm-yes").click()
+    expect(box).to_have_count(0)
+
+
+def test_an_admin_sets_up_a_shop_and_its_till_and_revokes_it(
+    browser: Browser, city: City, shoot: Shoot
+) -> None:
+    mark = uuid.uuid4().hex[:6]
+    shop_ja = f"試験ベーカリー{mark}"
+    till_name = f"レジ{mark}"
+    page = new_desk(browser, city)
+    till_page: Page | None = None
+    try:
+        _, home = enrol_desk(page, city, StaffRole.ADMIN, "admin-home")
+        expect(home.locator("#counts")).to_be_visible()
+        expect(home.locator("#steps li")).to_have_count(5)
+        expect(home.locator("#next-step")).to_be_visible()
+        axe(page, "admin home")
+        fits(page, "admin home")
+        shoot(page, "home")
+
+        # A merchant: registered, then its own page.
+        merchants = open_menu(page, "merchants", "admin-merchants")
+        expect(merchants.locator("#merchants")).to_be_visible()
+        merchants.locator("#merchant-name-ja").fill(shop_ja)
+        merchants.locator("#merchant-name-en").fill(f"Test Bakery {mark}")
+        merchants.locator("#merchant-category").fill("bakery")
+        merchants.locator("#merchant-add").click()
+        shop = on_screen(page, "admin-merchant")
+        expect(shop.locator("h1")).to_contain_text(shop_ja)
+        expect(shop.locator("#merchant-status")).to_have_text("有効")
+        expect(shop.locator("#bank-none")).to_be_visible()
+        expect(shop.locator("#tills-empty")).to_be_visible()
+
+        # A till.
+        shop.locator("#till-name").fill(till_name)
+        shop.locator("#till-add").click()
+        expect(shop.locator("#tills")).to_contain_text(till_name)
+        expect(shop.locator("#done")).to_contain_text(till_name)
+
+        # A bad account number: a sentence that names the field, and nothing set.
+        shop.locator("#bank-code").fill("0005")
+        shop.locator("#branch-code").fill("123")
+        shop.locator("#account-number").fill("12a4567")
+        shop.locator("#holder-name").fill("シケンベーカリー")
+        shop.locator("#bank-reason").fill("開業の届け出")
+        shop.locator("#bank-save").click()
+        sentence = check_error(page)
+        assert "口座番号" in sentence, sentence
+        expect(shop.locator("#bank-none")).to_be_visible()
+        merchant_id = page.url.rsplit("/", 1)[1]
+        page.reload()
+        shop = on_screen(page, "admin-merchant")
+        expect(shop.locator("#bank-none")).to_be_visible()
+
+        # Good details: shown masked.
+        shop.locator("#bank-code").fill("0005")
+        shop.locator("#branch-code").fill("123")
+        shop.locator("#account-number").fill("1234567")
+        shop.locator("#holder-name").fill("シケンベーカリー")
+        shop.locator("#bank-reason").fill("開業の届け出")
+        shop.locator("#bank-save").click()
+        number = shop.locator("#bank-number")
+        expect(number).to_contain_text("567")
+        assert "1234567" not in number.inner_text()
+        assert "1234567" not in shop.inner_text()
+        assert merchant_id.startswith("mer_") or merchant_id
+
+        # A device code for the till: large, with its QR.
+        shop.locator("#tills button[data-till]").first.click()
+        code = shop.locator("#device-code")
+        expect(code).to_be_visible()
+        expect(shop.locator("#device-code-qr svg")).to_be_visible()
+        expect(shop.locator("#device-code-until")).to_contain_text("15分")
+        code_text = code.inner_text().strip()
+        assert re.fullmatch(r"[A-Z0-9-]{6,32}", code_text), code_text
+        axe(page, "admin merchant")
+        fits(page, "admin merchant")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        shoot(page, "merchant")
+
+        # The till's store QR to print, and the shop suspended and reactivated after a confirmation.
+        shop.locator("#tills button[id^=qr-]").first.click()
+        expect(shop.locator("#store-qr svg")).to_be_visible()
+        shop.locator("#merchant-suspend").click()
+        expect(shop.locator("#confirm")).to_contain_text(shop_ja)
+        confirm(shop, "改装のため休業")
+        expect(shop.locator("#merchant-status")).to_have_text("一時停止中")
+        shop.locator("#merchant-reactivate").click()
+        confirm(shop, "営業再開")
+        expect(shop.locator("#merchant-status")).to_have_text("有効")
+
+        # A second browser enrols with it as that till.
+        till_page = new_device(browser, city)
+        enrol_till(till_page, code_text, f"{shop_ja}のレジ「{till_name}」")
+
+        # The admin revokes the till's session: the till goes back to enrolment.
+        sessions = open_menu(page, "sessions", "admin-sessions")
+        row = sessions.locator("#device-sessions tr", has_text=till_name)
+        expect(row).to_have_count(1)
+        axe(page, "admin sessions")
+        row.locator("button[data-token]").click()
+        expect(sessions.locator("#confirm")).to_contain_text(till_name)
+        axe(page, "admin sessions, confirming")
+        sessions.locator("#confirm-yes").click()
+        check_error(page)  # no reason yet: a sentence, nothing revoked
+        expect(row).to_have_count(1)
+        confirm(sessions, "テストの後片付け")
+        expect(sessions.locator("#done")).to_contain_text(till_name)
+        expect(sessions.locator("#device-sessions tr", has_text=till_name)).to_have_count(0)
+        till_page.reload()
+        on_screen(till_page, "enrol")
+    finally:
+        if till_page is not None:
+            till_page.context.close()
+        page.context.close()
+
+
+def test_every_admin_screen_in_japanese_and_english(
+    browser: Browser, city: City, shoot: Shoot
+) -> None:
+    mark = uuid.uuid4().hex[:6]
+    page = new_desk(browser, city)
+    try:
+        enrol_desk(page, city, StaffRole.ADMIN, "admin-home")
+        for route, name in MENU.items():
+            screen = open_menu(page, route, name)
+            expect(screen.locator(".quiet", has_text="読み込んでいます")).to_have_count(0)
+            axe(page, name)
+            fits(page, name)
+            shoot(page, route)
+
+        # A department, and a staff member of it with a device code for their PC.
+        departments = open_menu(page, "departments", "admin-departments")
+        departments.locator("#department-code").fill(f"test-{mark}")
+        departments.locator("#department-name-ja").fill(f"試験課{mark}")
+        departments.locator("#department-name-en").fill(f"Test Division {mark}")
+        departments.locator("#department-add").click()
+        expect(departments.locator("#departments")).to_contain_text(f"試験課{mark}")
+        # The same code again: a sentence, not a code.
+        departments.locator("#department-code").fill(f"test-{mark}")
+        departments.locator("#department-name-ja").fill(f"試験課{mark}")
+        departments.locator("#department-name-en").fill(f"Test Division {mark}")
+        departments.locator("#department-add").click()
+        check_error(page)
+
+        staff = open_menu(page, "staff", "admin-staff")
+        staff.locator("#staff-name").fill(f"試験 太郎{mark}")
+        staff.locator("#staff-role").select_option("issuer")
+        staff.locator("#staff-department").select_option(label=f"試験課{mark}")
+        staff.locator("#staff-add").click()
+        row = staff.locator("#staff tr", has_text=f"試験 太郎{mark}")
+        expect(row).to_contain_text("担当課")
+        row.locator("button", has_text="登録コード").click()
+        expect(staff.locator("#device-code")).to_be_visible()
+        axe(page, "admin staff with a device code")
+        row.locator("button", has_text="無効にする").click()
+        confirm(staff, "異動")
+        expect(row).to_contain_text("無効")
+
+        # A program as a draft, started after a confirmation.
+        programs = open_menu(page, "programs", "admin-programs")
+        programs.locator("#program-name-ja").fill(f"試験の事業{mark}")
+        programs.locator("#program-name-en").fill(f"Test program {mark}")
+        programs.locator("#program-department").select_option(label=f"試験課{mark}")
+        programs.locator("#program-amount").fill("100")
+        programs.locator("#program-add").click()
+        program = programs.locator("#programs tr", has_text=f"試験の事業{mark}")
+        expect(program).to_contain_text("下書き")
+        program.locator("button", has_text="開始する").click()
+        confirm(programs, "議会で承認")
+        expect(program).to_contain_text("有効")
+        programs.locator("#allocation-program").select_option(label=f"試験の事業{mark}")
+        programs.locator("#allocation-amount").fill("50000")
+        programs.locator("#allocation-reason").fill("議会の議決")
+        programs.locator("#allocation-add").click()
+        expect(programs.locator("#done")).to_contain_text("50,000 pt")
+        expect(program).to_contain_text("50,000 pt")
+        axe(page, "admin programs")
+
+        # A city counter that takes the city's points, and goods for it with their stock.
+        counter_ja = f"試験窓口{mark}"
+        merchants = open_menu(page, "merchants", "admin-merchants")
+        merchants.locator("#merchant-name-ja").fill(counter_ja)
+        merchants.locator("#merchant-name-en").fill(f"Test counter {mark}")
+        merchants.locator("#merchant-category").fill("city-counter")
+        merchants.locator("#merchant-kind").select_option("counter")
+        merchants.locator("#merchant-add").click()
+        shop = on_screen(page, "admin-merchant")
+        expect(shop.locator("h1")).to_contain_text(counter_ja)
+        shop.locator("#settings-form input[type=checkbox]").first.check()
+        shop.locator("#settings-reason").fill("窓口の開設")
+        shop.locator("#settings-save").click()
+        expect(shop.locator("#done")).to_be_visible()
+        expect(shop.locator("#settings-sums")).to_contain_text("狛江ポイント")
+
+        catalog = open_menu(page, "catalog", "admin-catalog")
+        catalog.locator("#item-name-ja").fill(f"試験のエコバッグ{mark}")
+        catalog.locator("#item-name-en").fill(f"Test eco bag {mark}")
+        catalog.locator("#item-counter").select_option(label=counter_ja)
+        catalog.locator("#item-points").fill("300")
+        catalog.locator("#item-stock").fill("10")
+        catalog.locator("#item-add").click()
+        item = catalog.locator("#catalog tr", has_text=f"試験のエコバッグ{mark}")
+        expect(item).to_contain_text("10個")
+        catalog.locator("#stock-item").select_option(label=f"試験のエコバッグ{mark}")
+        catalog.locator("#stock-delta").fill("-20")
+        catalog.locator("#stock-reason").fill("数え違い")
+        catalog.locator("#stock-save").click()
+        check_error(page)
+        expect(item).to_contain_text("10個")
+        catalog.locator("#stock-delta").fill("5")
+        catalog.locator("#stock-save").click()
+        expect(item).to_contain_text("15個")
+        axe(page, "admin catalog")
+        fits(page, "admin catalog")
+        shoot(page, "catalog-items")
+
+        # English.
+        page.locator("#lang").click()
+        home = open_menu(page, "home", "admin-home")
+        expect(home.locator("h1")).to_have_text("Admin home")
+        expect(home.locator("#counts")).to_be_visible()
+        axe(page, "admin home in English")
+        fits(page, "admin home in English")
+        merchants = open_menu(page, "merchants", "admin-merchants")
+        expect(merchants.locator("h1")).to_have_text("Merchants")
+        merchants.locator("#merchants a[data-merchant]").first.click()
+        shop = on_screen(page, "admin-merchant")
+        expect(shop.locator("#tills, #tills-empty")).to_be_visible()
+        axe(page, "admin merchant in English")
+        fits(page, "admin merchant in English")
+        shoot(page, "merchant-en")
+        page.locator("#lang").click()
+        assert page.viewport_size == DESK
+    finally:
+        page.context.close()
