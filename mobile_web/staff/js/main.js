@@ -16,7 +16,7 @@ import { incomingScreen } from "./incoming.js";
 import { banner, listen, live, liveText, startLive, stopLive } from "./live.js";
 import { paymentScreen, paymentsScreen, statementsScreen } from "./payments.js";
 import { cardNumberScreen, takeScreen } from "./take.js";
-import { deskRoute, drawMenu, isDesk, markCurrent, noDesk } from "./desks.js";
+import { deskRoute, drawMenu, isDesk, loadDesk, markCurrent, noDesk } from "./desks.js";
 
 // --- Start and routes --------------------------------------------------------------------------
 
@@ -97,8 +97,15 @@ async function route() {
   remember(session);
   // A counter, department, finance or admin PC: its role's screens and menu (desks.js).
   if (isDesk(session.role)) {
-    if (name !== "settings") return deskRoute(session, name, detail);
-    markCurrent(session, "settings");
+    let desk;
+    try {
+      desk = await loadDesk(session.role);
+    } catch {
+      return mine === routing ? trouble(t().problems.network) : null;
+    }
+    if (mine !== routing) return null;
+    if (name !== "settings") return deskRoute(desk, session, name, detail);
+    markCurrent(desk, "settings");
     return settingsScreen();
   }
   noDesk();

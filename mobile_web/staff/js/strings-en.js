@@ -54,11 +54,6 @@ export default {
     `This device is registered for ${role}. The screens for ${role} come with a later update.`,
   roleWord: {
     merchant: "a merchant",
-    counter: "a city counter",
-    department: "a department",
-    finance: "finance",
-    admin: "administrators",
-    issuer: "a department",
   },
   roleOther: "staff",
   residentTitle: "These screens are for shops' and the city's devices",

@@ -54,11 +54,6 @@ export default {
     `この端末は「${role}」として登録されています。${role}の画面は、今後の更新で使えるようになります。`,
   roleWord: {
     merchant: "加盟店",
-    counter: "市役所窓口",
-    department: "担当課",
-    finance: "財務",
-    admin: "管理者",
-    issuer: "担当課",
   },
   roleOther: "業務用",
   residentTitle: "この画面はお店と市役所の端末用です",
