@@ -73,6 +73,7 @@ def test_an_admin_sets_up_a_shop_and_its_till_and_revokes_it(
 
         # A merchant: registered, then its own page.
         merchants = open_menu(page, "merchants", "admin-merchants")
+        expect(merchants.locator("#merchant-add")).to_be_enabled()
         expect(merchants.locator("#merchants")).to_be_visible()
         merchants.locator("#merchant-name-ja").fill(shop_ja)
         merchants.locator("#merchant-name-en").fill(f"Test Bakery {mark}")
@@ -184,6 +185,7 @@ def test_every_admin_screen_in_japanese_and_english(
 
         # A department, and a staff member of it with a device code for their PC.
         departments = open_menu(page, "departments", "admin-departments")
+        expect(departments.locator("#department-add")).to_be_enabled()
         departments.locator("#department-code").fill(f"test-{mark}")
         departments.locator("#department-name-ja").fill(f"試験課{mark}")
         departments.locator("#department-name-en").fill(f"Test Division {mark}")
@@ -197,6 +199,7 @@ def test_every_admin_screen_in_japanese_and_english(
         check_error(page)
 
         staff = open_menu(page, "staff", "admin-staff")
+        expect(staff.locator("#staff-add")).to_be_enabled()
         staff.locator("#staff-name").fill(f"試験 太郎{mark}")
         staff.locator("#staff-role").select_option("issuer")
         staff.locator("#staff-department").select_option(label=f"試験課{mark}")
@@ -212,6 +215,7 @@ def test_every_admin_screen_in_japanese_and_english(
 
         # A program as a draft, started after a confirmation.
         programs = open_menu(page, "programs", "admin-programs")
+        expect(programs.locator("#program-add")).to_be_enabled()
         programs.locator("#program-name-ja").fill(f"試験の事業{mark}")
         programs.locator("#program-name-en").fill(f"Test program {mark}")
         programs.locator("#program-department").select_option(label=f"試験課{mark}")
@@ -233,6 +237,7 @@ def test_every_admin_screen_in_japanese_and_english(
         # A city counter that takes the city's points, and goods for it with their stock.
         counter_ja = f"試験窓口{mark}"
         merchants = open_menu(page, "merchants", "admin-merchants")
+        expect(merchants.locator("#merchant-add")).to_be_enabled()
         merchants.locator("#merchant-name-ja").fill(counter_ja)
         merchants.locator("#merchant-name-en").fill(f"Test counter {mark}")
         merchants.locator("#merchant-category").fill("city-counter")
@@ -247,6 +252,7 @@ def test_every_admin_screen_in_japanese_and_english(
         expect(shop.locator("#settings-sums")).to_contain_text("狛江ポイント")
 
         catalog = open_menu(page, "catalog", "admin-catalog")
+        expect(catalog.locator("#item-add")).to_be_enabled()
         catalog.locator("#item-name-ja").fill(f"試験のエコバッグ{mark}")
         catalog.locator("#item-name-en").fill(f"Test eco bag {mark}")
         catalog.locator("#item-counter").select_option(label=counter_ja)
@@ -276,6 +282,7 @@ def test_every_admin_screen_in_japanese_and_english(
         axe(page, "admin home in English")
         fits(page, "admin home in English")
         merchants = open_menu(page, "merchants", "admin-merchants")
+        expect(merchants.locator("#merchant-add")).to_be_enabled()
         expect(merchants.locator("h1")).to_have_text("Merchants")
         merchants.locator("#merchants a[data-merchant]").first.click()
         shop = on_screen(page, "admin-merchant")
