@@ -44,6 +44,9 @@ export function forget() {
 export function signedOut(problem) {
   const code = problem && problem.code;
   const was = state.session || localStorage.getItem(ENROLLED);
+  // A second 401 (a poll or the event stream, answered after the screen's own): the enrol screen
+  // already says why; drawing it again would lose the sentence.
+  if (!was && code !== "session_expired" && location.hash.startsWith("#/enrol")) return;
   state.notice =
     code === "session_expired" ? t().sessionExpired : was ? t().sessionRevoked : null;
   localStorage.removeItem(ENROLLED);
