@@ -170,7 +170,11 @@ def test_exchange_two_bags_and_show_the_receipt(
     expect(bag).to_contain_text(f"残り {stock_before} 個")
     image = bag.locator("img")
     expect(image).to_have_attribute("alt", BAG_JA)
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 320
+    # The picture arrives after the card: wait for it rather than read it mid-load.
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
+    assert image.evaluate("img => img.naturalWidth") == 320
     towel = card(page, goods.towel)
     expect(towel).to_contain_text("品切れ")
     expect(towel.locator("button")).to_be_disabled()
