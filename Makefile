@@ -42,8 +42,13 @@ lint: $(TESTING)
 typecheck: $(TESTING)
 	$(BIN)/mypy
 
+# The test files run in parallel, one worker per core (WORKERS=1 for one process): each test
+# has its own database (SQLite file or PostgreSQL database from a template), each live server its
+# own port. --dist loadfile keeps a file's module-scoped city on one worker.
+WORKERS ?= auto
+
 unit: $(TESTING)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadfile
 
 test: lint typecheck unit
 
