@@ -1411,6 +1411,8 @@ TABLE: list[Row] = [
     Row("GET", f"{F}/reports/breakage", AUDITORS, query="?from=2026-04-01&to=2026-11-30"),
     Row("GET", f"{F}/reports/payments-by-merchant", AUDITORS,
         query="?from=2026-04-01&to=2026-11-30"),
+    Row("GET", f"{F}/reports/payments-by-month", AUDITORS,
+        query="?from=2026-04-01&to=2026-11-30&format=csv", media_type="text/csv"),
     Row("GET", f"{F}/reports/budgets", AUDITORS, query="?fiscal_year=2026"),
     Row("GET", f"{F}/reports/psa-base-date", AUDITORS, query="?date=2026-09-30"),
     # The verify job queued by finance (or an admin): 202 and the run's id (test_verify_job.py).

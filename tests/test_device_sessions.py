@@ -205,6 +205,66 @@ def test_sessions_are_listed_renewed_while_used_lapse_unused_and_are_revoked(
         assert_problem(second.get("/api/v1/sessions/current"), 401, "unauthenticated")
 
 
+def test_tokens_are_listed_by_kind_and_state(
+    world: World, device: TestClient, clock: FakeClock
+) -> None:
+    """The admin screen's list of other systems' tokens asks for ``kind=api&state=live``: not the
+    devices' sessions, not residents' wallets, nothing revoked or expired."""
+    admin = world.admin.headers
+    assert enrol(device, device_code(world, staff_id=world.finance.id)["code"]).status_code == 201
+    device_token = device.get("/api/v1/sessions/current").json()
+
+    def issue(lifetime_days: int) -> str:
+        made = world.client.post(
+            "/api/v1/admin/tokens",
+            json={
+                "role": "finance",
+                "principal_id": world.finance.id,
+                "label": "会計システム",
+                "lifetime_days": lifetime_days,
+            },
+            headers=admin,
+        )
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    short, kept, revoked = issue(1), issue(30), issue(30)
+    assert (
+        world.client.post(
+            f"/api/v1/admin/tokens/{revoked}/revoke", json={"reason": "leaked"}, headers=admin
+        ).status_code
+        == 200
+    )
+    clock.advance(days=2)
+    assert device.get("/api/v1/sessions/current").status_code == 200  # still used: still live
+
+    def listed(query: str) -> list[dict[str, Any]]:
+        response = world.client.get(f"/api/v1/admin/tokens?limit=200&{query}", headers=admin)
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    def ids(query: str) -> set[str]:
+        return {item["id"] for item in listed(query)}
+
+    everything = listed("")
+    devices = ids("kind=device")
+    wallets = ids("kind=wallet")
+    api_tokens = ids("kind=api")
+    assert len(devices) == 1 and devices <= {item["id"] for item in everything}
+    assert wallets == {item["id"] for item in everything if item["role"] == "resident"}
+    assert wallets and devices.isdisjoint(api_tokens) and wallets.isdisjoint(api_tokens)
+    assert devices | wallets | api_tokens == {item["id"] for item in everything}
+    assert {short, kept, revoked} <= api_tokens
+    assert kept in ids("kind=api&state=live")
+    assert {short, revoked}.isdisjoint(ids("kind=api&state=live"))
+    assert ids("kind=api&state=revoked") == {revoked}
+    assert short in ids("state=expired") and revoked not in ids("state=expired")
+    assert devices <= ids("state=live")
+    assert device_token["role"] == "finance"
+    for bad in ("kind=till", "state=dead", "kind=API"):
+        assert_problem(world.client.get(f"/api/v1/admin/tokens?{bad}", headers=admin), 422)
+
+
 def test_signing_a_device_out_revokes_its_session(world: World, device: TestClient) -> None:
     assert enrol(device, device_code(world, staff_id=world.finance.id)["code"]).status_code == 201
     assert device.get("/api/v1/sessions/current").json()["role"] == "finance"

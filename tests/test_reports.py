@@ -283,6 +283,42 @@ def test_every_report_reconciles_with_the_ledger(world: World, clock: FakeClock)
         }
         assert got_paid == expected_paid
         assert all(r["net"] == r["paid"] - r["refunded"] for r in report["rows"])
+
+    # Payments by month, over a range that starts and ends mid-month: grouped here by the Tokyo
+    # month of each entry's recording; every month a row for each point type paid (zeros too).
+    start, end = date(2026, 3, 15), date(2026, 8, 10)
+    by_month: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in postings:
+        if (
+            row.account_id in payables
+            and row.kind not in ("settlement", "settlement_recovery")
+            and end_us(start - timedelta(days=1)) <= row.recorded_at_us < end_us(end)
+        ):
+            at = datetime.fromtimestamp(row.recorded_at_us / 1_000_000, UTC).astimezone(TOKYO)
+            code = types[payables[row.account_id].point_type_id].code
+            line = by_month[(at.strftime("%Y-%m"), code)]
+            if row.side == 2:
+                line[0] += 1
+                line[1] += row.amount
+            else:
+                line[2] += row.amount
+    months = ["2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08"]
+    paid_types = sorted({code for _, code in by_month})
+    report = get(world, "payments-by-month", **{"from": start.isoformat(), "to": end.isoformat()})
+    assert [(r["month"], r["point_type"]) for r in report["rows"]] == [
+        (month, code) for month in months for code in paid_types
+    ]
+    assert {
+        (r["month"], r["point_type"]): [r["payments"], r["paid"], r["refunded"]]
+        for r in report["rows"]
+    } == {
+        (month, code): by_month.get((month, code), [0, 0, 0])
+        for month in months
+        for code in paid_types
+    }
+    assert all(r["net"] == r["paid"] - r["refunded"] for r in report["rows"])
+    assert sum(r["paid"] for r in report["rows"]) > 0
+    assert any(r["paid"] == 0 for r in report["rows"])  # a quiet month is a zero row
     shop_a, shop_b = built["shops"]
     april_paid = {
         r["merchant_id"]: (r["payments"], r["paid"], r["refunded"])
@@ -402,6 +438,7 @@ def test_reports_as_csv(world: World, clock: FakeClock) -> None:
         ("psa-base-date", {"date": "2026-09-30", "encoding": "latin-1"}, "encoding"),
         ("breakage", {"from": "2026-04-01"}, "to"),
         ("payments-by-merchant", {"from": "2026-4-1", "to": "2026-04-30"}, "from"),
+        ("payments-by-month", {"from": "2026-04-01", "to": "2026-04-31"}, "to"),
         ("budgets", {"fiscal_year": "FY2026"}, "fiscal_year"),
         ("budgets", {"fiscal_year": "2026", "extra": "1"}, None),
     ],
@@ -423,6 +460,7 @@ def test_bad_queries_are_refused(
     [
         ("breakage", {"from": "2026-05-01", "to": "2026-04-30"}),
         ("payments-by-merchant", {"from": "2026-01-01", "to": "2027-01-02"}),
+        ("payments-by-month", {"from": "2026-05-01", "to": "2026-04-30"}),
     ],
 )
 def test_bad_ranges_are_refused(world: World, path: str, query: dict[str, str]) -> None:

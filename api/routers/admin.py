@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
@@ -36,7 +36,7 @@ from api.schemas import (
 )
 from api.verify_view import verify_result
 from points import access, audit, people
-from points.auth import Token
+from points.auth import DeviceCode, Role, Token
 from points.registry import Department, Merchant, Resident, Staff
 from points.verification import verify_and_record
 
@@ -386,18 +386,24 @@ def issue_token(body: TokenCreate, caller: AdminDep, services: ServicesDep) -> T
 @router.get(
     "/tokens",
     response_model=Page[TokenPublic],
-    summary="List tokens (never their secrets), optionally of one principal or prefix",
+    summary="List tokens (never their secrets), optionally of one principal, prefix, kind or state",
 )
 def list_tokens(
     caller: AdminDep,
     services: ServicesDep,
     principal_id: Annotated[ObjectId | None, Query()] = None,
     prefix: Annotated[str | None, Query(pattern=r"^kp_[A-Za-z0-9_-]{8}$")] = None,
+    kind: Annotated[Literal["api", "device", "wallet"] | None, Query()] = None,
+    state: Annotated[Literal["live", "revoked", "expired"] | None, Query()] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[TokenPublic]:
     """Tokens (never their secrets), by id, paged; optionally of one principal or with one visible
-    prefix (`kp_xxxxxxxx`), to find a leaked token."""
+    prefix (`kp_xxxxxxxx`), to find a leaked token.
+
+    `kind`: `device` the sessions of enrolled tills and staff PCs (made by a device code), `wallet`
+    residents' wallet sessions, `api` the rest (tokens issued to staff and other systems).
+    `state`: `live` (neither revoked nor expired), `revoked`, or `expired` (and not revoked)."""
 
     def work(session: Session) -> Page[TokenPublic]:
         query = select(Token).order_by(col(Token.id)).limit(limit)
@@ -405,6 +411,20 @@ def list_tokens(
             query = query.where(Token.principal_id == principal_id)
         if prefix is not None:
             query = query.where(Token.prefix == prefix)
+        devices = select(DeviceCode.token_id).where(col(DeviceCode.token_id).is_not(None))
+        if kind == "device":
+            query = query.where(col(Token.id).in_(devices))
+        elif kind == "wallet":
+            query = query.where(Token.role == Role.RESIDENT)
+        elif kind == "api":
+            query = query.where(Token.role != Role.RESIDENT, col(Token.id).not_in(devices))
+        now = services.clock()
+        if state == "live":
+            query = query.where(col(Token.revoked_at).is_(None), col(Token.expires_at) > now)
+        elif state == "revoked":
+            query = query.where(col(Token.revoked_at).is_not(None))
+        elif state == "expired":
+            query = query.where(col(Token.revoked_at).is_(None), col(Token.expires_at) <= now)
         if cursor is not None:
             query = query.where(col(Token.id) > cursor)
         rows = list(session.exec(query))

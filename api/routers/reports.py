@@ -147,6 +147,27 @@ def payments_by_merchant(
     )
 
 
+@router.get("/payments-by-month", summary="Payments by month and point type")
+def payments_by_month(
+    caller: AuditorDep,
+    services: ServicesDep,
+    from_day: FromDay,
+    to_day: ToDay,
+    format: Format = "json",
+    encoding: Encoding = "utf-8",
+) -> Any:
+    """Points paid to and refunded by all merchants, by Tokyo month of recording and point type,
+    for entries recorded from `from` to `to` (Tokyo dates, included): each month of the range
+    is a row for every point type paid in the range, zeros included."""
+    _range(from_day, to_day)
+    return _give(
+        services,
+        lambda s: redemption_reports.payments_by_month(s, from_day, to_day),
+        format,
+        encoding,
+    )
+
+
 @router.get("/budgets", summary="Budgets allocated, drawn and remaining")
 def budgets(
     caller: AuditorDep,
