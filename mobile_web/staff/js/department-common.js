@@ -5,6 +5,7 @@ import { Refused, Unreachable, get } from "../../app/js/api.js";
 import { h } from "../../app/js/dom.js";
 import { lang } from "../../app/js/i18n.js";
 import { field, sentenceOf, words } from "./desk.js";
+import { kitOf } from "./desk-kit.js";
 import table from "./words-department.js";
 
 export const w = words(table);
@@ -15,6 +16,10 @@ export const ISSUER = "/api/v1/issuer";
 export function why(failure) {
   return sentenceOf(w, failure);
 }
+
+// The office roles' kit (desk-kit.js) in the department's words: one act at a time (the state's
+// `refresh()` draws it again; a failure is its error line), an act that needs a reason, a load.
+export const { act, actFor, load } = kitOf(w, why);
 
 // The program's name in the language on screen.
 export function nameOf(program) {
