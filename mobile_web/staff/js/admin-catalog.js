@@ -4,7 +4,7 @@ import { call, get, post } from "../../app/js/api.js";
 import { errorLine, h } from "../../app/js/dom.js";
 import { money } from "../../app/js/i18n.js";
 import { table } from "./desk.js";
-import { act, ask, choose, confirmBox, everything, input, load, nameOf, press, say, screenOf, statusWord, w } from "./admin-kit.js";
+import { act, ask, choose, confirmBox, everything, input, load, nameOf, press, screenOf, statusWord, w } from "./admin-kit.js";
 
 const ADMIN = "/api/v1/admin";
 

@@ -14,7 +14,6 @@ import {
   load,
   nameOf,
   press,
-  say,
   screenOf,
   statusWord,
   w,

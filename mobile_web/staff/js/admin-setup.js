@@ -16,7 +16,6 @@ import {
   load,
   nameOf,
   press,
-  say,
   screenOf,
   statusWord,
   w,
