@@ -12,7 +12,7 @@ from points.registry import StaffRole
 
 from .live import City
 from .till import new_device
-from .wallet import on_screen
+from .wallet import axe, check_error, on_screen
 
 DESK = {"width": 1280, "height": 800}
 
@@ -38,3 +38,20 @@ def open_menu(page: Page, route: str, screen: str) -> Locator:
     """Click the menu item ``route``: the screen ``screen``."""
     page.locator(f"#desk-nav #menu-{route}").click()
     return on_screen(page, screen)
+
+
+def refused_first(
+    page: Page, screen: Locator, go: str, fills: dict[str, str], *, check: str = ""
+) -> str:
+    """Click ``#go`` on ``screen`` with its form as it is (empty, or wrong): the screen's error
+    line says why (that sentence is returned, nothing is done); then each ``#id`` of ``fills`` is
+    filled with its value, axe checks the page as ``check`` (when given) and ``#go`` is clicked
+    again."""
+    screen.locator(f"#{go}").click()
+    sentence = check_error(page)
+    for field, value in fills.items():
+        screen.locator(f"#{field}").fill(value)
+    if check:
+        axe(page, check)
+    screen.locator(f"#{go}").click()
+    return sentence

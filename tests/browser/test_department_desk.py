@@ -17,10 +17,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from points.registry import StaffRole
 
-from .desk import enrol_desk, new_desk, open_menu
+from .desk import enrol_desk, new_desk, open_menu, refused_first
 from .live import City, call, expect_status
 from .till import qr_text
-from .wallet import axe, check_error, on_screen
+from .wallet import axe, on_screen
 
 pytestmark = pytest.mark.browser
 
@@ -118,10 +118,7 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         choose_program(page, "#award-program", program, "department-award")
         award = on_screen(page, "department-award")
         award.locator("#address-number").fill("1" * 19 + "7")
-        award.locator("#look-up").click()
-        check_error(page)
-        award.locator("#address-number").fill(third_number)
-        award.locator("#look-up").click()
+        refused_first(page, award, "look-up", {"address-number": third_number})
         expect(award.locator("#resident-found")).to_contain_text("ウォレットはまだありません")
         award.locator("#record-id").fill(f"{tag}-3")
         axe(page, "department award form")
@@ -165,11 +162,13 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         expect(outcome.locator("#upload-status")).to_contain_text("付与の途中です")
         expect(outcome.locator("#upload-awarded")).to_have_text("1行")
         outcome.locator("#cancel-upload").click()
-        outcome.locator("#cancel-confirm").click()
-        check_error(page)
-        outcome.locator("#cancel-reason").fill("名簿の誤りのため")
-        axe(page, "department upload stopped")
-        outcome.locator("#cancel-confirm").click()
+        refused_first(
+            page,
+            outcome,
+            "cancel-confirm",
+            {"cancel-reason": "名簿の誤りのため"},
+            check="department upload stopped",
+        )
         expect(outcome.locator("#upload-status")).to_contain_text("取り消しました")
         expect(outcome.locator("#upload-sums")).to_contain_text("700 pt")
         assert city.budget_awarded(program) == 4 * AMOUNT

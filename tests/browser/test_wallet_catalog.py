@@ -21,11 +21,10 @@ from playwright.sync_api import Page, Request, Route, expect
 from sqlmodel import Session
 
 from ledger.service import system_clock
-from points import people
 from points.registry import MerchantKind
-from redemption import catalog, merchants
+from redemption import catalog
 
-from .live import POINT_TYPE, SYSTEM, City, Resident, call, expect_status
+from .live import POINT_TYPE, SYSTEM, City, Resident, call, expect_status, merchant_taking_pt
 from .test_wallet_access import axe_each_size, check_large_text
 from .wallet import check_error, enrol, expect_balance, go_home, japanese_in, on_screen, points
 
@@ -72,23 +71,8 @@ def goods(city: City) -> Catalog:
     now = system_clock()
 
     def work(session: Session) -> Catalog:
-        counter = people.create_merchant(
-            session,
-            SYSTEM,
-            now,
-            name_ja=COUNTER_JA,
-            name_en=COUNTER_EN,
-            category="city",
-            kind=MerchantKind.COUNTER,
-        )
-        session.flush()
-        merchants.change_settings(
-            session,
-            SYSTEM,
-            now,
-            counter.id,
-            merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
-            reason="browser tests",
+        counter = merchant_taking_pt(
+            session, now, COUNTER_JA, COUNTER_EN, "city", MerchantKind.COUNTER
         )
 
         def item(name_ja: str, name_en: str, points: int, stock: int, **more: Any) -> str:
