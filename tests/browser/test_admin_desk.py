@@ -155,6 +155,7 @@ def test_an_admin_sets_up_a_shop_and_its_till_and_revokes_it(
         row.locator("button[data-token]").click()
         expect(sessions.locator("#confirm")).to_contain_text(till_name)
         axe(page, "admin sessions, confirming")
+        shoot(page, "sessions-confirm")
         sessions.locator("#confirm-yes").click()
         check_error(page)  # no reason yet: a sentence, nothing revoked
         expect(row).to_have_count(1)

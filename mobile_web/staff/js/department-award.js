@@ -16,7 +16,7 @@ import {
   loadPrograms,
   nameOf,
   postCsv,
-  programChooser,
+  programTop,
   thisFiscalYear,
   tokyoToday,
   w,
@@ -143,11 +143,8 @@ function detailField(chosen, state) {
 }
 
 function drawAward(state, actions) {
-  const chosen = (state.programs || []).find((item) => item.id === state.programId);
-  const head = [h("h1", {}, w().awardTitle), h("p", { class: "quiet" }, w().awardIntro)];
-  if (!state.programs) return [...head, errorLine(state.error), h("p", { class: "quiet" }, w().loading)];
-  const chooser = programChooser("award-program", state.programs, state.programId, actions.choose);
-  if (!chosen) return [...head, chooser, errorLine(state.error)];
+  const { early, chosen, head, chooser } = programTop(state, "award-program", w().awardTitle, w().awardIntro, actions.choose);
+  if (early) return early;
   if (state.result) {
     const award = state.result;
     return [
@@ -341,11 +338,8 @@ function problemsTable(id, problems) {
 }
 
 function drawUpload(state, actions) {
-  const chosen = (state.programs || []).find((item) => item.id === state.programId);
-  const head = [h("h1", {}, w().uploadTitle), h("p", { class: "quiet" }, w().uploadIntro)];
-  if (!state.programs) return [...head, errorLine(state.error), h("p", { class: "quiet" }, w().loading)];
-  const chooser = programChooser("upload-program", state.programs, state.programId, actions.choose);
-  if (!chosen) return [...head, chooser, errorLine(state.error)];
+  const { early, chosen, head, chooser } = programTop(state, "upload-program", w().uploadTitle, w().uploadIntro, actions.choose);
+  if (early) return early;
   const check = state.check;
   const total = check ? Object.values(check.totals).reduce((sum, value) => sum + value, 0) : 0;
   return [
