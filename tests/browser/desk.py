@@ -6,6 +6,9 @@ links ``#menu-<route>``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from playwright.sync_api import Browser, Locator, Page
 
 from points.registry import StaffRole
@@ -32,6 +35,20 @@ def enrol_desk(page: Page, city: City, role: StaffRole, home: str) -> tuple[str,
     enrol.locator("#code").fill(code)
     enrol.locator("#enrol-code").click()
     return staff_id, on_screen(page, home)
+
+
+@contextmanager
+def desk_of(
+    browser: Browser, city: City, role: StaffRole, home: str
+) -> Iterator[tuple[Page, Locator]]:
+    """A new desk (``new_desk``) enrolled as a PC of a new member of staff of ``role``
+    (``enrol_desk``): the page and the role's home screen; its context closed after."""
+    page = new_desk(browser, city)
+    try:
+        _, screen = enrol_desk(page, city, role, home)
+        yield page, screen
+    finally:
+        page.context.close()
 
 
 def open_menu(page: Page, route: str, screen: str) -> Locator:

@@ -85,6 +85,27 @@ def merchant_taking_pt(
     return merchant
 
 
+def item_of(
+    session: Session, now: datetime, counter_id: str, name_ja: str, name_en: str, **item: Any
+) -> str:
+    """A new catalog item of the city counter ``counter_id`` taking ``pt`` (``item``: points,
+    stock and any other field of ``catalog.NewItem``): its id."""
+    made = catalog.create_item(
+        session,
+        SYSTEM,
+        now,
+        catalog.NewItem(
+            merchant_id=counter_id,
+            point_type=POINT_TYPE,
+            name_ja=name_ja,
+            name_en=name_en,
+            **item,
+        ),
+    )
+    session.flush()
+    return made.id
+
+
 SHOP_NAME_JA = "狛江珈琲店"
 SHOP_NAME_EN = "Komae Coffee"
 TILL_NAME = "レジ1"
@@ -626,20 +647,7 @@ class City:
                 "city",
                 MerchantKind.COUNTER,
             )
-            item = catalog.create_item(
-                session,
-                SYSTEM,
-                now,
-                catalog.NewItem(
-                    merchant_id=counter.id,
-                    point_type=POINT_TYPE,
-                    name_ja=name_ja,
-                    name_en=name_en,
-                    points=points,
-                    stock=stock,
-                ),
-            )
-            return item.id
+            return item_of(session, now, counter.id, name_ja, name_en, points=points, stock=stock)
 
         return self.write(work)
 
