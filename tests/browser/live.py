@@ -47,7 +47,7 @@ from ledger.service import system_clock
 from points import access, keys, people, pointtypes, wallets
 from points.auth import DeviceCode, Principal, Role, Token
 from points.calendar import fiscal_year, tokyo_date
-from points.registry import MerchantKind, StaffRole
+from points.registry import Merchant, MerchantKind, StaffRole
 from points.settings import DEVELOPMENT_SECRET_KEY
 from points.uow import unit_of_work
 from redemption import cards, catalog, flows, merchants, settlement
@@ -58,6 +58,54 @@ HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = access.SYSTEM
 POINT_TYPE = "pt"
+
+
+def merchant_taking_pt(
+    session: Session,
+    now: datetime,
+    name_ja: str,
+    name_en: str,
+    category: str,
+    kind: MerchantKind = MerchantKind.SHOP,
+) -> Merchant:
+    """A new merchant (a shop, or a city counter) that takes the city's type ``pt``, made as an
+    admin's requests make one."""
+    merchant = people.create_merchant(
+        session, SYSTEM, now, name_ja=name_ja, name_en=name_en, category=category, kind=kind
+    )
+    session.flush()
+    merchants.change_settings(
+        session,
+        SYSTEM,
+        now,
+        merchant.id,
+        merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
+        reason="browser tests",
+    )
+    return merchant
+
+
+def item_of(
+    session: Session, now: datetime, counter_id: str, name_ja: str, name_en: str, **item: Any
+) -> str:
+    """A new catalog item of the city counter ``counter_id`` taking ``pt`` (``item``: points,
+    stock and any other field of ``catalog.NewItem``): its id."""
+    made = catalog.create_item(
+        session,
+        SYSTEM,
+        now,
+        catalog.NewItem(
+            merchant_id=counter_id,
+            point_type=POINT_TYPE,
+            name_ja=name_ja,
+            name_en=name_en,
+            **item,
+        ),
+    )
+    session.flush()
+    return made.id
+
+
 SHOP_NAME_JA = "狛江珈琲店"
 SHOP_NAME_EN = "Komae Coffee"
 TILL_NAME = "レジ1"
@@ -591,38 +639,15 @@ class City:
         now = system_clock()
 
         def work(session: Session) -> str:
-            counter = people.create_merchant(
+            counter = merchant_taking_pt(
                 session,
-                SYSTEM,
                 now,
-                name_ja="市役所 交換窓口",
-                name_en="City hall exchange counter",
-                category="city",
-                kind=MerchantKind.COUNTER,
+                "市役所 交換窓口",
+                "City hall exchange counter",
+                "city",
+                MerchantKind.COUNTER,
             )
-            session.flush()
-            merchants.change_settings(
-                session,
-                SYSTEM,
-                now,
-                counter.id,
-                merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
-                reason="browser tests",
-            )
-            item = catalog.create_item(
-                session,
-                SYSTEM,
-                now,
-                catalog.NewItem(
-                    merchant_id=counter.id,
-                    point_type=POINT_TYPE,
-                    name_ja=name_ja,
-                    name_en=name_en,
-                    points=points,
-                    stock=stock,
-                ),
-            )
-            return item.id
+            return item_of(session, now, counter.id, name_ja, name_en, points=points, stock=stock)
 
         return self.write(work)
 
@@ -815,18 +840,7 @@ def seed_city(server: Server) -> City:
     volunteering_program_id, event_id = unit_of_work(engine, volunteering)
 
     def shop(session: Session) -> tuple[str, str, str, str]:
-        merchant = people.create_merchant(
-            session, SYSTEM, now, name_ja=SHOP_NAME_JA, name_en=SHOP_NAME_EN, category="cafe"
-        )
-        session.flush()
-        merchants.change_settings(
-            session,
-            SYSTEM,
-            now,
-            merchant.id,
-            merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
-            reason="browser tests",
-        )
+        merchant = merchant_taking_pt(session, now, SHOP_NAME_JA, SHOP_NAME_EN, "cafe")
         made = merchants.create_till(
             session, SYSTEM, now, merchant.id, TILL_NAME, keys=ring, origin=server.url
         )

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from points.registry import StaffRole
 
-from .desk import DESK, enrol_desk, new_desk, open_menu
+from .desk import DESK, desk_of, enrol_desk, new_desk, open_menu
 from .live import City
 from .test_wallet_access import CUT_OFF, HORIZONTAL_SCROLL
 from .till import enrol_till, new_device
@@ -155,6 +155,7 @@ def test_an_admin_sets_up_a_shop_and_its_till_and_revokes_it(
         row.locator("button[data-token]").click()
         expect(sessions.locator("#confirm")).to_contain_text(till_name)
         axe(page, "admin sessions, confirming")
+        shoot(page, "sessions-confirm")
         sessions.locator("#confirm-yes").click()
         check_error(page)  # no reason yet: a sentence, nothing revoked
         expect(row).to_have_count(1)
@@ -173,9 +174,7 @@ def test_every_admin_screen_in_japanese_and_english(
     browser: Browser, city: City, shoot: Shoot
 ) -> None:
     mark = uuid.uuid4().hex[:6]
-    page = new_desk(browser, city)
-    try:
-        enrol_desk(page, city, StaffRole.ADMIN, "admin-home")
+    with desk_of(browser, city, StaffRole.ADMIN, "admin-home") as (page, _):
         for route, name in MENU.items():
             screen = open_menu(page, route, name)
             expect(screen.locator(".quiet", has_text="読み込んでいます")).to_have_count(0)
@@ -292,5 +291,3 @@ def test_every_admin_screen_in_japanese_and_english(
         shoot(page, "merchant-en")
         page.locator("#lang").click()
         assert page.viewport_size == DESK
-    finally:
-        page.context.close()

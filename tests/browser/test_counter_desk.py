@@ -20,7 +20,7 @@ from ledger.service import system_clock
 from points import access, people
 from points.registry import StaffRole
 
-from .desk import enrol_desk, new_desk, open_menu
+from .desk import desk_of, open_menu, refused_first
 from .live import City
 from .till import qr_text
 from .wallet import axe, check_error, on_screen
@@ -45,15 +45,10 @@ def find(page: Page, text: str) -> None:
 def test_counter_registers_a_resident_and_prints_a_card_that_scans(
     browser: Browser, city: City, shoot: Callable[..., Path]
 ) -> None:
-    page = new_desk(browser, city)
-    try:
-        _, home = enrol_desk(page, city, StaffRole.COUNTER, "counter-home")
+    with desk_of(browser, city, StaffRole.COUNTER, "counter-home") as (page, home):
         axe(page, "counter home")
         # Nothing typed, or nobody with that number: a sentence, never a code.
-        home.locator("#find-go").click()
-        check_error(page)
-        home.locator("#find-text").fill(address())
-        home.locator("#find-go").click()
+        refused_first(page, home, "find-go", {"find-text": address()})
         assert "見つかりません" in check_error(page)
         shoot(page, "home")
 
@@ -92,11 +87,7 @@ def test_counter_registers_a_resident_and_prints_a_card_that_scans(
         resident.locator("#open-issue").click()
         resident.locator("#issue-pin").fill("1234")
         resident.locator("#issue-pin2").fill("1234")
-        resident.locator("#issue-go").click()
-        check_error(page)
-        resident.locator("#issue-pin").fill(PIN)
-        resident.locator("#issue-pin2").fill("4827")
-        resident.locator("#issue-go").click()
+        refused_first(page, resident, "issue-go", {"issue-pin": PIN, "issue-pin2": "4827"})
         assert "ちがいます" in check_error(page)
         resident.locator("#issue-pin2").fill(PIN)
         resident.locator("#issue-go").click()
@@ -119,8 +110,6 @@ def test_counter_registers_a_resident_and_prints_a_card_that_scans(
         expect(found.locator("#resident-name")).to_have_text("窓口 花子")
         expect(found.locator("#cards")).to_contain_text("利用中")
         shoot(page, "resident")
-    finally:
-        page.context.close()
 
 
 def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
@@ -131,9 +120,7 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
     city.new_catalog_item(item_ja, f"Eco bag {tag}", points=300, stock=5)
     holder = city.new_resident(1_000)
     city.new_card(holder, PIN, attempts_left=0)
-    page = new_desk(browser, city)
-    try:
-        enrol_desk(page, city, StaffRole.COUNTER, "counter-home")
+    with desk_of(browser, city, StaffRole.COUNTER, "counter-home") as (page, _):
         find(page, holder.id)
         resident = on_screen(page, "counter-resident")
         expect(resident.locator("#wallets")).to_contain_text("1,000 pt")
@@ -141,10 +128,7 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
 
         # Unlock after checking identity: a reason is needed first.
         resident.locator("#open-unlock").click()
-        resident.locator("#unlock-go").click()
-        check_error(page)
-        resident.locator("#unlock-reason").fill("運転免許証で確認")
-        resident.locator("#unlock-go").click()
+        refused_first(page, resident, "unlock-go", {"unlock-reason": "運転免許証で確認"})
         expect(resident.locator("#done")).to_contain_text("ロックを解除しました")
         expect(resident.locator("#cards")).not_to_contain_text("ロック中")
 
@@ -225,31 +209,23 @@ def test_counter_unlocks_blocks_reissues_and_exchanges_with_the_pin(
         notices.locator("#notice-days").fill("0")
         check_error(page)
         expect(link).to_have_attribute("aria-disabled", "true")
-    finally:
-        page.context.close()
 
 
 def test_counter_reopens_a_closed_wallet(browser: Browser, city: City) -> None:
     back = city.new_resident(500)
     city.close_wallet(back)
-    page = new_desk(browser, city)
-    try:
-        enrol_desk(page, city, StaffRole.COUNTER, "counter-home")
+    with desk_of(browser, city, StaffRole.COUNTER, "counter-home") as (page, _):
         find(page, back.id)
         resident = on_screen(page, "counter-resident")
         expect(resident.locator("#wallets")).to_contain_text("閉鎖")
         resident.locator("#open-reopen").click()
         expect(resident.locator("#reopen-form")).to_contain_text("戻りません")
-        resident.locator("#reopen-go").click()
-        check_error(page)
-        resident.locator("#reopen-reason").fill("市内に再転入")
-        axe(page, "counter reopen")
-        resident.locator("#reopen-go").click()
+        refused_first(
+            page, resident, "reopen-go", {"reopen-reason": "市内に再転入"}, check="counter reopen"
+        )
         expect(resident.locator("#done")).to_contain_text("再開しました")
         expect(resident.locator("#wallets")).to_contain_text("利用中")
         expect(resident.locator("#open-reopen")).to_have_count(0)
-    finally:
-        page.context.close()
 
 
 def test_counter_verifies_a_self_enrolled_resident_before_a_card(
@@ -271,9 +247,7 @@ def test_counter_verifies_a_self_enrolled_resident_before_a_card(
         return made.id
 
     city.write(work)
-    page = new_desk(browser, city)
-    try:
-        enrol_desk(page, city, StaffRole.COUNTER, "counter-home")
+    with desk_of(browser, city, StaffRole.COUNTER, "counter-home") as (page, _):
         find(page, number)
         resident = on_screen(page, "counter-resident")
         expect(resident.locator("#resident-details")).to_contain_text("未確認")
@@ -287,5 +261,3 @@ def test_counter_verifies_a_self_enrolled_resident_before_a_card(
         expect(resident.locator("#resident-details")).to_contain_text("確認済み")
         expect(resident.locator("#issue-code")).to_be_visible()
         expect(resident.locator("#open-issue")).to_be_visible()
-    finally:
-        page.context.close()

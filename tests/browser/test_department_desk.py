@@ -17,10 +17,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from points.registry import StaffRole
 
-from .desk import enrol_desk, new_desk, open_menu
+from .desk import desk_of, open_menu, refused_first
 from .live import City, call, expect_status
 from .till import qr_text
-from .wallet import axe, check_error, on_screen
+from .wallet import axe, on_screen
 
 pytestmark = pytest.mark.browser
 
@@ -52,9 +52,7 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
     first, first_number = city.new_numbered_resident()
     second, second_number = city.new_numbered_resident()
     third, third_number = city.new_numbered_resident()
-    page = new_desk(browser, city)
-    try:
-        _, home = enrol_desk(page, city, StaffRole.ISSUER, "department-home")
+    with desk_of(browser, city, StaffRole.ISSUER, "department-home") as (page, home):
         expect(home.locator("h1")).to_contain_text("環境政策課")
         expect(home.locator("#first-steps li")).to_have_count(3)
         row = home.locator("#programs tr", has=page.locator(f'[data-program="{program}"]'))
@@ -118,10 +116,7 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         choose_program(page, "#award-program", program, "department-award")
         award = on_screen(page, "department-award")
         award.locator("#address-number").fill("1" * 19 + "7")
-        award.locator("#look-up").click()
-        check_error(page)
-        award.locator("#address-number").fill(third_number)
-        award.locator("#look-up").click()
+        refused_first(page, award, "look-up", {"address-number": third_number})
         expect(award.locator("#resident-found")).to_contain_text("ウォレットはまだありません")
         award.locator("#record-id").fill(f"{tag}-3")
         axe(page, "department award form")
@@ -165,26 +160,24 @@ def test_department_uploads_a_file_awards_a_resident_and_reads_a_program(
         expect(outcome.locator("#upload-status")).to_contain_text("付与の途中です")
         expect(outcome.locator("#upload-awarded")).to_have_text("1行")
         outcome.locator("#cancel-upload").click()
-        outcome.locator("#cancel-confirm").click()
-        check_error(page)
-        outcome.locator("#cancel-reason").fill("名簿の誤りのため")
-        axe(page, "department upload stopped")
-        outcome.locator("#cancel-confirm").click()
+        refused_first(
+            page,
+            outcome,
+            "cancel-confirm",
+            {"cancel-reason": "名簿の誤りのため"},
+            check="department upload stopped",
+        )
         expect(outcome.locator("#upload-status")).to_contain_text("取り消しました")
         expect(outcome.locator("#upload-sums")).to_contain_text("700 pt")
         assert city.budget_awarded(program) == 4 * AMOUNT
         shoot(page, "upload-cancelled")
-    finally:
-        page.context.close()
 
 
 def test_department_runs_events_and_the_check_in_screen(
     browser: Browser, city: City, shoot: Callable[..., Path]
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    page = new_desk(browser, city)
-    try:
-        enrol_desk(page, city, StaffRole.ISSUER, "department-home")
+    with desk_of(browser, city, StaffRole.ISSUER, "department-home") as (page, _):
         events = open_menu(page, "events", "department-events")
         expect(events.locator(f'#events [data-event="{city.event_id}"]')).to_be_visible()
         axe(page, "department events")
@@ -245,5 +238,3 @@ def test_department_runs_events_and_the_check_in_screen(
         checkin.locator("#checkin-leave").click()
         on_screen(page, "department-events")
         expect(page.locator("#desk-nav")).to_be_visible()
-    finally:
-        page.context.close()

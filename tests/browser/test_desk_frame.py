@@ -9,7 +9,7 @@ from playwright.sync_api import Browser, expect
 
 from points.registry import StaffRole
 
-from .desk import enrol_desk, new_desk, open_menu
+from .desk import desk_of, open_menu
 from .live import City
 from .wallet import axe, on_screen
 
@@ -27,9 +27,7 @@ HOMES = {
 def test_each_office_role_gets_its_menu_and_home(
     browser: Browser, city: City, role: StaffRole
 ) -> None:
-    page = new_desk(browser, city)
-    try:
-        enrol_desk(page, city, role, HOMES[role])
+    with desk_of(browser, city, role, HOMES[role]) as (page, _):
         nav = page.locator("#desk-nav")
         expect(nav).to_be_visible()
         expect(nav.locator('[aria-current="page"]')).to_have_count(1)
@@ -44,5 +42,3 @@ def test_each_office_role_gets_its_menu_and_home(
         settings.locator("#signout-confirm").click()
         on_screen(page, "enrol")
         expect(nav).to_be_hidden()
-    finally:
-        page.context.close()

@@ -22,7 +22,7 @@ from ledger.service import system_clock
 from points.calendar import tokyo_date
 from points.registry import StaffRole
 
-from .desk import enrol_desk, new_desk, open_menu
+from .desk import desk_of, open_menu
 from .live import SHOP_NAME_JA, City
 from .wallet import axe, check_error, on_screen
 
@@ -48,9 +48,7 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
     period = city.statement_of_last_month(resident, 700)
     city.expired_points(400)
     today = tokyo_date(system_clock())
-    page = new_desk(browser, city)
-    try:
-        _, home = enrol_desk(page, city, StaffRole.FINANCE, "finance-home")
+    with desk_of(browser, city, StaffRole.FINANCE, "finance-home") as (page, home):
         expect(home.locator("#figures")).not_to_contain_text("…")
         expect(home.locator("#todo-title")).to_be_visible()
         expect(page.locator("#desk-nav #menu-home")).to_have_attribute("aria-current", "page")
@@ -162,5 +160,3 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         expect(audit.locator("#table-audit tbody tr").first).to_be_visible()
         axe(page, "finance audit")
         shoot(page, "audit")
-    finally:
-        page.context.close()

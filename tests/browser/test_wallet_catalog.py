@@ -21,11 +21,19 @@ from playwright.sync_api import Page, Request, Route, expect
 from sqlmodel import Session
 
 from ledger.service import system_clock
-from points import people
 from points.registry import MerchantKind
-from redemption import catalog, merchants
+from redemption import catalog
 
-from .live import POINT_TYPE, SYSTEM, City, Resident, call, expect_status
+from .live import (
+    POINT_TYPE,
+    SYSTEM,
+    City,
+    Resident,
+    call,
+    expect_status,
+    item_of,
+    merchant_taking_pt,
+)
 from .test_wallet_access import axe_each_size, check_large_text
 from .wallet import check_error, enrol, expect_balance, go_home, japanese_in, on_screen, points
 
@@ -72,42 +80,14 @@ def goods(city: City) -> Catalog:
     now = system_clock()
 
     def work(session: Session) -> Catalog:
-        counter = people.create_merchant(
-            session,
-            SYSTEM,
-            now,
-            name_ja=COUNTER_JA,
-            name_en=COUNTER_EN,
-            category="city",
-            kind=MerchantKind.COUNTER,
-        )
-        session.flush()
-        merchants.change_settings(
-            session,
-            SYSTEM,
-            now,
-            counter.id,
-            merchants.SettingsChange(accepted_point_types=[POINT_TYPE]),
-            reason="browser tests",
+        counter = merchant_taking_pt(
+            session, now, COUNTER_JA, COUNTER_EN, "city", MerchantKind.COUNTER
         )
 
         def item(name_ja: str, name_en: str, points: int, stock: int, **more: Any) -> str:
-            made = catalog.create_item(
-                session,
-                SYSTEM,
-                now,
-                catalog.NewItem(
-                    merchant_id=counter.id,
-                    point_type=POINT_TYPE,
-                    name_ja=name_ja,
-                    name_en=name_en,
-                    points=points,
-                    stock=stock,
-                    **more,
-                ),
+            return item_of(
+                session, now, counter.id, name_ja, name_en, points=points, stock=stock, **more
             )
-            session.flush()
-            return made.id
 
         bag = item(BAG_JA, BAG_EN, 500, 40)
         catalog.set_image(session, SYSTEM, now, bag, picture())

@@ -4,7 +4,7 @@ import { call, get, post } from "../../app/js/api.js";
 import { errorLine, h } from "../../app/js/dom.js";
 import { money } from "../../app/js/i18n.js";
 import { table } from "./desk.js";
-import { act, ask, choose, confirmBox, everything, input, nameOf, press, say, screenOf, statusWord, w } from "./admin-kit.js";
+import { act, ask, choose, confirmBox, everything, input, load, nameOf, press, screenOf, statusWord, w } from "./admin-kit.js";
 
 const ADMIN = "/api/v1/admin";
 
@@ -15,22 +15,16 @@ function numberOr(text) {
 
 export function catalogScreen() {
   const s = screenOf("admin-catalog", "catalog", draw, { busy: true, items: null, counters: [], types: [] });
-  (async () => {
-    try {
-      const [items, merchants, types] = await Promise.all([
-        get(`${ADMIN}/catalog-items`),
-        everything(get, `${ADMIN}/merchants`),
-        get(`${ADMIN}/point-types`),
-      ]);
-      s.items = items;
-      s.counters = merchants.filter((m) => m.kind === "counter");
-      s.types = types;
-    } catch (failure) {
-      s.error = say(failure);
-    }
-    s.busy = false;
-    s.refresh();
-  })();
+  load(s, async () => {
+    const [items, merchants, types] = await Promise.all([
+      get(`${ADMIN}/catalog-items`),
+      everything(get, `${ADMIN}/merchants`),
+      get(`${ADMIN}/point-types`),
+    ]);
+    s.items = items;
+    s.counters = merchants.filter((m) => m.kind === "counter");
+    s.types = types;
+  });
 }
 
 function draw(s) {

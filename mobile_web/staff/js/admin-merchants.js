@@ -14,6 +14,7 @@ import {
   confirmBox,
   everything,
   input,
+  load,
   nameOf,
   press,
   say,
@@ -30,17 +31,13 @@ const ADMIN = "/api/v1/admin";
 
 export function merchantsScreen() {
   const s = screenOf("admin-merchants", "merchants", draw, { busy: true, merchants: null });
-  load(s);
+  loadMerchants(s);
 }
 
-async function load(s) {
-  try {
+function loadMerchants(s) {
+  return load(s, async () => {
     s.merchants = await everything(get, `${ADMIN}/merchants`);
-  } catch (failure) {
-    s.error = say(failure);
-  }
-  s.busy = false;
-  s.refresh();
+  });
 }
 
 function draw(s) {

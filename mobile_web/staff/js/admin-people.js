@@ -11,9 +11,9 @@ import {
   confirmBox,
   everything,
   input,
+  load,
   nameOf,
   press,
-  say,
   screenOf,
   statusWord,
   w,
@@ -30,19 +30,15 @@ export function staffScreen() {
   loadStaff(s);
 }
 
-async function loadStaff(s) {
-  try {
+function loadStaff(s) {
+  return load(s, async () => {
     const [staff, departments, merchants] = await Promise.all([
       everything(get, `${ADMIN}/staff`),
       everything(get, `${ADMIN}/departments`),
       everything(get, `${ADMIN}/merchants`),
     ]);
     Object.assign(s, { staff, departments, merchants });
-  } catch (failure) {
-    s.error = say(failure);
-  }
-  s.busy = false;
-  s.refresh();
+  });
 }
 
 function drawStaff(s) {
@@ -143,8 +139,8 @@ export function sessionsScreen() {
   loadSessions(s);
 }
 
-async function loadSessions(s) {
-  try {
+function loadSessions(s) {
+  return load(s, async () => {
     const [sessions, tokens] = await Promise.all([
       get(`${ADMIN}/device-sessions`),
       everything(get, `${ADMIN}/tokens`, 5000),
@@ -159,11 +155,7 @@ async function loadSessions(s) {
         !token.revoked_at &&
         new Date(token.expires_at) > new Date(),
     );
-  } catch (failure) {
-    s.error = say(failure);
-  }
-  s.busy = false;
-  s.refresh();
+  });
 }
 
 function drawSessions(s) {

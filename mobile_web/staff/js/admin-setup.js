@@ -13,9 +13,9 @@ import {
   dayOf,
   everything,
   input,
+  load,
   nameOf,
   press,
-  say,
   screenOf,
   statusWord,
   w,
@@ -42,8 +42,8 @@ export function pointTypesScreen() {
   loadTypes(s);
 }
 
-async function loadTypes(s) {
-  try {
+function loadTypes(s) {
+  return load(s, async () => {
     s.types = await get(`${ADMIN}/point-types`);
     const policies = await Promise.all(
       s.types.map((type) =>
@@ -53,11 +53,7 @@ async function loadTypes(s) {
     s.types.forEach((type, index) => {
       s.policies[type.code] = policies[index];
     });
-  } catch (failure) {
-    s.error = say(failure);
-  }
-  s.busy = false;
-  s.refresh();
+  });
 }
 
 function expiryOf(type) {
@@ -170,15 +166,9 @@ function drawTypes(s) {
 
 export function departmentsScreen() {
   const s = screenOf("admin-departments", "departments", drawDepartments, { busy: true, departments: null });
-  (async () => {
-    try {
-      s.departments = await everything(get, `${ADMIN}/departments`);
-    } catch (failure) {
-      s.error = say(failure);
-    }
-    s.busy = false;
-    s.refresh();
-  })();
+  load(s, async () => {
+    s.departments = await everything(get, `${ADMIN}/departments`);
+  });
 }
 
 function drawDepartments(s) {
@@ -249,8 +239,8 @@ export function programsScreen() {
   loadPrograms(s);
 }
 
-async function loadPrograms(s) {
-  try {
+function loadPrograms(s) {
+  return load(s, async () => {
     const [programs, departments, types] = await Promise.all([
       everything(get, `${ADMIN}/programs`),
       everything(get, `${ADMIN}/departments`),
@@ -268,11 +258,7 @@ async function loadPrograms(s) {
     programs.forEach((p, index) => {
       s.budgets[p.id] = budgets[index];
     });
-  } catch (failure) {
-    s.error = say(failure);
-  }
-  s.busy = false;
-  s.refresh();
+  });
 }
 
 const NEXT = { draft: ["active", "closed"], active: ["paused", "closed"], paused: ["active", "closed"], closed: [] };

@@ -49,7 +49,7 @@ export function exchangeScreen(residentId) {
     pin = valueOf("ex-pin");
     if (!item) return setError(w().chooseItem);
     if (!Number.isInteger(quantity) || quantity < 1 || quantity > 10) return setError(w().quantityShape);
-    if (!reason) return setError(w().reasonEmpty);
+    if (!reason) return setError(w().reasonMissing);
     if (!/^[0-9]{4,6}$/.test(pin)) return setError(w().pinShape);
     asking = true;
     failed = null;

@@ -76,7 +76,7 @@ export function residentScreen(residentId) {
 
   const revoke = submit("revoke", async () => {
     const reason = valueOf("revoke-reason");
-    if (!reason) return refuse(w().reasonEmpty);
+    if (!reason) return refuse(w().reasonMissing);
     const revoked = await act("revoke-go", () => post(`${path(residentId)}/revoke-tokens`, { reason }));
     if (!revoked) return undefined;
     const code = await act("revoke-go", () => post(`${path(residentId)}/enrolment-codes`, {}));
@@ -88,7 +88,7 @@ export function residentScreen(residentId) {
 
   const verify = submit("verify", async () => {
     const reason = valueOf("verify-reason");
-    if (!reason) return refuse(w().reasonEmpty);
+    if (!reason) return refuse(w().reasonMissing);
     const made = await act("verify-go", () => post(`${path(residentId)}/verify`, { reason }));
     return made && after(() => w().verified);
   });
@@ -106,7 +106,7 @@ export function residentScreen(residentId) {
     submit(name, async () => {
       const card = activeCard(known) || lastCard(known);
       const reason = valueOf(`${name}-reason`);
-      if (!reason) return refuse(w().reasonEmpty);
+      if (!reason) return refuse(w().reasonMissing);
       const sent = body(reason);
       if (!sent) return undefined;
       const answer = await act(`${name}-go`, () => post(`${cardPath(card.id)}/${route}`, sent));
@@ -123,7 +123,7 @@ export function residentScreen(residentId) {
   let reopenKey = null;
   const reopen = submit("reopen", async () => {
     const reason = valueOf("reopen-reason");
-    if (!reason) return refuse(w().reasonEmpty);
+    if (!reason) return refuse(w().reasonMissing);
     const wallet = (known.wallets || []).find((row) => row.status === "closed");
     if (!wallet) return undefined;
     reopenKey = reopenKey || newKey();

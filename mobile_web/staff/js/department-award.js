@@ -10,10 +10,13 @@ import { go } from "./common.js";
 import { budgetSums } from "./department.js";
 import {
   ISSUER,
+  act,
+  actFor,
+  load,
   loadPrograms,
   nameOf,
   postCsv,
-  programChooser,
+  programTop,
   thisFiscalYear,
   tokyoToday,
   w,
@@ -44,6 +47,7 @@ export function awardScreen(detail) {
     result: null,
     budget: null,
     error: null,
+    refresh: () => redraw(screen),
   };
   let screen = null;
   const program = () => (state.programs || []).find((item) => item.id === state.programId);
@@ -87,32 +91,28 @@ export function awardScreen(detail) {
       state.key = null;
       redraw(screen);
     },
-    async award() {
+    award() {
       if (state.busy) return;
       const chosen = program();
-      state.busy = true;
-      state.error = null;
-      redraw(screen);
       const details = {};
       if (chosen.module === "health_checkup") details.checkup_type = state.detailValue;
       if (chosen.module === "volunteering") details.event_id = state.detailValue.trim();
       const body = { address_number: state.found.address, record_id: state.record.trim(), details };
       if (state.occurredOn) body.occurred_on = state.occurredOn;
       const path = `${ISSUER}/programs/${encodeURIComponent(chosen.id)}`;
-      try {
-        state.result = await post(`${path}/awards`, body, state.key);
-        state.key = null;
-        state.confirming = false;
-        state.budget = await get(`${path}/budgets/${state.result.fiscal_year}`).catch(() => null);
-      } catch (failure) {
+      const refused = (failure) => {
+        // A refusal is definite: the key goes; a cut connection keeps it for the retry.
         if (failure instanceof Refused) {
           state.key = null;
           state.confirming = false;
         }
-        state.error = why(failure);
-      }
-      state.busy = false;
-      redraw(screen);
+      };
+      return act(state, async () => {
+        state.result = await post(`${path}/awards`, body, state.key);
+        state.key = null;
+        state.confirming = false;
+        state.budget = await get(`${path}/budgets/${state.result.fiscal_year}`).catch(() => null);
+      }, refused);
     },
     another() {
       Object.assign(state, { address: "", found: null, record: "", detailValue: "", result: null, budget: null, error: null });
@@ -120,14 +120,9 @@ export function awardScreen(detail) {
     },
   };
   screen = desk("department-award", () => drawAward(state, actions), "award");
-  (async () => {
-    try {
-      state.programs = (await loadPrograms()).filter((item) => item.status === "active");
-    } catch (failure) {
-      state.error = why(failure);
-    }
-    redraw(screen);
-  })();
+  load(state, async () => {
+    state.programs = (await loadPrograms()).filter((item) => item.status === "active");
+  });
 }
 
 function detailField(chosen, state) {
@@ -148,11 +143,8 @@ function detailField(chosen, state) {
 }
 
 function drawAward(state, actions) {
-  const chosen = (state.programs || []).find((item) => item.id === state.programId);
-  const head = [h("h1", {}, w().awardTitle), h("p", { class: "quiet" }, w().awardIntro)];
-  if (!state.programs) return [...head, errorLine(state.error), h("p", { class: "quiet" }, w().loading)];
-  const chooser = programChooser("award-program", state.programs, state.programId, actions.choose);
-  if (!chosen) return [...head, chooser, errorLine(state.error)];
+  const { early, chosen, head, chooser } = programTop(state, "award-program", w().awardTitle, w().awardIntro, actions.choose);
+  if (early) return early;
   if (state.result) {
     const award = state.result;
     return [
@@ -243,6 +235,7 @@ function templateUrl(module) {
 export function uploadScreen(detail) {
   const state = { programs: null, programId: detail || "", file: null, bytes: null, check: null, busy: false, key: null, error: null, fileProblems: null };
   let screen = null;
+  state.refresh = () => redraw(screen);
   const path = () => `${ISSUER}/programs/${encodeURIComponent(state.programId)}`;
   const actions = {
     choose(id) {
@@ -264,50 +257,32 @@ export function uploadScreen(detail) {
         state.error = w().fileMissing;
         return redraw(screen);
       }
-      state.busy = true;
-      state.error = null;
       state.check = null;
-      redraw(screen);
-      try {
+      return act(state, async () => {
         state.check = await postCsv(`${path()}/award-uploads/check`, state.bytes);
         state.key = null;
-      } catch (failure) {
-        state.error = why(failure);
-      }
-      state.busy = false;
-      redraw(screen);
+      });
     },
     async award() {
       if (state.busy || !state.check || !state.check.ok) return;
-      state.busy = true;
-      state.error = null;
       state.key = state.key || newKey();
-      redraw(screen);
-      try {
+      let upload = null;
+      const sent = await act(state, async () => {
         const query = new URLSearchParams({ filename: (state.file || "").slice(0, 200) });
-        const upload = await postCsv(`${path()}/award-uploads?${query}`, state.bytes, state.key);
+        upload = await postCsv(`${path()}/award-uploads?${query}`, state.bytes, state.key);
         state.key = null;
-        state.busy = false;
-        return go(`#/uploads/${encodeURIComponent(upload.id)}`);
-      } catch (failure) {
+      }, (failure) => {
         // A file still being awarded keeps its key: awarding it again later resumes it.
         if (failure instanceof Refused && !STILL_AWARDING.has(failure.problem.code)) state.key = null;
         if (failure instanceof Refused && Array.isArray(failure.problem.errors)) state.fileProblems = failure.problem.errors;
-        state.error = why(failure);
-      }
-      state.busy = false;
-      redraw(screen);
+      });
+      if (sent) go(`#/uploads/${encodeURIComponent(upload.id)}`);
     },
   };
   screen = desk("department-upload", () => drawUpload(state, actions), "upload");
-  (async () => {
-    try {
-      state.programs = (await loadPrograms()).filter((item) => item.status === "active");
-    } catch (failure) {
-      state.error = why(failure);
-    }
-    redraw(screen);
-  })();
+  load(state, async () => {
+    state.programs = (await loadPrograms()).filter((item) => item.status === "active");
+  });
 }
 
 const COLUMNS = ["address_number", "resident_id", "record_id", "occurred_on", "amount", "checkup_type", "event_id"];
@@ -363,11 +338,8 @@ function problemsTable(id, problems) {
 }
 
 function drawUpload(state, actions) {
-  const chosen = (state.programs || []).find((item) => item.id === state.programId);
-  const head = [h("h1", {}, w().uploadTitle), h("p", { class: "quiet" }, w().uploadIntro)];
-  if (!state.programs) return [...head, errorLine(state.error), h("p", { class: "quiet" }, w().loading)];
-  const chooser = programChooser("upload-program", state.programs, state.programId, actions.choose);
-  if (!chosen) return [...head, chooser, errorLine(state.error)];
+  const { early, chosen, head, chooser } = programTop(state, "upload-program", w().uploadTitle, w().uploadIntro, actions.choose);
+  if (early) return early;
   const check = state.check;
   const total = check ? Object.values(check.totals).reduce((sum, value) => sum + value, 0) : 0;
   return [
@@ -412,6 +384,7 @@ function drawUpload(state, actions) {
 export function uploadResultScreen(detail) {
   const state = { upload: null, program: null, budget: null, error: null, reason: "", cancelling: false, busy: false, key: null };
   let screen = null;
+  state.refresh = () => redraw(screen);
   const load = async () => {
     try {
       state.upload = await get(`${ISSUER}/award-uploads/${encodeURIComponent(detail)}`);
@@ -429,26 +402,15 @@ export function uploadResultScreen(detail) {
       state.cancelling = true;
       redraw(screen);
     },
-    async cancel() {
-      if (state.busy) return;
-      if (!state.reason.trim()) {
-        state.error = w().reasonMissing;
-        return redraw(screen);
-      }
-      state.busy = true;
-      state.error = null;
-      state.key = state.key || newKey();
-      redraw(screen);
-      try {
-        state.upload = await post(`${ISSUER}/award-uploads/${encodeURIComponent(detail)}/cancel`, { reason: state.reason.trim() }, state.key);
+    cancel() {
+      return actFor(state, state.reason, async (reason) => {
+        state.key = state.key || newKey();
+        state.upload = await post(`${ISSUER}/award-uploads/${encodeURIComponent(detail)}/cancel`, { reason }, state.key);
         state.key = null;
         state.cancelling = false;
-      } catch (failure) {
+      }, (failure) => {
         if (failure instanceof Refused) state.key = null;
-        state.error = why(failure);
-      }
-      state.busy = false;
-      redraw(screen);
+      });
     },
   };
   screen = desk("department-upload-result", () => drawResult(state, actions), "upload");

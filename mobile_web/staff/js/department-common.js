@@ -2,9 +2,10 @@
 // fiscal year of today (April 1, Tokyo time), a CSV file sent as the body (the API takes the file
 // as `text/csv`, not JSON), and the program chooser.
 import { Refused, Unreachable, get } from "../../app/js/api.js";
-import { h } from "../../app/js/dom.js";
+import { errorLine, h } from "../../app/js/dom.js";
 import { lang } from "../../app/js/i18n.js";
 import { field, sentenceOf, words } from "./desk.js";
+import { kitOf } from "./desk-kit.js";
 import table from "./words-department.js";
 
 export const w = words(table);
@@ -15,6 +16,10 @@ export const ISSUER = "/api/v1/issuer";
 export function why(failure) {
   return sentenceOf(w, failure);
 }
+
+// The office roles' kit (desk-kit.js) in the department's words: one act at a time (the state's
+// `refresh()` draws it again; a failure is its error line), an act that needs a reason, a load.
+export const { act, actFor, load } = kitOf(w, why);
 
 // The program's name in the language on screen.
 export function nameOf(program) {
@@ -61,6 +66,17 @@ export function programChooser(id, programs, chosen, onChoose) {
     ),
   );
   return field(id, w().program, select);
+}
+
+// The top of a screen about one program: `early` is the whole screen while the programs are read
+// or none is chosen; else the chosen program, the heading and the chooser (`id`).
+export function programTop(state, id, title, intro, onChoose) {
+  const head = [h("h1", {}, title), h("p", { class: "quiet" }, intro)];
+  if (!state.programs) return { early: [...head, errorLine(state.error), h("p", { class: "quiet" }, w().loading)] };
+  const chosen = state.programs.find((item) => item.id === state.programId);
+  const chooser = programChooser(id, state.programs, state.programId, onChoose);
+  if (!chosen) return { early: [...head, chooser, errorLine(state.error)] };
+  return { chosen, head, chooser };
 }
 
 // POST a CSV file (its bytes, read once: a retry sends the very same file) as `text/csv`.

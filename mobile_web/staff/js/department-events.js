@@ -7,7 +7,7 @@ import { Refused, get, newKey, post } from "../../app/js/api.js";
 import { button, errorLine, h, link, onLeave, redraw, svgOf } from "../../app/js/dom.js";
 import { money, moment } from "../../app/js/i18n.js";
 import { clock, go } from "./common.js";
-import { ISSUER, loadPrograms, nameOf, programChooser, tokyoToday, w, why } from "./department-common.js";
+import { ISSUER, act, actFor, loadPrograms, nameOf, programChooser, tokyoToday, w, why } from "./department-common.js";
 import { desk, field, table } from "./desk.js";
 
 // The event token's slot (points/qrtokens.py SLOT_SECONDS).
@@ -34,6 +34,7 @@ export function eventsScreen(detail) {
     busy: false,
     closing: null,
     reason: "",
+    refresh: () => redraw(screen),
   };
   let screen = null;
   const path = () => `${ISSUER}/programs/${encodeURIComponent(state.programId)}/events`;
@@ -66,9 +67,7 @@ export function eventsScreen(detail) {
       const starts = instant(f.date, f.start);
       const ends = instant(f.date, f.end);
       const opens = new Date(new Date(starts).getTime() - 30 * 60 * 1000).toISOString();
-      state.busy = true;
-      redraw(screen);
-      try {
+      return act(state, async () => {
         const made = await post(path(), {
           name: f.name.trim(),
           place: f.place.trim(),
@@ -82,11 +81,7 @@ export function eventsScreen(detail) {
         state.notice = w().eventMade(made.name);
         state.form = { ...state.form, name: "", place: "" };
         await loadEvents();
-      } catch (failure) {
-        state.error = why(failure);
-      }
-      state.busy = false;
-      redraw(screen);
+      });
     },
     askClose(id) {
       state.closing = id;
@@ -98,25 +93,13 @@ export function eventsScreen(detail) {
       state.closing = null;
       redraw(screen);
     },
-    async close() {
-      if (state.busy) return;
-      if (!state.reason.trim()) {
-        state.error = w().reasonMissing;
-        return redraw(screen);
-      }
-      state.busy = true;
-      state.error = null;
-      redraw(screen);
-      try {
-        const closed = await post(`${ISSUER}/events/${encodeURIComponent(state.closing)}/close`, { reason: state.reason.trim() });
+    close() {
+      return actFor(state, state.reason, async (reason) => {
+        const closed = await post(`${ISSUER}/events/${encodeURIComponent(state.closing)}/close`, { reason });
         state.closing = null;
         state.notice = w().eventClosedNotice(closed.name);
         await loadEvents();
-      } catch (failure) {
-        state.error = why(failure);
-      }
-      state.busy = false;
-      redraw(screen);
+      });
     },
   };
   screen = desk("department-events", () => drawEvents(state, actions), "events");

@@ -1,10 +1,15 @@
 // The finance PC's shared pieces: its words, Tokyo's date, months, and bar charts drawn as inline
 // SVG (no library): each bar's value is in its <title> and in the table beside the chart.
 import { lang, money } from "../../app/js/i18n.js";
-import { words } from "./desk.js";
+import { sentenceOf, words } from "./desk.js";
+import { kitOf } from "./desk-kit.js";
 import table from "./words-finance.js";
 
 export const w = words(table);
+
+// The office roles' kit (desk-kit.js) in the finance's words: one act at a time (the state's
+// `refresh()` draws it again; a failure is its error line), an act that needs a reason, a load.
+export const { act, actFor, load } = kitOf(w, (failure) => sentenceOf(w, failure));
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -61,6 +66,11 @@ function clip(text, length) {
   return text.length > length ? `${text.slice(0, length - 1)}…` : text;
 }
 
+// An empty chart of `width` × `height`, named `label` for a screen reader.
+function chartOf(id, label, width, height) {
+  return el("svg", { id, class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+}
+
 // Columns by month: `bars` [{ period: "2027-07", value }], a bar each, the month under it (the
 // year under January and the first bar).
 export function monthChart(id, label, bars) {
@@ -72,13 +82,7 @@ export function monthChart(id, label, bars) {
   const plot = height - bottom - top;
   const max = niceMax(Math.max(0, ...bars.map((bar) => bar.value)));
   const slot = Math.min((width - left - 10) / Math.max(bars.length, 1), 90);
-  const svg = el("svg", {
-    id,
-    class: "chart",
-    viewBox: `0 0 ${width} ${height}`,
-    role: "img",
-    "aria-label": label,
-  });
+  const svg = chartOf(id, label, width, height);
   for (const fraction of [0, 0.5, 1]) {
     const y = top + plot * (1 - fraction);
     svg.append(
@@ -121,13 +125,7 @@ export function rowChart(id, label, bars) {
   const right = 110;
   const height = Math.max(1, bars.length) * row + 10;
   const max = niceMax(Math.max(0, ...bars.map((bar) => bar.value)));
-  const svg = el("svg", {
-    id,
-    class: "chart",
-    viewBox: `0 0 ${width} ${height}`,
-    role: "img",
-    "aria-label": label,
-  });
+  const svg = chartOf(id, label, width, height);
   svg.append(el("line", { x1: left, x2: left, y1: 0, y2: height - 5, class: "axis" }));
   bars.forEach((bar, index) => {
     const y = 5 + row * index;

@@ -8,7 +8,7 @@ import { Refused, get, newKey, post } from "../../app/js/api.js";
 import { errorLine, h, link, redraw } from "../../app/js/dom.js";
 import { day, lang, money, moment } from "../../app/js/i18n.js";
 import { desk, field, sentenceOf, sums, table } from "./desk.js";
-import { monthEnd, monthName, monthStart, tokyoToday, w } from "./finance-charts.js";
+import { act, monthEnd, monthName, monthStart, tokyoToday, w } from "./finance-charts.js";
 
 const FINANCE = "/api/v1/finance";
 
@@ -20,6 +20,19 @@ function nameOf(statements, merchantId) {
   const statement = statements.find((item) => item.merchant_id === merchantId);
   if (!statement) return merchantId;
   return lang() === "ja" ? statement.merchant_name_ja : statement.merchant_name_en || statement.merchant_name_ja;
+}
+
+// A date (or month) input that keeps its value in state[key].
+function dateInput(id, type, state, key) {
+  return h("input", {
+    id,
+    type,
+    required: true,
+    value: state[key],
+    onchange: (event) => {
+      state[key] = event.target.value;
+    },
+  });
 }
 
 function runState(run) {
@@ -69,6 +82,7 @@ export function settlementScreen() {
   const today = tokyoToday();
   const state = { runs: null, next: null, period: monthStart(today, -1).slice(0, 7), plan: null, error: null, busy: false };
   let screen = null;
+  state.refresh = () => redraw(screen);
   const load = async () => {
     try {
       const query = new URLSearchParams({ limit: "12" });
@@ -81,20 +95,13 @@ export function settlementScreen() {
     }
     redraw(screen);
   };
-  const plan = async (event) => {
+  const plan = (event) => {
     event.preventDefault();
-    if (state.busy) return;
-    state.busy = true;
-    state.error = null;
-    redraw(screen);
-    try {
+    return act(state, async () => {
       state.plan = await get(`${FINANCE}/settlement-plan?period=${encodeURIComponent(state.period)}`);
-    } catch (failure) {
+    }, () => {
       state.plan = null;
-      state.error = sentenceOf(w, failure);
-    }
-    state.busy = false;
-    redraw(screen);
+    });
   };
   screen = desk(
     "finance-settlement",
@@ -134,15 +141,7 @@ export function settlementScreen() {
           field(
             "plan-period",
             w().month,
-            h("input", {
-              id: "plan-period",
-              type: "month",
-              required: true,
-              value: state.period,
-              onchange: (event) => {
-                state.period = event.target.value;
-              },
-            }),
+            dateInput("plan-period", "month", state, "period"),
           ),
           h("button", { id: "plan-show", type: "submit", class: "button primary", disabled: state.busy }, w().showPlan),
         ),
@@ -175,6 +174,7 @@ export async function runScreen(id) {
     reason: "",
   };
   let screen = null;
+  state.refresh = () => redraw(screen);
   const load = async () => {
     try {
       state.run = await get(path);
@@ -188,23 +188,15 @@ export async function runScreen(id) {
     }
     redraw(screen);
   };
-  const act = async (work) => {
-    if (state.busy) return;
-    state.busy = true;
-    state.error = null;
-    redraw(screen);
-    try {
+  // An act on the run: then the run read again; a Notice is its own sentence.
+  const change = (work) =>
+    act(state, async () => {
       await work();
       state.asking = null;
       await load();
-    } catch (failure) {
-      state.error = failure instanceof Notice ? failure.message : sentenceOf(w, failure);
-    }
-    state.busy = false;
-    redraw(screen);
-  };
+    }, (failure) => (failure instanceof Notice ? failure.message : null));
   const makeFile = () =>
-    act(async () => {
+    change(async () => {
       state.fileKey = state.fileKey || newKey();
       try {
         state.made = await post(`${path}/transfer-file`, { transfer_date: state.transferDate }, state.fileKey);
@@ -216,9 +208,9 @@ export async function runScreen(id) {
         throw failure;
       }
     });
-  const markPaid = () => act(() => post(`${path}/paid`, { payout_date: state.paidDate }));
+  const markPaid = () => change(() => post(`${path}/paid`, { payout_date: state.paidDate }));
   const reject = (transferId) =>
-    act(() => post(`${FINANCE}/transfers/${encodeURIComponent(transferId)}/rejected`, { reason: state.reason }));
+    change(() => post(`${FINANCE}/transfers/${encodeURIComponent(transferId)}/rejected`, { reason: state.reason }));
   const ask = (what) => () => {
     state.asking = what;
     state.error = null;
@@ -287,15 +279,7 @@ export async function runScreen(id) {
                   field(
                     "transfer-date",
                     w().transferDate,
-                    h("input", {
-                      id: "transfer-date",
-                      type: "date",
-                      required: true,
-                      value: state.transferDate,
-                      onchange: (event) => {
-                        state.transferDate = event.target.value;
-                      },
-                    }),
+                    dateInput("transfer-date", "date", state, "transferDate"),
                   ),
                   h("button", { id: "transfer-make", type: "button", class: run.file_made_at ? "button secondary" : "button primary", onclick: ask("file") }, run.file_made_at ? w().makeFileAgain : w().makeFile),
                 )),
@@ -355,15 +339,7 @@ export async function runScreen(id) {
                       field(
                         "paid-date",
                         w().payoutDate,
-                        h("input", {
-                          id: "paid-date",
-                          type: "date",
-                          required: true,
-                          value: state.paidDate,
-                          onchange: (event) => {
-                            state.paidDate = event.target.value;
-                          },
-                        }),
+                        dateInput("paid-date", "date", state, "paidDate"),
                       ),
                       h("button", { id: "paid-mark", type: "button", class: "button secondary", onclick: ask("paid"), disabled: !run.file_made_at }, w().markPaid),
                     ),

@@ -228,6 +228,8 @@ export default {
     action: "操作",
     object: "対象",
     reason: "理由",
+    reasonHint: "記録に残ります。",
+    reasonMissing: "理由を入力してください。",
     noEvents: "記録はまだありません。",
     problems: {
       period_not_ended: "その月はまだ終わっていません。終わった月を選んでください。",
@@ -467,6 +469,8 @@ export default {
     action: "Act",
     object: "Object",
     reason: "Reason",
+    reasonHint: "It is recorded.",
+    reasonMissing: "Please write the reason.",
     noEvents: "No records yet.",
     problems: {
       period_not_ended: "That month has not ended yet. Choose a month that has ended.",
