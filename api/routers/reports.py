@@ -112,60 +112,48 @@ def outstanding(
     return _give(services, lambda s: reports.outstanding(s, day), format, encoding)
 
 
-@router.get("/breakage", summary="Expired points by month and program")
-def breakage(
-    caller: AuditorDep,
-    services: ServicesDep,
-    from_day: FromDay,
-    to_day: ToDay,
-    format: Format = "json",
-    encoding: Encoding = "utf-8",
-) -> Any:
-    """Points moved to expired points (expiry runs and refunds to expired buckets) recorded from
-    `from` to `to`, by Tokyo month, point type and program."""
-    _range(from_day, to_day)
-    return _give(services, lambda s: reports.breakage(s, from_day, to_day), format, encoding)
+def _ranged(
+    path: str, summary: str, build: Callable[[Session, date, date], reports.Report], doc: str
+) -> None:
+    """A report over a range of Tokyo dates (`from`, `to`, both included)."""
+
+    def route(
+        caller: AuditorDep,
+        services: ServicesDep,
+        from_day: FromDay,
+        to_day: ToDay,
+        format: Format = "json",
+        encoding: Encoding = "utf-8",
+    ) -> Any:
+        _range(from_day, to_day)
+        return _give(services, lambda s: build(s, from_day, to_day), format, encoding)
+
+    name = path.strip("/").replace("-", "_")
+    router.get(path, summary=summary, description=doc, name=name)(route)
 
 
-@router.get("/payments-by-merchant", summary="Payments by merchant and category")
-def payments_by_merchant(
-    caller: AuditorDep,
-    services: ServicesDep,
-    from_day: FromDay,
-    to_day: ToDay,
-    format: Format = "json",
-    encoding: Encoding = "utf-8",
-) -> Any:
-    """Points paid to and refunded by each merchant, by category and point type, for entries
-    recorded from `from` to `to` (Tokyo dates, included)."""
-    _range(from_day, to_day)
-    return _give(
-        services,
-        lambda s: redemption_reports.payments_by_merchant(s, from_day, to_day),
-        format,
-        encoding,
-    )
-
-
-@router.get("/payments-by-month", summary="Payments by month and point type")
-def payments_by_month(
-    caller: AuditorDep,
-    services: ServicesDep,
-    from_day: FromDay,
-    to_day: ToDay,
-    format: Format = "json",
-    encoding: Encoding = "utf-8",
-) -> Any:
-    """Points paid to and refunded by all merchants, by Tokyo month of recording and point type,
-    for entries recorded from `from` to `to` (Tokyo dates, included): each month of the range
-    is a row for every point type paid in the range, zeros included."""
-    _range(from_day, to_day)
-    return _give(
-        services,
-        lambda s: redemption_reports.payments_by_month(s, from_day, to_day),
-        format,
-        encoding,
-    )
+_ranged(
+    "/breakage",
+    "Expired points by month and program",
+    reports.breakage,
+    "Points moved to expired points (expiry runs and refunds to expired buckets) recorded from "
+    "`from` to `to`, by Tokyo month, point type and program.",
+)
+_ranged(
+    "/payments-by-merchant",
+    "Payments by merchant and category",
+    redemption_reports.payments_by_merchant,
+    "Points paid to and refunded by each merchant, by category and point type, for entries "
+    "recorded from `from` to `to` (Tokyo dates, included).",
+)
+_ranged(
+    "/payments-by-month",
+    "Payments by month and point type",
+    redemption_reports.payments_by_month,
+    "Points paid to and refunded by all merchants, by Tokyo month of recording and point type, "
+    "for entries recorded from `from` to `to` (Tokyo dates, included): each month of the range "
+    "is a row for every point type paid in the range, zeros included.",
+)
 
 
 @router.get("/budgets", summary="Budgets allocated, drawn and remaining")
