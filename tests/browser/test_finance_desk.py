@@ -194,9 +194,12 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
         for row in report["rows"]:
             expected[row["month"]] = expected.get(row["month"], 0) + row["net"]
         assert expected[period] >= 700 and len(expected) >= 12
+        bars = reports.locator("#chart-payments rect.bar").all()
         drawn = {
-            bar.get_attribute("data-period") or "": points_of(bar.locator("title").inner_text())
-            for bar in reports.locator("#chart-payments rect.bar").all()
+            bar.get_attribute("data-period") or "": points_of(
+                bar.locator("title").text_content() or ""
+            )
+            for bar in bars
         }
         assert drawn == expected
         expect(reports.locator("#csv-payments")).to_have_attribute(

@@ -27,7 +27,7 @@ function owed(statement) {
 
 export function statementScreen(id) {
   const path = `${FINANCE}/statements/${encodeURIComponent(id || "")}`;
-  const s = screenOf("finance-statement", "settlement", () => draw(s), { busy: true, statement: null, key: null });
+  const s = screenOf("finance-statement", "settlement", draw, { busy: true, statement: null, key: null });
   s.record = () => {
     const method = s.form.method || METHODS[0];
     ask(
