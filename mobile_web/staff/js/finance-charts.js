@@ -8,8 +8,9 @@ import table from "./words-finance.js";
 export const w = words(table);
 
 // The office roles' kit (desk-kit.js) in the finance's words: one act at a time (the state's
-// `refresh()` draws it again; a failure is its error line), an act that needs a reason, a load.
-export const { act, actFor, load } = kitOf(w, (failure) => sentenceOf(w, failure));
+// `refresh()` draws it again; a failure is its error line), an act that needs a reason, a load,
+// and the confirmation with a reason (`ask`, drawn where the screen puts `confirmBox(s)`).
+export const { act, actFor, load, confirmBox, ask } = kitOf(w, (failure) => sentenceOf(w, failure));
 
 const SVG = "http://www.w3.org/2000/svg";
 

@@ -95,6 +95,14 @@ export function paymentsScreen() {
 
 // --- Audit trail and job runs ------------------------------------------------------------------
 
+// An act of the trail: its name in words with the stored name beside it (small, monospace, to
+// search by); an act without a word is the stored name alone.
+function actionCell(row) {
+  const name = w().actionNames[row.action];
+  const raw = h("code", { class: "raw-action" }, row.action);
+  return name ? h("span", { class: "action-name" }, name, " ", raw) : raw;
+}
+
 export function auditScreen() {
   const state = { events: [], next: null, runs: null, error: null, busy: false };
   let screen = null;
@@ -163,7 +171,7 @@ export function auditScreen() {
             { label: w().sequence, numeric: true, key: "sequence" },
             { label: w().at, value: (row) => moment(row.at) },
             { label: w().actor, value: (row) => `${t().roleWord[row.actor_role] || row.actor_role} ${row.actor_id}` },
-            { label: w().action, value: (row) => h("code", {}, row.action) },
+            { label: w().action, value: actionCell },
             { label: w().object, value: (row) => h("code", {}, row.object_id) },
             { label: w().reason, key: "reason" },
           ],

@@ -1,5 +1,5 @@
 // The finance PC's reports: points outstanding by expiry month, breakage (expired points) and
-// payments per month, payments by shop, the trial balance and the budgets. Each chart is an
+// payments per month (one request, summed over the point types), payments by shop, the trial balance and the budgets. Each chart is an
 // inline SVG beside its table; every report is also a CSV to download.
 import { get } from "../../app/js/api.js";
 import { errorLine, h, redraw } from "../../app/js/dom.js";
@@ -31,6 +31,21 @@ function everyMonth(sums) {
   return months;
 }
 
+// The payments report by month (a row per month and point type) summed over the point types, a
+// row for every month of the range: [{ period, payments, paid, refunded, value }].
+function perMonthOf(months, rows) {
+  const by = new Map(months.map((month) => [month.period, { period: month.period, payments: 0, paid: 0, refunded: 0, value: 0 }]));
+  for (const row of rows) {
+    if (!by.has(row.month)) by.set(row.month, { period: row.month, payments: 0, paid: 0, refunded: 0, value: 0 });
+    const sum = by.get(row.month);
+    sum.payments += row.payments;
+    sum.paid += row.paid;
+    sum.refunded += row.refunded;
+    sum.value += row.net;
+  }
+  return [...by.values()].sort((a, b) => (a.period < b.period ? -1 : a.period > b.period ? 1 : 0));
+}
+
 function csvLink(id, path) {
   const joiner = path.includes("?") ? "&" : "?";
   return h("a", { id, class: "button secondary", href: `${REPORTS}/${path}${joiner}format=csv`, download: "" }, w().csv);
@@ -59,23 +74,13 @@ export function reportsScreen() {
     try {
       const range = `from=${from}&to=${to}`;
       const months = monthsOf(from, to);
-      const [outstanding, breakage, byMerchant, trial, budgets, perMonth] = await Promise.all([
+      const [outstanding, breakage, byMerchant, trial, budgets, byMonth] = await Promise.all([
         get(`${REPORTS}/outstanding?date=${date}`),
         get(`${REPORTS}/breakage?${range}`),
         get(`${REPORTS}/payments-by-merchant?${range}`),
         get(`${REPORTS}/trial-balance?date=${date}`),
         get(`${REPORTS}/budgets`),
-        Promise.all(
-          months.map((month) =>
-            get(`${REPORTS}/payments-by-merchant?from=${month.from}&to=${month.to}`).then((report) => ({
-              period: month.period,
-              payments: report.rows.reduce((sum, row) => sum + row.payments, 0),
-              paid: report.rows.reduce((sum, row) => sum + row.paid, 0),
-              refunded: report.rows.reduce((sum, row) => sum + row.refunded, 0),
-              value: report.rows.reduce((sum, row) => sum + row.net, 0),
-            })),
-          ),
-        ),
+        get(`${REPORTS}/payments-by-month?${range}`),
       ]);
       const breakageMonths = new Map(months.map((month) => [month.period, 0]));
       for (const row of breakage.rows) breakageMonths.set(row.month, (breakageMonths.get(row.month) || 0) + row.points);
@@ -84,7 +89,7 @@ export function reportsScreen() {
         range,
         outstanding: everyMonth(sumBy(outstanding.rows, (row) => row.expiry_month, (row) => row.points)),
         breakage: [...breakageMonths.entries()].map(([period, value]) => ({ period, value })),
-        perMonth,
+        perMonth: perMonthOf(months, byMonth.rows),
         byMerchant: byMerchant.rows,
         merchants: sumBy(byMerchant.rows, (row) => row.merchant_name, (row) => row.net)
           .map((bar) => ({ name: bar.key, value: bar.value }))
@@ -171,6 +176,7 @@ function reportSections(data) {
         ],
         data.perMonth,
       ),
+      csvLink("csv-payments", `payments-by-month?${data.range}`),
     ),
     section(
       "merchants",

@@ -68,6 +68,7 @@ function statementColumns(withLinks) {
         h(
           "span",
           { class: "links" },
+          h("a", { href: `#/statement/${encodeURIComponent(row.id)}`, class: "statement-open", "data-statement": row.id, "aria-label": w().openStatementOf(lang() === "ja" ? row.merchant_name_ja : row.merchant_name_en || row.merchant_name_ja) }, w().openStatement),
           h("a", { href: `${FINANCE}/statements/${encodeURIComponent(row.id)}/print`, target: "_blank", rel: "noopener", class: "statement-print" }, w().print),
           h("a", { href: `${FINANCE}/statements/${encodeURIComponent(row.id)}.csv`, download: "" }, w().csv),
         ),

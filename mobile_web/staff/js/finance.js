@@ -1,6 +1,7 @@
 // The finance PC's screens: home (the ledger's last verification, a new one queued and followed,
 // the headline figures and this month's settlement), reports (finance-reports.js), exports of the
-// ledger, settlement (finance-settlement.js), payments and the audit trail (finance-ledger.js).
+// ledger, settlement (finance-settlement.js; one statement and its recovery, finance-statement.js),
+// payments and the audit trail (finance-ledger.js).
 import { get, post } from "../../app/js/api.js";
 import { errorLine, h, link, onLeave, onScreen, redraw, setError } from "../../app/js/dom.js";
 import { money, moment } from "../../app/js/i18n.js";
@@ -9,6 +10,7 @@ import { monthName, monthStart, tokyoToday, w } from "./finance-charts.js";
 import { auditScreen, paymentsScreen } from "./finance-ledger.js";
 import { reportsScreen } from "./finance-reports.js";
 import { runScreen, settlementScreen } from "./finance-settlement.js";
+import { statementScreen } from "./finance-statement.js";
 
 const FINANCE = "/api/v1/finance";
 
@@ -249,4 +251,5 @@ export const routes = {
   settlement: (detail) => (detail ? runScreen(detail) : settlementScreen()),
   payments: paymentsScreen,
   audit: auditScreen,
+  statement: statementScreen,
 };
