@@ -2,7 +2,8 @@
 // `PATCH /api/v1/counter/residents/{id}` takes, with the reason (audited). The form starts with the
 // current details; "review" shows each field that changes, now and corrected, and only then is
 // the correction sent (only the changed fields). An emptied birth year is sent as none; a name
-// and an address number cannot be emptied. Not value-moving: no Idempotency-Key.
+// and an address number cannot be emptied (a resident without an address number may stay
+// without one). Not value-moving: no Idempotency-Key.
 import { call, get } from "../../app/js/api.js";
 import { button, errorLine, h, onScreen, redraw } from "../../app/js/dom.js";
 import { go } from "./common.js";
@@ -44,10 +45,12 @@ export function correctScreen(residentId) {
     event.preventDefault();
     const now = read();
     if (!now.name) return refuse(w().nameEmpty);
-    if (!/^[0-9]{1,20}$/.test(now.address_number)) return refuse(w().addressShape);
+    const before = asTyped(resident);
+    // An address number may stay empty only if there was none (a self-enrolled resident).
+    const addressOk = /^[0-9]{1,20}$/.test(now.address_number) || (!now.address_number && !before.address_number);
+    if (!addressOk) return refuse(w().addressShape);
     if (now.birth_year && !/^(18[89][0-9]|19[0-9]{2}|20[0-9]{2}|2100)$/.test(now.birth_year)) return refuse(w().yearShape);
     if (!now.reason) return refuse(w().reasonMissing);
-    const before = asTyped(resident);
     const changed = FIELDS.filter((name) => now[name] !== before[name]);
     if (!changed.length) return refuse(w().nothingChanged);
     typed = now;
