@@ -121,12 +121,17 @@ export function nameOf(resident) {
   return resident.name || w().noName;
 }
 
-// The SVG of a printed card (GET .../cards/{id}/print answers image/svg+xml, not JSON).
-export async function svgText(path) {
+// The SVG of a printed card (GET .../cards/{id}/print answers image/svg+xml, not JSON), or of a
+// sheet of cards when `body` is given (POST .../cards/print-sheet with that JSON body).
+export async function svgText(path, body) {
   let response;
+  const headers = { Accept: "image/svg+xml", "X-Points-Client": "staff" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   try {
     response = await fetch(path, {
-      headers: { Accept: "image/svg+xml", "X-Points-Client": "staff" },
+      method: body === undefined ? "GET" : "POST",
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
       cache: "no-store",
     });

@@ -1,13 +1,16 @@
 // The resident at the counter: details, wallets and the coming expiry, cards; the phone (an
 // enrolment code slip to print, a lost phone's tokens revoked, a self-enrolled resident marked
 // verified), the card (issued with the PIN the resident types, blocked, reissued, unlocked,
-// its PIN changed, printed) and the expiry notice page. Every act that cannot be undone asks
-// first (its form is the question: what, why, and a button that says what it does).
+// its PIN changed, printed, put in the cards to print) and the expiry notice page; a wallet closed
+// when the resident moved out or died (its balance expires: the form says how much) and the
+// details corrected (counter-correct.js). Every act that cannot be undone asks first (its form is
+// the question: what, why, and a button that says what it does).
 import { Refused, newKey, post } from "../../app/js/api.js";
 import { button, errorLine, h, onScreen, redraw, svgOf } from "../../app/js/dom.js";
 import { money, moment } from "../../app/js/i18n.js";
 import { go } from "./common.js";
-import { desk, sentenceOf, sums, table } from "./desk.js";
+import { desk, field, sentenceOf, sums, table } from "./desk.js";
+import { trayButton } from "./counter-tray.js";
 import {
   act,
   activeCard,
@@ -141,6 +144,70 @@ export function residentScreen(residentId) {
     return after(() => w().reopened);
   });
 
+  // A wallet closed (moved out, deceased): its balance goes to expired points. One key per act,
+  // kept for a retry after no answer, dropped after a refusal or a change of wallet.
+  let closeKey = null;
+  let closing = null;
+  const openWallets = () => (known.wallets || []).filter((row) => row.status === "open");
+  const closingWallet = () => openWallets().find((row) => row.point_type === closing) || openWallets()[0];
+  const chooseClosing = (event) => {
+    closing = event.target.value;
+    closeKey = null;
+    const reason = valueOf("close-reason");
+    redraw(screen);
+    const again = document.getElementById("close-reason");
+    if (again) again.value = reason;
+    document.getElementById("close-wallet")?.focus();
+  };
+  const close = submit("close", async () => {
+    const reason = valueOf("close-reason");
+    if (!reason) return refuse(w().reasonMissing);
+    const wallet = closingWallet();
+    if (!wallet) return undefined;
+    if (closeKey && closeKey.point_type !== wallet.point_type) closeKey = null;
+    closeKey = closeKey || { point_type: wallet.point_type, key: newKey() };
+    const url = `${path(residentId)}/wallets/${encodeURIComponent(wallet.point_type)}/close`;
+    const answer = await act("close-go", async () => {
+      try {
+        return await post(url, { reason }, closeKey.key);
+      } catch (failure) {
+        if (failure instanceof Refused) closeKey = null;
+        throw failure;
+      }
+    });
+    if (!answer) return undefined;
+    closeKey = null;
+    closing = null;
+    return after(() => w().closed(money(answer.moved_to_expired)));
+  });
+
+  // What closing the chosen wallet loses, and the wallet chosen when there are several.
+  const closeFields = () => {
+    const wallets = openWallets();
+    const wallet = closingWallet();
+    if (!wallet) return [];
+    return [
+      wallets.length > 1 &&
+        field(
+          "close-wallet",
+          w().closeWallet,
+          h(
+            "select",
+            { id: "close-wallet", onchange: chooseClosing },
+            wallets.map((row) =>
+              h("option", { value: row.point_type, selected: row.point_type === wallet.point_type }, `${typeName(row)}（${money(row.balance)}）`),
+            ),
+          ),
+        ),
+      h(
+        "p",
+        { id: "close-loss", class: wallet.balance > 0 ? "warning" : null },
+        wallet.balance > 0 ? w().closeLoss(money(wallet.balance)) : w().closeNothing,
+      ),
+      reasonField("close-reason", w().closeHint),
+    ];
+  };
+
   const block = cardAct("block", "block", (reason) => ({ reason }), () => w().blocked);
   const unlock = cardAct("unlock", "unlock", (reason) => ({ reason }), () => w().unlocked);
   const pin = cardAct(
@@ -205,6 +272,8 @@ export function residentScreen(residentId) {
         [w().status, w().residentStatus[resident.status] || resident.status],
         [w().since, moment(resident.created_at)],
       ]),
+      resident.name &&
+        h("div", { class: "row" }, h("a", { id: "go-correct", href: `#/correct/${encodeURIComponent(residentId)}`, class: "button link secondary" }, w().correctOpen)),
       h("h2", {}, w().points),
       table(
         "wallets",
@@ -221,6 +290,10 @@ export function residentScreen(residentId) {
       wallets.some((row) => row.status === "closed") &&
         h("div", { class: "row" }, button("open-reopen", w().reopenOpen, toggle("reopen"), "secondary")),
       form("reopen", w().reopenTitle, w().reopenLead, reasonField("reopen-reason", w().reopenHint), w().reopenGo, reopen),
+      wallets.some((row) => row.status === "open") &&
+        h("div", { class: "row" }, button("open-close", w().closeOpen, toggle("close"), "secondary")),
+      open === "close" &&
+        form("close", w().closeTitle, w().closeLead, closeFields(), w().closeGo(money(closingWallet()?.balance || 0)), close, "danger"),
       h(
         "p",
         {},
@@ -257,6 +330,7 @@ export function residentScreen(residentId) {
         "div",
         { class: "row" },
         active && h("a", { id: "go-print-card", href: `#/card/${encodeURIComponent(residentId)}/${encodeURIComponent(active.id)}`, class: "button link" }, w().printCard),
+        active && trayButton(active.id, residentId),
         active && active.locked && button("open-unlock", w().unlockOpen, toggle("unlock")),
         active && button("open-pin", w().pinOpen, toggle("pin"), "secondary"),
         active && button("open-block", w().blockOpen, toggle("block"), "danger"),
@@ -363,6 +437,7 @@ export function cardScreen(detail) {
       "div",
       { class: "row" },
       svg && button("print-card", w().printThisCard, () => print()),
+      svg && cardId && residentId && trayButton(cardId, residentId),
       residentId &&
         h("a", { id: "back-resident", href: `#/resident/${encodeURIComponent(residentId)}`, class: "button link secondary" }, w().backResident),
     ),

@@ -1,19 +1,24 @@
 // The counter PC's screens (市役所窓口): find the resident in front of staff (address number, card
 // number, the card's QR read by the scanner, or id), register a resident whose identity was
 // checked, the resident's page (counter-resident.js: wallets, cards, the phone's enrolment code,
-// printing the card), an exchange from the catalog with the resident's PIN (counter-exchange.js),
-// and the list of residents with points expiring soon for the letters.
+// printing the card, closing a wallet), their details corrected (counter-correct.js), an exchange
+// from the catalog with the resident's PIN (counter-exchange.js), the cards to print, up to ten on
+// an A4 sheet (counter-tray.js), and the list of residents with points expiring soon for the
+// letters.
 import { post } from "../../app/js/api.js";
 import { errorLine, h } from "../../app/js/dom.js";
 import { go } from "./common.js";
 import { desk, field } from "./desk.js";
+import { correctScreen } from "./counter-correct.js";
 import { exchangeScreen } from "./counter-exchange.js";
 import { act, doneLine, refuse, state, takeDone, valueOf, w } from "./counter-kit.js";
 import { cardScreen, codeScreen, residentScreen } from "./counter-resident.js";
+import { trayCards, trayScreen } from "./counter-tray.js";
 
 export const menu = [
   { route: "home", label: () => w().home },
   { route: "register", label: () => w().register },
+  { route: "tray", label: () => w().trayMenu(trayCards().length) },
   { route: "notices", label: () => w().notices },
 ];
 
@@ -208,4 +213,6 @@ export const routes = {
   code: (detail) => codeScreen(detail),
   card: (detail) => cardScreen(detail),
   exchange: (detail) => (detail ? exchangeScreen(detail) : homeScreen()),
+  correct: (detail) => (detail ? correctScreen(detail) : homeScreen()),
+  tray: trayScreen,
 };
