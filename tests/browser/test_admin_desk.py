@@ -471,5 +471,28 @@ def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
         fits(page, "admin staff with shops' accounts")
         staff.locator("#shop-accounts").scroll_into_view_if_needed()
         shoot(page, "staff-tills")
+
+        # In English: the token form, the checkup types and the picture form.
+        page.locator("#lang").click()
+        sessions = open_menu(page, "sessions", "admin-sessions")
+        expect(sessions.locator("#token-new-title")).to_have_text(
+            "Issue a token for another system"
+        )
+        axe(page, "admin sessions in English")
+        fits(page, "admin sessions in English")
+        sessions.locator("#token-form").scroll_into_view_if_needed()
+        shoot(page, "token-form-en")
+        programs = open_menu(page, "programs", "admin-programs")
+        program = programs.locator("#programs tr", has_text=f"Checkup points {mark}")
+        expect(program.locator("[data-config]")).to_have_text(
+            "Checkups rewarded: Specific health checkup (ages 40 to 74), Dental checkup"
+        )
+        catalog = open_menu(page, "catalog", "admin-catalog")
+        expect(catalog.locator("#picture-title")).to_have_text("Add a picture of goods")
+        axe(page, "admin catalog in English")
+        fits(page, "admin catalog in English")
+        catalog.locator("#picture-form").scroll_into_view_if_needed()
+        shoot(page, "picture-form-en")
+        page.locator("#lang").click()
     finally:
         page.context.close()
