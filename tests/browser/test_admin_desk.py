@@ -52,6 +52,15 @@ def fits(page: Page, label: str) -> None:
     assert not cut, f"{label}: text cut off: {cut}"
 
 
+def look(page: Page, part: str, label: str, shoot: Shoot, name: str) -> None:
+    """axe and ``fits`` on the page as ``label``, then the element ``part`` (a selector) scrolled
+    into view and shot as ``name``."""
+    axe(page, label)
+    fits(page, label)
+    page.locator(part).scroll_into_view_if_needed()
+    shoot(page, name)
+
+
 def confirm(screen: Locator, reason: str) -> None:
     box = screen.locator("#confirm")
     expect(box).to_be_visible()
@@ -340,10 +349,7 @@ def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
         sessions.locator("#token-copy").click()
         expect(sessions.locator("#token-copied")).to_be_visible()
         expect(sessions.locator("#tokens tr", has_text=label)).to_have_count(1)
-        axe(page, "admin sessions, a token issued")
-        fits(page, "admin sessions, a token issued")
-        sessions.locator("#token-panel").scroll_into_view_if_needed()
-        shoot(page, "token-issued")
+        look(page, "#token-panel", "a token issued", shoot, "token-issued")
 
         # The token works against the API: the live API tokens, with it and without the
         # residents' or the devices' (this PC's own session among them).
@@ -467,10 +473,7 @@ def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
         expect(till.locator("[data-kind=till]")).to_have_text("レジ")
         expect(till.locator("a[href^='#/merchants/']")).to_be_visible()
         expect(staff.locator("#staff tr", has_text=TILL_NAME)).to_have_count(0)
-        axe(page, "admin staff with shops' accounts")
-        fits(page, "admin staff with shops' accounts")
-        staff.locator("#shop-accounts").scroll_into_view_if_needed()
-        shoot(page, "staff-tills")
+        look(page, "#shop-accounts", "shops' accounts", shoot, "staff-tills")
 
         # In English: the token form, the checkup types and the picture form.
         page.locator("#lang").click()
@@ -478,10 +481,7 @@ def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
         expect(sessions.locator("#token-new-title")).to_have_text(
             "Issue a token for another system"
         )
-        axe(page, "admin sessions in English")
-        fits(page, "admin sessions in English")
-        sessions.locator("#token-form").scroll_into_view_if_needed()
-        shoot(page, "token-form-en")
+        look(page, "#token-form", "admin sessions in English", shoot, "token-form-en")
         programs = open_menu(page, "programs", "admin-programs")
         program = programs.locator("#programs tr", has_text=f"Checkup points {mark}")
         expect(program.locator("[data-config]")).to_have_text(
@@ -489,10 +489,7 @@ def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
         )
         catalog = open_menu(page, "catalog", "admin-catalog")
         expect(catalog.locator("#picture-title")).to_have_text("Add a picture of goods")
-        axe(page, "admin catalog in English")
-        fits(page, "admin catalog in English")
-        catalog.locator("#picture-form").scroll_into_view_if_needed()
-        shoot(page, "picture-form-en")
+        look(page, "#picture-form", "admin catalog in English", shoot, "picture-form-en")
         page.locator("#lang").click()
     finally:
         page.context.close()

@@ -72,6 +72,11 @@ function drawStaff(s) {
       s.staff = s.staff.map((x) => (x.id === changed.id ? changed : x));
       s.done = w().staffNow(changed.display_name, statusWord(changed.status));
     }, to === "disabled" ? w().staffDisableDetail : null);
+  // Disable an active member of staff, or enable a disabled one again (after a confirmation).
+  const onOff = (one) =>
+    one.status === "active"
+      ? press(s, `disable-${one.id}`, w().disable, () => status(one, "disabled", w().disableAsk(one.display_name), w().disable), "danger", { "aria-label": w().disableFor(one.display_name) })
+      : press(s, `enable-${one.id}`, w().enable, () => status(one, "active", w().enableAsk(one.display_name), w().enable), "secondary", { "aria-label": w().enableFor(one.display_name) });
   const role = f.role || "counter";
   return [
     h("h1", {}, w().staffTitle),
@@ -126,9 +131,7 @@ function drawStaff(s) {
                   one.status === "active" &&
                     one.role !== "merchant" &&
                     press(s, `code-${one.id}`, w().deviceCode, () => code(one), "primary", { "aria-label": w().deviceCodeFor(one.display_name) }),
-                  one.status === "active"
-                    ? press(s, `disable-${one.id}`, w().disable, () => status(one, "disabled", w().disableAsk(one.display_name), w().disable), "danger", { "aria-label": w().disableFor(one.display_name) })
-                    : press(s, `enable-${one.id}`, w().enable, () => status(one, "active", w().enableAsk(one.display_name), w().enable), "secondary", { "aria-label": w().enableFor(one.display_name) }),
+                  onOff(one),
                 ),
             },
           ],
@@ -155,9 +158,7 @@ function drawStaff(s) {
               value: (one) =>
                 s.tillStaff.has(one.id)
                   ? h("span", { class: "quiet" }, w().tillOnShopPage)
-                  : one.status === "active"
-                    ? press(s, `disable-${one.id}`, w().disable, () => status(one, "disabled", w().disableAsk(one.display_name), w().disable), "danger", { "aria-label": w().disableFor(one.display_name) })
-                    : press(s, `enable-${one.id}`, w().enable, () => status(one, "active", w().enableAsk(one.display_name), w().enable), "secondary", { "aria-label": w().enableFor(one.display_name) }),
+                  : onOff(one),
             },
           ],
           s.staff.filter((one) => one.role === "merchant"),
