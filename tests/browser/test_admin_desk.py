@@ -444,6 +444,12 @@ def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
         expect(row.locator("img.item-thumb")).to_have_count(0)
         catalog.locator("#picture-item").select_option(item_id)
         catalog.locator("#picture-file").set_input_files(
+            {"name": "huge.png", "mimeType": "image/png", "buffer": _png() + bytes(300 * 1024)}
+        )
+        catalog.locator("#picture-save").click()
+        sentence = check_error(page, japanese=False)
+        assert "大きすぎます" in sentence, sentence
+        catalog.locator("#picture-file").set_input_files(
             {"name": "towel.png", "mimeType": "image/png", "buffer": _png()}
         )
         catalog.locator("#picture-save").click()
