@@ -2,22 +2,28 @@
 with the set-up steps; a merchant registered with a till and bank details (shown masked, a bad
 account number refused with a sentence and nothing changed); a device code for the till that a
 second browser enrols with as that till; its session revoked (the till goes back to enrolment);
-axe on every admin screen; screenshots in Japanese and in English."""
+axe on every admin screen; screenshots in Japanese and in English. A token for another system
+issued on screen (shown once) that works against the API and is then listed, alone of its kind;
+a health-checkup program with two checkup types; a picture for an item, refused when it is not
+one, then shown as a thumbnail and in the wallet's catalog; tills apart in the staff list."""
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from issuers.modules import CHECKUP_TYPES
 from points.registry import StaffRole
 
 from .desk import DESK, desk_of, enrol_desk, new_desk, open_menu
-from .live import City
+from .live import TILL_NAME, City, call, expect_status
 from .test_wallet_access import CUT_OFF, HORIZONTAL_SCROLL
 from .till import enrol_till, new_device
 from .wallet import axe, check_error, on_screen
@@ -44,6 +50,15 @@ def fits(page: Page, label: str) -> None:
     assert scroll_width <= inner_width, f"{label}: scrolls sideways"
     cut = page.evaluate(CUT_OFF)
     assert not cut, f"{label}: text cut off: {cut}"
+
+
+def look(page: Page, part: str, label: str, shoot: Shoot, name: str) -> None:
+    """axe and ``fits`` on the page as ``label``, then the element ``part`` (a selector) scrolled
+    into view and shot as ``name``."""
+    axe(page, label)
+    fits(page, label)
+    page.locator(part).scroll_into_view_if_needed()
+    shoot(page, name)
 
 
 def confirm(screen: Locator, reason: str) -> None:
@@ -291,3 +306,196 @@ def test_every_admin_screen_in_japanese_and_english(
         shoot(page, "merchant-en")
         page.locator("#lang").click()
         assert page.viewport_size == DESK
+
+
+def _png() -> bytes:
+    """A small PNG of a towel (what an admin uploads)."""
+    image = Image.new("RGB", (160, 120), (60, 130, 200))
+    image.paste((250, 250, 250), (20, 40, 140, 80))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_admin_issues_a_token_makes_a_checkup_program_and_pictures_an_item(
+    browser: Browser, city: City, shoot: Shoot
+) -> None:
+    mark = uuid.uuid4().hex[:6]
+    url = city.server.url
+    resident = city.new_resident()
+    item_id = city.new_catalog_item(f"試験のタオル{mark}", f"Test towel {mark}", 200)
+    page = new_desk(browser, city)
+    try:
+        admin_id, _ = enrol_desk(page, city, StaffRole.ADMIN, "admin-home")
+
+        # A token for another system: issued as the admin's own account, shown once, large.
+        sessions = open_menu(page, "sessions", "admin-sessions")
+        expect(sessions.locator("#token-issue")).to_be_enabled()
+        label = f"会計システム{mark}"
+        sessions.locator("#token-holder").select_option(admin_id)
+        sessions.locator("#token-label").fill(label)
+        sessions.locator("#token-days").fill("500")
+        sessions.locator("#token-issue").click()
+        sentence = check_error(page)
+        assert "有効な日数" in sentence, sentence
+        expect(sessions.locator("#token-panel")).to_have_count(0)
+        sessions.locator("#token-days").fill("30")
+        sessions.locator("#token-issue").click()
+        secret = sessions.locator("#token-secret")
+        expect(secret).to_be_visible()
+        expect(sessions.locator("#token-once")).to_contain_text("一度しか表示されません")
+        token = secret.inner_text().strip()
+        assert re.fullmatch(r"kp_[A-Za-z0-9_-]{8}_[A-Za-z0-9_-]{20,}", token), token
+        sessions.locator("#token-copy").click()
+        expect(sessions.locator("#token-copied")).to_be_visible()
+        expect(sessions.locator("#tokens tr", has_text=label)).to_have_count(1)
+        look(page, "#token-panel", "a token issued", shoot, "token-issued")
+
+        # The token works against the API: the live API tokens, with it and without the
+        # residents' or the devices' (this PC's own session among them).
+        listed = expect_status(
+            call(url, "GET", "/api/v1/admin/tokens?kind=api&state=live&limit=200", token=token),
+            200,
+            "tokens with the issued token",
+        )
+        ours = [one for one in listed["items"] if one["label"] == label]
+        assert len(ours) == 1 and ours[0]["principal_id"] == admin_id, listed
+        devices = expect_status(
+            call(
+                url, "GET", f"/api/v1/admin/tokens?principal_id={admin_id}&kind=device", token=token
+            ),
+            200,
+            "this PC's session",
+        )["items"]
+        assert devices, "the desk's own device session"
+        wallet = expect_status(
+            call(url, "GET", f"/api/v1/admin/tokens?principal_id={resident.id}", token=token),
+            200,
+            "the resident's token",
+        )["items"]
+        assert wallet, "the resident's wallet session"
+
+        # Again on screen: listed, the secret not shown again, no resident's or device's token.
+        page.reload()
+        sessions = on_screen(page, "admin-sessions")
+        expect(sessions.locator("#tokens tr", has_text=label)).to_have_count(1)
+        expect(sessions.locator("#token-secret")).to_have_count(0)
+        assert token not in page.content()
+        tokens_text = sessions.locator("#tokens").inner_text()
+        for other in devices + wallet:
+            assert other["prefix"] not in tokens_text, other
+        axe(page, "admin sessions with tokens")
+
+        # A health-checkup program: its checkup types, none chosen first (a sentence).
+        programs = open_menu(page, "programs", "admin-programs")
+        expect(programs.locator("#program-add")).to_be_enabled()
+        programs.locator("#program-name-ja").fill(f"健診ポイント{mark}")
+        programs.locator("#program-name-en").fill(f"Checkup points {mark}")
+        programs.locator("#program-department").select_option(city.department_id)
+        programs.locator("#program-module").select_option("health_checkup")
+        checks = programs.locator("#program-health-checkup-checkup-types input[type=checkbox]")
+        assert checks.evaluate_all("boxes => boxes.map((box) => box.value)") == list(CHECKUP_TYPES)
+        expect(programs.locator("#program-health-checkup-checkup-types")).to_contain_text(
+            "がん検診"
+        )
+        programs.locator("#program-amount").fill("500")
+        programs.locator("#program-add").click()
+        sentence = check_error(page)
+        assert "対象の健診" in sentence, sentence
+        programs.locator("input[value=specific_health_checkup]").check()
+        programs.locator("input[value=dental_checkup]").check()
+        axe(page, "admin programs, a checkup program")
+        programs.locator("#program-form").scroll_into_view_if_needed()
+        shoot(page, "program-checkup-form")
+        programs.locator("#program-add").click()
+        program = programs.locator("#programs tr", has_text=f"健診ポイント{mark}")
+        expect(program).to_contain_text("下書き")
+        expect(program.locator("[data-config]")).to_contain_text("特定健康診査、歯科健診")
+        made = [
+            one
+            for one in expect_status(
+                call(url, "GET", "/api/v1/admin/programs?limit=200", token=token), 200, "programs"
+            )["items"]
+            if one["name_ja"] == f"健診ポイント{mark}"
+        ]
+        assert len(made) == 1, made
+        assert made[0]["module"] == "health_checkup"
+        assert made[0]["config"] == {
+            "checkup_types": ["specific_health_checkup", "dental_checkup"]
+        }, made[0]
+        program.scroll_into_view_if_needed()
+        shoot(page, "program-checkup")
+
+        # A picture for an item: a file that is not one is refused with why; a PNG is shown.
+        catalog = open_menu(page, "catalog", "admin-catalog")
+        expect(catalog.locator("#picture-save")).to_be_enabled()
+        row = catalog.locator("#catalog tr", has_text=f"試験のタオル{mark}")
+        expect(row.locator("img.item-thumb")).to_have_count(0)
+        catalog.locator("#picture-item").select_option(item_id)
+        catalog.locator("#picture-save").click()
+        check_error(page)
+        catalog.locator("#picture-file").set_input_files(
+            {"name": "towel.png", "mimeType": "image/png", "buffer": b"not a picture at all"}
+        )
+        expect(catalog.locator("#picture-file-hint")).to_contain_text("towel.png")
+        catalog.locator("#picture-save").click()
+        sentence = check_error(page, japanese=False)
+        assert "PNGでもJPEGでもない" in sentence, sentence
+        expect(row.locator("img.item-thumb")).to_have_count(0)
+        catalog.locator("#picture-item").select_option(item_id)
+        catalog.locator("#picture-file").set_input_files(
+            {"name": "huge.png", "mimeType": "image/png", "buffer": _png() + bytes(300 * 1024)}
+        )
+        catalog.locator("#picture-save").click()
+        sentence = check_error(page, japanese=False)
+        assert "大きすぎます" in sentence, sentence
+        catalog.locator("#picture-file").set_input_files(
+            {"name": "towel.png", "mimeType": "image/png", "buffer": _png()}
+        )
+        catalog.locator("#picture-save").click()
+        expect(catalog.locator("#done")).to_contain_text(f"試験のタオル{mark}")
+        thumb = row.locator("img.item-thumb")
+        expect(thumb).to_be_visible()
+        page.wait_for_function(
+            "id => document.querySelector(`img[data-item='${id}']`)?.naturalWidth === 160",
+            arg=item_id,
+        )
+        offered = expect_status(
+            call(url, "GET", "/api/v1/me/catalog", token=resident.token), 200, "wallet catalog"
+        )
+        ours_item = [one for one in offered if one["id"] == item_id]
+        assert len(ours_item) == 1 and ours_item[0]["image_url"], offered
+        image = call(url, "GET", ours_item[0]["image_url"])
+        assert image.status == 200 and image.headers["content-type"] == "image/png", image.status
+        axe(page, "admin catalog with a picture")
+        fits(page, "admin catalog with a picture")
+        row.scroll_into_view_if_needed()
+        shoot(page, "catalog-picture")
+
+        # The staff list: a till's own account is listed apart, with its shop.
+        staff = open_menu(page, "staff", "admin-staff")
+        expect(staff.locator(".quiet", has_text="読み込んでいます")).to_have_count(0)
+        till = staff.locator("#shop-accounts tr", has_text=TILL_NAME).first
+        expect(till.locator("[data-kind=till]")).to_have_text("レジ")
+        expect(till.locator("a[href^='#/merchants/']")).to_be_visible()
+        expect(staff.locator("#staff tr", has_text=TILL_NAME)).to_have_count(0)
+        look(page, "#shop-accounts", "shops' accounts", shoot, "staff-tills")
+
+        # In English: the token form, the checkup types and the picture form.
+        page.locator("#lang").click()
+        sessions = open_menu(page, "sessions", "admin-sessions")
+        expect(sessions.locator("#token-new-title")).to_have_text(
+            "Issue a token for another system"
+        )
+        look(page, "#token-form", "admin sessions in English", shoot, "token-form-en")
+        programs = open_menu(page, "programs", "admin-programs")
+        program = programs.locator("#programs tr", has_text=f"Checkup points {mark}")
+        expect(program.locator("[data-config]")).to_have_text(
+            "Checkups rewarded: Specific health checkup (ages 40 to 74), Dental checkup"
+        )
+        catalog = open_menu(page, "catalog", "admin-catalog")
+        expect(catalog.locator("#picture-title")).to_have_text("Add a picture of goods")
+        look(page, "#picture-form", "admin catalog in English", shoot, "picture-form-en")
+        page.locator("#lang").click()
+    finally:
+        page.context.close()

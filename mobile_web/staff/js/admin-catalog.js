@@ -1,9 +1,10 @@
 // The admin PC's goods catalog: what the city counters exchange for points, with the stock (add,
-// change the price or the limit, retire, and stock changes with their reason).
-import { call, get, post } from "../../app/js/api.js";
+// change the price or the limit, retire, stock changes with their reason, and a picture for the
+// wallet's exchange screen).
+import { Refused, Unreachable, call, get, post } from "../../app/js/api.js";
 import { errorLine, h } from "../../app/js/dom.js";
 import { money } from "../../app/js/i18n.js";
-import { table } from "./desk.js";
+import { field, table } from "./desk.js";
 import { act, ask, choose, confirmBox, everything, input, load, nameOf, press, screenOf, statusWord, w } from "./admin-kit.js";
 
 const ADMIN = "/api/v1/admin";
@@ -13,8 +14,33 @@ function numberOr(text) {
   return /^-?[0-9]+$/.test(value) ? Number(value) : -1e18;
 }
 
+//: The largest picture the API takes (redemption/catalog.py IMAGE_MAX_BYTES).
+const PICTURE_MAX = 256 * 1024;
+
+// The picture's own bytes as the body (the API reads PNG or JPEG from the bytes, not the type).
+async function putPicture(id, file) {
+  const bytes = await file.arrayBuffer();
+  let response;
+  try {
+    response = await fetch(`${ADMIN}/catalog-items/${encodeURIComponent(id)}/image`, {
+      method: "PUT",
+      headers: { Accept: "application/json", "X-Points-Client": "staff", "Content-Type": file.type || "application/octet-stream" },
+      body: bytes,
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch (error) {
+    throw new Unreachable(error);
+  }
+  const data = await response.json().catch((error) => {
+    throw new Unreachable(error);
+  });
+  if (!response.ok) throw new Refused({ status: response.status, ...data });
+  return data;
+}
+
 export function catalogScreen() {
-  const s = screenOf("admin-catalog", "catalog", draw, { busy: true, items: null, counters: [], types: [] });
+  const s = screenOf("admin-catalog", "catalog", draw, { busy: true, items: null, counters: [], types: [], pictureFile: null });
   load(s, async () => {
     const [items, merchants, types] = await Promise.all([
       get(`${ADMIN}/catalog-items`),
@@ -77,6 +103,32 @@ function draw(s) {
       replace(await call("PATCH", `${ADMIN}/catalog-items/${encodeURIComponent(item.id)}`, { body: { status: "retired" } }));
       s.done = w().itemRetired(nameOf(item));
     }, w().retireDetail, true);
+  const picture = () => {
+    const file = s.pictureFile;
+    if (!file) {
+      s.error = w().pictureMissing;
+      s.done = null;
+      s.refresh();
+      return Promise.resolve(false);
+    }
+    if (file.size > PICTURE_MAX) {
+      s.error = w().pictureTooLarge(Math.ceil(file.size / 1024));
+      s.done = null;
+      s.refresh();
+      return Promise.resolve(false);
+    }
+    return act(s, async () => {
+      const changed = await putPicture(f.pictureItem || items[0]?.id, file);
+      // The same address again: the browser's copy is of the old picture.
+      changed.image_url = changed.image_url && `${changed.image_url}?v=${Date.now()}`;
+      replace(changed);
+      s.pictureFile = null;
+      s.done = w().pictureSaved(nameOf(changed));
+    }, () => {
+      // Refused or not answered: choose the file again (the form is drawn anew).
+      s.pictureFile = null;
+    });
+  };
   const itemOptions = items.filter((i) => i.status === "active").map((i) => [i.id, nameOf(i)]);
   return [
     h("h1", {}, w().catalogTitle),
@@ -89,7 +141,15 @@ function draw(s) {
       : table(
           "catalog",
           [
-            { label: w().name, value: (i) => nameOf(i) },
+            {
+              label: w().name,
+              value: (i) => [
+                i.image_url
+                  ? h("img", { class: "item-thumb", src: i.image_url, alt: w().pictureOf(nameOf(i)), width: "64", height: "48", "data-item": i.id })
+                  : h("span", { class: "block quiet" }, w().pictureNone),
+                h("span", { class: "block" }, nameOf(i)),
+              ],
+            },
             { label: w().counterOf, value: (i) => counter(i.merchant_id) },
             { label: w().price, value: (i) => money(i.points), numeric: true },
             { label: w().stock, value: (i) => w().pieces(i.stock), numeric: true },
@@ -116,6 +176,28 @@ function draw(s) {
         input(s, "stock-delta", w().stockDelta, "stockDelta", { inputmode: "numeric" }),
         input(s, "stock-reason", w().reason, "stockReason"),
         press(s, "stock-save", w().save, stock),
+      ),
+      h("h2", { id: "picture-title" }, w().pictureChange),
+      h("p", { class: "hint" }, w().pictureHint),
+      h(
+        "form",
+        { id: "picture-form", class: "row", "aria-labelledby": "picture-title", onsubmit: (event) => event.preventDefault() },
+        choose(s, "picture-item", w().item, "pictureItem", itemOptions),
+        field(
+          "picture-file",
+          w().pictureFile,
+          h("input", {
+            id: "picture-file",
+            type: "file",
+            accept: "image/png,image/jpeg",
+            onchange: (event) => {
+              s.pictureFile = event.target.files[0] || null;
+              s.refresh();
+            },
+          }),
+          s.pictureFile ? w().pictureChosen(s.pictureFile.name) : w().pictureFileHint,
+        ),
+        press(s, "picture-save", w().pictureUpload, picture),
       ),
       h("h2", { id: "price-title" }, w().priceChange),
       h(

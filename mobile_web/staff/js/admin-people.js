@@ -26,7 +26,7 @@ const ROLES = ["counter", "issuer", "finance", "admin", "merchant"];
 // --- Staff -------------------------------------------------------------------------------------
 
 export function staffScreen() {
-  const s = screenOf("admin-staff", "staff", drawStaff, { busy: true, staff: null, departments: [], merchants: [], code: null });
+  const s = screenOf("admin-staff", "staff", drawStaff, { busy: true, staff: null, departments: [], merchants: [], code: null, tillStaff: new Set() });
   loadStaff(s);
 }
 
@@ -37,7 +37,13 @@ function loadStaff(s) {
       everything(get, `${ADMIN}/departments`),
       everything(get, `${ADMIN}/merchants`),
     ]);
-    Object.assign(s, { staff, departments, merchants });
+    // A till's own staff account (role merchant) belongs on its shop's page: the tills of the
+    // shops that have such accounts say which they are.
+    const shops = [...new Set(staff.filter((one) => one.role === "merchant" && one.merchant_id).map((one) => one.merchant_id))];
+    const tills = await Promise.all(
+      shops.map((id) => get(`${ADMIN}/merchants/${encodeURIComponent(id)}/tills`).catch(() => [])),
+    );
+    Object.assign(s, { staff, departments, merchants, tillStaff: new Set(tills.flat().map((till) => till.staff_id)) });
   });
 }
 
@@ -66,6 +72,11 @@ function drawStaff(s) {
       s.staff = s.staff.map((x) => (x.id === changed.id ? changed : x));
       s.done = w().staffNow(changed.display_name, statusWord(changed.status));
     }, to === "disabled" ? w().staffDisableDetail : null);
+  // Disable an active member of staff, or enable a disabled one again (after a confirmation).
+  const onOff = (one) =>
+    one.status === "active"
+      ? press(s, `disable-${one.id}`, w().disable, () => status(one, "disabled", w().disableAsk(one.display_name), w().disable), "danger", { "aria-label": w().disableFor(one.display_name) })
+      : press(s, `enable-${one.id}`, w().enable, () => status(one, "active", w().enableAsk(one.display_name), w().enable), "secondary", { "aria-label": w().enableFor(one.display_name) });
   const role = f.role || "counter";
   return [
     h("h1", {}, w().staffTitle),
@@ -120,14 +131,38 @@ function drawStaff(s) {
                   one.status === "active" &&
                     one.role !== "merchant" &&
                     press(s, `code-${one.id}`, w().deviceCode, () => code(one), "primary", { "aria-label": w().deviceCodeFor(one.display_name) }),
-                  one.status === "active"
-                    ? press(s, `disable-${one.id}`, w().disable, () => status(one, "disabled", w().disableAsk(one.display_name), w().disable), "danger", { "aria-label": w().disableFor(one.display_name) })
-                    : press(s, `enable-${one.id}`, w().enable, () => status(one, "active", w().enableAsk(one.display_name), w().enable), "secondary", { "aria-label": w().enableFor(one.display_name) }),
+                  onOff(one),
                 ),
             },
           ],
-          s.staff,
+          s.staff.filter((one) => one.role !== "merchant"),
           { empty: w().staffEmpty },
+        ),
+    h("h2", { id: "shop-accounts-title" }, w().shopAccounts),
+    h("p", { class: "hint" }, w().shopAccountsHint),
+    s.staff === null
+      ? h("p", { class: "quiet" }, w().loading)
+      : table(
+          "shop-accounts",
+          [
+            { label: w().displayName, key: "display_name" },
+            { label: w().accountKind, value: (one) => h("span", { "data-kind": s.tillStaff.has(one.id) ? "till" : "account" }, s.tillStaff.has(one.id) ? w().tillAccount : w().shopAccount) },
+            {
+              label: w().merchant,
+              value: (one) =>
+                one.merchant_id ? h("a", { href: `#/merchants/${encodeURIComponent(one.merchant_id)}` }, merchant(one.merchant_id) || one.merchant_id) : "",
+            },
+            { label: w().status, value: (one) => statusWord(one.status) },
+            {
+              label: w().actions,
+              value: (one) =>
+                s.tillStaff.has(one.id)
+                  ? h("span", { class: "quiet" }, w().tillOnShopPage)
+                  : onOff(one),
+            },
+          ],
+          s.staff.filter((one) => one.role === "merchant"),
+          { empty: w().shopAccountsEmpty },
         ),
   ];
 }
@@ -135,27 +170,52 @@ function drawStaff(s) {
 // --- Devices and tokens ------------------------------------------------------------------------
 
 export function sessionsScreen() {
-  const s = screenOf("admin-sessions", "sessions", drawSessions, { busy: true, sessions: null, tokens: null });
+  const s = screenOf("admin-sessions", "sessions", drawSessions, { busy: true, sessions: null, tokens: null, staff: null, issued: null, copied: null });
   loadSessions(s);
 }
 
 function loadSessions(s) {
   return load(s, async () => {
-    const [sessions, tokens] = await Promise.all([
+    // The API tokens of other systems (kind=api: not the devices' sessions listed above, not
+    // residents'), live ones only; the staff they may be issued for.
+    const [sessions, tokens, staff] = await Promise.all([
       get(`${ADMIN}/device-sessions`),
-      everything(get, `${ADMIN}/tokens`, 5000),
+      everything(get, `${ADMIN}/tokens?kind=api&state=live`),
+      everything(get, `${ADMIN}/staff`),
     ]);
-    s.sessions = sessions;
-    // The API tokens of other systems: not the devices' own (listed above), not residents'.
-    const devices = new Set(sessions.map((one) => one.token_id));
-    s.tokens = tokens.filter(
-      (token) =>
-        !devices.has(token.id) &&
-        token.role !== "resident" &&
-        !token.revoked_at &&
-        new Date(token.expires_at) > new Date(),
-    );
+    Object.assign(s, { sessions, tokens, staff });
   });
+}
+
+// A token just issued: its secret large, a copy button, and that it is shown this once.
+function tokenPanel(s) {
+  const made = s.issued;
+  if (!made) return null;
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(made.token);
+      s.copied = w().tokenCopied;
+    } catch {
+      // No clipboard (an old browser, a denied permission): the text is selected to copy by hand.
+      window.getSelection()?.selectAllChildren(document.getElementById("token-secret"));
+      s.copied = w().tokenCopyByHand;
+    }
+    s.refresh();
+  };
+  return h(
+    "div",
+    { id: "token-panel", class: "device-code token-panel" },
+    h("h2", {}, w().tokenShownTitle(made.label || made.prefix)),
+    h("p", { class: "label" }, w().tokenSecret),
+    h("p", { id: "token-secret", class: "token-secret mono" }, made.token),
+    h("p", { id: "token-once", class: "warning" }, w().tokenOnce),
+    h(
+      "div",
+      { class: "row" },
+      press(s, "token-copy", w().tokenCopy, copy, "primary"),
+      s.copied && h("span", { id: "token-copied", role: "status" }, s.copied),
+    ),
+  );
 }
 
 function drawSessions(s) {
@@ -166,6 +226,29 @@ function drawSessions(s) {
       s.tokens = (s.tokens || []).filter((one) => one.id !== tokenId);
       s.done = w().sessionRevoked(label);
     }, w().sessionRevokeDetail);
+  const f = s.form;
+  // Staff an API token may act as: active office staff and shops' accounts.
+  const holders = (s.staff || []).filter((one) => one.status === "active");
+  const issue = () =>
+    act(s, async () => {
+      const holder = holders.find((one) => one.id === f.tokenHolder) || holders[0];
+      const label = (f.tokenLabel || "").trim();
+      const body = { role: holder?.role || "", principal_id: holder?.id || "", label };
+      const days = String(f.tokenDays ?? "").trim();
+      if (days) body.lifetime_days = /^[0-9]+$/.test(days) ? Number(days) : -1;
+      const made = await post(`${ADMIN}/tokens`, body);
+      s.issued = { ...made, label };
+      s.copied = null;
+      s.tokens = [
+        ...(s.tokens || []),
+        { ...made, label, created_at: new Date().toISOString(), revoked_at: null },
+      ];
+      f.tokenLabel = "";
+      f.tokenDays = "";
+      s.done = w().tokenIssued(label || made.prefix);
+      requestAnimationFrame(() => document.getElementById("token-panel")?.scrollIntoView({ block: "nearest" }));
+    });
+  const holderName = (id) => (s.staff || []).find((one) => one.id === id)?.display_name || "";
   return [
     h("h1", {}, w().sessionsTitle),
     h("p", { class: "lead" }, w().sessionsLead),
@@ -203,6 +286,7 @@ function drawSessions(s) {
           [
             { label: w().prefix, value: (one) => h("span", { class: "mono" }, one.prefix) },
             { label: w().role, value: (one) => w().roleWords[one.role] || one.role },
+            { label: w().tokenHolder, value: (one) => holderName(one.principal_id) },
             { label: w().tokenLabel, key: "label" },
             { label: w().issued, value: (one) => when(one.created_at) },
             { label: w().lapses, value: (one) => when(one.expires_at) },
@@ -216,6 +300,19 @@ function drawSessions(s) {
           ],
           s.tokens,
           { empty: w().tokensEmpty },
+        ),
+    tokenPanel(s),
+    h("h2", { id: "token-new-title" }, w().tokenNew),
+    h("p", { class: "hint" }, w().tokenNewHint),
+    s.staff !== null && holders.length === 0
+      ? h("p", { id: "token-no-staff", class: "quiet" }, w().tokenNoStaff)
+      : h(
+          "form",
+          { id: "token-form", class: "row", "aria-labelledby": "token-new-title", onsubmit: (event) => event.preventDefault() },
+          choose(s, "token-holder", w().tokenHolder, "tokenHolder", holders.map((one) => [one.id, w().tokenHolderOf(one.display_name, w().roleWords[one.role] || one.role)])),
+          input(s, "token-label", w().tokenLabel, "tokenLabel", {}, w().tokenLabelHint),
+          input(s, "token-days", w().tokenDays, "tokenDays", { inputmode: "numeric", placeholder: "90" }, w().tokenDaysHint),
+          press(s, "token-issue", w().tokenIssue, issue),
         ),
   ];
 }

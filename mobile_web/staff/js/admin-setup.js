@@ -261,6 +261,61 @@ function loadPrograms(s) {
   });
 }
 
+// Each program module's settings (its `config`, issuers/modules.py): a list of choices, each
+// with its label. A module not named here has none (fixed_award, volunteering).
+const MODULE_SETTINGS = {
+  health_checkup: [{ key: "checkup_types", label: () => w().checkupTypes, hint: () => w().checkupHint, choices: () => w().checkupNames }],
+};
+const MODULES = ["fixed_award", "health_checkup", "volunteering"];
+
+// The settings of module `kind` as a form: a fieldset of checkboxes per setting, kept in
+// s.form.config[kind][key] (a list of the chosen codes).
+function settingsFields(s, kind) {
+  const f = s.form;
+  f.config ??= {};
+  f.config[kind] ??= {};
+  return (MODULE_SETTINGS[kind] || []).map((setting) => {
+    const chosen = (f.config[kind][setting.key] ??= []);
+    const id = `program-${kind}-${setting.key}`.replaceAll("_", "-");
+    return h(
+      "fieldset",
+      { id, class: "checks", "aria-describedby": `${id}-hint` },
+      h("legend", {}, setting.label()),
+      h("p", { id: `${id}-hint`, class: "hint" }, setting.hint()),
+      Object.entries(setting.choices()).map(([code, text]) =>
+        h(
+          "label",
+          { class: "check" },
+          h("input", {
+            type: "checkbox",
+            name: setting.key,
+            value: code,
+            checked: chosen.includes(code),
+            onchange: (event) => {
+              const list = f.config[kind][setting.key].filter((one) => one !== code);
+              if (event.target.checked) list.push(code);
+              f.config[kind][setting.key] = list;
+            },
+          }),
+          " ",
+          text,
+        ),
+      ),
+    );
+  });
+}
+
+// A program's settings in words ("対象の健診: 特定健康診査、がん検診"), or null.
+function settingsLine(p) {
+  const lines = (MODULE_SETTINGS[p.module] || [])
+    .filter((setting) => Array.isArray(p.config?.[setting.key]) && p.config[setting.key].length)
+    .map((setting) => {
+      const names = setting.choices();
+      return `${setting.label()}: ${p.config[setting.key].map((code) => names[code] || code).join(w().listJoin)}`;
+    });
+  return lines.length ? h("span", { class: "block quiet", "data-config": p.id }, lines.join(" / ")) : null;
+}
+
 const NEXT = { draft: ["active", "closed"], active: ["paused", "closed"], paused: ["active", "closed"], closed: [] };
 
 function drawPrograms(s) {
@@ -269,8 +324,17 @@ function drawPrograms(s) {
   const programs = s.programs || [];
   const department = (id) => nameOf(s.departments.find((d) => d.id === id));
   const type = (id) => nameOf(s.types.find((t) => t.id === id));
-  const create = () =>
-    act(s, async () => {
+  const create = () => {
+    // A module's choices: at least one of each (the API would refuse the program without them).
+    const kind = f.progModule || "fixed_award";
+    const missing = (MODULE_SETTINGS[kind] || []).find((setting) => !(f.config?.[kind]?.[setting.key] || []).length);
+    if (missing) {
+      s.error = w().settingMissing(missing.label());
+      s.done = null;
+      s.refresh();
+      return Promise.resolve(false);
+    }
+    return act(s, async () => {
       const body = {
         department_id: f.progDept || s.departments[0]?.id || "",
         point_type_id: f.progType || s.types[0]?.id || "",
@@ -282,11 +346,20 @@ function drawPrograms(s) {
       };
       const code = (f.progBudgetCode || "").trim();
       if (code) body.budget_code = code;
+      const settings = MODULE_SETTINGS[body.module] || [];
+      if (settings.length) {
+        const chosen = f.config?.[body.module] || {};
+        body.config = Object.fromEntries(
+          settings.map((setting) => [setting.key, Object.keys(setting.choices()).filter((one) => (chosen[setting.key] || []).includes(one))]),
+        );
+      }
       const made = await post(`${ADMIN}/programs`, body);
       s.programs = [...programs, made];
       for (const key of ["progNameJa", "progNameEn", "progAmount", "progBudgetCode"]) f[key] = "";
+      f.config = {};
       s.done = w().programAdded(nameOf(made));
     });
+  };
   const change = (p, to) =>
     ask(s, w().programAsk(nameOf(p), statusWord(to)), w().statusActs[to], async (reason) => {
       const changed = await post(`${ADMIN}/programs/${encodeURIComponent(p.id)}/status`, { status: to, reason });
@@ -345,7 +418,11 @@ function drawPrograms(s) {
           [
             {
               label: w().name,
-              value: (p) => [h("span", { class: "block" }, nameOf(p)), h("span", { class: "block quiet" }, type(p.point_type_id))],
+              value: (p) => [
+                h("span", { class: "block" }, nameOf(p)),
+                h("span", { class: "block quiet" }, `${type(p.point_type_id)} · ${w().modules[p.module] || p.module}`),
+                settingsLine(p),
+              ],
             },
             { label: w().department, value: (p) => department(p.department_id) },
             { label: w().perEvent, value: (p) => money(p.amount), numeric: true },
@@ -378,10 +455,24 @@ function drawPrograms(s) {
       input(s, "program-name-en", w().nameEn, "progNameEn"),
       choose(s, "program-department", w().department, "progDept", s.departments.map((d) => [d.id, nameOf(d)])),
       choose(s, "program-type", w().pointType, "progType", s.types.map((t) => [t.id, nameOf(t)])),
-      choose(s, "program-module", w().module, "progModule", [
-        ["fixed_award", w().modules.fixed_award],
-        ["volunteering", w().modules.volunteering],
-      ]),
+      h(
+        "div",
+        { class: "field" },
+        h("label", { for: "program-module" }, w().module),
+        h(
+          "select",
+          {
+            id: "program-module",
+            name: "progModule",
+            onchange: (event) => {
+              f.progModule = event.target.value;
+              s.refresh();
+            },
+          },
+          MODULES.map((kind) => h("option", { value: kind, selected: kind === (f.progModule || "fixed_award") }, w().modules[kind])),
+        ),
+      ),
+      settingsFields(s, f.progModule || "fixed_award"),
       input(s, "program-amount", w().perEvent, "progAmount", { inputmode: "numeric" }),
       input(s, "program-from", w().validFrom, "progFrom", { type: "date" }),
       input(s, "program-budget-code", w().budgetCode, "progBudgetCode", {}, w().budgetCodeHint),

@@ -58,14 +58,14 @@ export function choose(s, id, label, key, options, hint) {
   return field(id, label, control, hint);
 }
 
-// Every item of a paged list (next_cursor), up to `most`.
+// Every item of a paged list (next_cursor), up to `most`; `path` may hold a query of its own.
 export async function everything(getPage, path, most = 1000) {
   const items = [];
   let cursor = null;
   do {
     const query = new URLSearchParams({ limit: "200" });
     if (cursor) query.set("cursor", cursor);
-    const page = await getPage(`${path}?${query}`);
+    const page = await getPage(`${path}${path.includes("?") ? "&" : "?"}${query}`);
     items.push(...page.items);
     cursor = page.next_cursor;
   } while (cursor && items.length < most);
