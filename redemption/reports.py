@@ -34,7 +34,7 @@ def _payable_sums(
     posting, entry = ledger_schema.posting, ledger_schema.entry
     month: sa.ColumnElement[int] = sa.literal_column("0")
     grouped: list[sa.ColumnElement[object]] = [posting.c.account_id, posting.c.side]
-    if month_firsts:
+    if month_firsts and len(month_firsts) > 1:  # one month: every entry's index is 0
         month = sa.case(
             *(
                 (entry.c.recorded_at_us < cutoff_us(first - timedelta(days=1)), index)

@@ -43,6 +43,29 @@ POSTED = """
 """
 
 
+def by_month_in(
+    postings: Any, payables: dict[int, Any], types: dict[str, Any], start: date, end: date
+) -> dict[tuple[str, str], list[int]]:
+    """[payments, paid, refunded] by (Tokyo month, point type) of the payment entries recorded
+    from ``start`` to ``end``, computed here from the postings."""
+    by_month: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in postings:
+        if (
+            row.account_id in payables
+            and row.kind not in ("settlement", "settlement_recovery")
+            and end_us(start - timedelta(days=1)) <= row.recorded_at_us < end_us(end)
+        ):
+            at = datetime.fromtimestamp(row.recorded_at_us / 1_000_000, UTC).astimezone(TOKYO)
+            code = types[payables[row.account_id].point_type_id].code
+            line = by_month[(at.strftime("%Y-%m"), code)]
+            if row.side == 2:
+                line[0] += 1
+                line[1] += row.amount
+            else:
+                line[2] += row.amount
+    return dict(by_month)
+
+
 def end_us(day: date) -> int:
     """The end of a Tokyo day, computed here without the code under test."""
     instant = datetime.combine(day + timedelta(days=1), time(0), tzinfo=TOKYO)
@@ -287,21 +310,7 @@ def test_every_report_reconciles_with_the_ledger(world: World, clock: FakeClock)
     # Payments by month, over a range that starts and ends mid-month: grouped here by the Tokyo
     # month of each entry's recording; every month a row for each point type paid (zeros too).
     start, end = date(2026, 3, 15), date(2026, 8, 10)
-    by_month: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for row in postings:
-        if (
-            row.account_id in payables
-            and row.kind not in ("settlement", "settlement_recovery")
-            and end_us(start - timedelta(days=1)) <= row.recorded_at_us < end_us(end)
-        ):
-            at = datetime.fromtimestamp(row.recorded_at_us / 1_000_000, UTC).astimezone(TOKYO)
-            code = types[payables[row.account_id].point_type_id].code
-            line = by_month[(at.strftime("%Y-%m"), code)]
-            if row.side == 2:
-                line[0] += 1
-                line[1] += row.amount
-            else:
-                line[2] += row.amount
+    by_month = by_month_in(postings, payables, types, start, end)
     months = ["2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08"]
     paid_types = sorted({code for _, code in by_month})
     report = get(world, "payments-by-month", **{"from": start.isoformat(), "to": end.isoformat()})
@@ -319,6 +328,14 @@ def test_every_report_reconciles_with_the_ledger(world: World, clock: FakeClock)
     assert all(r["net"] == r["paid"] - r["refunded"] for r in report["rows"])
     assert sum(r["paid"] for r in report["rows"]) > 0
     assert any(r["paid"] == 0 for r in report["rows"])  # a quiet month is a zero row
+    # A range within one month is that month's row (no month boundary to group on).
+    april = get(world, "payments-by-month", **{"from": "2026-04-02", "to": "2026-04-29"})
+    april_paid = by_month_in(postings, payables, types, date(2026, 4, 2), date(2026, 4, 29))
+    assert {
+        (r["month"], r["point_type"]): [r["payments"], r["paid"], r["refunded"]]
+        for r in april["rows"]
+    } == april_paid
+    assert april["rows"] and all(r["month"] == "2026-04" for r in april["rows"])
     shop_a, shop_b = built["shops"]
     april_paid = {
         r["merchant_id"]: (r["payments"], r["paid"], r["refunded"])
