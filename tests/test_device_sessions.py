@@ -22,6 +22,7 @@ from points import access
 from points.auth import DeviceCode, Token
 from points.errors import EnrolmentCodeUsed
 from points.settings import DEVELOPMENT_SECRET_KEY
+from redemption.merchants import Till
 
 ORIGIN = "http://testserver"
 STAFF = {"X-Points-Client": "staff", "Origin": ORIGIN}
@@ -213,6 +214,9 @@ def test_tokens_are_listed_by_kind_and_state(
     admin = world.admin.headers
     assert enrol(device, device_code(world, staff_id=world.finance.id)["code"]).status_code == 201
     device_token = device.get("/api/v1/sessions/current").json()
+    till_id = new_till(world)["id"]
+    with Session(world.engine) as session:
+        till_staff = session.exec(select(Till.staff_id).where(Till.id == till_id)).one()
 
     def issue(lifetime_days: int) -> str:
         made = world.client.post(
@@ -250,7 +254,10 @@ def test_tokens_are_listed_by_kind_and_state(
     devices = ids("kind=device")
     wallets = ids("kind=wallet")
     api_tokens = ids("kind=api")
-    assert len(devices) == 1 and devices <= {item["id"] for item in everything}
+    # The till's own token (made with the till) is a device's, as the enrolled PC's session is.
+    till_tokens = {item["id"] for item in everything if item["principal_id"] == till_staff}
+    (session_row,) = world.client.get("/api/v1/admin/device-sessions", headers=admin).json()
+    assert till_tokens and devices == till_tokens | {session_row["token_id"]}
     assert wallets == {item["id"] for item in everything if item["role"] == "resident"}
     assert wallets and devices.isdisjoint(api_tokens) and wallets.isdisjoint(api_tokens)
     assert devices | wallets | api_tokens == {item["id"] for item in everything}

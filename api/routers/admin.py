@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
@@ -39,6 +40,7 @@ from points import access, audit, people
 from points.auth import DeviceCode, Role, Token
 from points.registry import Department, Merchant, Resident, Staff
 from points.verification import verify_and_record
+from redemption.merchants import Till
 
 router = APIRouter(
     prefix="/api/v1/admin", tags=["admin"], responses=PROTECTED_ERRORS, route_class=StrictRoute
@@ -401,8 +403,9 @@ def list_tokens(
     """Tokens (never their secrets), by id, paged; optionally of one principal or with one visible
     prefix (`kp_xxxxxxxx`), to find a leaked token.
 
-    `kind`: `device` the sessions of enrolled tills and staff PCs (made by a device code), `wallet`
-    residents' wallet sessions, `api` the rest (tokens issued to staff and other systems).
+    `kind`: `device` the tokens of devices (every token of a till, and the sessions of staff PCs
+    enrolled by a device code), `wallet` residents' wallet sessions, `api` the rest (tokens
+    issued to staff and other systems).
     `state`: `live` (neither revoked nor expired), `revoked`, or `expired` (and not revoked)."""
 
     def work(session: Session) -> Page[TokenPublic]:
@@ -411,13 +414,15 @@ def list_tokens(
             query = query.where(Token.principal_id == principal_id)
         if prefix is not None:
             query = query.where(Token.prefix == prefix)
-        devices = select(DeviceCode.token_id).where(col(DeviceCode.token_id).is_not(None))
+        enrolled = select(DeviceCode.token_id).where(col(DeviceCode.token_id).is_not(None))
+        tills = select(Till.staff_id)
+        device = sa.or_(col(Token.id).in_(enrolled), col(Token.principal_id).in_(tills))
         if kind == "device":
-            query = query.where(col(Token.id).in_(devices))
+            query = query.where(device)
         elif kind == "wallet":
             query = query.where(Token.role == Role.RESIDENT)
         elif kind == "api":
-            query = query.where(Token.role != Role.RESIDENT, col(Token.id).not_in(devices))
+            query = query.where(Token.role != Role.RESIDENT, sa.not_(device))
         now = services.clock()
         if state == "live":
             query = query.where(col(Token.revoked_at).is_(None), col(Token.expires_at) > now)
