@@ -286,6 +286,10 @@ def test_finance_checks_the_ledger_reads_the_charts_and_exports_hledger(
 
         audit = open_menu(page, "audit", "finance-audit")
         expect(audit.locator("#table-jobs")).to_contain_text("台帳の点検")
+        # The verification queued above is for a Tokyo minute, shown with a space, not a "T".
+        verified = audit.locator("#table-jobs tbody tr").filter(has_text="台帳の点検").first
+        period = verified.locator("td").nth(1)
+        expect(period).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"))
         expect(audit.locator("#table-audit tbody tr").first).to_be_visible()
         # The seeding's first acts, oldest first: in words, the stored name beside them.
         created = audit.locator("#table-audit .action-name").filter(has_text="ポイントの種類の作成")

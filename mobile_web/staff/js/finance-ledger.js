@@ -145,7 +145,8 @@ export function auditScreen() {
             "table-jobs",
             [
               { label: w().job, value: (row) => w().jobs[row.job] || row.job },
-              { label: w().period, key: "period" },
+              // A run's period: a month, a day or a Tokyo minute ("2026-06-01T14:03", shown with a space).
+              { label: w().period, value: (row) => String(row.period ?? "").replace(/^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})$/, "$1 $2") },
               { label: w().startedAt, value: (row) => moment(row.started_at) },
               { label: w().stateLabel, value: (row) => w().jobRunState[row.state] || row.state },
               {
