@@ -227,8 +227,12 @@ function drawSessions(s) {
       s.done = w().sessionRevoked(label);
     }, w().sessionRevokeDetail);
   const f = s.form;
-  // Staff an API token may act as: active office staff and shops' accounts.
-  const holders = (s.staff || []).filter((one) => one.status === "active");
+  // Staff an API token may act as: active office staff first (the usual holder: an accounting
+  // system acting as finance), then shops' accounts (a shop's own system), so a till is never
+  // the choice made by default.
+  const holders = (s.staff || [])
+    .filter((one) => one.status === "active")
+    .sort((a, b) => Number(a.role === "merchant") - Number(b.role === "merchant"));
   const issue = () =>
     act(s, async () => {
       const holder = holders.find((one) => one.id === f.tokenHolder) || holders[0];
